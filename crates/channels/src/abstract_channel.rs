@@ -1,0 +1,208 @@
+//! The object-safe [`AbstractChannel`] trait: what a remote reference can
+//! point at.
+
+use futures::future::BoxFuture;
+
+use crate::channel::Channel;
+use crate::error::{ChannelError, PutError};
+
+/// Anything a remote reference can refer to: Julia's `AbstractChannel`.
+///
+/// Julia requires a concrete `AbstractChannel` to implement `put!`, `take!`,
+/// `fetch`, `isready` and `wait`; `RemoteChannel` forwards those calls,
+/// *with their extra arguments*, to the process that stores the channel.
+/// In Rust the extra arguments are the key type `K`:
+///
+/// * an ordinary FIFO channel uses `K = ()` (the default), so
+///   `dyn AbstractChannel<T>` is "a channel of `T`";
+/// * a keyed store such as the `DictChannel` example
+///   (`examples/dict_channel.rs`, a port of Julia's `dictchannel.jl`) uses
+///   its key type, e.g. `dyn AbstractChannel<V, String>`: `put(k, v)`
+///   inserts, `take(k)` removes key `k`, `fetch(k)` reads it.
+///
+/// The trait is object-safe: a runtime (cohort-cluster's `RemoteChannel`
+/// server side) holds `Box<dyn AbstractChannel<T, K>>` or
+/// `Arc<dyn AbstractChannel<T, K>>` and does not care which implementation is
+/// behind it. Waiting methods return [`BoxFuture`]s, so they are `Send` and
+/// can be spawned.
+///
+/// Note: [`Channel`] also has inherent methods of the same names without the
+/// key argument; method-call syntax on a `Channel` picks those, and calls
+/// through `dyn AbstractChannel` pick these.
+///
+/// # Examples
+///
+/// ```
+/// use cohort_channels::{AbstractChannel, Channel};
+/// use futures::executor::block_on;
+///
+/// let chans: Vec<Box<dyn AbstractChannel<i32>>> =
+///     vec![Box::new(Channel::new(1)), Box::new(Channel::unbounded())];
+/// for ch in &chans {
+///     block_on(ch.put((), 7)).unwrap();
+///     assert!(ch.isready(()));
+///     assert_eq!(block_on(ch.fetch(())), Ok(7));
+///     assert_eq!(block_on(ch.take(())), Ok(7));
+///     ch.close();
+///     assert!(!ch.is_open());
+/// }
+/// ```
+pub trait AbstractChannel<T, K = ()>: Send + Sync {
+    /// Stores `value` under `key` (Julia's `put!(c, args...)`), waiting for
+    /// room if the implementation is bounded.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError`] carrying `value` back if the channel is closed (the key
+    /// is dropped).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<&str>> = Box::new(Channel::new(1));
+    /// futures::executor::block_on(ch.put((), "hello")).unwrap();
+    /// assert!(ch.isready(()));
+    /// ```
+    fn put(&self, key: K, value: T) -> BoxFuture<'_, Result<(), PutError<T>>>;
+
+    /// Removes and returns the value selected by `key` (for a FIFO channel:
+    /// the oldest), waiting until there is one (Julia's `take!`).
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Closed`] if the channel is closed and nothing
+    /// matching is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    /// use futures::executor::block_on;
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// block_on(ch.put((), 1)).unwrap();
+    /// assert_eq!(block_on(ch.take(())), Ok(1));
+    /// ```
+    fn take(&self, key: K) -> BoxFuture<'_, Result<T, ChannelError>>;
+
+    /// Returns a copy of the value selected by `key` without removing it,
+    /// waiting until there is one (Julia's `fetch`).
+    ///
+    /// # Errors
+    ///
+    /// * [`ChannelError::Unsupported`] by default, for implementations where
+    ///   reading without removing has no meaning.
+    /// * [`ChannelError::Unbuffered`] for an unbuffered [`Channel`].
+    /// * [`ChannelError::Closed`] if the channel is closed and nothing
+    ///   matching is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    /// use futures::executor::block_on;
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// block_on(ch.put((), 3)).unwrap();
+    /// assert_eq!(block_on(ch.fetch(())), Ok(3));
+    /// assert_eq!(block_on(ch.fetch(())), Ok(3));
+    /// ```
+    fn fetch(&self, key: K) -> BoxFuture<'_, Result<T, ChannelError>> {
+        drop(key);
+        // An `async` block holds no `T`, so it is `Send` whatever `T` is.
+        Box::pin(async { Err(ChannelError::Unsupported) })
+    }
+
+    /// Whether the value selected by `key` is available now, so that `take`
+    /// would not wait (Julia's `isready`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// assert!(!ch.isready(()));
+    /// ```
+    fn isready(&self, key: K) -> bool;
+
+    /// Waits until the value selected by `key` is available (Julia's `wait`).
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelError::Closed`] if the channel is closed and the value is
+    /// not available.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    /// use futures::executor::block_on;
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// block_on(ch.put((), 1)).unwrap();
+    /// assert_eq!(block_on(ch.wait(())), Ok(()));
+    /// ```
+    fn wait(&self, key: K) -> BoxFuture<'_, Result<(), ChannelError>>;
+
+    /// Closes the channel: later puts fail, waiters are woken, readers drain
+    /// what is left and then fail with [`ChannelError::Closed`]. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// ch.close();
+    /// assert!(futures::executor::block_on(ch.put((), 1)).is_err());
+    /// ```
+    fn close(&self);
+
+    /// Whether [`close`](Self::close) has not been called yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// assert!(ch.is_open());
+    /// ```
+    fn is_open(&self) -> bool;
+}
+
+/// A [`Channel`] as an [`AbstractChannel`] with key `()`: every method
+/// forwards to the inherent method of the same name. `T: Clone` is required
+/// because `fetch` hands out copies.
+impl<T: Clone + Send + 'static> AbstractChannel<T> for Channel<T> {
+    fn put(&self, _key: (), value: T) -> BoxFuture<'_, Result<(), PutError<T>>> {
+        Box::pin(Channel::put(self, value))
+    }
+
+    fn take(&self, _key: ()) -> BoxFuture<'_, Result<T, ChannelError>> {
+        Box::pin(Channel::take(self))
+    }
+
+    fn fetch(&self, _key: ()) -> BoxFuture<'_, Result<T, ChannelError>> {
+        Box::pin(Channel::fetch(self))
+    }
+
+    fn isready(&self, _key: ()) -> bool {
+        Channel::isready(self)
+    }
+
+    fn wait(&self, _key: ()) -> BoxFuture<'_, Result<(), ChannelError>> {
+        Box::pin(Channel::wait(self))
+    }
+
+    fn close(&self) {
+        Channel::close(self)
+    }
+
+    fn is_open(&self) -> bool {
+        Channel::is_open(self)
+    }
+}

@@ -1,0 +1,136 @@
+//! Functions every cohort process serves by name, whatever its executable: the stock
+//! worker's built-ins, and what the library itself calls remotely.
+
+use cohort_wire::ids::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
+
+/// Reference and memory figures of one process, so tests and users can check that
+/// nothing leaks.
+///
+/// ```
+/// let s = cohort_cluster::stats();
+/// assert_eq!(s.pid, cohort_cluster::myid());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// The process.
+    pub pid: Pid,
+    /// Values this process stores for remote references.
+    pub live_values: usize,
+    /// Owner-side entries (values plus counts waiting for late messages).
+    pub owner_entries: usize,
+    /// References this process holds handles to.
+    pub held_refs: usize,
+    /// Reference messages queued, not yet sent.
+    pub pending_ref_ops: usize,
+    /// Reference operations sent so far.
+    pub ref_ops_sent: u64,
+    /// Reference batches (messages) sent so far.
+    pub ref_batches_sent: u64,
+    /// Resident memory in bytes (Linux; 0 elsewhere).
+    pub rss_bytes: u64,
+}
+
+/// This process's [`Stats`].
+///
+/// ```
+/// assert_eq!(cohort_cluster::stats().pending_ref_ops, 0);
+/// ```
+pub fn stats() -> Stats {
+    let n = crate::node::node();
+    let s = n.store.stats();
+    Stats {
+        pid: n.myid(),
+        live_values: s.owned_values,
+        owner_entries: s.owner_entries,
+        held_refs: s.held_refs,
+        pending_ref_ops: s.pending_ops,
+        ref_ops_sent: s.ops_sent,
+        ref_batches_sent: s.batches_sent,
+        rss_bytes: rss_bytes(),
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// The [`Stats`] of process `pid`.
+///
+/// # Errors
+/// As [`remotecall_fetch`](crate::remotecall_fetch).
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// let s = cohort_cluster::stats_of(1).await.unwrap();
+/// assert_eq!(s.pid, 1);
+/// # });
+/// ```
+pub async fn stats_of(pid: Pid) -> Result<Stats, crate::CallError> {
+    if pid == crate::myid() {
+        // Let queued reference messages go first, as a remote caller's would.
+        crate::node::node().store.flush_all();
+        return Ok(stats());
+    }
+    crate::remotecall_fetch(remote_stats, pid, ()).await
+}
+
+/// The built-in behind [`stats_of`]: flushes queued reference messages, then reports.
+pub fn remote_stats() -> Stats {
+    crate::node::node().store.flush_all();
+    stats()
+}
+
+/// The OS process id (a built-in).
+///
+/// ```
+/// assert_eq!(cohort_cluster::builtins::getpid(), std::process::id());
+/// ```
+pub fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// The host name (a built-in).
+///
+/// ```
+/// assert!(!cohort_cluster::builtins::gethostname().is_empty());
+/// ```
+pub fn gethostname() -> String {
+    cohort_transport::listen::hostname()
+}
+
+/// This process's pid (a built-in; Julia's `myid` called remotely).
+///
+/// ```
+/// assert_eq!(cohort_cluster::builtins::remote_myid(), 1);
+/// ```
+pub fn remote_myid() -> Pid {
+    crate::myid()
+}
+
+/// Sleeps for `secs` seconds (a built-in, for tests and demos).
+///
+/// ```
+/// cohort_cluster::builtins::sleep(0.0);
+/// ```
+pub fn sleep(secs: f64) {
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs.max(0.0)));
+}
+
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static STATS: fn() -> RemoteFnEntry = || RemoteFnEntry::of::<_, ()>("cohort::stats", &remote_stats);
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static GETPID: fn() -> RemoteFnEntry = || RemoteFnEntry::of::<_, ()>("cohort::getpid", &getpid);
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static HOSTNAME: fn() -> RemoteFnEntry =
+    || RemoteFnEntry::of::<_, ()>("cohort::gethostname", &gethostname);
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static MYID: fn() -> RemoteFnEntry = || RemoteFnEntry::of::<_, ()>("cohort::myid", &remote_myid);
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static SLEEP: fn() -> RemoteFnEntry = || RemoteFnEntry::of::<_, (f64,)>("cohort::sleep", &sleep);

@@ -1,0 +1,371 @@
+//! The remotecall family: `remotecall`, `remotecall_fetch`, `remotecall_wait`,
+//! `remote_do`, `spawnat`, `fetchfrom`.
+//!
+//! Arguments and results are copied (serialized) when the target is another process.
+//! A call to this process itself runs on the very values passed, without
+//! serialization, as Julia's local invocations do.
+
+use bytes::Bytes;
+use cohort_wire::ids::{Pid, MASTER};
+use cohort_wire::proto::{self, envelope::Kind, function_ref, CallMode, Envelope};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{CallError, Failure, RemoteException};
+use crate::future::Future;
+use crate::node::node;
+use crate::registry::{self, RemoteFn};
+
+/// Where `spawnat` runs: a given process, or any worker in turn (Julia's `:any`).
+///
+/// ```
+/// use cohort_cluster::Target;
+/// assert_eq!(Target::from(3), Target::Pid(3));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// That process.
+    Pid(Pid),
+    /// The next worker, in turn.
+    Any,
+}
+
+impl From<Pid> for Target {
+    fn from(p: Pid) -> Self {
+        Target::Pid(p)
+    }
+}
+
+/// The wire name of `f`: its registered name, or its trampoline's code offset (after
+/// checking the target runs this executable).
+fn function_ref<F, Args>(f: &F, pid: Pid) -> Result<proto::FunctionRef, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize,
+{
+    let display = std::any::type_name::<F>().to_string();
+    if let Some(name) = registry::name_of_val(f) {
+        return Ok(proto::FunctionRef {
+            target: Some(function_ref::Target::Name(name.to_string())),
+            display: name.to_string(),
+        });
+    }
+    let peer = node().peer(pid)?;
+    if !peer.same_exe() && peer_is_up(pid) {
+        return Err(CallError::CannotShipCode {
+            pid,
+            function: display,
+        });
+    }
+    let t = registry::trampoline_of::<F, Args>(f);
+    Ok(proto::FunctionRef {
+        target: Some(function_ref::Target::CodeOffset(registry::code_offset(t))),
+        display,
+    })
+}
+
+/// Whether the handshake with `pid` is done (a lazily connecting peer does not know
+/// the peer's fingerprint yet; the callee then checks it and refuses with an error).
+fn peer_is_up(pid: Pid) -> bool {
+    pid == MASTER || !node().is_worker() || node().peers.read().contains_key(&pid)
+}
+
+fn encode_args<F, Args>(f: &F, args: &Args, pid: Pid) -> Result<Vec<u8>, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize,
+{
+    codec::with_target(pid, || registry::encode_call(f, args))
+        .map_err(|e: Failure| CallError::Serialization(e.message))
+}
+
+fn build_call<F, Args>(
+    f: &F,
+    pid: Pid,
+    args: &Args,
+    mode: CallMode,
+    call_id: u64,
+    result_ref: Option<cohort_wire::ids::RefId>,
+) -> Result<Envelope, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned,
+    F::Output: Serialize,
+{
+    let function = function_ref(f, pid)?;
+    let args = encode_args(f, args, pid)?;
+    Ok(Envelope {
+        kind: Some(Kind::Call(proto::Call {
+            call_id,
+            mode: mode as i32,
+            result_ref: result_ref.map(Into::into),
+            function: Some(function),
+            args,
+        })),
+    })
+}
+
+/// Runs `f(args)` here, off the caller's thread, catching a panic.
+fn run_local<F, Args>(f: F, args: Args) -> Future<F::Output>
+where
+    F: RemoteFn<Args>,
+    Args: Send + 'static,
+    F::Output: Send + Sync + 'static,
+{
+    let fut = Future::local();
+    let done = fut.clone();
+    crate::runtime::handle().spawn_blocking(move || {
+        let out = call_catching(&f, args);
+        done.set_local(out);
+    });
+    fut
+}
+
+fn call_catching<F: RemoteFn<Args>, Args>(f: &F, args: Args) -> Result<F::Output, CallError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.call(args))).map_err(|p| {
+        CallError::Remote(RemoteException::from_failure(
+            node().myid(),
+            std::any::type_name::<F>(),
+            Failure::from_panic(p),
+        ))
+    })
+}
+
+/// Calls `f(args…)` on process `pid` and returns at once with a [`Future`] to the
+/// result (Julia's `remotecall(f, pid, args...)`). `args` is the argument tuple.
+///
+/// Failures — an unknown pid, a function the worker lacks, a panic — surface when the
+/// future is waited on or fetched.
+///
+/// ```
+/// fn add(a: i32, b: i32) -> i32 { a + b }
+/// let f = cohort_cluster::remotecall(add, cohort_cluster::myid(), (1, 2));
+/// assert_eq!(f.fetch_blocking().unwrap(), 3);
+/// ```
+pub fn remotecall<F, Args>(f: F, pid: Pid, args: Args) -> Future<F::Output>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let n = node();
+    if pid == n.myid() {
+        return run_local(f, args);
+    }
+    let id = n.new_ref();
+    match build_call(&f, pid, &args, CallMode::Call, 0, Some(id)).and_then(|env| n.send(pid, &env))
+    {
+        Ok(()) => Future::remote(id, pid),
+        Err(e) => Future::ready(pid, Err(e)),
+    }
+}
+
+/// Calls `f(args…)` on `pid` and waits for the result (Julia's `remotecall_fetch`):
+/// one round trip, and nothing is stored on the worker.
+///
+/// # Errors
+/// [`CallError::Remote`] if `f` failed or panicked there (the worker survives);
+/// [`CallError::WorkerExited`] if the worker died first; [`CallError::NoSuchProcess`];
+/// [`CallError::CannotShipCode`]; [`CallError::Serialization`].
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// fn square(x: u64) -> u64 { x * x }
+/// let v = cohort_cluster::remotecall_fetch(square, cohort_cluster::myid(), (9,)).await.unwrap();
+/// assert_eq!(v, 81);
+/// # });
+/// ```
+pub async fn remotecall_fetch<F, Args>(f: F, pid: Pid, args: Args) -> Result<F::Output, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
+    let n = node();
+    if pid == n.myid() {
+        return tokio::task::spawn_blocking(move || call_catching(&f, args))
+            .await
+            .unwrap_or_else(|e| Err(CallError::Serialization(e.to_string())));
+    }
+    let call_id = n.new_call_id();
+    let env = build_call(&f, pid, &args, CallMode::Fetch, call_id, None)?;
+    let bytes: Bytes = n.request(pid, call_id, env).await?;
+    codec::decode(&bytes).map_err(|e| CallError::Serialization(e.message))
+}
+
+/// Blocking form of [`remotecall_fetch`]; a call to this process runs on the calling
+/// thread with the very values passed.
+///
+/// # Errors
+/// As [`remotecall_fetch`].
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// assert_eq!(cohort_cluster::remotecall_fetch_blocking(square, 1, (3,)).unwrap(), 9);
+/// ```
+pub fn remotecall_fetch_blocking<F, Args>(
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> Result<F::Output, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
+    if pid == node().myid() {
+        return call_catching(&f, args);
+    }
+    crate::runtime::block_on(remotecall_fetch(f, pid, args))
+}
+
+/// Calls `f(args…)` on `pid`, waits until it has finished, and returns the
+/// [`Future`] holding its result, stored on `pid` (Julia's `remotecall_wait`).
+///
+/// # Errors
+/// As [`remotecall_fetch`]: the call's failure is reported here (and stays in the
+/// future).
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// fn one() -> i32 { 1 }
+/// let f = cohort_cluster::remotecall_wait(one, cohort_cluster::myid(), ()).await.unwrap();
+/// assert_eq!(f.fetch().await.unwrap(), 1);
+/// # });
+/// ```
+pub async fn remotecall_wait<F, Args>(
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> Result<Future<F::Output>, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let n = node();
+    if pid == n.myid() {
+        let fut = run_local(f, args);
+        fut.wait().await?;
+        return Ok(fut);
+    }
+    let id = n.new_ref();
+    let call_id = n.new_call_id();
+    let env = build_call(&f, pid, &args, CallMode::Wait, call_id, Some(id))?;
+    // Track the handle before sending, so a fast reply cannot race the registration.
+    let fut = Future::remote(id, pid);
+    n.request(pid, call_id, env).await?;
+    Ok(fut)
+}
+
+/// Blocking form of [`remotecall_wait`].
+///
+/// # Errors
+/// As [`remotecall_wait`].
+///
+/// ```
+/// fn one() -> i32 { 1 }
+/// let f = cohort_cluster::remotecall_wait_blocking(one, 1, ()).unwrap();
+/// assert!(f.isready_blocking());
+/// ```
+pub fn remotecall_wait_blocking<F, Args>(
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> Result<Future<F::Output>, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    crate::runtime::block_on(remotecall_wait(f, pid, args))
+}
+
+/// Runs `f(args…)` on `pid` for its effect: nothing is stored, nothing is waited for,
+/// and a failure is printed on the worker's stderr (Julia's `remote_do`). Calls to one
+/// worker are sent in the order made; their execution order there is not guaranteed.
+///
+/// # Errors
+/// Only what can be known at once: an unknown or disconnected pid, code that cannot
+/// be shipped, arguments that cannot be encoded.
+///
+/// ```
+/// fn log(msg: String) { println!("{msg}"); }
+/// cohort_cluster::remote_do(log, cohort_cluster::myid(), ("hi".to_string(),)).unwrap();
+/// ```
+pub fn remote_do<F, Args>(f: F, pid: Pid, args: Args) -> Result<(), CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let n = node();
+    if pid == n.myid() {
+        crate::runtime::handle().spawn_blocking(move || {
+            if let Err(e) = call_catching(&f, args) {
+                eprintln!("error in remote_do: {e}");
+            }
+        });
+        return Ok(());
+    }
+    let env = build_call(&f, pid, &args, CallMode::RemoteDo, 0, None)?;
+    n.send(pid, &env)
+}
+
+/// Runs the zero-argument function `f` on `target` and returns a [`Future`] (Julia's
+/// `@spawnat`); `Target::Any` picks the workers in turn (`@spawnat :any`).
+///
+/// ```
+/// use cohort_cluster::{spawnat, Target};
+/// let f = spawnat(Target::Any, || 40 + 2);
+/// assert_eq!(f.fetch_blocking().unwrap(), 42);
+/// ```
+pub fn spawnat<F>(target: impl Into<Target>, f: F) -> Future<F::Output>
+where
+    F: RemoteFn<()>,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let pid = match target.into() {
+        Target::Pid(p) => p,
+        Target::Any => node().next_worker(),
+    };
+    remotecall(f, pid, ())
+}
+
+/// Runs the zero-argument function `f` on `pid` and waits for its value (Julia's
+/// `@fetchfrom`).
+///
+/// # Errors
+/// As [`remotecall_fetch`].
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// let v = cohort_cluster::fetchfrom(1, || cohort_cluster::myid()).await.unwrap();
+/// assert_eq!(v, 1);
+/// # });
+/// ```
+pub async fn fetchfrom<F>(pid: Pid, f: F) -> Result<F::Output, CallError>
+where
+    F: RemoteFn<()>,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
+    remotecall_fetch(f, pid, ()).await
+}
+
+/// Blocking form of [`fetchfrom`].
+///
+/// # Errors
+/// As [`remotecall_fetch`].
+///
+/// ```
+/// assert_eq!(cohort_cluster::fetchfrom_blocking(1, || 5).unwrap(), 5);
+/// ```
+pub fn fetchfrom_blocking<F>(pid: Pid, f: F) -> Result<F::Output, CallError>
+where
+    F: RemoteFn<()>,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
+    remotecall_fetch_blocking(f, pid, ())
+}

@@ -1,0 +1,304 @@
+//! Errors: what a remote failure looks like, and why a call or a cluster operation
+//! failed. One enum per failure domain: [`CallError`] for calls and references,
+//! [`ClusterError`] for adding and removing processes.
+
+use std::any::Any;
+use std::fmt;
+
+use cohort_wire::ids::Pid;
+use cohort_wire::proto;
+use thiserror::Error;
+
+/// What kind of failure a [`RemoteException`] reports.
+///
+/// ```
+/// use cohort_cluster::ErrorKind;
+/// assert_ne!(ErrorKind::Panic, ErrorKind::Error);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The function reported an error.
+    Error,
+    /// The function panicked; the process survived.
+    Panic,
+    /// The process has no such function, or cannot run shipped code.
+    UndefinedFunction,
+    /// Arguments or a result could not be encoded or decoded.
+    Serialization,
+    /// A reference was unknown or misused.
+    Reference,
+    /// A write-once reference was written twice.
+    AlreadySet,
+    /// The call was cancelled by an interrupt.
+    Interrupted,
+}
+
+impl ErrorKind {
+    pub(crate) fn to_wire(self) -> proto::ErrorKind {
+        match self {
+            ErrorKind::Error => proto::ErrorKind::Error,
+            ErrorKind::Panic => proto::ErrorKind::Panic,
+            ErrorKind::UndefinedFunction => proto::ErrorKind::UndefinedFunction,
+            ErrorKind::Serialization => proto::ErrorKind::Serialization,
+            ErrorKind::Reference => proto::ErrorKind::Reference,
+            ErrorKind::AlreadySet => proto::ErrorKind::AlreadySet,
+            ErrorKind::Interrupted => proto::ErrorKind::Interrupted,
+        }
+    }
+
+    pub(crate) fn from_wire(k: proto::ErrorKind) -> Self {
+        match k {
+            proto::ErrorKind::Panic => ErrorKind::Panic,
+            proto::ErrorKind::UndefinedFunction => ErrorKind::UndefinedFunction,
+            proto::ErrorKind::Serialization => ErrorKind::Serialization,
+            proto::ErrorKind::Reference => ErrorKind::Reference,
+            proto::ErrorKind::AlreadySet => ErrorKind::AlreadySet,
+            proto::ErrorKind::Interrupted => ErrorKind::Interrupted,
+            proto::ErrorKind::Error | proto::ErrorKind::Unspecified => ErrorKind::Error,
+        }
+    }
+}
+
+/// A failure while running shipped code, before it is known where it will be
+/// reported from. The runtime turns it into a [`RemoteException`] with the pid.
+///
+/// ```
+/// use cohort_cluster::{ErrorKind, Failure};
+/// let f = Failure::new(ErrorKind::Error, "disk full");
+/// assert_eq!(f.message, "disk full");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The message.
+    pub message: String,
+    /// Context: a panic's location, an error's sources.
+    pub context: String,
+}
+
+impl Failure {
+    /// A failure of `kind` with `message` and no context.
+    ///
+    /// ```
+    /// let f = cohort_cluster::Failure::new(cohort_cluster::ErrorKind::Reference, "gone");
+    /// assert!(f.context.is_empty());
+    /// ```
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            context: String::new(),
+        }
+    }
+
+    /// The failure for a caught panic payload, with the location recorded by the
+    /// panic hook when there is one.
+    ///
+    /// ```
+    /// let payload = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+    /// let f = cohort_cluster::Failure::from_panic(payload);
+    /// assert_eq!(f.message, "boom");
+    /// ```
+    pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic with a non-string payload".to_string()
+        };
+        Failure {
+            kind: ErrorKind::Panic,
+            message,
+            context: crate::panics::take_last_location().unwrap_or_default(),
+        }
+    }
+
+    /// The failure for an error value: its message, and its `source()` chain as context.
+    ///
+    /// ```
+    /// let e = std::io::Error::new(std::io::ErrorKind::Other, "nope");
+    /// let f = cohort_cluster::Failure::from_error(&e);
+    /// assert_eq!(f.message, "nope");
+    /// ```
+    pub fn from_error(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut context = Vec::new();
+        let mut src = e.source();
+        while let Some(s) = src {
+            context.push(format!("caused by: {s}"));
+            src = s.source();
+        }
+        Failure {
+            kind: ErrorKind::Error,
+            message: e.to_string(),
+            context: context.join("\n"),
+        }
+    }
+}
+
+/// An error or panic on another process, as seen by the caller (Julia's
+/// `RemoteException`): where it happened, in which function, and what it was.
+///
+/// ```
+/// use cohort_cluster::{ErrorKind, RemoteException};
+/// let e = RemoteException { pid: 2, kind: ErrorKind::Panic, function: "f".into(),
+///                           message: "boom".into(), context: String::new() };
+/// assert_eq!(e.to_string(), "on worker 2: panic in f: boom");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct RemoteException {
+    /// The process where it happened.
+    pub pid: Pid,
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The function that failed (empty if none).
+    pub function: String,
+    /// The error's message.
+    pub message: String,
+    /// Context: a panic's location, an error's sources.
+    pub context: String,
+}
+
+impl fmt::Display for RemoteException {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ErrorKind::Error => "error",
+            ErrorKind::Panic => "panic",
+            ErrorKind::UndefinedFunction => "undefined function",
+            ErrorKind::Serialization => "serialization error",
+            ErrorKind::Reference => "reference error",
+            ErrorKind::AlreadySet => "already set",
+            ErrorKind::Interrupted => "interrupted",
+        };
+        write!(f, "on worker {}: {what}", self.pid)?;
+        if !self.function.is_empty() {
+            write!(f, " in {}", self.function)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if !self.context.is_empty() {
+            write!(f, " ({})", self.context)?;
+        }
+        Ok(())
+    }
+}
+
+impl RemoteException {
+    pub(crate) fn from_failure(pid: Pid, function: &str, f: Failure) -> Self {
+        RemoteException {
+            pid,
+            kind: f.kind,
+            function: function.to_string(),
+            message: f.message,
+            context: f.context,
+        }
+    }
+
+    pub(crate) fn to_wire(&self) -> proto::RemoteError {
+        proto::RemoteError {
+            pid: self.pid,
+            kind: self.kind.to_wire() as i32,
+            function: self.function.clone(),
+            message: self.message.clone(),
+            context: self.context.clone(),
+        }
+    }
+
+    pub(crate) fn from_wire(e: proto::RemoteError) -> Self {
+        RemoteException {
+            pid: e.pid,
+            kind: ErrorKind::from_wire(e.kind()),
+            function: e.function,
+            message: e.message,
+            context: e.context,
+        }
+    }
+}
+
+/// Why a call, a fetch or another operation on a reference failed.
+///
+/// ```
+/// use cohort_cluster::CallError;
+/// let e = CallError::WorkerExited { pid: 3, reason: "connection closed".into() };
+/// assert!(e.to_string().contains("worker 3"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CallError {
+    /// The function failed or panicked on the remote process.
+    #[error(transparent)]
+    Remote(#[from] RemoteException),
+    /// The process running the call exited or its connection broke before it answered
+    /// (Julia's `ProcessExitedException`).
+    #[error("worker {pid} exited before answering: {reason}")]
+    WorkerExited {
+        /// The process.
+        pid: Pid,
+        /// What was observed.
+        reason: String,
+    },
+    /// No process with that pid is in the cluster.
+    #[error("no process with id {pid} exists")]
+    NoSuchProcess {
+        /// The pid asked for.
+        pid: Pid,
+    },
+    /// The cluster's topology does not connect the two processes.
+    #[error("worker {from} may not connect to worker {to}: the topology is master-worker")]
+    TopologyForbids {
+        /// The calling process.
+        from: Pid,
+        /// The process it tried to reach.
+        to: Pid,
+    },
+    /// A write-once reference (a `Future`) was written a second time.
+    #[error("the future is already set: a Future can be written only once")]
+    AlreadySet,
+    /// A value could not be encoded or decoded on this process.
+    #[error("serialization failed: {0}")]
+    Serialization(String),
+    /// Shipped code cannot run on a process that runs a different executable.
+    #[error("cannot ship {function} to worker {pid}: it runs a different executable (register the function with #[cohort::remote])")]
+    CannotShipCode {
+        /// The target process.
+        pid: Pid,
+        /// The function.
+        function: String,
+    },
+    /// No worker is available for `Any`.
+    #[error("no worker is available")]
+    NoWorkers,
+}
+
+/// Why adding, removing or connecting processes failed.
+///
+/// ```
+/// use cohort_cluster::ClusterError;
+/// let e = ClusterError::NotMaster;
+/// assert!(e.to_string().contains("master"));
+/// ```
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// The cluster manager could not start workers.
+    #[error(transparent)]
+    Launch(#[from] cohort_transport::LaunchError),
+    /// A worker was started but could not be connected to or refused the handshake.
+    #[error("could not connect to worker at {addr}: {reason}")]
+    Connect {
+        /// Where it was.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Only the master (pid 1) may add or remove workers.
+    #[error("only the master process (pid 1) can add or remove workers")]
+    NotMaster,
+    /// The cookie is not valid.
+    #[error(transparent)]
+    Cookie(#[from] cohort_wire::cookie::CookieError),
+    /// The cookie cannot change once workers have joined.
+    #[error("the cluster cookie cannot change after workers have been added")]
+    CookieInUse,
+    /// A pid that is not a worker was given to `rmprocs`.
+    #[error("process {0} is not a worker of this cluster")]
+    NotAWorker(Pid),
+}

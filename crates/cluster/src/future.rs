@@ -1,0 +1,583 @@
+//! [`Future<T>`]: a write-once remote reference to the result of a call (Julia's
+//! `Future`).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::Bytes;
+use cohort_wire::ids::{Pid, RefId};
+use cohort_wire::proto::{self, envelope::Kind, Envelope, RefRequestKind};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec;
+use crate::error::{CallError, ErrorKind, RemoteException};
+use crate::node::{node, Reply};
+
+type Publisher<T> = Box<dyn FnOnce(&Result<T, CallError>) + Send>;
+
+struct Inner<T> {
+    id: RefId,
+    owner: Pid,
+    /// The value once known here: fetched, put, or computed by a local call.
+    cell: OnceLock<Result<T, CallError>>,
+    ready: tokio::sync::Notify,
+    /// Whether this process holds a registration with the owner (released on fetch or
+    /// drop).
+    tracked: AtomicBool,
+    /// Whether the value is produced in this process's memory (a local call or a
+    /// local `Future::new`), rather than stored by the owner's reference store.
+    local: bool,
+    /// For a local value whose handle was sent elsewhere before it was ready: copies
+    /// the value into the reference store when it arrives, for remote fetchers.
+    publish: Mutex<Option<Publisher<T>>>,
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        if self.tracked.load(Ordering::Acquire) {
+            node().store.dropped(self.id);
+        }
+        live().lock().remove(&self.id);
+    }
+}
+
+/// One handle per reference per process, so that a release (fetch) covers every copy
+/// the process holds and registrations stay balanced.
+fn live() -> &'static Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>> {
+    static LIVE: OnceLock<Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// A reference to a value that will be computed (or put) once, possibly on another
+/// process — what [`remotecall`](crate::remotecall) returns.
+///
+/// `fetch` waits for the value and caches it: later fetches are local. Fetching (or
+/// dropping the last handle) tells the owner this process no longer needs its copy;
+/// the owner frees the value when no process does. Cloning a `Future` clones the
+/// handle, not the value. A `Future` can travel inside call arguments and results: the
+/// receiver gets a working handle to the same value, or the value itself if this
+/// process had already fetched it.
+///
+/// Every waiting method has an async form and a `_blocking` twin.
+///
+/// ```
+/// use cohort_cluster::Future;
+/// let f: Future<i32> = Future::new(cohort_cluster::myid());
+/// assert!(!f.isready_blocking());
+/// f.put_blocking(7).unwrap();
+/// assert_eq!(f.fetch_blocking().unwrap(), 7);
+/// assert!(f.put_blocking(8).is_err()); // write-once
+/// ```
+pub struct Future<T> {
+    inner: Arc<Inner<T>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Future<T> {
+    fn clone(&self) -> Self {
+        Future {
+            inner: self.inner.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Future<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Future({}, {}, {}, {})",
+            self.inner.owner,
+            self.inner.id.whence,
+            self.inner.id.id,
+            if self.inner.cell.get().is_some() {
+                "ready"
+            } else {
+                "pending"
+            }
+        )
+    }
+}
+
+impl<T: Send + Sync + 'static> Future<T> {
+    fn from_inner(inner: Inner<T>) -> Self {
+        Future {
+            inner: Arc::new(inner),
+            _t: PhantomData,
+        }
+    }
+
+    fn make(id: RefId, owner: Pid, local: bool, tracked: bool) -> Self {
+        Future::from_inner(Inner {
+            id,
+            owner,
+            cell: OnceLock::new(),
+            ready: tokio::sync::Notify::new(),
+            tracked: AtomicBool::new(tracked),
+            local,
+            publish: Mutex::new(None),
+        })
+    }
+
+    /// An unset future whose value will be stored on process `pid` (Julia's
+    /// `Future(pid)`); set it with [`put`](Self::put).
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<String>::new(1);
+    /// assert_eq!(f.owner(), 1);
+    /// ```
+    pub fn new(pid: Pid) -> Self {
+        let n = node();
+        let id = n.new_ref();
+        if pid == n.myid() {
+            Future::make(id, pid, true, false)
+        } else {
+            n.store.created(id, pid);
+            Future::make(id, pid, false, true)
+        }
+    }
+
+    /// A future for the result of a call sent to `owner`.
+    pub(crate) fn remote(id: RefId, owner: Pid) -> Self {
+        node().store.created(id, owner);
+        Future::make(id, owner, false, true)
+    }
+
+    /// A future computed in this process.
+    pub(crate) fn local() -> Self {
+        let n = node();
+        Future::make(n.new_ref(), n.myid(), true, false)
+    }
+
+    /// A future that already holds its outcome (a call that failed before it left).
+    pub(crate) fn ready(owner: Pid, value: Result<T, CallError>) -> Self {
+        let f = Future::make(node().new_ref(), owner, true, false);
+        let _ = f.inner.cell.set(value);
+        f
+    }
+
+    /// Sets the value of a local future and wakes its waiters.
+    pub(crate) fn set_local(&self, value: Result<T, CallError>) -> bool {
+        let ok = self.inner.cell.set(value).is_ok();
+        if ok {
+            if let Some(p) = self.inner.publish.lock().take() {
+                p(self.inner.cell.get().expect("just set"));
+            }
+            self.inner.ready.notify_waiters();
+        }
+        ok
+    }
+
+    /// The process that stores the value (Julia's `where`).
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<u8>::new(1);
+    /// assert_eq!(f.owner(), 1);
+    /// ```
+    pub fn owner(&self) -> Pid {
+        self.inner.owner
+    }
+
+    /// The reference's identity `(whence, id)` (Julia's `remoteref_id`).
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<u8>::new(1);
+    /// assert_eq!(f.id().whence, cohort_cluster::myid());
+    /// ```
+    pub fn id(&self) -> RefId {
+        self.inner.id
+    }
+
+    /// Whether this process's own memory is the only place the value can appear: a
+    /// local future whose handle never left the process. Once a handle has travelled,
+    /// the reference store is the one place of truth (another process may `put`).
+    fn purely_local(&self) -> bool {
+        self.inner.local && !self.inner.tracked.load(Ordering::Acquire)
+    }
+
+    async fn wait_local(&self) -> &Result<T, CallError> {
+        loop {
+            let notified = self.inner.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = self.inner.cell.get() {
+                return v;
+            }
+            notified.await;
+        }
+    }
+
+    async fn ask_owner(&self, kind: RefRequestKind, value: Vec<u8>) -> Reply {
+        let n = node();
+        let owner = self.inner.owner;
+        let id = self.inner.id;
+        if owner == n.myid() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            n.store.request(owner, 0, id, kind, value, Some(tx));
+            return rx.await.unwrap_or_else(|_| {
+                Err(CallError::Remote(RemoteException {
+                    pid: owner,
+                    kind: ErrorKind::Reference,
+                    function: String::new(),
+                    message: format!("reference {id} was freed"),
+                    context: String::new(),
+                }))
+            });
+        }
+        let call_id = n.new_call_id();
+        let env = Envelope {
+            kind: Some(Kind::RefRequest(proto::RefRequest {
+                call_id,
+                ref_id: Some(id.into()),
+                kind: kind as i32,
+                value,
+                creator: id.whence,
+            })),
+        };
+        n.request(owner, call_id, env).await
+    }
+
+    fn release(&self) {
+        if self.inner.tracked.swap(false, Ordering::AcqRel) {
+            node().store.released(self.inner.id);
+        }
+    }
+
+    /// Waits until the value is available, without fetching it (Julia's `wait`).
+    ///
+    /// # Errors
+    /// The call's [`RemoteException`] if it failed; [`CallError::WorkerExited`] if the
+    /// owner died.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// f.put(1).await.unwrap();
+    /// f.wait().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn wait(&self) -> Result<(), CallError> {
+        if let Some(v) = self.inner.cell.get() {
+            return v.as_ref().map(|_| ()).map_err(Clone::clone);
+        }
+        if self.purely_local() {
+            return self
+                .wait_local()
+                .await
+                .as_ref()
+                .map(|_| ())
+                .map_err(Clone::clone);
+        }
+        self.ask_owner(RefRequestKind::Wait, Vec::new())
+            .await
+            .map(|_| ())
+    }
+
+    /// Blocking form of [`wait`](Self::wait).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// f.put_blocking(1).unwrap();
+    /// f.wait_blocking().unwrap();
+    /// ```
+    pub fn wait_blocking(&self) -> Result<(), CallError> {
+        let f = self.clone();
+        crate::runtime::block_on(async move { f.wait().await })
+    }
+
+    /// Whether the value is available now (Julia's `isready`). For a remote future not
+    /// yet fetched, this asks the owner.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// assert!(!f.isready().await);
+    /// # });
+    /// ```
+    pub async fn isready(&self) -> bool {
+        if self.inner.cell.get().is_some() {
+            return true;
+        }
+        if self.purely_local() {
+            return false;
+        }
+        matches!(self.ask_owner(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
+    }
+
+    /// Blocking form of [`isready`](Self::isready).
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// assert!(!f.isready_blocking());
+    /// ```
+    pub fn isready_blocking(&self) -> bool {
+        let f = self.clone();
+        crate::runtime::block_on(async move { f.isready().await })
+    }
+}
+
+impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
+    /// Waits for the value and returns a reference to the cached copy. The first
+    /// fetch copies the value here and releases this process's claim on the owner's
+    /// copy; later fetches are local.
+    ///
+    /// # Errors
+    /// The call's [`RemoteException`] if it failed or panicked;
+    /// [`CallError::WorkerExited`] if the owner died first;
+    /// [`CallError::Serialization`] if the value is not a `T`.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<Vec<u8>>::new(cohort_cluster::myid());
+    /// f.put(vec![1, 2]).await.unwrap();
+    /// assert_eq!(f.fetch_ref().await.unwrap().len(), 2);
+    /// # });
+    /// ```
+    pub async fn fetch_ref(&self) -> Result<&T, CallError> {
+        if let Some(v) = self.inner.cell.get() {
+            return v.as_ref().map_err(Clone::clone);
+        }
+        if self.purely_local() {
+            return self.wait_local().await.as_ref().map_err(Clone::clone);
+        }
+        let reply = self.ask_owner(RefRequestKind::Fetch, Vec::new()).await;
+        let value = reply
+            .and_then(|b| codec::decode::<T>(&b).map_err(|f| CallError::Serialization(f.message)));
+        let _ = self.inner.cell.set(value);
+        self.release();
+        self.inner.ready.notify_waiters();
+        self.inner
+            .cell
+            .get()
+            .expect("set above")
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Waits for the value and returns a copy of it (Julia's `fetch`).
+    ///
+    /// # Errors
+    /// As [`fetch_ref`](Self::fetch_ref).
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// f.put(5).await.unwrap();
+    /// assert_eq!(f.fetch().await.unwrap(), 5);
+    /// # });
+    /// ```
+    pub async fn fetch(&self) -> Result<T, CallError>
+    where
+        T: Clone,
+    {
+        self.fetch_ref().await.cloned()
+    }
+
+    /// Blocking form of [`fetch`](Self::fetch).
+    ///
+    /// # Errors
+    /// As [`fetch_ref`](Self::fetch_ref).
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// f.put_blocking(5).unwrap();
+    /// assert_eq!(f.fetch_blocking().unwrap(), 5);
+    /// ```
+    pub fn fetch_blocking(&self) -> Result<T, CallError>
+    where
+        T: Clone,
+    {
+        let f = self.clone();
+        crate::runtime::block_on(async move { f.fetch().await })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
+    /// Stores the value (Julia's `put!` on a `Future`). A future is write-once.
+    ///
+    /// # Errors
+    /// [`CallError::AlreadySet`] if it has a value already (set here, or by any other
+    /// process); [`CallError::WorkerExited`] if the owner is gone.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// f.put(1).await.unwrap();
+    /// assert_eq!(f.put(2).await, Err(cohort_cluster::CallError::AlreadySet));
+    /// # });
+    /// ```
+    pub async fn put(&self, value: T) -> Result<(), CallError> {
+        if self.inner.cell.get().is_some() {
+            return Err(CallError::AlreadySet);
+        }
+        if self.purely_local() {
+            return if self.set_local(Ok(value)) {
+                Ok(())
+            } else {
+                Err(CallError::AlreadySet)
+            };
+        }
+        let bytes = codec::with_target(self.inner.owner, || codec::encode(&value))
+            .map_err(|f| CallError::Serialization(f.message))?;
+        match self.ask_owner(RefRequestKind::Put, bytes).await {
+            Ok(_) => {
+                let _ = self.inner.cell.set(Ok(value));
+                self.release();
+                self.inner.ready.notify_waiters();
+                Ok(())
+            }
+            Err(CallError::Remote(e)) if e.kind == ErrorKind::AlreadySet => {
+                Err(CallError::AlreadySet)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Blocking form of [`put`](Self::put).
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// f.put_blocking(1).unwrap();
+    /// ```
+    pub fn put_blocking(&self, value: T) -> Result<(), CallError> {
+        let f = self.clone();
+        crate::runtime::block_on(async move { f.put(value).await })
+    }
+}
+
+/// How a `Future` travels.
+#[derive(Serialize, Deserialize)]
+enum Carried<T> {
+    /// A handle: the receiver asks the owner.
+    Handle { whence: Pid, id: u64, owner: Pid },
+    /// The value, already fetched by the sender.
+    Value(T),
+    /// The failure the sender already observed.
+    Failed { pid: Pid, message: String },
+}
+
+impl<T> Serialize for Future<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let inner = &self.inner;
+        match inner.cell.get() {
+            Some(Ok(v)) => return Carried::Value(v).serialize(s),
+            Some(Err(e)) => {
+                let pid = match e {
+                    CallError::Remote(r) => r.pid,
+                    _ => inner.owner,
+                };
+                return Carried::<&T>::Failed {
+                    pid,
+                    message: e.to_string(),
+                }
+                .serialize(s);
+            }
+            None => {}
+        }
+        let n = node();
+        if let Some(dest) = codec::serializing_for() {
+            if inner.local {
+                // The value will be produced here: have it copied into the reference
+                // store when it arrives, so the receiver can fetch it from us.
+                let mut publish = inner.publish.lock();
+                if publish.is_none() && !inner.tracked.load(Ordering::Acquire) {
+                    n.store.created(inner.id, n.myid());
+                    inner.tracked.store(true, Ordering::Release);
+                    let id = inner.id;
+                    *publish = Some(Box::new(move |v: &Result<T, CallError>| {
+                        let stored = match v {
+                            Ok(v) => codec::encode(v)
+                                .map(Bytes::from)
+                                .map_err(|f| RemoteException::from_failure(node().myid(), "", f)),
+                            Err(e) => Err(RemoteException {
+                                pid: node().myid(),
+                                kind: ErrorKind::Error,
+                                function: String::new(),
+                                message: e.to_string(),
+                                context: String::new(),
+                            }),
+                        };
+                        let _ = node().store.set(id, stored);
+                    }));
+                }
+            }
+            if inner.tracked.load(Ordering::Acquire) {
+                n.store.serialized(inner.id, dest);
+            }
+        }
+        let weak: Weak<dyn Any + Send + Sync> =
+            Arc::downgrade(&(self.inner.clone() as Arc<dyn Any + Send + Sync>));
+        live().lock().entry(inner.id).or_insert(weak);
+        Carried::<&T>::Handle {
+            whence: inner.id.whence,
+            id: inner.id.id,
+            owner: inner.owner,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Future<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Carried::<T>::deserialize(d)? {
+            Carried::Value(v) => Ok(Future::ready(node().myid(), Ok(v))),
+            Carried::Failed { pid, message } => Ok(Future::ready(
+                pid,
+                Err(CallError::Remote(RemoteException {
+                    pid,
+                    kind: ErrorKind::Error,
+                    function: String::new(),
+                    message,
+                    context: String::new(),
+                })),
+            )),
+            Carried::Handle { whence, id, owner } => {
+                let id = RefId::new(whence, id);
+                let n = node();
+                let mut map = live().lock();
+                if let Some(existing) = map.get(&id).and_then(Weak::upgrade) {
+                    if let Ok(inner) = existing.downcast::<Inner<T>>() {
+                        drop(map);
+                        if inner.tracked.load(Ordering::Acquire) {
+                            n.store.deserialized(id, owner, false);
+                        } else {
+                            // Our handle already let go of the owner (it fetched), but
+                            // the sender registered us again: give that back.
+                            n.store.deserialized(id, owner, true);
+                            n.store.dropped(id);
+                        }
+                        return Ok(Future {
+                            inner,
+                            _t: PhantomData,
+                        });
+                    }
+                }
+                let f = Future::make(id, owner, false, true);
+                let weak: Weak<dyn Any + Send + Sync> =
+                    Arc::downgrade(&(f.inner.clone() as Arc<dyn Any + Send + Sync>));
+                map.insert(id, weak);
+                drop(map);
+                n.store.deserialized(id, owner, true);
+                Ok(f)
+            }
+        }
+    }
+}

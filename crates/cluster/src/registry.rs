@@ -1,0 +1,427 @@
+//! How code travels: functions by registered name, closures by code offset.
+//!
+//! Rust cannot ship code, so a call names the code to run:
+//!
+//! - A function marked `#[cohort::remote]` is registered at link time (a `linkme`
+//!   distributed slice: the table exists before `main` and needs no constructors)
+//!   under a stable name, `module::path::fn_name`. A call carries the name; any
+//!   executable that links the function can serve it.
+//! - Any other function or closure — a function item, a closure that captures nothing,
+//!   or a [`Closure`] whose captures travel as data — is identified by the address of
+//!   its monomorphized *trampoline* (decode the arguments, call, encode the result),
+//!   sent as an offset from a fixed anchor function of the executable. Only an identical
+//!   executable can resolve the offset; the build fingerprint exchanged in the
+//!   handshake guarantees that, and a peer running another executable gets a clear
+//!   error instead of a jump into the unknown.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{ErrorKind, Failure};
+
+/// What the runtime calls to run shipped code: decodes the function's state and the
+/// argument tuple, calls the function (catching a panic) and encodes the result.
+pub type Trampoline = fn(&[u8]) -> Result<Vec<u8>, Failure>;
+
+/// A function the runtime can run on another process with the argument tuple `Args`.
+///
+/// Implemented for every `Fn` of up to eight arguments and for [`Closure`]. A function
+/// item or a closure that captures nothing is zero-sized — its code *is* its type — so
+/// only its name or code offset travels; shipping a closure that captures values is a
+/// compile-time error (wrap it with [`closure!`](crate::closure!) so the captures
+/// travel as data).
+///
+/// ```
+/// use cohort_cluster::RemoteFn;
+/// fn add(a: i32, b: i32) -> i32 { a + b }
+/// assert_eq!(RemoteFn::call(&add, (2, 3)), 5);
+/// ```
+pub trait RemoteFn<Args>: Send + Sync + Sized + 'static {
+    /// What the function returns.
+    type Output;
+
+    /// Calls the function with its arguments as a tuple.
+    fn call(&self, args: Args) -> Self::Output;
+
+    /// Encodes the state that travels with the code (nothing, for zero-sized functions).
+    ///
+    /// # Errors
+    /// The serialization error of captured state.
+    fn encode_state(&self) -> Result<Vec<u8>, Failure>;
+
+    /// Rebuilds the function from its state on the receiving process.
+    ///
+    /// # Errors
+    /// The deserialization error of captured state.
+    fn decode_state(state: &[u8]) -> Result<Self, Failure>;
+}
+
+macro_rules! impl_remote_fn {
+    ($($arg:ident),*) => {
+        impl<Func, Ret, $($arg,)*> RemoteFn<($($arg,)*)> for Func
+        where
+            Func: Fn($($arg),*) -> Ret + Send + Sync + 'static,
+        {
+            type Output = Ret;
+
+            #[allow(non_snake_case)]
+            fn call(&self, ($($arg,)*): ($($arg,)*)) -> Ret {
+                self($($arg),*)
+            }
+
+            fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+                const { assert!(std::mem::size_of::<Func>() == 0, "a shipped closure must not capture values: use cohort::closure!") };
+                Ok(Vec::new())
+            }
+
+            fn decode_state(_: &[u8]) -> Result<Self, Failure> {
+                const { assert!(std::mem::size_of::<Func>() == 0, "a shipped closure must not capture values: use cohort::closure!") };
+                // SAFETY: `Func` is zero-sized (checked at compile time above): a
+                // function item or a closure without captures. Such a type has no
+                // fields and no validity invariant, so its one (empty) value can be
+                // made from nothing. The runtime only resolves trampolines between
+                // identical executables, so this is the same type that was sent.
+                Ok(unsafe { std::mem::MaybeUninit::<Func>::uninit().assume_init() })
+            }
+        }
+    };
+}
+impl_remote_fn!();
+impl_remote_fn!(A1);
+impl_remote_fn!(A1, A2);
+impl_remote_fn!(A1, A2, A3);
+impl_remote_fn!(A1, A2, A3, A4);
+impl_remote_fn!(A1, A2, A3, A4, A5);
+impl_remote_fn!(A1, A2, A3, A4, A5, A6);
+impl_remote_fn!(A1, A2, A3, A4, A5, A6, A7);
+impl_remote_fn!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// A closure whose captured values travel as data: `captures` is serialized, and
+/// `code` — a closure that captures nothing and takes the captures by reference before
+/// its arguments — is identified by its type. Make one with [`closure!`](crate::closure!).
+///
+/// ```
+/// use cohort_cluster::{Closure, RemoteFn};
+/// let offset = 10;
+/// let c = Closure::new(offset, |off: &i32, x: i32| x + off);
+/// assert_eq!(c.call((5,)), 15);
+/// ```
+#[derive(Clone)]
+pub struct Closure<C, F> {
+    captures: C,
+    code: F,
+}
+
+impl<C, F> Closure<C, F> {
+    /// Pairs captured values with the code that uses them.
+    ///
+    /// ```
+    /// let c = cohort_cluster::Closure::new(vec![1, 2], |v: &Vec<i32>| v.len());
+    /// ```
+    pub fn new(captures: C, code: F) -> Self {
+        Closure { captures, code }
+    }
+
+    /// The captured values.
+    ///
+    /// ```
+    /// let c = cohort_cluster::Closure::new(3, |n: &i32| *n);
+    /// assert_eq!(*c.captures(), 3);
+    /// ```
+    pub fn captures(&self) -> &C {
+        &self.captures
+    }
+}
+
+macro_rules! impl_closure {
+    ($($arg:ident),*) => {
+        impl<C, Func, Ret, $($arg,)*> RemoteFn<($($arg,)*)> for Closure<C, Func>
+        where
+            C: Serialize + DeserializeOwned + Send + Sync + 'static,
+            Func: Fn(&C, $($arg),*) -> Ret + Send + Sync + 'static,
+        {
+            type Output = Ret;
+
+            #[allow(non_snake_case)]
+            fn call(&self, ($($arg,)*): ($($arg,)*)) -> Ret {
+                (self.code)(&self.captures, $($arg),*)
+            }
+
+            fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+                const { assert!(std::mem::size_of::<Func>() == 0, "the code of a Closure must not capture: pass every captured value in `captures`") };
+                codec::encode(&self.captures)
+            }
+
+            fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+                const { assert!(std::mem::size_of::<Func>() == 0, "the code of a Closure must not capture: pass every captured value in `captures`") };
+                let captures = codec::decode(state)?;
+                // SAFETY: as for function items above: `Func` is zero-sized (checked at
+                // compile time) and has no validity invariant.
+                let code = unsafe { std::mem::MaybeUninit::<Func>::uninit().assume_init() };
+                Ok(Closure { captures, code })
+            }
+        }
+    };
+}
+impl_closure!();
+impl_closure!(A1);
+impl_closure!(A1, A2);
+impl_closure!(A1, A2, A3);
+impl_closure!(A1, A2, A3, A4);
+impl_closure!(A1, A2, A3, A4, A5);
+impl_closure!(A1, A2, A3, A4, A5, A6);
+
+/// Makes a [`Closure`] that ships its captures: list the captured variables in
+/// brackets; inside the body they are references to the (copied) values. Closures of
+/// up to four arguments, each with its type written out.
+///
+/// ```
+/// use cohort_cluster::{closure, RemoteFn};
+/// let base = 100;
+/// let name = String::from("x");
+/// let c = closure!([base, name] |i: i32| format!("{name}{}", base + i));
+/// assert_eq!(c.call((1,)), "x101");
+/// ```
+#[macro_export]
+macro_rules! closure {
+    ([$($cap:ident),* $(,)?] || $body:expr) => {
+        $crate::registry::bind0(($($cap,)*), |__captures| {
+            #[allow(unused_variables)]
+            let ($($cap,)*) = __captures;
+            $body
+        })
+    };
+    ([$($cap:ident),* $(,)?] |$a1:ident : $t1:ty $(,)?| $body:expr) => {
+        $crate::registry::bind1(($($cap,)*), |__captures, $a1: $t1| {
+            #[allow(unused_variables)]
+            let ($($cap,)*) = __captures;
+            $body
+        })
+    };
+    ([$($cap:ident),* $(,)?] |$a1:ident : $t1:ty, $a2:ident : $t2:ty $(,)?| $body:expr) => {
+        $crate::registry::bind2(($($cap,)*), |__captures, $a1: $t1, $a2: $t2| {
+            #[allow(unused_variables)]
+            let ($($cap,)*) = __captures;
+            $body
+        })
+    };
+    ([$($cap:ident),* $(,)?] |$a1:ident : $t1:ty, $a2:ident : $t2:ty, $a3:ident : $t3:ty $(,)?| $body:expr) => {
+        $crate::registry::bind3(($($cap,)*), |__captures, $a1: $t1, $a2: $t2, $a3: $t3| {
+            #[allow(unused_variables)]
+            let ($($cap,)*) = __captures;
+            $body
+        })
+    };
+    ([$($cap:ident),* $(,)?] |$a1:ident : $t1:ty, $a2:ident : $t2:ty, $a3:ident : $t3:ty, $a4:ident : $t4:ty $(,)?| $body:expr) => {
+        $crate::registry::bind4(($($cap,)*), |__captures, $a1: $t1, $a2: $t2, $a3: $t3, $a4: $t4| {
+            #[allow(unused_variables)]
+            let ($($cap,)*) = __captures;
+            $body
+        })
+    };
+}
+
+macro_rules! binder {
+    ($name:ident; $($arg:ident),*) => {
+        /// Builds a [`Closure`] whose code takes the captures by reference and then
+        /// the listed arguments; this fixes the captures' type for inference
+        /// ([`closure!`](crate::closure!) uses it).
+        ///
+        /// ```
+        /// let c = cohort_cluster::registry::bind0(5, |n: &i32| *n);
+        /// assert_eq!(*c.captures(), 5);
+        /// ```
+        pub fn $name<C, Ret, $($arg,)* F>(captures: C, code: F) -> Closure<C, F>
+        where
+            F: Fn(&C, $($arg),*) -> Ret,
+        {
+            Closure::new(captures, code)
+        }
+    };
+}
+binder!(bind0;);
+binder!(bind1; A1);
+binder!(bind2; A1, A2);
+binder!(bind3; A1, A2, A3);
+binder!(bind4; A1, A2, A3, A4);
+
+/// The trampoline for `F` called with `Args`: the one piece of code a call runs.
+fn trampoline<F, Args>(payload: &[u8]) -> Result<Vec<u8>, Failure>
+where
+    F: RemoteFn<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    let (state, rest): (&[u8], &[u8]) = postcard::take_from_bytes(payload)
+        .map_err(|e| Failure::new(ErrorKind::Serialization, format!("bad call payload: {e}")))?;
+    let f = F::decode_state(state)?;
+    let args: Args = codec::decode(rest)?;
+    let out = catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(Failure::from_panic)?;
+    codec::encode(&out)
+}
+
+/// The trampoline of `F` as a plain function pointer.
+///
+/// ```
+/// fn double(x: u64) -> u64 { x * 2 }
+/// let t = cohort_cluster::registry::trampoline_of::<_, (u64,)>(&double);
+/// let payload = cohort_cluster::registry::encode_call(&double, &(21u64,)).unwrap();
+/// let out: u64 = postcard::from_bytes(&t(&payload).unwrap()).unwrap();
+/// assert_eq!(out, 42);
+/// ```
+pub fn trampoline_of<F, Args>(_f: &F) -> Trampoline
+where
+    F: RemoteFn<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    trampoline::<F, Args>
+}
+
+/// Encodes a call's payload: the function's state, then the argument tuple.
+///
+/// # Errors
+/// The serialization error of the state or the arguments.
+///
+/// ```
+/// fn id(x: u8) -> u8 { x }
+/// let p = cohort_cluster::registry::encode_call(&id, &(7u8,)).unwrap();
+/// assert_eq!(p, vec![0, 7]);
+/// ```
+pub fn encode_call<F, Args>(f: &F, args: &Args) -> Result<Vec<u8>, Failure>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize,
+{
+    let state = f.encode_state()?;
+    let mut out = postcard::to_stdvec(&state[..])
+        .map_err(|e| Failure::new(ErrorKind::Serialization, e.to_string()))?;
+    codec::encode_into(args, &mut out)?;
+    Ok(out)
+}
+
+/// One registered function: its stable name, its trampoline, and its type (to find the
+/// name from a call site).
+pub struct RemoteFnEntry {
+    /// The stable name, `module::path::fn_name`.
+    pub name: &'static str,
+    /// Runs the function on encoded arguments.
+    pub trampoline: Trampoline,
+    /// The `TypeId` of the function item's type.
+    pub type_id: fn() -> TypeId,
+}
+
+impl RemoteFnEntry {
+    /// The registry entry for function `f` under `name` (used by `#[cohort::remote]`).
+    ///
+    /// ```
+    /// fn sq(x: i64) -> i64 { x * x }
+    /// let e = cohort_cluster::registry::RemoteFnEntry::of::<_, (i64,)>("demo::sq", &sq);
+    /// assert_eq!(e.name, "demo::sq");
+    /// ```
+    pub fn of<F, Args>(name: &'static str, f: &F) -> Self
+    where
+        F: RemoteFn<Args>,
+        Args: DeserializeOwned,
+        F::Output: Serialize,
+    {
+        let _ = f;
+        RemoteFnEntry {
+            name,
+            trampoline: trampoline::<F, Args>,
+            type_id: TypeId::of::<F>,
+        }
+    }
+}
+
+/// The link-time table of registered functions; `#[cohort::remote]` adds to it.
+#[linkme::distributed_slice]
+pub static REMOTE_FUNCTIONS: [fn() -> RemoteFnEntry];
+
+struct Tables {
+    by_name: HashMap<&'static str, Trampoline>,
+    by_type: HashMap<TypeId, &'static str>,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut by_name = HashMap::new();
+        let mut by_type = HashMap::new();
+        for make in REMOTE_FUNCTIONS {
+            let e = make();
+            by_name.insert(e.name, e.trampoline);
+            by_type.insert((e.type_id)(), e.name);
+        }
+        Tables { by_name, by_type }
+    })
+}
+
+/// The trampoline registered under `name`, if this executable has one.
+///
+/// ```
+/// assert!(cohort_cluster::registry::lookup("no::such::fn").is_none());
+/// ```
+pub fn lookup(name: &str) -> Option<Trampoline> {
+    tables().by_name.get(name).copied()
+}
+
+/// The registered name of function type `F`, if it was registered.
+///
+/// ```
+/// fn unregistered() {}
+/// assert!(cohort_cluster::registry::name_of_val(&unregistered).is_none());
+/// ```
+pub fn name_of_val<F: 'static>(_f: &F) -> Option<&'static str> {
+    tables().by_type.get(&TypeId::of::<F>()).copied()
+}
+
+/// Every registered name (for diagnostics and the worker's `--list-functions`).
+///
+/// ```
+/// let names = cohort_cluster::registry::registered_names();
+/// assert!(names.iter().all(|n| !n.is_empty()));
+/// ```
+pub fn registered_names() -> Vec<&'static str> {
+    let mut v: Vec<_> = tables().by_name.keys().copied().collect();
+    v.sort_unstable();
+    v
+}
+
+/// The fixed point code offsets are measured from. `#[inline(never)]` and a body
+/// of its own keep it a distinct function at a fixed place in the executable.
+#[inline(never)]
+fn anchor() -> u64 {
+    std::hint::black_box(0x636f686f7274)
+}
+
+/// The offset of a trampoline from the anchor, as sent on the wire.
+///
+/// ```
+/// fn f() {}
+/// let t = cohort_cluster::registry::trampoline_of::<_, ()>(&f);
+/// let off = cohort_cluster::registry::code_offset(t);
+/// assert_eq!(cohort_cluster::registry::trampoline_at(off) as usize, t as usize);
+/// ```
+pub fn code_offset(t: Trampoline) -> i64 {
+    (t as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
+}
+
+/// The trampoline at `offset` from the anchor.
+///
+/// Only meaningful for an offset made by [`code_offset`] in an identical executable;
+/// the runtime calls it only for peers whose build fingerprint equals ours.
+pub fn trampoline_at(offset: i64) -> Trampoline {
+    let addr = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: the runtime only passes offsets received from a peer running this very
+    // executable (equal build fingerprints), where `code_offset` computed them from a
+    // real `Trampoline`; position-independent code moves every function by the same
+    // amount, so anchor + offset is that trampoline here too.
+    unsafe { std::mem::transmute::<usize, Trampoline>(addr) }
+}

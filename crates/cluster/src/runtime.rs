@@ -1,0 +1,73 @@
+//! The runtime's tokio runtime, and the bridge that gives every async operation a
+//! blocking twin.
+//!
+//! Connections, accept loops and call execution always run on this runtime, so the
+//! public async functions work from any executor (they only wait on channels), and the
+//! blocking forms work from a plain `fn main` or any thread that is not one of this
+//! runtime's own workers.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use tokio::runtime::{Builder, Handle, Runtime};
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 8);
+        Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("cohort-rt")
+            .enable_all()
+            .build()
+            .expect("cannot start the cohort runtime")
+    })
+}
+
+/// A handle to cohort's tokio runtime, for spawning tasks that use its connections.
+///
+/// ```
+/// let h = cohort_cluster::runtime::handle();
+/// let v = cohort_cluster::runtime::block_on(async { 1 + 1 });
+/// assert_eq!(v, 2);
+/// # drop(h);
+/// ```
+pub fn handle() -> &'static Handle {
+    runtime().handle()
+}
+
+/// Runs `fut` on cohort's runtime and blocks the calling thread until it finishes.
+///
+/// # Panics
+/// Re-raises a panic of `fut`. Must not be called from one of the runtime's own
+/// worker threads (it would block a thread the future may need); async code should
+/// `.await` the async form instead.
+///
+/// ```
+/// assert_eq!(cohort_cluster::runtime::block_on(async { "done" }), "done");
+/// ```
+pub fn block_on<F>(fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let task = handle().spawn(fut);
+    match futures::executor::block_on(task) {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("cohort runtime task failed: {e}"),
+    }
+}
+
+/// Runs a `main` future on cohort's runtime (what `#[cohort::main]` expands to for an
+/// `async fn main`).
+///
+/// ```
+/// cohort_cluster::runtime::run_main(async { assert_eq!(1, 1) });
+/// ```
+pub fn run_main<F: Future>(fut: F) -> F::Output {
+    runtime().block_on(fut)
+}

@@ -1,0 +1,259 @@
+//! Worker mode: how a process becomes a worker.
+//!
+//! A worker binds a listener, prints its address line, reads the cookie from stdin,
+//! and waits for the master; it serves calls until the master tells it to exit or its
+//! connection to the master closes, and exits if no master arrives within
+//! `COHORT_WORKER_TIMEOUT` seconds (60 by default).
+//!
+//! Any executable that links cohort becomes a worker when started with
+//! `--cohort-worker` as its first argument: an ELF constructor checks for the flag
+//! before `main` runs, so programs, examples, benches and test binaries serve as their
+//! own workers with no launch plumbing. [`init`] does the same check explicitly.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cohort_transport::listen::{self, parse_bind};
+use cohort_transport::{Connection, Topology, WORKER_FLAG};
+use cohort_wire::cookie::Cookie;
+use cohort_wire::ids::MASTER;
+use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
+
+use crate::node::{node, WorkerRecord};
+use crate::peer::{handshake, read_one, write_one, Peer};
+
+/// How a worker runs.
+///
+/// ```
+/// let o = cohort_cluster::WorkerOptions::from_args(["--bind-to", "127.0.0.1:0"]).unwrap();
+/// assert_eq!(o.bind_to.port(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Where to listen (`--bind-to addr[:port]`; default 127.0.0.1, any port).
+    pub bind_to: SocketAddr,
+    /// The cookie; `None` reads it from the first line of stdin.
+    pub cookie: Option<Cookie>,
+    /// How long to wait for the master.
+    pub timeout: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            bind_to: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cookie: None,
+            timeout: listen::worker_timeout(),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Parses the worker arguments that follow `--cohort-worker`: `--bind-to
+    /// addr[:port]`; anything else is left for the program.
+    ///
+    /// # Errors
+    /// A message for a malformed `--bind-to`.
+    ///
+    /// ```
+    /// assert!(cohort_cluster::WorkerOptions::from_args(["--bind-to", "nope"]).is_err());
+    /// ```
+    pub fn from_args<I, S>(args: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut o = WorkerOptions::default();
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            let a = a.as_ref();
+            let value = if a == "--bind-to" {
+                it.next().map(|v| v.as_ref().to_string())
+            } else {
+                a.strip_prefix("--bind-to=").map(str::to_string)
+            };
+            if let Some(v) = value {
+                o.bind_to = parse_bind(&v).map_err(|e| e.to_string())?;
+            } else if a == "--bind-to" {
+                return Err("--bind-to needs a value".into());
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Runs this process as a worker until the master lets it go, then exits the process.
+///
+/// ```no_run
+/// cohort_cluster::run_worker(cohort_cluster::WorkerOptions::default());
+/// ```
+pub fn run_worker(opts: WorkerOptions) -> ! {
+    let code = match crate::runtime::run_main(serve(opts)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cohort worker: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Turns this process into a worker if it was started in worker mode
+/// (`--cohort-worker` as its first argument); otherwise returns at once. On Linux the
+/// check already happened before `main`; calling it is harmless and keeps programs
+/// portable.
+///
+/// ```
+/// cohort_cluster::init(); // not started as a worker: returns
+/// ```
+pub fn init() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(WORKER_FLAG) {
+        enter_worker_mode(args.collect());
+    }
+}
+
+fn enter_worker_mode(args: Vec<String>) -> ! {
+    match WorkerOptions::from_args(&args) {
+        Ok(o) => run_worker(o),
+        Err(e) => {
+            eprintln!("cohort worker: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// The constructor that turns a program started with `--cohort-worker` into a worker
+/// before its `main` (or the test harness's) runs. glibc passes `argc`/`argv` to
+/// `.init_array` functions, which is how it reads the flag so early.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static WORKER_HOOK: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = worker_hook;
+
+#[cfg(target_os = "linux")]
+extern "C" fn worker_hook(argc: c_int, argv: *const *const c_char, _env: *const *const c_char) {
+    if argc < 2 || argv.is_null() {
+        return;
+    }
+    // SAFETY: glibc calls `.init_array` functions with the process's argc/argv, an
+    // array of `argc` valid NUL-terminated strings.
+    let arg = |i: c_int| unsafe {
+        CStr::from_ptr(*argv.add(i as usize))
+            .to_string_lossy()
+            .into_owned()
+    };
+    if arg(1) != WORKER_FLAG {
+        return;
+    }
+    let rest = (2..argc).map(arg).collect();
+    enter_worker_mode(rest);
+}
+
+/// Keeps the constructor linked: referencing it from code every program runs stops
+/// the linker from dropping the object file that holds it.
+pub(crate) fn keep_worker_hook() {
+    #[cfg(target_os = "linux")]
+    std::hint::black_box(&WORKER_HOOK);
+}
+
+static JOINED: AtomicBool = AtomicBool::new(false);
+
+async fn serve(opts: WorkerOptions) -> Result<(), String> {
+    let cookie = match opts.cookie {
+        Some(c) => c,
+        None => {
+            let line = tokio::task::spawn_blocking(listen::read_cookie_from_stdin)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("reading the cookie: {e}"))?;
+            Cookie::new(line).map_err(|e| e.to_string())?
+        }
+    };
+    node().set_cookie(cookie);
+    let (listener, host, port) = listen::bind(opts.bind_to)
+        .await
+        .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
+    listen::announce(&host, port).map_err(|e| format!("cannot announce the address: {e}"))?;
+    let timeout = opts.timeout;
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        if !JOINED.load(Ordering::Acquire) {
+            eprintln!(
+                "cohort worker: no master connected within {:.1} s; exiting",
+                timeout.as_secs_f64()
+            );
+            std::process::exit(1);
+        }
+    });
+    loop {
+        let (stream, addr) = listener.accept().await.map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            if let Err(e) = accept(stream).await {
+                tracing::warn!(%addr, error = %e, "refused a connection");
+            }
+        });
+    }
+}
+
+async fn accept(stream: tokio::net::TcpStream) -> Result<(), String> {
+    let conn = Connection::from_tcp(stream).map_err(|e| e.to_string())?;
+    let mut est = handshake(conn, Role::Acceptor).await?;
+    let first = read_one(&mut est, Duration::from_secs(30)).await?;
+    match first.kind {
+        Some(Kind::Join(join)) => {
+            if JOINED.swap(true, Ordering::AcqRel) {
+                return Err("a second master tried to join".into());
+            }
+            let n = node();
+            n.set_worker(join.pid);
+            *n.topology.write() = (crate::procs::topology_from_wire(join.topology()), join.lazy);
+            *n.master_hostname.write() = join.master_hostname.clone();
+            {
+                let mut workers = n.workers.write();
+                for info in join.known {
+                    workers.insert(
+                        info.pid,
+                        WorkerRecord {
+                            info,
+                            managed: None,
+                        },
+                    );
+                }
+            }
+            // Eager all-to-all: connect to the workers that were there before us.
+            for info in &join.connect_now {
+                let _ = n.peer(info.pid);
+            }
+            let jc = proto::JoinComplete {
+                os_pid: std::process::id(),
+                cpu_threads: std::thread::available_parallelism()
+                    .map(|c| c.get() as u32)
+                    .unwrap_or(1),
+                hostname: listen::hostname(),
+            };
+            write_one(
+                &mut est,
+                &Envelope {
+                    kind: Some(Kind::JoinComplete(jc)),
+                },
+            )
+            .await?;
+            Peer::register(MASTER, est);
+            Ok(())
+        }
+        Some(Kind::Identify(id)) => {
+            if node().topology.read().0 == Topology::MasterWorker {
+                return Err(format!(
+                    "worker {} tried to connect, but the topology is master-worker",
+                    id.pid
+                ));
+            }
+            Peer::register(id.pid, est);
+            Ok(())
+        }
+        _ => Err("the first message was neither Join nor Identify".into()),
+    }
+}

@@ -1,0 +1,68 @@
+//! # cohort — Julia's distributed computing model for Rust
+//!
+//! Start worker processes, call functions on them, and get futures back: the
+//! `Distributed` standard library of Julia, as a Rust crate. This is the facade: it
+//! re-exports the layers below (`cohort-cluster`, the runtime; `cohort-transport`,
+//! streams and cluster managers; `cohort-wire`, the protocol) and adds no logic.
+//!
+//! ```no_run
+//! use cohort::prelude::*;
+//!
+//! #[cohort::remote]
+//! fn count_heads(n: u64) -> u64 {
+//!     (0..n).filter(|_| rand::random::<bool>()).count() as u64
+//! }
+//!
+//! #[cohort::main]
+//! fn main() {
+//!     cohort::addprocs_blocking(2).unwrap();
+//!     let a = cohort::spawnat(2, || count_heads(1_000_000));
+//!     let b = cohort::spawnat(3, || count_heads(1_000_000));
+//!     let heads = a.fetch_blocking().unwrap() + b.fetch_blocking().unwrap();
+//!     println!("{heads} heads");
+//! }
+//! ```
+//!
+//! Any program that uses cohort is its own worker: `addprocs` starts the current
+//! executable with `--cohort-worker`, and cohort turns it into a worker before `main`.
+//! Functions marked [`remote`] are called by name; other functions and closures
+//! without captures by code offset (same executable only); [`closure!`] ships a
+//! closure together with its captured values.
+
+pub use cohort_cluster::{
+    addprocs, addprocs_blocking, builtins, closure, cluster_cookie, fetchfrom, fetchfrom_blocking,
+    init, myid, nprocs, nworkers, procs, procs_of, remote_do, remotecall, remotecall_fetch,
+    remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, rmprocs,
+    rmprocs_blocking, rmprocs_nowait, run_worker, runtime, set_cluster_cookie, spawnat, stats,
+    stats_of, workers, AddProcs, CallError, Closure, ClusterError, ClusterManager, Cookie,
+    ErrorKind, Failure, Future, LaunchParams, LocalManager, Pid, RefId, RemoteException, RemoteFn,
+    RmStatus, RmprocsTask, Stats, Target, Topology, WorkerConfig, WorkerOptions,
+};
+pub use cohort_macros::{main, remote};
+
+/// The transport layer: byte streams, the cluster-manager interface, worker start-up.
+pub use cohort_transport as transport;
+/// The wire protocol.
+pub use cohort_wire as wire;
+
+/// The names most programs use.
+///
+/// ```
+/// use cohort::prelude::*;
+/// assert_eq!(myid(), 1);
+/// ```
+pub mod prelude {
+    pub use crate::{
+        addprocs, addprocs_blocking, closure, fetchfrom, fetchfrom_blocking, myid, nprocs,
+        nworkers, procs, remote_do, remotecall, remotecall_fetch, remotecall_fetch_blocking,
+        remotecall_wait, remotecall_wait_blocking, rmprocs, rmprocs_blocking, spawnat, workers,
+        AddProcs, CallError, Future, Pid, Target,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use cohort_cluster::__private::linkme;
+    pub use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
+    pub use cohort_cluster::runtime::run_main;
+}

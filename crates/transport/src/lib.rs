@@ -1,0 +1,47 @@
+//! # cohort-transport — byte streams and cluster managers
+//!
+//! This crate moves bytes and starts processes; it knows nothing of the protocol
+//! spoken over the bytes (that is `cohort-wire`) and nothing of calls or references
+//! (that is `cohort-cluster`, the layer where the two meet).
+//!
+//! - [`stream`]: the boxed byte-stream pair every connection is made of, and TCP
+//!   helpers (`TCP_NODELAY` on, as latency matters more than packet count here).
+//! - [`manager`]: the [`ClusterManager`] trait — `launch`, `manage`, `kill`, `connect` —
+//!   with the [`WorkerConfig`] a manager fills in for each worker it starts, mirroring
+//!   Julia's `ClusterManager` interface.
+//! - [`local`]: [`LocalManager`], which starts workers as processes on this host.
+//! - [`listen`]: the worker side — bind, announce the address on stdout, read the
+//!   cookie from stdin.
+//!
+//! ```
+//! use cohort_transport::{LaunchParams, LocalManager};
+//! let params = LaunchParams::default();
+//! assert!(params.exeflags.is_empty());
+//! let _manager = LocalManager::new(2);
+//! ```
+
+pub mod listen;
+pub mod local;
+pub mod manager;
+pub mod stream;
+
+pub use local::LocalManager;
+pub use manager::{
+    ClusterManager, LaunchError, LaunchParams, ManageEvent, Topology, WorkerConfig, WorkerProcess,
+};
+pub use stream::{BoxedReader, BoxedWriter, Connection};
+
+/// The command-line flag that puts a cohort-enabled executable into worker mode.
+///
+/// ```
+/// assert_eq!(cohort_transport::WORKER_FLAG, "--cohort-worker");
+/// ```
+pub const WORKER_FLAG: &str = "--cohort-worker";
+
+/// The environment variable that sets how many seconds a worker waits for the master
+/// to connect before it exits (default 60).
+///
+/// ```
+/// assert_eq!(cohort_transport::WORKER_TIMEOUT_ENV, "COHORT_WORKER_TIMEOUT");
+/// ```
+pub const WORKER_TIMEOUT_ENV: &str = "COHORT_WORKER_TIMEOUT";

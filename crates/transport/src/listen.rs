@@ -1,0 +1,170 @@
+//! The worker side of starting up: bind a listener, announce its address on stdout
+//! as one line, and read the cluster cookie from stdin.
+//!
+//! The announcement is `cohort_worker:PORT#HOST` (Julia prints
+//! `julia_worker:PORT#HOST`); a manager reads the worker's stdout until it sees it.
+
+use std::io::{self, BufRead, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::WORKER_TIMEOUT_ENV;
+
+/// The prefix of the address line a worker prints.
+///
+/// ```
+/// assert_eq!(cohort_transport::listen::ANNOUNCE_PREFIX, "cohort_worker:");
+/// ```
+pub const ANNOUNCE_PREFIX: &str = "cohort_worker:";
+
+/// The default time a worker waits for the master.
+///
+/// ```
+/// assert_eq!(cohort_transport::listen::DEFAULT_WORKER_TIMEOUT.as_secs(), 60);
+/// ```
+pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The address line for a worker listening at `host:port`.
+///
+/// ```
+/// use cohort_transport::listen::{announcement, parse_announcement};
+/// let line = announcement("127.0.0.1", 9009);
+/// assert_eq!(line, "cohort_worker:9009#127.0.0.1");
+/// assert_eq!(parse_announcement(&line), Some(("127.0.0.1".to_string(), 9009)));
+/// ```
+pub fn announcement(host: &str, port: u16) -> String {
+    format!("{ANNOUNCE_PREFIX}{port}#{host}")
+}
+
+/// Parses an address line; `None` if the line is not one.
+///
+/// ```
+/// use cohort_transport::listen::parse_announcement;
+/// assert_eq!(parse_announcement("hello"), None);
+/// assert_eq!(parse_announcement("cohort_worker:x#h"), None);
+/// ```
+pub fn parse_announcement(line: &str) -> Option<(String, u16)> {
+    let rest = line.trim().strip_prefix(ANNOUNCE_PREFIX)?;
+    let (port, host) = rest.split_once('#')?;
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+/// Parses a `--bind-to` value: `addr`, `addr:port` or `[v6addr]:port`; port 0 (or
+/// none) picks a free port.
+///
+/// # Errors
+/// `InvalidInput` if the value is not an address with an optional port.
+///
+/// ```
+/// use cohort_transport::listen::parse_bind;
+/// assert_eq!(parse_bind("127.0.0.1").unwrap().port(), 0);
+/// assert_eq!(parse_bind("0.0.0.0:9000").unwrap().port(), 9000);
+/// assert!(parse_bind("nonsense:x").is_err());
+/// ```
+pub fn parse_bind(s: &str) -> io::Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, 0));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("--bind-to expects addr[:port], got {s:?}"),
+    ))
+}
+
+/// Binds the worker's listener. Returns it with the host to announce (the bound
+/// address, or this machine's loopback when bound to all interfaces… see below) and
+/// the port.
+///
+/// When bound to an unspecified address (`0.0.0.0`), the announced host is the first
+/// non-loopback address found by connecting a UDP socket outward is not possible on
+/// closed networks, so the host name is announced instead and resolved by the master.
+///
+/// # Errors
+/// The I/O error of the bind (address in use, not an address of this host).
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let (listener, host, port) = cohort_transport::listen::bind("127.0.0.1:0".parse().unwrap()).await?;
+/// assert_eq!(host, "127.0.0.1");
+/// # Ok(()) }
+/// ```
+pub async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, String, u16)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() {
+        hostname()
+    } else {
+        local.ip().to_string()
+    };
+    Ok((listener, host, local.port()))
+}
+
+/// This machine's host name (from `/proc/sys/kernel/hostname`, falling back to
+/// `localhost`).
+///
+/// ```
+/// assert!(!cohort_transport::listen::hostname().is_empty());
+/// ```
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Prints the address line on stdout and flushes it.
+///
+/// # Errors
+/// The I/O error of writing stdout (the manager closed the pipe).
+///
+/// ```no_run
+/// cohort_transport::listen::announce("127.0.0.1", 9009).unwrap();
+/// ```
+pub fn announce(host: &str, port: u16) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", announcement(host, port))?;
+    out.flush()
+}
+
+/// Reads the cluster cookie: the first line of stdin.
+///
+/// # Errors
+/// `UnexpectedEof` if stdin closes before a line; the I/O error of the read.
+///
+/// ```no_run
+/// let cookie = cohort_transport::listen::read_cookie_from_stdin().unwrap();
+/// ```
+pub fn read_cookie_from_stdin() -> io::Result<String> {
+    let mut line = String::new();
+    let n = io::stdin().lock().read_line(&mut line)?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "stdin closed before the cluster cookie arrived",
+        ));
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// How long a worker waits for the master: `COHORT_WORKER_TIMEOUT` seconds (a
+/// decimal number), or 60 s.
+///
+/// ```
+/// assert!(cohort_transport::listen::worker_timeout().as_secs_f64() > 0.0);
+/// ```
+pub fn worker_timeout() -> Duration {
+    std::env::var(WORKER_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_WORKER_TIMEOUT)
+}

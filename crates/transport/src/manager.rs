@@ -1,0 +1,327 @@
+//! The cluster-manager interface: how workers are started, watched, connected to and
+//! stopped. It mirrors Julia's `ClusterManager` (`launch`, `manage`, `kill`, `connect`).
+
+use std::any::Any;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+use tokio::process::Child;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::stream::{tcp_connect, Connection};
+
+/// How workers connect to each other (the master always connects to every worker).
+///
+/// ```
+/// assert_eq!(cohort_transport::Topology::default(), cohort_transport::Topology::AllToAll);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Topology {
+    /// Every process may talk to every other (Julia's `:all_to_all`, the default).
+    #[default]
+    AllToAll,
+    /// Workers talk only to the master; a worker-to-worker call is an error.
+    MasterWorker,
+    /// The manager decides: a worker connects to the workers whose
+    /// [`WorkerConfig::ident`] is in its [`WorkerConfig::connect_idents`].
+    Custom,
+}
+
+/// What the runtime asks a manager to launch, and with what (Julia's `params`).
+///
+/// ```
+/// let p = cohort_transport::LaunchParams { count: 2, ..Default::default() };
+/// assert!(p.restrict && p.lazy);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LaunchParams {
+    /// How many workers to start.
+    pub count: usize,
+    /// The executable to run; `None` runs the current executable in worker mode.
+    pub executable: Option<PathBuf>,
+    /// Extra arguments for the worker executable, after the worker flag.
+    pub exeflags: Vec<String>,
+    /// Extra environment variables for the workers.
+    pub env: Vec<(String, String)>,
+    /// The workers' working directory; `None` keeps the master's.
+    pub dir: Option<PathBuf>,
+    /// How workers connect to each other.
+    pub topology: Topology,
+    /// With all-to-all, connect worker pairs at their first call rather than at once.
+    pub lazy: bool,
+    /// Bind workers to 127.0.0.1 (true, the default) or to all interfaces.
+    pub restrict: bool,
+    /// The cluster cookie, to be written to each worker's stdin (never its argv).
+    pub cookie: String,
+    /// How long a worker waits for the master before it exits.
+    pub worker_timeout: Option<Duration>,
+}
+
+impl Default for LaunchParams {
+    fn default() -> Self {
+        LaunchParams {
+            count: 0,
+            executable: None,
+            exeflags: Vec::new(),
+            env: Vec::new(),
+            dir: None,
+            topology: Topology::AllToAll,
+            lazy: true,
+            restrict: true,
+            cookie: String::new(),
+            worker_timeout: None,
+        }
+    }
+}
+
+/// The OS process of a launched worker, for managers that start processes.
+///
+/// ```
+/// # async fn demo() -> std::io::Result<()> {
+/// let child = tokio::process::Command::new("true").spawn()?;
+/// let p = cohort_transport::WorkerProcess::new(child);
+/// assert!(p.os_pid().is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct WorkerProcess {
+    child: Arc<tokio::sync::Mutex<Child>>,
+    os_pid: Option<u32>,
+}
+
+impl WorkerProcess {
+    /// Wraps a spawned child process.
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let p = cohort_transport::WorkerProcess::new(tokio::process::Command::new("true").spawn()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(child: Child) -> Self {
+        let os_pid = child.id();
+        WorkerProcess {
+            child: Arc::new(tokio::sync::Mutex::new(child)),
+            os_pid,
+        }
+    }
+
+    /// The OS process id, if the process was still running when wrapped.
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let p = cohort_transport::WorkerProcess::new(tokio::process::Command::new("true").spawn()?);
+    /// assert!(p.os_pid().unwrap() > 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn os_pid(&self) -> Option<u32> {
+        self.os_pid
+    }
+
+    /// Waits up to `grace` for the process to exit on its own, then kills it; reaps it
+    /// either way so no zombie is left.
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let p = cohort_transport::WorkerProcess::new(tokio::process::Command::new("sleep").arg("10").spawn()?);
+    /// p.stop(std::time::Duration::from_millis(10)).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop(&self, grace: Duration) {
+        let mut child = self.child.lock().await;
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Sends SIGKILL at once and reaps the process.
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let p = cohort_transport::WorkerProcess::new(tokio::process::Command::new("sleep").arg("10").spawn()?);
+    /// p.kill().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn kill(&self) {
+        let mut child = self.child.lock().await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
+
+/// What a manager knows about one worker it launched (Julia's `WorkerConfig`).
+///
+/// ```
+/// let c = cohort_transport::WorkerConfig::at("127.0.0.1", 9000);
+/// assert_eq!(c.port, Some(9000));
+/// ```
+#[derive(Clone, Default)]
+pub struct WorkerConfig {
+    /// The host the master connects to.
+    pub host: Option<String>,
+    /// The port the master connects to.
+    pub port: Option<u16>,
+    /// The address other workers use to reach this one, if not `host`.
+    pub bind_addr: Option<String>,
+    /// The worker's identity for [`Topology::Custom`].
+    pub ident: Option<String>,
+    /// With [`Topology::Custom`], the identities this worker connects to.
+    pub connect_idents: Vec<String>,
+    /// The worker's OS process, when the manager started one.
+    pub process: Option<WorkerProcess>,
+    /// Anything else the manager wants to keep with the worker.
+    pub userdata: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl WorkerConfig {
+    /// A config for a worker listening at `host:port`.
+    ///
+    /// ```
+    /// let c = cohort_transport::WorkerConfig::at("10.0.0.2", 9009);
+    /// assert_eq!(c.host.as_deref(), Some("10.0.0.2"));
+    /// ```
+    pub fn at(host: impl Into<String>, port: u16) -> Self {
+        WorkerConfig {
+            host: Some(host.into()),
+            port: Some(port),
+            ..Default::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("bind_addr", &self.bind_addr)
+            .field("ident", &self.ident)
+            .field("connect_idents", &self.connect_idents)
+            .field("os_pid", &self.process.as_ref().and_then(|p| p.os_pid()))
+            .finish()
+    }
+}
+
+/// What [`ClusterManager::manage`] is told about a worker.
+///
+/// ```
+/// let e = cohort_transport::ManageEvent::Register;
+/// assert_ne!(e, cohort_transport::ManageEvent::Deregister);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManageEvent {
+    /// The worker has joined the cluster under its pid.
+    Register,
+    /// The worker is being removed (rmprocs, or it died).
+    Deregister,
+    /// The user asked to interrupt the worker's running calls.
+    Interrupt,
+    /// The worker's last resources are being released.
+    Finalize,
+}
+
+/// Why launching workers failed.
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    /// The worker executable could not be started.
+    #[error("could not start worker executable {exe}: {source}")]
+    Spawn {
+        /// The executable.
+        exe: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The worker started but did not announce its address.
+    #[error("worker {what}")]
+    NoAddress {
+        /// What went wrong (exited, timed out, printed garbage).
+        what: String,
+    },
+    /// Anything else a custom manager reports.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Starts, watches, connects to and stops workers. Implement it to run workers under
+/// a scheduler, over another transport, or anywhere else; `addprocs_with` takes any
+/// implementation.
+///
+/// The runtime calls [`launch`](Self::launch) once per `addprocs`, connects to each
+/// config sent on `launched` (through [`connect`](Self::connect)), then calls
+/// [`manage`](Self::manage) as the worker's life goes on and [`kill`](Self::kill)
+/// when it is removed (after it asked the worker to exit).
+///
+/// ```
+/// use cohort_transport::*;
+/// use futures::future::BoxFuture;
+/// use tokio::sync::mpsc::UnboundedSender;
+///
+/// /// Workers someone started by hand, listening at known addresses.
+/// struct Fixed(Vec<(String, u16)>);
+///
+/// impl ClusterManager for Fixed {
+///     fn launch<'a>(&'a self, _p: &'a LaunchParams, launched: UnboundedSender<WorkerConfig>)
+///         -> BoxFuture<'a, Result<(), LaunchError>> {
+///         Box::pin(async move {
+///             for (h, p) in &self.0 { let _ = launched.send(WorkerConfig::at(h.clone(), *p)); }
+///             Ok(())
+///         })
+///     }
+/// }
+/// ```
+pub trait ClusterManager: Send + Sync + 'static {
+    /// Starts `params.count` workers and sends a [`WorkerConfig`] on `launched` for each
+    /// as soon as it can be connected to. Returns when every worker has been sent.
+    ///
+    /// # Errors
+    /// A [`LaunchError`] if workers could not be started; configs already sent are
+    /// still connected.
+    fn launch<'a>(
+        &'a self,
+        params: &'a LaunchParams,
+        launched: UnboundedSender<WorkerConfig>,
+    ) -> BoxFuture<'a, Result<(), LaunchError>>;
+
+    /// Told of events in a worker's life. The default does nothing.
+    fn manage(&self, pid: u32, config: &WorkerConfig, event: ManageEvent) {
+        let _ = (pid, config, event);
+    }
+
+    /// Opens a connection to a worker. The default connects over TCP to the config's
+    /// `host:port` with `TCP_NODELAY`.
+    ///
+    /// # Errors
+    /// The I/O error of the connect, or `InvalidInput` if the config has no address.
+    fn connect<'a>(
+        &'a self,
+        pid: u32,
+        config: &'a WorkerConfig,
+    ) -> BoxFuture<'a, io::Result<Connection>> {
+        let _ = pid;
+        Box::pin(async move {
+            match (&config.host, config.port) {
+                (Some(h), Some(p)) => tcp_connect(h, p).await,
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "worker config has no host and port to connect to",
+                )),
+            }
+        })
+    }
+
+    /// Stops a worker the runtime has already asked to exit. The default waits a
+    /// moment for its process to exit, then kills it.
+    fn kill<'a>(&'a self, pid: u32, config: &'a WorkerConfig) -> BoxFuture<'a, ()> {
+        let _ = pid;
+        Box::pin(async move {
+            if let Some(p) = &config.process {
+                p.stop(Duration::from_secs(2)).await;
+            }
+        })
+    }
+}
