@@ -6,7 +6,7 @@
 //! serialization, as Julia's local invocations do.
 
 use bytes::Bytes;
-use cohort_wire::ids::{Pid, MASTER};
+use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, function_ref, CallMode, Envelope};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -53,7 +53,9 @@ where
         });
     }
     let peer = node().peer(pid)?;
-    if !peer.same_exe() && peer_is_up(pid) {
+    // A connection still in its handshake does not know yet; the callee checks the
+    // fingerprint itself and refuses with an error naming the function.
+    if peer.is_established() && !peer.same_exe() {
         return Err(CallError::CannotShipCode {
             pid,
             function: display,
@@ -64,12 +66,6 @@ where
         target: Some(function_ref::Target::CodeOffset(registry::code_offset(t))),
         display,
     })
-}
-
-/// Whether the handshake with `pid` is done (a lazily connecting peer does not know
-/// the peer's fingerprint yet; the callee then checks it and refuses with an error).
-fn peer_is_up(pid: Pid) -> bool {
-    pid == MASTER || !node().is_worker() || node().peers.read().contains_key(&pid)
 }
 
 fn encode_args<F, Args>(f: &F, args: &Args, pid: Pid) -> Result<Vec<u8>, CallError>

@@ -57,6 +57,7 @@ pub(crate) fn handle(peer: &Arc<Peer>, env: Envelope) {
             }
             for pid in u.removed {
                 workers.remove(&pid);
+                n.exited.write().insert(pid);
             }
         }
         Some(Kind::Exit(_)) => {

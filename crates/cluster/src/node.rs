@@ -44,6 +44,9 @@ pub(crate) struct Node {
     pub(crate) master_hostname: RwLock<String>,
     pub(crate) peers: RwLock<HashMap<Pid, Arc<Peer>>>,
     pub(crate) workers: RwLock<BTreeMap<Pid, WorkerRecord>>,
+    /// Workers that have left (died or removed): pids are never reused, so a call to
+    /// one is reported as "exited", not "no such process".
+    pub(crate) exited: RwLock<std::collections::HashSet<Pid>>,
     pub(crate) next_pid: AtomicU32,
     next_ref: AtomicU64,
     next_call: AtomicU64,
@@ -66,6 +69,7 @@ pub(crate) fn node() -> &'static Node {
             master_hostname: RwLock::new(cohort_transport::listen::hostname()),
             peers: RwLock::new(HashMap::new()),
             workers: RwLock::new(BTreeMap::new()),
+            exited: RwLock::new(Default::default()),
             next_pid: AtomicU32::new(2),
             next_ref: AtomicU64::new(1),
             next_call: AtomicU64::new(1),
@@ -154,6 +158,12 @@ impl Node {
             return Ok(p.clone());
         }
         let me = self.myid();
+        if self.exited.read().contains(&pid) {
+            return Err(CallError::WorkerExited {
+                pid,
+                reason: "the worker has left the cluster".into(),
+            });
+        }
         if me == MASTER || pid == MASTER {
             // The master connects to workers when they are added; a worker's master
             // connection exists from the start. Anything else is gone.
@@ -235,6 +245,18 @@ impl Node {
             }));
         }
         self.store.peer_died(pid);
+        if !self.is_worker() {
+            // A worker that died leaves the cluster, as in Julia; reap its process.
+            self.exited.write().insert(pid);
+            if let Some(rec) = self.workers.write().remove(&pid) {
+                if let Some((manager, config)) = rec.managed {
+                    crate::runtime::handle().spawn(async move {
+                        manager.manage(pid, &config, cohort_transport::ManageEvent::Deregister);
+                        manager.kill(pid, &config).await;
+                    });
+                }
+            }
+        }
         if self.is_worker() && pid == MASTER {
             tracing::info!("connection to the master closed; worker exiting");
             std::process::exit(0);

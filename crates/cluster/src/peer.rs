@@ -33,7 +33,11 @@ pub(crate) struct Peer {
     /// Whether the peer runs this very executable (equal build fingerprints), so code
     /// offsets may be sent to it. Unknown (false) until the handshake is done.
     same_exe: AtomicBool,
+    /// Whether the handshake is done (until then `same_exe` is not known).
+    established: AtomicBool,
     closed: AtomicBool,
+    /// Tells the writer to stop when the reader has given up on the connection.
+    shutdown: tokio::sync::Notify,
 }
 
 impl Peer {
@@ -44,7 +48,9 @@ impl Peer {
                 pid,
                 tx,
                 same_exe: AtomicBool::new(false),
+                established: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                shutdown: tokio::sync::Notify::new(),
             }),
             rx,
         )
@@ -52,6 +58,10 @@ impl Peer {
 
     pub(crate) fn same_exe(&self) -> bool {
         self.same_exe.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_established(&self) -> bool {
+        self.established.load(Ordering::Acquire)
     }
 
     /// Queues one message.
@@ -112,6 +122,7 @@ impl Peer {
     /// Starts the writer and reader tasks of an established connection.
     fn start(self: &Arc<Self>, est: Established, rx: mpsc::UnboundedReceiver<BytesMut>) {
         self.same_exe.store(est.same_exe, Ordering::Release);
+        self.established.store(true, Ordering::Release);
         crate::runtime::handle().spawn(writer_loop(self.clone(), est.writer, rx));
         crate::runtime::handle().spawn(reader_loop(self.clone(), est.reader, est.buf));
     }
@@ -137,7 +148,11 @@ async fn writer_loop(
     mut rx: mpsc::UnboundedReceiver<BytesMut>,
 ) {
     let mut buf = BytesMut::new();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            f = rx.recv() => match f { Some(f) => f, None => break },
+            _ = peer.shutdown.notified() => break,
+        };
         let mut result = Ok(());
         if first.len() >= COALESCE_LIMIT {
             result = w.write_all(&first).await;
@@ -201,6 +216,8 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
         tracing::warn!(pid = peer.pid, %reason, "closing connection");
     }
     peer.closed.store(true, Ordering::Release);
+    // Close our side too, so the peer sees the connection end.
+    peer.shutdown.notify_one();
     node().peer_lost(peer.pid, &peer, &reason);
 }
 

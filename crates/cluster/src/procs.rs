@@ -523,6 +523,15 @@ pub fn rmprocs_nowait(pids: &[Pid]) -> Result<RmprocsTask, ClusterError> {
             return Err(ClusterError::NotAWorker(*bad));
         }
     }
+    // Ask them to exit first, while they still count as connected.
+    for p in pids {
+        let _ = n.send(
+            *p,
+            &Envelope {
+                kind: Some(Kind::Exit(proto::Exit {})),
+            },
+        );
+    }
     let mut removed = Vec::new();
     {
         let mut workers = n.workers.write();
@@ -530,6 +539,7 @@ pub fn rmprocs_nowait(pids: &[Pid]) -> Result<RmprocsTask, ClusterError> {
             if let Some(r) = workers.remove(p) {
                 removed.push((*p, r));
             }
+            n.exited.write().insert(*p);
         }
     }
     let update = Envelope {
@@ -538,14 +548,6 @@ pub fn rmprocs_nowait(pids: &[Pid]) -> Result<RmprocsTask, ClusterError> {
             removed: pids.to_vec(),
         })),
     };
-    for (p, _) in &removed {
-        let _ = n.send(
-            *p,
-            &Envelope {
-                kind: Some(Kind::Exit(proto::Exit {})),
-            },
-        );
-    }
     broadcast(0, update);
     let handle = crate::runtime::handle().spawn(async move {
         let kills = removed.into_iter().map(|(pid, rec)| async move {

@@ -40,6 +40,16 @@ pub use cohort_cluster::{
 };
 pub use cohort_macros::{main, remote};
 
+/// The names of the functions registered with `#[cohort::remote]` in this executable
+/// (the built-ins included), sorted.
+///
+/// ```
+/// assert!(cohort::registered_functions().contains(&"cohort::getpid"));
+/// ```
+pub fn registered_functions() -> Vec<&'static str> {
+    cohort_cluster::registry::registered_names()
+}
+
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 /// The wire protocol.
@@ -66,3 +76,8 @@ pub mod __private {
     pub use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
     pub use cohort_cluster::runtime::run_main;
 }
+
+/// The README's examples, compiled as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -103,7 +103,7 @@ fn future_put_is_write_once_across_processes() {
         w[1],
         (),
     );
-    assert_eq!(r.unwrap(), true);
+    assert!(r.unwrap());
     assert_eq!(f.fetch_blocking().unwrap(), "first");
 }
 

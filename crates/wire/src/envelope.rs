@@ -1,4 +1,4 @@
-//! The envelope: one protobuf [`Envelope`](crate::proto::Envelope) per frame.
+//! The envelope: one protobuf [`Envelope`] per frame.
 
 use bytes::BytesMut;
 use prost::Message;

@@ -1,0 +1,165 @@
+//! Adding, removing and losing workers, over real processes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cohort::prelude::*;
+use cohort::CallError;
+
+#[cohort::remote]
+fn os_pid() -> u32 {
+    std::process::id()
+}
+
+#[cohort::remote]
+fn slow(secs: f64) -> u8 {
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    1
+}
+
+#[cohort::remote]
+fn identity(v: Vec<u8>) -> Vec<u8> {
+    v
+}
+
+#[test]
+fn killed_worker_fails_its_calls_by_name_and_the_rest_go_on() {
+    let pids = addprocs_blocking(2).unwrap();
+    let (victim, other) = (pids[0], pids[1]);
+    let os = remotecall_fetch_blocking(os_pid, victim, ()).unwrap();
+    let pending = remotecall(slow, victim, (30.0,));
+    let in_flight = std::thread::spawn(move || remotecall_fetch_blocking(slow, victim, (30.0,)));
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .arg("-9")
+        .arg(os.to_string())
+        .status()
+        .unwrap();
+    let err = in_flight.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, CallError::WorkerExited { pid, .. } if pid == victim),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&format!("worker {victim}")));
+    assert!(
+        matches!(pending.fetch_blocking(), Err(CallError::WorkerExited { pid, .. }) if pid == victim)
+    );
+    // The other worker is unaffected.
+    assert_eq!(remotecall_fetch_blocking(slow, other, (0.0,)).unwrap(), 1);
+    let _ = cohort::rmprocs_blocking(&pids, Some(Duration::from_secs(10)));
+}
+
+#[test]
+fn rmprocs_removes_workers_and_their_processes_exit() {
+    let pids = addprocs_blocking(2).unwrap();
+    let os: Vec<u32> = pids
+        .iter()
+        .map(|p| remotecall_fetch_blocking(os_pid, *p, ()).unwrap())
+        .collect();
+    let task = cohort::rmprocs_nowait(&pids[..1]).unwrap();
+    assert!(!cohort::workers().contains(&pids[0]));
+    task.wait_blocking();
+    assert!(!std::path::Path::new(&format!("/proc/{}", os[0])).exists());
+    let st = cohort::rmprocs_blocking(&pids[1..], Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(st, cohort::RmStatus::Ok);
+    assert!(!std::path::Path::new(&format!("/proc/{}", os[1])).exists());
+    assert!(matches!(
+        remotecall_fetch_blocking(os_pid, pids[1], ()),
+        Err(CallError::NoSuchProcess { .. } | CallError::WorkerExited { .. })
+    ));
+    assert!(matches!(
+        cohort::rmprocs_blocking(&[999], None),
+        Err(cohort::ClusterError::NotAWorker(999))
+    ));
+}
+
+#[test]
+fn a_call_to_self_works_on_the_same_values() {
+    let v = vec![1u8, 2, 3];
+    let ptr = v.as_ptr();
+    let back = remotecall_fetch_blocking(identity, myid(), (v,)).unwrap();
+    assert_eq!(
+        back.as_ptr(),
+        ptr,
+        "a local call must not copy its arguments"
+    );
+    let pids = addprocs_blocking(1).unwrap();
+    let v = vec![1u8, 2, 3];
+    let ptr = v.as_ptr();
+    let back = remotecall_fetch_blocking(identity, pids[0], (v,)).unwrap();
+    assert_ne!(back.as_ptr(), ptr, "a remote call works on a copy");
+    let _ = cohort::rmprocs_blocking(&pids, None);
+}
+
+/// A worker nobody connects to exits after COHORT_WORKER_TIMEOUT.
+#[test]
+fn unconnected_worker_times_out() {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--cohort-worker", "--bind-to", "127.0.0.1"])
+        .env("COHORT_WORKER_TIMEOUT", "0.5")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "some-cookie").unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("cohort_worker:"), "{line}");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "worker did not time out"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+}
+
+/// Garbage and a wrong cookie on a worker's port are refused; the worker survives and
+/// still joins its real master.
+#[test]
+fn bad_input_on_a_worker_socket_is_refused_and_the_worker_survives() {
+    use std::net::TcpStream;
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--cohort-worker", "--bind-to", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "right-cookie").unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let (host, port) = cohort::transport::listen::parse_announcement(&line).unwrap();
+    // Garbage, including a frame header claiming 4 GiB.
+    let mut s = TcpStream::connect((host.as_str(), port)).unwrap();
+    s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    // The worker sends its hello, then closes on the garbage.
+    let mut total = 0;
+    loop {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => panic!("worker did not close the connection: {e}"),
+        }
+    }
+    assert!(total > 0);
+    // Still alive.
+    assert!(child.try_wait().unwrap().is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+}
