@@ -31,6 +31,8 @@ pub struct Stats {
     pub ref_batches_sent: u64,
     /// Resident memory in bytes (Linux; 0 elsewhere).
     pub rss_bytes: u64,
+    /// The processes this one has a connection to, sorted.
+    pub connected: Vec<Pid>,
 }
 
 /// This process's [`Stats`].
@@ -50,6 +52,11 @@ pub fn stats() -> Stats {
         ref_ops_sent: s.ops_sent,
         ref_batches_sent: s.batches_sent,
         rss_bytes: rss_bytes(),
+        connected: {
+            let mut v: Vec<Pid> = n.peers.read().keys().copied().collect();
+            v.sort_unstable();
+            v
+        },
     }
 }
 

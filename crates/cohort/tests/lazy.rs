@@ -1,0 +1,27 @@
+//! All-to-all, lazy (the default): a worker connects to another at their first call.
+
+use cohort::prelude::*;
+
+#[test]
+fn lazy_all_to_all_connects_a_worker_pair_at_first_call() {
+    let pids = addprocs_blocking(2).unwrap();
+    let (a, b) = (pids[0], pids[1]);
+    let before = cohort::runtime::block_on(cohort::stats_of(a)).unwrap();
+    assert_eq!(
+        before.connected,
+        vec![1],
+        "no worker-to-worker connection yet"
+    );
+    let seen = remotecall_fetch_blocking(
+        cohort::closure!(
+            [b] || remotecall_fetch_blocking(cohort::builtins::remote_myid, *b, ()).unwrap()
+        ),
+        a,
+        (),
+    )
+    .unwrap();
+    assert_eq!(seen, b);
+    let after = cohort::runtime::block_on(cohort::stats_of(a)).unwrap();
+    assert_eq!(after.connected, vec![1, b]);
+    rmprocs_blocking(&pids, None).unwrap();
+}
