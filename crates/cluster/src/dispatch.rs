@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cohort_wire::ids::{Pid, RefId};
 use cohort_wire::proto::{
-    self, call_result::Outcome, envelope::Kind, function_ref::Target, CallMode, Envelope,
+    self, call_result::Outcome, envelope::Kind, function_ref::Target, Envelope,
 };
 
 use crate::codec;
@@ -66,9 +66,7 @@ pub(crate) fn handle(peer: &Arc<Peer>, env: Envelope) {
                 std::process::exit(0);
             }
         }
-        Some(Kind::Interrupt(_)) => {
-            tracing::info!("interrupt received; running calls are not cancellable yet");
-        }
+        Some(Kind::Interrupt(_)) => crate::interrupt::handle_interrupt(),
         Some(Kind::Identify(_) | Kind::Join(_) | Kind::JoinComplete(_)) | None => {
             tracing::warn!(
                 pid = peer.pid,
@@ -111,38 +109,27 @@ fn run_call(from: Pid, same_exe: bool, call: proto::Call) {
     let result_ref: Option<RefId> = call.result_ref.map(Into::into);
     let (display, trampoline) = resolve(call.function, same_exe);
     let args = call.args;
+    let seq = crate::interrupt::start(crate::interrupt::Running {
+        from,
+        call_id,
+        mode,
+        result_ref,
+        function: display.clone(),
+    });
     crate::runtime::handle().spawn(async move {
         let me = node().myid();
         let out = match trampoline {
-            Ok(t) => tokio::task::spawn_blocking(move || codec::with_target(from, || t(&args)))
-                .await
-                .unwrap_or_else(|e| Err(Failure::new(ErrorKind::Panic, e.to_string()))),
+            Ok(t) => tokio::task::spawn_blocking(move || {
+                crate::interrupt::enter_call();
+                codec::with_target(from, || t(&args))
+            })
+            .await
+            .unwrap_or_else(|e| Err(Failure::new(ErrorKind::Panic, e.to_string()))),
             Err(f) => Err(f),
         };
         let out = out
             .map(Bytes::from)
             .map_err(|f| RemoteException::from_failure(me, &display, f));
-        match mode {
-            CallMode::Fetch => send_reply(from, call_id, out.map_err(CallError::Remote)),
-            CallMode::Call | CallMode::Wait => {
-                let Some(id) = result_ref else {
-                    tracing::warn!(from, "call without a result reference");
-                    return;
-                };
-                let _ = node().store.set(id, out.clone());
-                if mode == CallMode::Wait {
-                    send_reply(
-                        from,
-                        call_id,
-                        out.map(|_| Bytes::new()).map_err(CallError::Remote),
-                    );
-                }
-            }
-            CallMode::RemoteDo | CallMode::Unspecified => {
-                if let Err(e) = out {
-                    eprintln!("error in remote_do {e}");
-                }
-            }
-        }
+        crate::interrupt::finish(seq, out);
     });
 }

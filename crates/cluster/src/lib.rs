@@ -28,6 +28,7 @@ mod dispatch;
 mod error;
 pub mod fingerprint;
 mod future;
+mod interrupt;
 mod node;
 mod panics;
 mod peer;
@@ -47,6 +48,7 @@ pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};
 pub use error::{CallError, ClusterError, ErrorKind, Failure, RemoteException};
 pub use future::Future;
+pub use interrupt::{interrupt, interrupted};
 pub use procs::{
     addprocs, addprocs_blocking, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs,
     rmprocs_blocking, rmprocs_nowait, set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,

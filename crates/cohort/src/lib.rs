@@ -31,10 +31,10 @@
 
 pub use cohort_cluster::{
     addprocs, addprocs_blocking, builtins, closure, cluster_cookie, fetchfrom, fetchfrom_blocking,
-    init, myid, nprocs, nworkers, procs, procs_of, remote_do, remotecall, remotecall_fetch,
-    remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, rmprocs,
-    rmprocs_blocking, rmprocs_nowait, run_worker, runtime, set_cluster_cookie, spawnat, stats,
-    stats_of, workers, AddProcs, CallError, Closure, ClusterError, ClusterManager, Cookie,
+    init, interrupt, interrupted, myid, nprocs, nworkers, procs, procs_of, remote_do, remotecall,
+    remotecall_fetch, remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking,
+    rmprocs, rmprocs_blocking, rmprocs_nowait, run_worker, runtime, set_cluster_cookie, spawnat,
+    stats, stats_of, workers, AddProcs, CallError, Closure, ClusterError, ClusterManager, Cookie,
     ErrorKind, Failure, Future, LaunchParams, LocalManager, Pid, RefId, RemoteException, RemoteFn,
     RmStatus, RmprocsTask, Stats, Target, Topology, WorkerConfig, WorkerOptions,
 };

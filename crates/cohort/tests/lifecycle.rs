@@ -18,6 +18,47 @@ fn slow(secs: f64) -> u8 {
     1
 }
 
+/// Works until interrupted (or `secs` pass), polling the interrupt flag.
+#[cohort::remote]
+fn patient(secs: f64) -> String {
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        if cohort::interrupted() {
+            return "stopped early".into();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    "finished".into()
+}
+
+#[test]
+fn interrupt_cancels_running_calls_and_the_worker_goes_on() {
+    let pids = addprocs_blocking(1).unwrap();
+    let w = pids[0];
+    let in_flight = std::thread::spawn(move || remotecall_fetch_blocking(patient, w, (30.0,)));
+    let stored = remotecall(patient, w, (30.0,));
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    cohort::interrupt(&[w]).unwrap();
+    match in_flight.join().unwrap() {
+        Err(CallError::Remote(e)) => {
+            assert_eq!(e.kind, cohort::ErrorKind::Interrupted);
+            assert_eq!(e.pid, w);
+        }
+        other => panic!("expected an interrupted call, got {other:?}"),
+    }
+    assert!(
+        matches!(stored.fetch_blocking(), Err(CallError::Remote(e)) if e.kind == cohort::ErrorKind::Interrupted)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // The worker serves the next call normally.
+    assert_eq!(
+        remotecall_fetch_blocking(patient, w, (0.0,)).unwrap(),
+        "finished"
+    );
+    let _ = cohort::rmprocs_blocking(&pids, None);
+}
+
 #[cohort::remote]
 fn identity(v: Vec<u8>) -> Vec<u8> {
     v
