@@ -31,6 +31,10 @@ pub struct Stats {
     pub ref_batches_sent: u64,
     /// Resident memory in bytes (Linux; 0 elsewhere).
     pub rss_bytes: u64,
+    /// Heap bytes allocated and not freed (glibc's `mallinfo2`; 0 elsewhere): unlike
+    /// RSS, it does not include the allocator's free-but-kept pages, so it is the
+    /// figure to watch for leaks.
+    pub heap_in_use_bytes: u64,
     /// The processes this one has a connection to, sorted.
     pub connected: Vec<Pid>,
 }
@@ -52,11 +56,25 @@ pub fn stats() -> Stats {
         ref_ops_sent: s.ops_sent,
         ref_batches_sent: s.batches_sent,
         rss_bytes: rss_bytes(),
+        heap_in_use_bytes: heap_in_use(),
         connected: {
             let mut v: Vec<Pid> = n.peers.read().keys().copied().collect();
             v.sort_unstable();
             v
         },
+    }
+}
+
+fn heap_in_use() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads glibc's allocator statistics.
+        let m = unsafe { libc::mallinfo2() };
+        (m.uordblks + m.hblkhd) as u64
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        0
     }
 }
 
@@ -88,10 +106,21 @@ pub async fn stats_of(pid: Pid) -> Result<Stats, crate::CallError> {
     crate::remotecall_fetch(remote_stats, pid, ()).await
 }
 
-/// The built-in behind [`stats_of`]: flushes queued reference messages, then reports.
+/// The built-in behind [`stats_of`]: flushes queued reference messages, returns free
+/// heap pages to the OS (so `rss_bytes` shows memory in use, not the allocator's
+/// cache after a burst), then reports.
 pub fn remote_stats() -> Stats {
     crate::node::node().store.flush_all();
+    trim_heap();
     stats()
+}
+
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's heap to the OS.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The OS process id (a built-in).

@@ -55,9 +55,12 @@ pub(crate) fn handle(peer: &Arc<Peer>, env: Envelope) {
                     },
                 );
             }
+            drop(workers);
             for pid in u.removed {
-                workers.remove(&pid);
+                n.workers.write().remove(&pid);
                 n.exited.write().insert(pid);
+                // Its registrations go: nothing it held can be used any more.
+                n.store.peer_died(pid);
             }
         }
         Some(Kind::Exit(_)) => {

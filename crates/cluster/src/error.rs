@@ -31,6 +31,8 @@ pub enum ErrorKind {
     AlreadySet,
     /// The call was cancelled by an interrupt.
     Interrupted,
+    /// The channel is closed.
+    ChannelClosed,
 }
 
 impl ErrorKind {
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::Reference => proto::ErrorKind::Reference,
             ErrorKind::AlreadySet => proto::ErrorKind::AlreadySet,
             ErrorKind::Interrupted => proto::ErrorKind::Interrupted,
+            ErrorKind::ChannelClosed => proto::ErrorKind::ChannelClosed,
         }
     }
 
@@ -54,6 +57,7 @@ impl ErrorKind {
             proto::ErrorKind::Reference => ErrorKind::Reference,
             proto::ErrorKind::AlreadySet => ErrorKind::AlreadySet,
             proto::ErrorKind::Interrupted => ErrorKind::Interrupted,
+            proto::ErrorKind::ChannelClosed => ErrorKind::ChannelClosed,
             proto::ErrorKind::Error | proto::ErrorKind::Unspecified => ErrorKind::Error,
         }
     }
@@ -170,6 +174,7 @@ impl fmt::Display for RemoteException {
             ErrorKind::Reference => "reference error",
             ErrorKind::AlreadySet => "already set",
             ErrorKind::Interrupted => "interrupted",
+            ErrorKind::ChannelClosed => "channel closed",
         };
         write!(f, "on worker {}: {what}", self.pid)?;
         if !self.function.is_empty() {
@@ -264,9 +269,13 @@ pub enum CallError {
         /// The function.
         function: String,
     },
-    /// No worker is available for `Any`.
-    #[error("no worker is available")]
-    NoWorkers,
+    /// The channel is closed (and, for `take`, drained).
+    #[error("the channel is closed")]
+    ChannelClosed,
+    /// The channel does not support the operation (`fetch` on an unbuffered
+    /// channel, or on a store without `fetch`).
+    #[error("the channel does not support this: {0}")]
+    ChannelUnsupported(String),
 }
 
 /// Why adding, removing or connecting processes failed.

@@ -57,7 +57,15 @@ pub(crate) fn enter_call() {
 /// Delivers a call's outcome as its mode asks — unless an interrupt already answered
 /// it, in which case the late outcome is dropped.
 pub(crate) fn finish(seq: u64, out: Result<Bytes, RemoteException>) {
-    let Some(r) = running().lock().remove(&seq) else {
+    let r = {
+        let mut running = running().lock();
+        let r = running.remove(&seq);
+        if running.capacity() > 1024 && running.len() * 4 < running.capacity() {
+            running.shrink_to_fit();
+        }
+        r
+    };
+    let Some(r) = r else {
         return;
     };
     deliver(r, out);

@@ -23,6 +23,7 @@
 
 pub mod builtins;
 mod call;
+mod channel;
 pub mod codec;
 mod dispatch;
 mod error;
@@ -43,6 +44,7 @@ pub use call::{
     fetchfrom, fetchfrom_blocking, remote_do, remotecall, remotecall_fetch,
     remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, spawnat, Target,
 };
+pub use channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
 pub use cohort_transport::{ClusterManager, LaunchParams, LocalManager, Topology, WorkerConfig};
 pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};

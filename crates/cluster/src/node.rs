@@ -146,7 +146,15 @@ impl Node {
     }
 
     pub(crate) fn complete(&self, call_id: u64, reply: Reply) {
-        if let Some(p) = self.pending.lock().remove(&call_id) {
+        let p = {
+            let mut pending = self.pending.lock();
+            let p = pending.remove(&call_id);
+            if pending.capacity() > 1024 && pending.len() * 4 < pending.capacity() {
+                pending.shrink_to_fit();
+            }
+            p
+        };
+        if let Some(p) = p {
             let _ = p.tx.send(reply);
         }
     }
@@ -248,6 +256,17 @@ impl Node {
         if !self.is_worker() {
             // A worker that died leaves the cluster, as in Julia; reap its process.
             self.exited.write().insert(pid);
+            // Tell the others, so owners drop the dead worker from their client sets
+            // even when they never talked to it.
+            crate::procs::broadcast(
+                pid,
+                Envelope {
+                    kind: Some(proto::envelope::Kind::PeerUpdate(proto::PeerUpdate {
+                        added: vec![],
+                        removed: vec![pid],
+                    })),
+                },
+            );
             if let Some(rec) = self.workers.write().remove(&pid) {
                 if let Some((manager, config)) = rec.managed {
                     crate::runtime::handle().spawn(async move {

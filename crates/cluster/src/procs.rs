@@ -365,7 +365,7 @@ pub(crate) fn topology_from_wire(t: proto::Topology) -> Topology {
 }
 
 /// Sends `env` to every connected worker except `except`.
-fn broadcast(except: Pid, env: Envelope) {
+pub(crate) fn broadcast(except: Pid, env: Envelope) {
     let peers: Vec<_> = node()
         .peers
         .read()

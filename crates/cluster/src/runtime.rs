@@ -21,6 +21,9 @@ fn runtime() -> &'static Runtime {
         Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("cohort-rt")
+            // Calls run on blocking threads; after a burst the extra threads (and
+            // their stacks and heap arenas) go away soon rather than after 10 s.
+            .thread_keep_alive(std::time::Duration::from_secs(2))
             .enable_all()
             .build()
             .expect("cannot start the cohort runtime")

@@ -13,6 +13,7 @@ use cohort_wire::proto::{self, envelope::Kind, Envelope, RefRequestKind};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use crate::channel::ChannelSlot;
 use crate::error::{CallError, RemoteException};
 use crate::node::{node, Reply};
 
@@ -34,6 +35,8 @@ enum Waiter {
 pub(crate) struct Slot {
     value: Option<Result<Bytes, RemoteException>>,
     waiters: Vec<Waiter>,
+    /// Set when the reference is a `RemoteChannel` rather than a `Future`.
+    channel: Option<ChannelSlot>,
 }
 
 /// What to do once the lock is released.
@@ -75,6 +78,8 @@ pub(crate) fn send_reply(pid: Pid, call_id: u64, reply: Reply) {
                 pid: node().myid(),
                 kind: match other {
                     CallError::AlreadySet => crate::error::ErrorKind::AlreadySet,
+                    CallError::ChannelClosed => crate::error::ErrorKind::ChannelClosed,
+                    CallError::ChannelUnsupported(_) => crate::error::ErrorKind::Error,
                     _ => crate::error::ErrorKind::Reference,
                 },
                 function: String::new(),
@@ -175,11 +180,64 @@ impl Store {
             actions
         });
         actions.into_iter().for_each(Action::run);
+        // Storing can free at once (every client let go before the value arrived).
+        self.drive();
         if already {
             Err(CallError::AlreadySet)
         } else {
             Ok(())
         }
+    }
+
+    /// Stores a channel made by a factory on this process (its creator, `id.whence`,
+    /// holds the first handle).
+    pub(crate) fn install_channel(&self, id: RefId, slot: ChannelSlot) {
+        let mut t = self.tracker.lock();
+        let slot = Slot {
+            channel: Some(slot),
+            ..Default::default()
+        };
+        if let Err(slot) = t.insert(id, slot, id.whence) {
+            if let Some(existing) = t.get_mut(&id) {
+                existing.channel = slot.channel;
+            }
+        }
+    }
+
+    /// The channel stored under `id`, if any.
+    pub(crate) fn channel(&self, id: RefId) -> Option<ChannelSlot> {
+        self.tracker.lock().get(&id).and_then(|s| s.channel.clone())
+    }
+
+    /// Handles a request on a channel: the operation may wait (for room, for a
+    /// value), so it runs as a task and replies when done.
+    fn channel_request(
+        from: Pid,
+        call_id: u64,
+        ch: ChannelSlot,
+        kind: RefRequestKind,
+        value: Vec<u8>,
+    ) {
+        crate::runtime::handle().spawn(async move {
+            let e = &ch.erased;
+            let reply = match kind {
+                RefRequestKind::Put => e.put(Bytes::from(value)).await.map(|()| Bytes::new()),
+                RefRequestKind::Take => e.take().await,
+                RefRequestKind::Fetch => e.fetch().await,
+                RefRequestKind::Wait => e.wait().await.map(|()| Bytes::new()),
+                RefRequestKind::IsReady => {
+                    Ok(Bytes::from_static(if e.isready() { &[1] } else { &[0] }))
+                }
+                RefRequestKind::Close => {
+                    e.close();
+                    Ok(Bytes::new())
+                }
+                RefRequestKind::Unspecified => {
+                    Err(CallError::Serialization("request of no kind".into()))
+                }
+            };
+            send_reply(from, call_id, reply);
+        });
     }
 
     /// Handles a request from `from` (or from this process, with `local`).
@@ -192,6 +250,25 @@ impl Store {
         put_value: Vec<u8>,
         local: Option<oneshot::Sender<Reply>>,
     ) {
+        if local.is_none() {
+            if let Some(ch) = self.channel(id) {
+                Self::channel_request(from, call_id, ch, kind, put_value);
+                return;
+            }
+        }
+        if matches!(kind, RefRequestKind::Take | RefRequestKind::Close) {
+            let reply = Err(CallError::Serialization(format!(
+                "reference {id} is not a channel on worker {}",
+                node().myid()
+            )));
+            match local {
+                Some(tx) => {
+                    let _ = tx.send(reply);
+                }
+                None => send_reply(from, call_id, reply),
+            }
+            return;
+        }
         if kind == RefRequestKind::Put {
             let r = self.set(id, Ok(Bytes::from(put_value)));
             let reply = r.map(|()| Bytes::new());
@@ -329,6 +406,9 @@ impl Store {
             while let Some(f) = t.poll_freed() {
                 freed.push(f);
             }
+            if !freed.is_empty() {
+                t.shrink_if_sparse();
+            }
             t.poll_timeout()
         };
         for (owner, ops) in batches {
@@ -342,12 +422,13 @@ impl Store {
         }
     }
 
-    /// Sends everything queued now (shutdown, tests).
+    /// Sends everything queued now and drops what was freed (shutdown, stats).
     pub(crate) fn flush_all(&self) {
         let batches = self.tracker.lock().flush_all();
         for (owner, ops) in batches {
             send_batch(owner, ops);
         }
+        self.drive();
     }
 }
 

@@ -30,13 +30,14 @@
 //! closure together with its captured values.
 
 pub use cohort_cluster::{
-    addprocs, addprocs_blocking, builtins, closure, cluster_cookie, fetchfrom, fetchfrom_blocking,
-    init, interrupt, interrupted, myid, nprocs, nworkers, procs, procs_of, remote_do, remotecall,
-    remotecall_fetch, remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking,
-    rmprocs, rmprocs_blocking, rmprocs_nowait, run_worker, runtime, set_cluster_cookie, spawnat,
-    stats, stats_of, workers, AddProcs, CallError, Closure, ClusterError, ClusterManager, Cookie,
-    ErrorKind, Failure, Future, LaunchParams, LocalManager, Pid, RefId, RemoteException, RemoteFn,
-    RmStatus, RmprocsTask, Stats, Target, Topology, WorkerConfig, WorkerOptions,
+    addprocs, addprocs_blocking, builtins, channel_from_id, closure, cluster_cookie, fetchfrom,
+    fetchfrom_blocking, init, interrupt, interrupted, myid, nprocs, nworkers, procs, procs_of,
+    remote_do, remotecall, remotecall_fetch, remotecall_fetch_blocking, remotecall_wait,
+    remotecall_wait_blocking, rmprocs, rmprocs_blocking, rmprocs_nowait, run_worker, runtime,
+    set_cluster_cookie, spawnat, stats, stats_of, workers, AddProcs, CallError, Closure,
+    ClusterError, ClusterManager, Cookie, ErrorKind, Failure, Future, LaunchParams, LocalManager,
+    Pid, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus, RmprocsTask, SendError, Stats,
+    Target, Topology, WorkerConfig, WorkerOptions,
 };
 pub use cohort_macros::{main, remote};
 
@@ -50,6 +51,8 @@ pub fn registered_functions() -> Vec<&'static str> {
     cohort_cluster::registry::registered_names()
 }
 
+/// Local channels and the `AbstractChannel` trait a `RemoteChannel` stores.
+pub use cohort_channels as channels;
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 /// The wire protocol.
@@ -66,7 +69,7 @@ pub mod prelude {
         addprocs, addprocs_blocking, closure, fetchfrom, fetchfrom_blocking, myid, nprocs,
         nworkers, procs, remote_do, remotecall, remotecall_fetch, remotecall_fetch_blocking,
         remotecall_wait, remotecall_wait_blocking, rmprocs, rmprocs_blocking, spawnat, workers,
-        AddProcs, CallError, Future, Pid, Target,
+        AddProcs, CallError, Future, Pid, RemoteChannel, Target,
     };
 }
 

@@ -368,6 +368,21 @@ impl ClientRefs {
         self.held.get(id).map(|h| h.owner)
     }
 
+    /// Gives back the memory of tables that have become sparse.
+    ///
+    /// ```
+    /// let mut c = cohort_refs::ClientRefs::new(1, cohort_refs::BatchPolicy::default());
+    /// c.shrink_if_sparse();
+    /// ```
+    pub fn shrink_if_sparse(&mut self) {
+        if self.held.capacity() > 1024 && self.held.len() * 4 < self.held.capacity() {
+            self.held.shrink_to_fit();
+        }
+        if self.local.capacity() > 1024 && self.local.len() * 4 < self.local.capacity() {
+            self.local.shrink_to_fit();
+        }
+    }
+
     /// Counts for tests and the runtime's stats call.
     ///
     /// ```

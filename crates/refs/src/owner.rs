@@ -319,6 +319,22 @@ impl<V> OwnerTable<V> {
         self.dead.contains(&pid)
     }
 
+    /// Gives back the memory of tables that have become sparse (after a burst of
+    /// references was freed), so a quiet process returns to its baseline.
+    ///
+    /// ```
+    /// let mut t = cohort_refs::OwnerTable::<u8>::new();
+    /// t.shrink_if_sparse();
+    /// ```
+    pub fn shrink_if_sparse(&mut self) {
+        if self.entries.capacity() > 1024 && self.entries.len() * 4 < self.entries.capacity() {
+            self.entries.shrink_to_fit();
+        }
+        if self.freed.capacity() > 1024 && self.freed.len() * 4 < self.freed.capacity() {
+            self.freed.shrink_to_fit();
+        }
+    }
+
     /// Counts for tests and the runtime's stats call.
     ///
     /// ```

@@ -348,6 +348,17 @@ impl<V> RefTracker<V> {
         &self.owner
     }
 
+    /// Gives back the memory of tables that have become sparse.
+    ///
+    /// ```
+    /// let mut t = cohort_refs::RefTracker::<u8>::new(1, cohort_refs::BatchPolicy::default());
+    /// t.shrink_if_sparse();
+    /// ```
+    pub fn shrink_if_sparse(&mut self) {
+        self.owner.shrink_if_sparse();
+        self.client.shrink_if_sparse();
+    }
+
     /// Counts over both halves.
     ///
     /// ```

@@ -369,6 +369,8 @@ pub enum ErrorKind {
     AlreadySet = 6,
     /// The call was cancelled by an interrupt.
     Interrupted = 7,
+    /// The channel a reference names is closed (and, for a take, drained).
+    ChannelClosed = 8,
 }
 impl ErrorKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -385,6 +387,7 @@ impl ErrorKind {
             Self::Reference => "ERROR_KIND_REFERENCE",
             Self::AlreadySet => "ERROR_KIND_ALREADY_SET",
             Self::Interrupted => "ERROR_KIND_INTERRUPTED",
+            Self::ChannelClosed => "ERROR_KIND_CHANNEL_CLOSED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -398,6 +401,7 @@ impl ErrorKind {
             "ERROR_KIND_REFERENCE" => Some(Self::Reference),
             "ERROR_KIND_ALREADY_SET" => Some(Self::AlreadySet),
             "ERROR_KIND_INTERRUPTED" => Some(Self::Interrupted),
+            "ERROR_KIND_CHANNEL_CLOSED" => Some(Self::ChannelClosed),
             _ => None,
         }
     }
@@ -446,7 +450,7 @@ pub enum RefRequestKind {
     Wait = 2,
     /// Reply at once whether a value is there (value: one byte, 1 or 0).
     IsReady = 3,
-    /// Store `value` (write-once for futures; enqueue for channels).
+    /// Store `value` (write-once for futures; enqueue for channels, waiting for room).
     Put = 4,
     /// Remove and reply with the next value (channels).
     Take = 5,

@@ -1,0 +1,720 @@
+//! [`RemoteChannel<T>`]: a channel stored on one process and used from any (Julia's
+//! `RemoteChannel`).
+//!
+//! The owner keeps the channel — a [`Channel<T>`](cohort_channels::Channel) or any
+//! [`AbstractChannel<T>`] a factory made — in its reference store; other processes
+//! send their `put`/`take`/`fetch`/`isready`/`wait`/`close` to it. On the owner itself,
+//! operations go straight to the channel with no serialization, so a value put there
+//! is the very value taken (Julia's local invocation).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::Bytes;
+use cohort_channels::{AbstractChannel, Channel, ChannelError};
+use cohort_wire::ids::{Pid, RefId};
+use cohort_wire::proto::{self, envelope::Kind, Envelope, RefRequestKind};
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec;
+use crate::error::{CallError, ErrorKind, Failure};
+use crate::node::{node, Reply};
+use crate::registry::RemoteFn;
+
+/// What a channel value must be to travel: serde both ways, shareable, and `Clone`
+/// (for `fetch`, which copies without removing).
+pub trait ChannelValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> ChannelValue for T {}
+
+/// The owner's channel, seen through bytes, for requests from other processes.
+pub(crate) trait ErasedChannel: Send + Sync {
+    fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
+    fn take(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
+    fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
+    fn wait(&self) -> BoxFuture<'_, Result<(), CallError>>;
+    fn isready(&self) -> bool;
+    fn close(&self);
+}
+
+/// The store's record of a channel: the byte face for remote requests and the typed
+/// one for this process.
+#[derive(Clone)]
+pub(crate) struct ChannelSlot {
+    pub erased: Arc<dyn ErasedChannel>,
+    pub typed: Arc<dyn Any + Send + Sync>,
+}
+
+fn channel_error(e: ChannelError) -> CallError {
+    match e {
+        ChannelError::Closed => CallError::ChannelClosed,
+        other => CallError::ChannelUnsupported(other.to_string()),
+    }
+}
+
+fn decode_err(f: Failure) -> CallError {
+    CallError::Serialization(f.message)
+}
+
+struct Typed<T>(Arc<dyn AbstractChannel<T>>);
+
+impl<T: ChannelValue> ErasedChannel for Typed<T> {
+    fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
+        Box::pin(async move {
+            let v: T = codec::decode(&bytes).map_err(decode_err)?;
+            self.0
+                .put((), v)
+                .await
+                .map_err(|_| CallError::ChannelClosed)
+        })
+    }
+    fn take(&self) -> BoxFuture<'_, Result<Bytes, CallError>> {
+        Box::pin(async move {
+            let v = self.0.take(()).await.map_err(channel_error)?;
+            codec::encode(&v).map(Bytes::from).map_err(decode_err)
+        })
+    }
+    fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>> {
+        Box::pin(async move {
+            let v = self.0.fetch(()).await.map_err(channel_error)?;
+            codec::encode(&v).map(Bytes::from).map_err(decode_err)
+        })
+    }
+    fn wait(&self) -> BoxFuture<'_, Result<(), CallError>> {
+        Box::pin(async move { self.0.wait(()).await.map_err(channel_error) })
+    }
+    fn isready(&self) -> bool {
+        self.0.isready(())
+    }
+    fn close(&self) {
+        self.0.close()
+    }
+}
+
+/// Puts a channel made by a factory into this process's store under `id`.
+fn install<T: ChannelValue>(id: RefId, chan: Arc<dyn AbstractChannel<T>>) {
+    let slot = ChannelSlot {
+        erased: Arc::new(Typed(chan.clone())),
+        typed: Arc::new(chan),
+    };
+    node().store.install_channel(id, slot);
+}
+
+/// The call that runs a factory on the owner and installs its channel there.
+struct Install<T, F> {
+    id: RefId,
+    factory: F,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T, F, C> RemoteFn<()> for Install<T, F>
+where
+    T: ChannelValue,
+    F: RemoteFn<(), Output = C>,
+    C: AbstractChannel<T> + 'static,
+{
+    type Output = ();
+
+    fn call(&self, (): ()) {
+        install::<T>(self.id, Arc::new(self.factory.call(())));
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        codec::encode(&(self.id.whence, self.id.id, self.factory.encode_state()?))
+    }
+
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        let (whence, id, inner): (Pid, u64, Vec<u8>) = codec::decode(state)?;
+        Ok(Install {
+            id: RefId::new(whence, id),
+            factory: F::decode_state(&inner)?,
+            _t: PhantomData,
+        })
+    }
+}
+
+struct Inner<T> {
+    id: RefId,
+    owner: Pid,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        node().store.dropped(self.id);
+        live().lock().remove(&self.id);
+    }
+}
+
+fn live() -> &'static Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>> {
+    static LIVE: OnceLock<Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// A channel on process `owner` that every process can use through this handle
+/// (Julia's `RemoteChannel`). Cloning clones the handle; the channel lives until the
+/// last handle in the cluster is dropped. Handles travel inside call arguments and
+/// results, and inside other channels.
+///
+/// Every waiting operation has an async form and a `_blocking` twin.
+///
+/// ```
+/// use cohort_cluster::RemoteChannel;
+/// let rc = RemoteChannel::<u32>::with_capacity_blocking(cohort_cluster::myid(), 3).unwrap();
+/// rc.put_blocking(1).unwrap();
+/// rc.put_blocking(2).unwrap();
+/// assert_eq!(rc.fetch_blocking().unwrap(), 1); // fetch does not remove
+/// assert_eq!(rc.take_blocking().unwrap(), 1);
+/// rc.close();
+/// assert_eq!(rc.take_blocking().unwrap(), 2); // a closed channel drains first
+/// assert!(rc.take_blocking().is_err());
+/// ```
+pub struct RemoteChannel<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for RemoteChannel<T> {
+    fn clone(&self) -> Self {
+        RemoteChannel {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for RemoteChannel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RemoteChannel({}, {}, {})",
+            self.inner.owner, self.inner.id.whence, self.inner.id.id
+        )
+    }
+}
+
+/// A send that failed, with the value handed back.
+///
+/// ```
+/// let e = cohort_cluster::SendError { value: 5, error: cohort_cluster::CallError::ChannelClosed };
+/// assert_eq!(e.into_inner(), 5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("put failed: {error}")]
+pub struct SendError<T> {
+    /// The value that was not put.
+    pub value: T,
+    /// Why.
+    pub error: CallError,
+}
+
+impl<T> SendError<T> {
+    /// The value that was not put.
+    ///
+    /// ```
+    /// let e = cohort_cluster::SendError { value: "v", error: cohort_cluster::CallError::ChannelClosed };
+    /// assert_eq!(e.into_inner(), "v");
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T: ChannelValue> RemoteChannel<T> {
+    fn handle(id: RefId, owner: Pid) -> Self {
+        let inner = Arc::new(Inner {
+            id,
+            owner,
+            _t: PhantomData,
+        });
+        let weak: Weak<dyn Any + Send + Sync> =
+            Arc::downgrade(&(inner.clone() as Arc<dyn Any + Send + Sync>));
+        live().lock().insert(id, weak);
+        RemoteChannel { inner }
+    }
+
+    /// A channel of capacity 1 on `pid` (Julia's `RemoteChannel(pid)`).
+    ///
+    /// # Errors
+    /// As [`with_factory`](Self::with_factory).
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<String>::new(cohort_cluster::myid()).await.unwrap();
+    /// rc.put("hi".into()).await.unwrap();
+    /// assert_eq!(rc.take().await.unwrap(), "hi");
+    /// # });
+    /// ```
+    pub async fn new(pid: Pid) -> Result<Self, CallError> {
+        Self::with_capacity(pid, 1).await
+    }
+
+    /// Blocking form of [`new`](Self::new).
+    ///
+    /// # Errors
+    /// As [`with_factory`](Self::with_factory).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert!(!rc.isready_blocking());
+    /// ```
+    pub fn new_blocking(pid: Pid) -> Result<Self, CallError> {
+        crate::runtime::block_on(Self::new(pid))
+    }
+
+    /// A [`Channel<T>`] of capacity `cap` on `pid` (0 = unbuffered).
+    ///
+    /// # Errors
+    /// As [`with_factory`](Self::with_factory).
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity(1, 10).await.unwrap();
+    /// # });
+    /// ```
+    pub async fn with_capacity(pid: Pid, cap: usize) -> Result<Self, CallError> {
+        Self::with_factory(
+            pid,
+            NewChannel::<T> {
+                cap,
+                _t: PhantomData,
+            },
+        )
+        .await
+    }
+
+    /// Blocking form of [`with_capacity`](Self::with_capacity).
+    ///
+    /// # Errors
+    /// As [`with_factory`](Self::with_factory).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 10).unwrap();
+    /// ```
+    pub fn with_capacity_blocking(pid: Pid, cap: usize) -> Result<Self, CallError> {
+        crate::runtime::block_on(Self::with_capacity(pid, cap))
+    }
+
+    /// A channel made on `pid` by `factory`, which returns any [`AbstractChannel<T>`]
+    /// (Julia's `RemoteChannel(() -> Channel{Int}(10), pid)`). Waits until the channel
+    /// exists on `pid`.
+    ///
+    /// The factory travels as shipped code, so `pid` must run this executable.
+    ///
+    /// # Errors
+    /// [`CallError::NoSuchProcess`], [`CallError::WorkerExited`],
+    /// [`CallError::CannotShipCode`], or the factory's panic as
+    /// [`CallError::Remote`].
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// use cohort_channels::Channel;
+    /// let rc = cohort_cluster::RemoteChannel::<i64>::with_factory(1, || Channel::new(10)).await.unwrap();
+    /// # });
+    /// ```
+    pub async fn with_factory<F, C>(pid: Pid, factory: F) -> Result<Self, CallError>
+    where
+        F: RemoteFn<(), Output = C>,
+        C: AbstractChannel<T> + 'static,
+    {
+        let n = node();
+        let id = n.new_ref();
+        if pid == n.myid() {
+            n.store.created(id, pid);
+            install::<T>(id, Arc::new(factory.call(())));
+            return Ok(Self::handle(id, pid));
+        }
+        // Count our handle before the channel exists, so the owner cannot free it
+        // between its creation and our first use.
+        n.store.created(id, pid);
+        let rc = Self::handle(id, pid);
+        let install = Install::<T, F> {
+            id,
+            factory,
+            _t: PhantomData,
+        };
+        crate::call::remotecall_wait(install, pid, ()).await?;
+        Ok(rc)
+    }
+
+    /// Blocking form of [`with_factory`](Self::with_factory).
+    ///
+    /// # Errors
+    /// As [`with_factory`](Self::with_factory).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<i64>::with_factory_blocking(1, || cohort_channels::Channel::new(2)).unwrap();
+    /// ```
+    pub fn with_factory_blocking<F, C>(pid: Pid, factory: F) -> Result<Self, CallError>
+    where
+        F: RemoteFn<(), Output = C>,
+        C: AbstractChannel<T> + 'static,
+    {
+        crate::runtime::block_on(Self::with_factory(pid, factory))
+    }
+
+    /// The process that stores the channel.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert_eq!(rc.owner(), 1);
+    /// ```
+    pub fn owner(&self) -> Pid {
+        self.inner.owner
+    }
+
+    /// The reference's identity (Julia's `remoteref_id`).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert_eq!(rc.id().whence, 1);
+    /// ```
+    pub fn id(&self) -> RefId {
+        self.inner.id
+    }
+
+    fn local(&self) -> Option<Arc<dyn AbstractChannel<T>>> {
+        (self.inner.owner == node().myid())
+            .then(|| channel_from_id::<T>(self.inner.id))
+            .flatten()
+    }
+
+    async fn ask(&self, kind: RefRequestKind, value: Vec<u8>) -> Reply {
+        let n = node();
+        let owner = self.inner.owner;
+        let call_id = n.new_call_id();
+        let env = Envelope {
+            kind: Some(Kind::RefRequest(proto::RefRequest {
+                call_id,
+                ref_id: Some(self.inner.id.into()),
+                kind: kind as i32,
+                value,
+                creator: self.inner.id.whence,
+            })),
+        };
+        n.request(owner, call_id, env).await.map_err(|e| match e {
+            CallError::Remote(r) if r.kind == ErrorKind::ChannelClosed => CallError::ChannelClosed,
+            other => other,
+        })
+    }
+
+    fn gone(&self) -> CallError {
+        CallError::Remote(crate::RemoteException {
+            pid: self.inner.owner,
+            kind: ErrorKind::Reference,
+            function: String::new(),
+            message: format!("channel {} no longer exists", self.inner.id),
+            context: String::new(),
+        })
+    }
+
+    /// Puts a value, waiting while the channel is full (Julia's `put!`).
+    ///
+    /// # Errors
+    /// A [`SendError`] holding the value back: [`CallError::ChannelClosed`], or the
+    /// owner is gone.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// rc.put(3).await.unwrap();
+    /// # });
+    /// ```
+    pub async fn put(&self, value: T) -> Result<(), SendError<T>> {
+        if self.inner.owner == node().myid() {
+            let Some(ch) = self.local() else {
+                return Err(SendError {
+                    value,
+                    error: self.gone(),
+                });
+            };
+            return ch.put((), value).await.map_err(|e| SendError {
+                value: e.into_inner(),
+                error: CallError::ChannelClosed,
+            });
+        }
+        let bytes = match codec::with_target(self.inner.owner, || codec::encode(&value)) {
+            Ok(b) => b,
+            Err(f) => {
+                return Err(SendError {
+                    value,
+                    error: decode_err(f),
+                })
+            }
+        };
+        match self.ask(RefRequestKind::Put, bytes).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(SendError { value, error }),
+        }
+    }
+
+    /// Blocking form of [`put`](Self::put).
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_blocking(3).unwrap();
+    /// ```
+    pub fn put_blocking(&self, value: T) -> Result<(), SendError<T>> {
+        let rc = self.clone();
+        crate::runtime::block_on(async move { rc.put(value).await })
+    }
+
+    async fn get(&self, kind: RefRequestKind) -> Result<T, CallError> {
+        if self.inner.owner == node().myid() {
+            let ch = self.local().ok_or_else(|| self.gone())?;
+            let r = if kind == RefRequestKind::Take {
+                ch.take(()).await
+            } else {
+                ch.fetch(()).await
+            };
+            return r.map_err(channel_error);
+        }
+        let b = self.ask(kind, Vec::new()).await?;
+        codec::decode(&b).map_err(decode_err)
+    }
+
+    /// Removes and returns the oldest value, waiting for one (Julia's `take!`).
+    ///
+    /// # Errors
+    /// [`CallError::ChannelClosed`] once the channel is closed and drained; the owner
+    /// is gone.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// rc.put(3).await.unwrap();
+    /// assert_eq!(rc.take().await.unwrap(), 3);
+    /// # });
+    /// ```
+    pub async fn take(&self) -> Result<T, CallError> {
+        self.get(RefRequestKind::Take).await
+    }
+
+    /// Blocking form of [`take`](Self::take).
+    ///
+    /// # Errors
+    /// As [`take`](Self::take).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_blocking(3).unwrap();
+    /// assert_eq!(rc.take_blocking().unwrap(), 3);
+    /// ```
+    pub fn take_blocking(&self) -> Result<T, CallError> {
+        let rc = self.clone();
+        crate::runtime::block_on(async move { rc.take().await })
+    }
+
+    /// Returns a copy of the oldest value without removing it, waiting for one
+    /// (Julia's `fetch`).
+    ///
+    /// # Errors
+    /// As [`take`](Self::take); [`CallError::ChannelUnsupported`] on an unbuffered
+    /// channel.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// rc.put(3).await.unwrap();
+    /// assert_eq!(rc.fetch().await.unwrap(), 3);
+    /// assert!(rc.isready().await);
+    /// # });
+    /// ```
+    pub async fn fetch(&self) -> Result<T, CallError> {
+        self.get(RefRequestKind::Fetch).await
+    }
+
+    /// Blocking form of [`fetch`](Self::fetch).
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_blocking(3).unwrap();
+    /// assert_eq!(rc.fetch_blocking().unwrap(), 3);
+    /// ```
+    pub fn fetch_blocking(&self) -> Result<T, CallError> {
+        let rc = self.clone();
+        crate::runtime::block_on(async move { rc.fetch().await })
+    }
+
+    /// Whether a value can be taken now (Julia's `isready`).
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// assert!(!rc.isready().await);
+    /// # });
+    /// ```
+    pub async fn isready(&self) -> bool {
+        if self.inner.owner == node().myid() {
+            return self.local().is_some_and(|c| c.isready(()));
+        }
+        matches!(self.ask(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
+    }
+
+    /// Blocking form of [`isready`](Self::isready).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert!(!rc.isready_blocking());
+    /// ```
+    pub fn isready_blocking(&self) -> bool {
+        let rc = self.clone();
+        crate::runtime::block_on(async move { rc.isready().await })
+    }
+
+    /// Waits until a value is available (Julia's `wait`).
+    ///
+    /// # Errors
+    /// [`CallError::ChannelClosed`] if the channel is closed and empty; the owner is
+    /// gone.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// rc.put(1).await.unwrap();
+    /// rc.wait().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn wait(&self) -> Result<(), CallError> {
+        if self.inner.owner == node().myid() {
+            let ch = self.local().ok_or_else(|| self.gone())?;
+            return ch.wait(()).await.map_err(channel_error);
+        }
+        self.ask(RefRequestKind::Wait, Vec::new()).await.map(|_| ())
+    }
+
+    /// Blocking form of [`wait`](Self::wait).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_blocking(1).unwrap();
+    /// rc.wait_blocking().unwrap();
+    /// ```
+    pub fn wait_blocking(&self) -> Result<(), CallError> {
+        let rc = self.clone();
+        crate::runtime::block_on(async move { rc.wait().await })
+    }
+
+    /// Closes the channel for everyone (Julia's `close`): puts fail from now on, takes
+    /// drain what is left, then fail. Returns once the owner has closed it.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.close();
+    /// assert!(rc.put_blocking(1).is_err());
+    /// ```
+    pub fn close(&self) {
+        if self.inner.owner == node().myid() {
+            if let Some(c) = self.local() {
+                c.close();
+            }
+            return;
+        }
+        let rc = self.clone();
+        let _ = crate::runtime::block_on(
+            async move { rc.ask(RefRequestKind::Close, Vec::new()).await },
+        );
+    }
+
+    /// A blocking iterator that takes values until the channel is closed and drained
+    /// (Julia's `for x in channel`).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 4).unwrap();
+    /// for i in 0..3 { rc.put_blocking(i).unwrap(); }
+    /// rc.close();
+    /// assert_eq!(rc.iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.take_blocking().ok())
+    }
+}
+
+/// The default factory: a [`Channel<T>`] of a given capacity.
+struct NewChannel<T> {
+    cap: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: ChannelValue> RemoteFn<()> for NewChannel<T> {
+    type Output = Channel<T>;
+    fn call(&self, (): ()) -> Channel<T> {
+        Channel::new(self.cap)
+    }
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        codec::encode(&(self.cap as u64))
+    }
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        let cap: u64 = codec::decode(state)?;
+        Ok(NewChannel {
+            cap: cap as usize,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// The channel behind a reference this process owns (Julia's `channel_from_id`), or
+/// `None` if it does not own one with that id and element type.
+///
+/// ```
+/// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+/// let ch = cohort_cluster::channel_from_id::<u8>(rc.id()).unwrap();
+/// assert!(!ch.isready(()));
+/// ```
+pub fn channel_from_id<T: Send + 'static>(id: RefId) -> Option<Arc<dyn AbstractChannel<T>>> {
+    let slot = node().store.channel(id)?;
+    slot.typed
+        .downcast_ref::<Arc<dyn AbstractChannel<T>>>()
+        .cloned()
+}
+
+/// How a `RemoteChannel` travels: its identity and owner.
+#[derive(Serialize, Deserialize)]
+struct Carried {
+    whence: Pid,
+    id: u64,
+    owner: Pid,
+}
+
+impl<T: ChannelValue> Serialize for RemoteChannel<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some(dest) = codec::serializing_for() {
+            node().store.serialized(self.inner.id, dest);
+        }
+        Carried {
+            whence: self.inner.id.whence,
+            id: self.inner.id.id,
+            owner: self.inner.owner,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T: ChannelValue> Deserialize<'de> for RemoteChannel<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let c = Carried::deserialize(d)?;
+        let id = RefId::new(c.whence, c.id);
+        let n = node();
+        let existing = live().lock().get(&id).and_then(Weak::upgrade);
+        if let Some(existing) = existing {
+            if let Ok(inner) = existing.downcast::<Inner<T>>() {
+                n.store.deserialized(id, c.owner, false);
+                return Ok(RemoteChannel { inner });
+            }
+        }
+        n.store.deserialized(id, c.owner, true);
+        Ok(Self::handle(id, c.owner))
+    }
+}

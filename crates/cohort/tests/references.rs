@@ -1,0 +1,227 @@
+//! Remote references over real processes: RemoteChannel, handles inside messages,
+//! distributed release.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cohort::prelude::*;
+use cohort::{CallError, RemoteChannel};
+
+/// Handles a worker keeps alive until told to let go.
+static HELD_FUTURES: Mutex<Vec<Future<Vec<u64>>>> = Mutex::new(Vec::new());
+static HELD_CHANNELS: Mutex<Vec<RemoteChannel<u64>>> = Mutex::new(Vec::new());
+
+#[cohort::remote]
+fn make_values(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+#[cohort::remote]
+fn hold_future(f: Future<Vec<u64>>) {
+    HELD_FUTURES.lock().unwrap().push(f);
+}
+
+#[cohort::remote]
+fn release_held() -> usize {
+    let n = HELD_FUTURES.lock().unwrap().len() + HELD_CHANNELS.lock().unwrap().len();
+    HELD_FUTURES.lock().unwrap().clear();
+    HELD_CHANNELS.lock().unwrap().clear();
+    n
+}
+
+#[cohort::remote]
+fn hold_channel(c: RemoteChannel<u64>) {
+    HELD_CHANNELS.lock().unwrap().push(c);
+}
+
+#[cohort::remote]
+fn nothing() -> Option<u8> {
+    None
+}
+
+#[cohort::remote]
+fn unit() {}
+
+#[cohort::remote]
+fn os_pid() -> u32 {
+    std::process::id()
+}
+
+/// Polls `pid`'s stats until `done` holds (reference messages are batched).
+fn eventually(pid: Pid, what: &str, done: impl Fn(&cohort::Stats) -> bool) -> cohort::Stats {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = cohort::runtime::block_on(cohort::stats_of(pid)).unwrap();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: stats of {pid} stuck at {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn remote_channel_between_processes() {
+    let w = addprocs_blocking(2).unwrap();
+    let rc = RemoteChannel::<u64>::with_capacity_blocking(w[0], 10).unwrap();
+    for i in 0..5 {
+        rc.put_blocking(i).unwrap();
+    }
+    assert!(rc.isready_blocking());
+    assert_eq!(rc.fetch_blocking().unwrap(), 0);
+    // A third process takes through its own handle, which arrived inside the call.
+    let r = rc.clone();
+    let taken: Vec<u64> = remotecall_fetch_blocking(
+        cohort::closure!(
+            [r] || (0..5)
+                .map(|_| r.take_blocking().unwrap())
+                .collect::<Vec<u64>>()
+        ),
+        w[1],
+        (),
+    )
+    .unwrap();
+    assert_eq!(taken, vec![0, 1, 2, 3, 4]);
+    assert!(!rc.isready_blocking());
+    rc.put_blocking(9).unwrap();
+    rc.close();
+    assert_eq!(
+        rc.take_blocking().unwrap(),
+        9,
+        "a closed channel drains first"
+    );
+    assert_eq!(rc.take_blocking(), Err(CallError::ChannelClosed));
+    let e = rc.put_blocking(10).unwrap_err();
+    assert_eq!(e.value, 10, "a failed put hands the value back");
+    assert_eq!(e.error, CallError::ChannelClosed);
+    drop(rc);
+    eventually(w[0], "channel freed", |s| s.live_values == 0);
+    rmprocs_blocking(&w, None).unwrap();
+}
+
+#[test]
+fn factory_channels_and_channels_inside_channels() {
+    let w = addprocs_blocking(1).unwrap();
+    let outer = RemoteChannel::<RemoteChannel<u64>>::with_factory_blocking(w[0], || {
+        cohort::channels::Channel::new(4)
+    })
+    .unwrap();
+    let inner = RemoteChannel::<u64>::new_blocking(myid()).unwrap();
+    outer.put_blocking(inner.clone()).unwrap();
+    // The handle came back out of a channel stored on the worker: still the same store.
+    let back = outer.take_blocking().unwrap();
+    back.put_blocking(42).unwrap();
+    assert_eq!(inner.take_blocking().unwrap(), 42);
+    assert_eq!(back.id(), inner.id());
+    rmprocs_blocking(&w, None).unwrap();
+}
+
+#[test]
+fn unit_and_none_results_are_distinct_from_not_ready() {
+    let w = addprocs_blocking(1).unwrap();
+    let f: Future<Option<u8>> = Future::new(w[0]);
+    assert!(!f.isready_blocking());
+    f.put_blocking(None).unwrap();
+    assert!(f.isready_blocking());
+    assert_eq!(f.fetch_blocking().unwrap(), None);
+    let g = remotecall(nothing, w[0], ());
+    assert_eq!(g.fetch_blocking().unwrap(), None);
+    let u = remotecall_wait_blocking(unit, w[0], ()).unwrap();
+    assert!(u.isready_blocking());
+    u.fetch_blocking().unwrap();
+    rmprocs_blocking(&w, None).unwrap();
+}
+
+#[test]
+fn a_forwarded_reference_keeps_the_value_until_the_third_process_is_done() {
+    let w = addprocs_blocking(2).unwrap();
+    let (owner, third) = (w[0], w[1]);
+    let f = remotecall(make_values, owner, (1000,));
+    f.wait_blocking().unwrap();
+    remotecall_wait_blocking(hold_future, third, (f.clone(),)).unwrap();
+    drop(f);
+    // The master let go; the third process still holds a handle.
+    std::thread::sleep(Duration::from_millis(100));
+    let s = eventually(owner, "value kept", |s| s.pending_ref_ops == 0);
+    assert_eq!(s.live_values, 1, "{s:?}");
+    // The third process can still fetch it.
+    let got = remotecall_fetch_blocking(
+        || {
+            HELD_FUTURES.lock().unwrap()[0]
+                .fetch_blocking()
+                .unwrap()
+                .len()
+        },
+        third,
+        (),
+    )
+    .unwrap();
+    assert_eq!(got, 1000);
+    remotecall_fetch_blocking(release_held, third, ()).unwrap();
+    eventually(owner, "value released", |s| s.live_values == 0);
+    rmprocs_blocking(&w, None).unwrap();
+}
+
+#[test]
+fn a_dead_client_is_removed_from_every_client_set() {
+    let w = addprocs_blocking(2).unwrap();
+    let (owner, client) = (w[0], w[1]);
+    let rc = RemoteChannel::<u64>::new_blocking(owner).unwrap();
+    remotecall_wait_blocking(hold_channel, client, (rc.clone(),)).unwrap();
+    drop(rc);
+    std::thread::sleep(Duration::from_millis(100));
+    let s = eventually(owner, "held by the client", |s| s.pending_ref_ops == 0);
+    assert_eq!(s.live_values, 1, "{s:?}");
+    let os = remotecall_fetch_blocking(os_pid, client, ()).unwrap();
+    std::process::Command::new("kill")
+        .arg("-9")
+        .arg(os.to_string())
+        .status()
+        .unwrap();
+    eventually(owner, "released on death", |s| s.live_values == 0);
+    rmprocs_blocking(&[owner], None).unwrap();
+}
+
+#[test]
+fn a_million_dropped_futures_leave_nothing_behind() {
+    let w = addprocs_blocking(1).unwrap();
+    let p = w[0];
+    // Warm up, then take the baseline.
+    for _ in 0..1000 {
+        drop(remotecall(unit, p, ()));
+    }
+    let base = eventually(p, "warm-up released", |s| s.live_values == 0);
+    const N: usize = 1_000_000;
+    let start = Instant::now();
+    for i in 0..N {
+        let f = remotecall(unit, p, ());
+        if i % 100_000 == 0 {
+            // Some are fetched (release on fetch), the rest just dropped.
+            f.fetch_blocking().unwrap();
+        }
+    }
+    let elapsed = start.elapsed();
+    eventually(p, "all released", |s| {
+        s.live_values == 0 && s.owner_entries == 0
+    });
+    let mine = cohort::stats();
+    assert_eq!(mine.held_refs, 0, "{mine:?}");
+    // The heap in use is back to its baseline (1 MiB of slack for buffers that keep
+    // their capacity). RSS is reported, not asserted: glibc keeps some freed pages.
+    let s = eventually(p, "heap back to baseline", |s| {
+        s.heap_in_use_bytes < base.heap_in_use_bytes + 1024 * 1024
+    });
+    eprintln!(
+        "1,000,000 futures in {:.1} s; worker heap in use {} -> {} KiB, rss {} -> {} KiB; ref batches sent {}",
+        elapsed.as_secs_f64(),
+        base.heap_in_use_bytes / 1024,
+        s.heap_in_use_bytes / 1024,
+        base.rss_bytes / 1024,
+        s.rss_bytes / 1024,
+        mine.ref_batches_sent
+    );
+    rmprocs_blocking(&w, None).unwrap();
+}
