@@ -1,0 +1,106 @@
+//! RemoteChannel between two workers, beside the raw TCP round trip in the same run;
+//! and the cost of reference traffic (messages per dropped reference).
+//!
+//! - `channels/raw_tcp_pingpong_16B`: the baseline, two processes over TCP loopback.
+//! - `channels/put_take_roundtrip`: worker A puts into a channel stored on worker B and
+//!   takes the reply from a second channel on B that B's echo loop fills — a
+//!   put/take round trip between two workers, measured on worker A.
+//! - `channels/put_throughput_1k`: 1,000 puts from the driver into a channel of
+//!   capacity 1,000 on a worker, then 1,000 takes.
+//! - After criterion: how many reference messages 100,000 dropped futures cost.
+
+use std::time::{Duration, Instant};
+
+use cohort::{Pid, RemoteChannel};
+use cohort_benches::{Child, Peer};
+use criterion::{Criterion, Throughput};
+
+/// Echoes every value from `input` to `output` until `input` closes.
+#[cohort::remote]
+fn echo_loop(input: RemoteChannel<u64>, output: RemoteChannel<u64>) {
+    for v in input.iter() {
+        if output.put_blocking(v).is_err() {
+            break;
+        }
+    }
+}
+
+/// Runs `n` put/take round trips through the echo loop and returns the seconds taken.
+#[cohort::remote]
+fn roundtrips(input: RemoteChannel<u64>, output: RemoteChannel<u64>, n: u64) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        input.put_blocking(i).expect("put");
+        assert_eq!(output.take_blocking().expect("take"), i);
+    }
+    t.elapsed().as_secs_f64()
+}
+
+#[cohort::remote]
+fn unit() {}
+
+fn main() {
+    cohort_benches::run_child_if_requested();
+    if !cohort_benches::selected(
+        "channels/raw_tcp_pingpong_16B put_take_roundtrip put_throughput_1k",
+    ) {
+        return;
+    }
+    let mut c = Criterion::default()
+        .measurement_time(Duration::from_secs(6))
+        .warm_up_time(Duration::from_secs(1))
+        .configure_from_args();
+    let mut echo = Peer::spawn(Child::Echo);
+    let pids: Vec<Pid> = cohort::addprocs_blocking(2).expect("addprocs");
+    let (a, b) = (pids[0], pids[1]);
+    let input = RemoteChannel::<u64>::with_capacity_blocking(b, 1).expect("input");
+    let output = RemoteChannel::<u64>::with_capacity_blocking(b, 1).expect("output");
+    cohort::remote_do(echo_loop, b, (input.clone(), output.clone())).expect("echo loop");
+
+    let mut g = c.benchmark_group("channels");
+    g.bench_function("raw_tcp_pingpong_16B", |bch| bch.iter(|| echo.ping()));
+    g.bench_function("put_take_roundtrip", |bch| {
+        bch.iter_custom(|iters| {
+            let secs = cohort::remotecall_fetch_blocking(
+                roundtrips,
+                a,
+                (input.clone(), output.clone(), iters),
+            )
+            .expect("roundtrips");
+            Duration::from_secs_f64(secs)
+        })
+    });
+    let buffered = RemoteChannel::<u64>::with_capacity_blocking(a, 1000).expect("buffered");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("put_throughput_1k", |bch| {
+        bch.iter(|| {
+            for i in 0..1000 {
+                buffered.put_blocking(i).unwrap();
+            }
+            for _ in 0..1000 {
+                buffered.take_blocking().unwrap();
+            }
+        })
+    });
+    g.finish();
+
+    // Reference traffic: messages per dropped reference.
+    let before = cohort::stats();
+    const N: usize = 100_000;
+    for _ in 0..N {
+        drop(cohort::remotecall(unit, a, ()));
+    }
+    let _ = cohort::runtime::block_on(cohort::stats_of(a));
+    let after = cohort::stats();
+    let ops = after.ref_ops_sent - before.ref_ops_sent;
+    let batches = after.ref_batches_sent - before.ref_batches_sent;
+    println!(
+        "reference traffic: {N} dropped futures -> {ops} ops in {batches} messages ({:.4} messages per dropped reference)",
+        batches as f64 / N as f64
+    );
+
+    input.close();
+    drop(echo);
+    cohort::rmprocs_blocking(&pids, Some(Duration::from_secs(10))).expect("rmprocs");
+    c.final_summary();
+}
