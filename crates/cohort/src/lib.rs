@@ -53,6 +53,14 @@ pub fn registered_functions() -> Vec<&'static str> {
 
 /// Local channels and the `AbstractChannel` trait a `RemoteChannel` stores.
 pub use cohort_channels as channels;
+/// Parallel map and loops: `WorkerPool`, `CachingPool`, `pmap`, distributed loops,
+/// `everywhere` and per-process named values.
+pub use cohort_pool as pool;
+pub use cohort_pool::{
+    default_worker_pool, distributed_reduce, distributed_reduce_blocking, everywhere,
+    everywhere_blocking, pmap, pmap_blocking, pmap_with, pmap_with_blocking, CachingPool,
+    PmapOptions, SyncGroup, WorkerPool,
+};
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 /// The wire protocol.
@@ -67,9 +75,10 @@ pub use cohort_wire as wire;
 pub mod prelude {
     pub use crate::{
         addprocs, addprocs_blocking, closure, fetchfrom, fetchfrom_blocking, myid, nprocs,
-        nworkers, procs, remote_do, remotecall, remotecall_fetch, remotecall_fetch_blocking,
-        remotecall_wait, remotecall_wait_blocking, rmprocs, rmprocs_blocking, spawnat, workers,
-        AddProcs, CallError, Future, Pid, RemoteChannel, Target,
+        nworkers, pmap, pmap_blocking, procs, remote_do, remotecall, remotecall_fetch,
+        remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, rmprocs,
+        rmprocs_blocking, spawnat, workers, AddProcs, CallError, Future, Pid, PmapOptions,
+        RemoteChannel, Target, WorkerPool,
     };
 }
 

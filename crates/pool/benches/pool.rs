@@ -1,0 +1,77 @@
+//! pmap and the reducer form of `@distributed`, each beside its serial baseline.
+//! `cargo bench -p cohort-pool --bench pool`
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn trivial(x: u64) -> u64 {
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn one_ms(x: u64) -> u64 {
+    let t = std::time::Instant::now();
+    let mut acc = x;
+    while t.elapsed() < Duration::from_millis(1) {
+        acc = std::hint::black_box(acc.wrapping_mul(31).wrapping_add(7));
+    }
+    acc
+}
+
+fn flip(i: i64) -> u64 {
+    // A small xorshift on the index: compute-bound, no shared state.
+    let mut x = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x & 1
+}
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn benches(c: &mut Criterion) {
+    let w = cohort::addprocs_blocking(2).expect("addprocs");
+    let nw = w.len();
+
+    let items: Vec<u64> = (0..100_000).collect();
+    let mut g = c.benchmark_group("pmap_trivial_100k");
+    g.throughput(Throughput::Elements(items.len() as u64));
+    g.sample_size(20);
+    g.bench_function("serial_map", |b| {
+        b.iter(|| items.iter().map(|&x| trivial(x)).collect::<Vec<_>>())
+    });
+    g.bench_function("pmap_default", |b| {
+        b.iter(|| cohort_pool::pmap_blocking(trivial, items.clone()).unwrap())
+    });
+    g.finish();
+
+    let items: Vec<u64> = (0..1000).collect();
+    let mut g = c.benchmark_group("pmap_1000x1ms");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("serial_map", |b| {
+        b.iter(|| items.iter().map(|&x| one_ms(x)).collect::<Vec<_>>())
+    });
+    g.bench_function(format!("pmap_default_{nw}_workers"), |b| {
+        b.iter(|| cohort_pool::pmap_blocking(one_ms, items.clone()).unwrap())
+    });
+    g.finish();
+
+    let n: i64 = 200_000_000;
+    let mut g = c.benchmark_group("reduce_200M");
+    g.sample_size(10);
+    g.bench_function("serial", |b| b.iter(|| (0..n).map(flip).sum::<u64>()));
+    g.bench_function(format!("distributed_{nw}_workers"), |b| {
+        b.iter(|| cohort_pool::distributed_reduce_blocking(0..n, flip, add).unwrap())
+    });
+    g.finish();
+}
+
+mod group {
+    #![allow(missing_docs)]
+    use super::*;
+    criterion_group!(pool, benches);
+}
+criterion_main!(group::pool);

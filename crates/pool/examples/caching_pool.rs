@@ -1,0 +1,39 @@
+//! The manual's captured-data example with a `CachingPool`: the closure's captured
+//! array goes to each worker once, not once per item.
+//!
+//! ```julia
+//! let foo = ones(10^4)
+//!     wp = CachingPool(workers())
+//!     pmap(x -> sum(foo) + x, wp, 1:100)
+//! end
+//! ```
+//!
+//! `cargo run --release -p cohort-pool --example caching_pool`
+
+use cohort_pool::{
+    cache_stats_of_blocking, pmap_with_blocking, BatchSize, CachingPool, PmapOptions,
+};
+
+fn main() {
+    let workers = cohort::addprocs_blocking(2).expect("addprocs");
+    let results = {
+        let ones = vec![1.0f64; 10_000];
+        let wp = CachingPool::new(cohort::workers());
+        let f = cohort::closure!([ones] |x: u32| ones.iter().sum::<f64>() + f64::from(x));
+        // One item per call, so that the 100 calls would each carry foo without the cache.
+        let opts = PmapOptions::new()
+            .caching_pool(wp.clone())
+            .batch_size(BatchSize::Fixed(1));
+        let r = pmap_with_blocking(f, (1..=100).collect(), opts).unwrap();
+        for &p in &workers {
+            let s = cache_stats_of_blocking(p).unwrap();
+            println!(
+                "worker {p}: the captured data arrived {} time(s), {} bytes",
+                s.puts, s.bytes
+            );
+        }
+        r
+        // wp dropped here: the cache is cleared on every worker.
+    };
+    println!("first results: {:?}", &results[..3]);
+}

@@ -1,0 +1,409 @@
+//! Distributed loops (Julia's `@distributed`), sync groups (`@sync`/`@async`) and
+//! `timedwait`.
+
+use std::future::Future as StdFuture;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use cohort_cluster::{Failure, Future, RemoteFn};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{CompositeError, PoolError};
+
+/// Splits `first..=last` into at most `n` contiguous chunks as Julia's `splitrange`
+/// does: equal lengths, the remainder going one item each to the first chunks, and
+/// never an empty chunk (fewer chunks than `n` when the range is shorter).
+///
+/// ```
+/// use cohort_pool::splitrange;
+/// assert_eq!(splitrange(1, 10, 3), vec![1..=4, 5..=7, 8..=10]);
+/// assert_eq!(splitrange(1, 2, 4), vec![1..=1, 2..=2]);
+/// assert!(splitrange(1, 0, 4).is_empty());
+/// ```
+pub fn splitrange(first: i64, last: i64, n: usize) -> Vec<std::ops::RangeInclusive<i64>> {
+    let len = (last - first + 1).max(0);
+    let n = n.max(1) as i64;
+    let each = len / n;
+    let mut extras = len % n;
+    let nchunks = if each > 0 { n } else { extras };
+    let mut out = Vec::with_capacity(nchunks as usize);
+    let mut lo = first;
+    for _ in 0..nchunks {
+        let mut hi = lo + each - 1;
+        if extras > 0 {
+            hi += 1;
+            extras -= 1;
+        }
+        out.push(lo..=hi);
+        lo = hi + 1;
+    }
+    out
+}
+
+/// A loop body reduced over one chunk on a worker: `body(i)` for each `i` of the
+/// chunk, folded with `reducer`. Its state is the two functions' states.
+pub(crate) struct ChunkReduce<B, R> {
+    body: B,
+    reducer: R,
+}
+
+impl<B, R, T> RemoteFn<(i64, i64)> for ChunkReduce<B, R>
+where
+    B: RemoteFn<(i64,), Output = T>,
+    R: RemoteFn<(T, T), Output = T>,
+{
+    type Output = T;
+
+    fn call(&self, (lo, hi): (i64, i64)) -> T {
+        // A half-open range: `..=` iterates much slower in tight loops.
+        (lo + 1..hi + 1).fold(self.body.call((lo,)), |acc, i| {
+            self.reducer.call((acc, self.body.call((i,))))
+        })
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        cohort_cluster::codec::encode(&(self.body.encode_state()?, self.reducer.encode_state()?))
+    }
+
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        let (b, r): (Vec<u8>, Vec<u8>) = cohort_cluster::codec::decode(state)?;
+        Ok(ChunkReduce {
+            body: B::decode_state(&b)?,
+            reducer: R::decode_state(&r)?,
+        })
+    }
+}
+
+/// A loop body run over one chunk on a worker, for its effect.
+pub(crate) struct ChunkFor<B> {
+    body: B,
+}
+
+impl<B> RemoteFn<(i64, i64)> for ChunkFor<B>
+where
+    B: RemoteFn<(i64,)>,
+{
+    type Output = ();
+
+    fn call(&self, (lo, hi): (i64, i64)) {
+        for i in lo..hi + 1 {
+            self.body.call((i,));
+        }
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        self.body.encode_state()
+    }
+
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        Ok(ChunkFor {
+            body: B::decode_state(state)?,
+        })
+    }
+}
+
+/// The reducer form of a distributed loop (Julia's `@distributed (reducer) for i in
+/// range body end`): `range` is split over the workers with [`splitrange`], each worker
+/// reduces `body(i)` over its chunk with `reducer`, and this process reduces the
+/// partial results in chunk order.
+///
+/// # Errors
+/// [`PoolError::EmptyReduction`] for an empty range; a chunk's failure.
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// let sum = cohort_pool::distributed_reduce(1..101, |i: i64| i, |a: i64, b: i64| a + b)
+///     .await
+///     .unwrap();
+/// assert_eq!(sum, 5050);
+/// # });
+/// ```
+pub async fn distributed_reduce<B, R, T>(
+    range: Range<i64>,
+    body: B,
+    reducer: R,
+) -> Result<T, PoolError>
+where
+    B: RemoteFn<(i64,), Output = T> + Clone,
+    R: RemoteFn<(T, T), Output = T> + Clone,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    if range.is_empty() {
+        return Err(PoolError::EmptyReduction);
+    }
+    let workers = cohort_cluster::workers();
+    let chunks = splitrange(range.start, range.end - 1, workers.len());
+    let calls: Vec<_> = chunks
+        .iter()
+        .zip(&workers)
+        .map(|(c, &pid)| {
+            let f = ChunkReduce {
+                body: body.clone(),
+                reducer: reducer.clone(),
+            };
+            cohort_cluster::remotecall_fetch(f, pid, (*c.start(), *c.end()))
+        })
+        .collect();
+    let mut acc: Option<T> = None;
+    for r in futures::future::join_all(calls).await {
+        let v = r?;
+        acc = Some(match acc {
+            None => v,
+            Some(a) => reducer.call((a, v)),
+        });
+    }
+    acc.ok_or(PoolError::EmptyReduction)
+}
+
+/// Blocking form of [`distributed_reduce`].
+///
+/// # Errors
+/// As [`distributed_reduce`].
+///
+/// ```
+/// let n = cohort_pool::distributed_reduce_blocking(0..10, |_i: i64| 1u64, |a: u64, b: u64| a + b);
+/// assert_eq!(n.unwrap(), 10);
+/// ```
+pub fn distributed_reduce_blocking<B, R, T>(
+    range: Range<i64>,
+    body: B,
+    reducer: R,
+) -> Result<T, PoolError>
+where
+    B: RemoteFn<(i64,), Output = T> + Clone,
+    R: RemoteFn<(T, T), Output = T> + Clone,
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    cohort_cluster::runtime::block_on(distributed_reduce(range, body, reducer))
+}
+
+/// The form without a reducer (Julia's `@distributed for i in range body end`): splits
+/// `range` over the workers, starts `body` on each chunk, and returns the futures at
+/// once; wait for them (or add them to a [`SyncGroup`]) to know the loop has finished.
+///
+/// ```
+/// let futs = cohort_pool::distributed_for(0..8, |i: i64| assert!(i < 8));
+/// for f in futs { f.wait_blocking().unwrap(); }
+/// ```
+pub fn distributed_for<B>(range: Range<i64>, body: B) -> Vec<Future<()>>
+where
+    B: RemoteFn<(i64,), Output = ()> + Clone,
+{
+    if range.is_empty() {
+        return Vec::new();
+    }
+    let workers = cohort_cluster::workers();
+    splitrange(range.start, range.end - 1, workers.len())
+        .iter()
+        .zip(&workers)
+        .map(|(c, &pid)| {
+            let f = ChunkFor { body: body.clone() };
+            cohort_cluster::remotecall(f, pid, (*c.start(), *c.end()))
+        })
+        .collect()
+}
+
+/// A group of tasks waited for together (Julia's `@sync` block with `@async` tasks
+/// inside): [`spawn`](Self::spawn) starts a task, [`add`](Self::add) adds a
+/// [`Future`]; [`wait`](Self::wait) waits for all of them and reports every failure in
+/// one [`CompositeError`].
+///
+/// ```
+/// use cohort_pool::SyncGroup;
+/// let mut g = SyncGroup::new();
+/// g.add(cohort_cluster::spawnat(1, || 1));
+/// g.spawn(async { Ok(()) });
+/// g.wait_blocking().unwrap();
+/// ```
+#[derive(Default)]
+pub struct SyncGroup {
+    tasks: Vec<tokio::task::JoinHandle<Result<(), PoolError>>>,
+}
+
+impl std::fmt::Debug for SyncGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SyncGroup({} tasks)", self.tasks.len())
+    }
+}
+
+impl SyncGroup {
+    /// An empty group.
+    ///
+    /// ```
+    /// cohort_pool::SyncGroup::new().wait_blocking().unwrap();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts `task` on cohort's runtime (`@async`).
+    ///
+    /// ```
+    /// let mut g = cohort_pool::SyncGroup::new();
+    /// g.spawn(async { Err(cohort_pool::PoolError::EmptyPool) });
+    /// assert_eq!(g.wait_blocking().unwrap_err().errors.len(), 1);
+    /// ```
+    pub fn spawn<Fut>(&mut self, task: Fut)
+    where
+        Fut: StdFuture<Output = Result<(), PoolError>> + Send + 'static,
+    {
+        self.tasks
+            .push(cohort_cluster::runtime::handle().spawn(task));
+    }
+
+    /// Adds a future: the group waits until it is ready, and reports its failure.
+    ///
+    /// ```
+    /// let mut g = cohort_pool::SyncGroup::new();
+    /// g.add(cohort_cluster::remotecall(|| -> u8 { panic!("x") }, 1, ()));
+    /// assert!(g.wait_blocking().is_err());
+    /// ```
+    pub fn add<T: Send + Sync + 'static>(&mut self, f: Future<T>) {
+        self.spawn(async move { Ok(f.wait().await?) });
+    }
+
+    /// The number of tasks in the group.
+    ///
+    /// ```
+    /// assert_eq!(cohort_pool::SyncGroup::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether the group is empty.
+    ///
+    /// ```
+    /// assert!(cohort_pool::SyncGroup::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Waits for every task; all failures, in the order the tasks were added.
+    ///
+    /// # Errors
+    /// A [`CompositeError`] holding each failure (a panicked task as
+    /// [`PoolError::TaskPanicked`]).
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// cohort_pool::SyncGroup::new().wait().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn wait(self) -> Result<(), CompositeError> {
+        let mut errors = Vec::new();
+        for t in self.tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(e) => errors.push(PoolError::TaskPanicked(e.to_string())),
+            }
+        }
+        CompositeError::check(errors)
+    }
+
+    /// Blocking form of [`wait`](Self::wait).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    ///
+    /// ```
+    /// cohort_pool::SyncGroup::new().wait_blocking().unwrap();
+    /// ```
+    pub fn wait_blocking(self) -> Result<(), CompositeError> {
+        cohort_cluster::runtime::block_on(self.wait())
+    }
+}
+
+/// Runs `body` with a fresh [`SyncGroup`] and waits for everything it started
+/// (Julia's `@sync begin … end`).
+///
+/// # Errors
+/// Every failure of the tasks started inside, as one [`CompositeError`].
+///
+/// ```
+/// use cohort_pool::sync;
+/// let r = sync(|g| {
+///     for p in cohort_cluster::workers() {
+///         g.add(cohort_cluster::spawnat(p, || ()));
+///     }
+///     7
+/// });
+/// assert_eq!(r.unwrap(), 7);
+/// ```
+pub fn sync<R>(body: impl FnOnce(&mut SyncGroup) -> R) -> Result<R, CompositeError> {
+    let mut g = SyncGroup::new();
+    let r = body(&mut g);
+    g.wait_blocking()?;
+    Ok(r)
+}
+
+/// What [`timedwait`] saw.
+///
+/// ```
+/// assert_ne!(cohort_pool::TimedWait::Ok, cohort_pool::TimedWait::TimedOut);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimedWait {
+    /// The condition became true.
+    Ok,
+    /// The time ran out first.
+    TimedOut,
+}
+
+/// Polls `test` every `pollint` until it returns true or `timeout` has passed (Julia's
+/// `timedwait(testcb, timeout; pollint)`).
+///
+/// ```
+/// use std::time::Duration;
+/// use cohort_pool::{timedwait, TimedWait};
+/// let r = timedwait(|| false, Duration::from_millis(20), Duration::from_millis(5));
+/// assert_eq!(r, TimedWait::TimedOut);
+/// assert_eq!(timedwait(|| true, Duration::ZERO, Duration::from_millis(5)), TimedWait::Ok);
+/// ```
+pub fn timedwait(
+    mut test: impl FnMut() -> bool,
+    timeout: Duration,
+    pollint: Duration,
+) -> TimedWait {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if test() {
+            return TimedWait::Ok;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return TimedWait::TimedOut;
+        }
+        std::thread::sleep(pollint.min(deadline - now));
+    }
+}
+
+/// Async form of [`timedwait`].
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// use std::time::Duration;
+/// let r = cohort_pool::timedwait_async(|| true, Duration::from_secs(1), Duration::from_millis(1)).await;
+/// assert_eq!(r, cohort_pool::TimedWait::Ok);
+/// # });
+/// ```
+pub async fn timedwait_async(
+    mut test: impl FnMut() -> bool,
+    timeout: Duration,
+    pollint: Duration,
+) -> TimedWait {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if test() {
+            return TimedWait::Ok;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return TimedWait::TimedOut;
+        }
+        tokio::time::sleep(pollint.min(deadline - now)).await;
+    }
+}

@@ -1,0 +1,77 @@
+//! # cohort-pool — parallel map and loops
+//!
+//! Julia's `pmap`, `WorkerPool`, `CachingPool`, `@distributed`, `@sync`/`@async` and
+//! `@everywhere`, for cohort. This crate sits above the runtime, `cohort-cluster`
+//! (whose remotecall family and [`Future`](cohort_cluster::Future) it uses), and below
+//! the `cohort` facade, which re-exports it.
+//!
+//! - [`WorkerPool`] lends workers one call at a time; [`default_worker_pool`] follows
+//!   the cluster; [`CachingPool`] sends a closure's captured data to each worker once.
+//! - [`pmap`] / [`pmap_with`] map a function over items in batches, keep input order,
+//!   retry failed items elsewhere ([`PmapOptions::retry_delays`]) or put a value in
+//!   their place ([`PmapOptions::on_error`]); [`pmap_args`] maps over several
+//!   collections element-wise.
+//! - [`distributed_reduce`] and [`distributed_for`] are `@distributed` with and
+//!   without a reducer, split like Julia's [`splitrange`]; [`SyncGroup`] and [`sync`]
+//!   are `@sync`.
+//! - [`everywhere`] runs on every process; [`set_global_everywhere`], [`global`] and
+//!   [`clear_blocking`] are per-process named values (`@everywhere bar = $foo`).
+//! - [`interrupt`] cancels the calls running on workers; [`timedwait`] polls.
+//!
+//! Functions travel as in `cohort-cluster`: the wrappers this crate builds (a batch of
+//! items, a loop chunk, a cached function) ship by code offset, so the workers must run
+//! the same executable — the default for local clusters, where any program linking
+//! cohort is its own worker. Its own built-ins (the function cache and the named
+//! values) are registered by name.
+//!
+//! ```
+//! use cohort_pool::{pmap_with, BatchSize, PmapOptions};
+//! let squares = cohort_pool::pmap_blocking(|x: u64| x * x, (0..10).collect()).unwrap();
+//! assert_eq!(squares[3], 9);
+//! let total = cohort_pool::distributed_reduce_blocking(0..100, |i: i64| i, |a: i64, b: i64| a + b);
+//! assert_eq!(total.unwrap(), 4950);
+//! ```
+
+mod caching;
+mod distributed;
+mod error;
+mod everywhere;
+mod pmap;
+mod pool;
+
+pub use caching::{
+    cache_stats, cache_stats_of_blocking, CacheStats, Cached, CachingPool, CachingRemote,
+};
+pub use distributed::{
+    distributed_for, distributed_reduce, distributed_reduce_blocking, splitrange, sync, timedwait,
+    timedwait_async, SyncGroup, TimedWait,
+};
+pub use error::{CompositeError, PoolError};
+pub use everywhere::{
+    clear_blocking, everywhere, everywhere_blocking, everywhere_on, everywhere_on_blocking, global,
+    global_names_here, global_names_of_blocking, set_global, set_global_everywhere,
+    set_global_everywhere_blocking,
+};
+pub use pmap::{
+    asyncmap_blocking, exponential_backoff, pmap, pmap_args, pmap_args_blocking, pmap_blocking,
+    pmap_with, pmap_with_blocking, zip2, zip3, BatchSize, Batched, ItemFailure, PmapOptions,
+    MAX_AUTO_BATCH,
+};
+pub use pool::{default_worker_pool, remote, Lease, Remote, WorkerPool};
+
+/// Interrupts the calls running on `pids` (Julia's `interrupt(pids)`): their callers
+/// see a [`CallError::Remote`](cohort_cluster::CallError::Remote) of kind
+/// [`Interrupted`](cohort_cluster::ErrorKind::Interrupted), and long-running functions
+/// there may poll [`interrupted`] to stop early. On the master the cluster manager's
+/// `manage` hears of it.
+///
+/// ```
+/// cohort_pool::interrupt(&[]).unwrap();
+/// ```
+pub use cohort_cluster::interrupt;
+/// Whether the process was interrupted since the call running on this thread started.
+///
+/// ```
+/// assert!(!cohort_pool::interrupted());
+/// ```
+pub use cohort_cluster::interrupted;

@@ -1,0 +1,794 @@
+//! `pmap`: a parallel map over a pool, with batching, retries and error values.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohort_cluster::{CallError, ErrorKind, Failure, Pid, RemoteException, RemoteFn};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::caching::CachingPool;
+use crate::error::PoolError;
+use crate::pool::{default_worker_pool, local_pool, WorkerPool};
+
+/// A failed item inside a batch, as it travels back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemFailure {
+    /// Whether it was a panic (else an error).
+    pub panic: bool,
+    /// The message.
+    pub message: String,
+    /// Context: a panic's location.
+    pub context: String,
+}
+
+/// `F` applied to each item of a batch, catching a panic per item: one call carries a
+/// whole batch. Its state is `F`'s state.
+///
+/// ```
+/// use cohort_cluster::RemoteFn;
+/// use cohort_pool::Batched;
+/// let b = Batched::new(|x: u32| if x == 2 { panic!("two") } else { x * 10 });
+/// let out = b.call((vec![(1,), (2,), (3,)],));
+/// assert_eq!(out[0].as_ref().unwrap(), &10);
+/// assert!(out[1].is_err());
+/// assert_eq!(out[2].as_ref().unwrap(), &30);
+/// ```
+pub struct Batched<F> {
+    f: Arc<F>,
+}
+
+impl<F> Clone for Batched<F> {
+    fn clone(&self) -> Self {
+        Batched { f: self.f.clone() }
+    }
+}
+
+impl<F> Batched<F> {
+    /// Wraps `f`.
+    ///
+    /// ```
+    /// let _b = cohort_pool::Batched::new(|x: u8| x);
+    /// ```
+    pub fn new(f: F) -> Self {
+        Batched { f: Arc::new(f) }
+    }
+}
+
+impl<F, Args> RemoteFn<(Vec<Args>,)> for Batched<F>
+where
+    F: RemoteFn<Args>,
+{
+    type Output = Vec<Result<F::Output, ItemFailure>>;
+
+    fn call(&self, (items,): (Vec<Args>,)) -> Self::Output {
+        items
+            .into_iter()
+            .map(|a| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.f.call(a))).map_err(
+                    |p| {
+                        let f = Failure::from_panic(p);
+                        ItemFailure {
+                            panic: true,
+                            message: f.message,
+                            context: f.context,
+                        }
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        self.f.encode_state()
+    }
+
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        Ok(Batched {
+            f: Arc::new(F::decode_state(state)?),
+        })
+    }
+}
+
+/// How many items one call carries.
+///
+/// ```
+/// use cohort_pool::BatchSize;
+/// assert_eq!(BatchSize::default(), BatchSize::Auto);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchSize {
+    /// Chosen from the number of items and workers (the default): about eight
+    /// batches per worker, at most [`MAX_AUTO_BATCH`] items each, so tiny items go in
+    /// large batches and a few large items still spread over every worker.
+    #[default]
+    Auto,
+    /// This many items per call (at least 1).
+    Fixed(usize),
+}
+
+/// The largest batch [`BatchSize::Auto`] chooses.
+pub const MAX_AUTO_BATCH: usize = 4096;
+
+impl BatchSize {
+    /// The batch size for `n` items on `workers` workers.
+    ///
+    /// ```
+    /// use cohort_pool::BatchSize;
+    /// assert_eq!(BatchSize::Auto.resolve(10, 2), 1);          // large items: spread
+    /// assert_eq!(BatchSize::Auto.resolve(100_000, 2), 4096);  // tiny items: batched
+    /// assert_eq!(BatchSize::Fixed(7).resolve(100, 2), 7);
+    /// ```
+    pub fn resolve(self, n: usize, workers: usize) -> usize {
+        match self {
+            BatchSize::Fixed(b) => b.max(1),
+            BatchSize::Auto => n.div_ceil(workers.max(1) * 8).clamp(1, MAX_AUTO_BATCH),
+        }
+    }
+}
+
+type OnError<O> = Arc<dyn Fn(&CallError) -> O + Send + Sync>;
+type RetryCheck = Arc<dyn Fn(&CallError) -> bool + Send + Sync>;
+
+/// The pool a map runs on.
+#[derive(Clone, Debug)]
+enum AnyPool {
+    Workers(WorkerPool),
+    Caching(CachingPool),
+}
+
+/// The options of [`pmap_with`] (Julia's `pmap` keywords).
+///
+/// ```
+/// use std::time::Duration;
+/// use cohort_pool::{BatchSize, PmapOptions};
+/// let o = PmapOptions::<i32>::new()
+///     .batch_size(BatchSize::Fixed(10))
+///     .on_error(|_e| -1)
+///     .retry_delays(vec![Duration::from_millis(1); 3]);
+/// # drop(o);
+/// ```
+pub struct PmapOptions<O> {
+    pool: Option<AnyPool>,
+    distributed: bool,
+    batch_size: BatchSize,
+    on_error: Option<OnError<O>>,
+    retry_delays: Vec<Duration>,
+    retry_check: Option<RetryCheck>,
+    progress: bool,
+}
+
+impl<O> Default for PmapOptions<O> {
+    fn default() -> Self {
+        PmapOptions {
+            pool: None,
+            distributed: true,
+            batch_size: BatchSize::Auto,
+            on_error: None,
+            retry_delays: Vec::new(),
+            retry_check: None,
+            progress: false,
+        }
+    }
+}
+
+impl<O> PmapOptions<O> {
+    /// The defaults: the default pool, distributed, automatic batches, no retries, the
+    /// first failure stops the map.
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<u8>::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs on `pool` instead of the default pool.
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<u8>::new().pool(cohort_pool::WorkerPool::new([1]));
+    /// ```
+    #[must_use]
+    pub fn pool(mut self, pool: WorkerPool) -> Self {
+        self.pool = Some(AnyPool::Workers(pool));
+        self
+    }
+
+    /// Runs on a caching pool: the function's state goes to each worker once.
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<u8>::new().caching_pool(cohort_pool::CachingPool::new([1]));
+    /// ```
+    #[must_use]
+    pub fn caching_pool(mut self, pool: CachingPool) -> Self {
+        self.pool = Some(AnyPool::Caching(pool));
+        self
+    }
+
+    /// `false` runs the map in local tasks on this process (Julia's `asyncmap`)
+    /// instead of on the pool's workers.
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<u8>::new().distributed(false);
+    /// ```
+    #[must_use]
+    pub fn distributed(mut self, yes: bool) -> Self {
+        self.distributed = yes;
+        self
+    }
+
+    /// Items per call.
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<u8>::new().batch_size(cohort_pool::BatchSize::Fixed(1));
+    /// ```
+    #[must_use]
+    pub fn batch_size(mut self, b: BatchSize) -> Self {
+        self.batch_size = b;
+        self
+    }
+
+    /// What to put in place of an item that failed (after its retries): `f(error)`.
+    /// Without it the first failure stops the map and is returned.
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<String>::new().on_error(|e| e.to_string());
+    /// ```
+    #[must_use]
+    pub fn on_error(mut self, f: impl Fn(&CallError) -> O + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(f));
+        self
+    }
+
+    /// Retry a failed item once per delay, after that delay, on another worker when
+    /// the pool has one (Julia's `retry_delays`; `ExponentialBackOff` is
+    /// [`exponential_backoff`]).
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<u8>::new().retry_delays(cohort_pool::exponential_backoff(3));
+    /// ```
+    #[must_use]
+    pub fn retry_delays(mut self, delays: Vec<Duration>) -> Self {
+        self.retry_delays = delays;
+        self
+    }
+
+    /// Retry only failures for which `check` is true (default: all).
+    ///
+    /// ```
+    /// use cohort_cluster::CallError;
+    /// let _o = cohort_pool::PmapOptions::<u8>::new()
+    ///     .retry_check(|e| matches!(e, CallError::WorkerExited { .. }));
+    /// ```
+    #[must_use]
+    pub fn retry_check(
+        mut self,
+        check: impl Fn(&CallError) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.retry_check = Some(Arc::new(check));
+        self
+    }
+
+    /// Shows a progress bar (indicatif) on stderr while the map runs.
+    ///
+    /// ```
+    /// let _o = cohort_pool::PmapOptions::<u8>::new().progress(true);
+    /// ```
+    #[must_use]
+    pub fn progress(mut self, yes: bool) -> Self {
+        self.progress = yes;
+        self
+    }
+}
+
+/// Delays growing by a factor 5 from 50 ms with jitter capped at 10 s, `n` of them
+/// (Julia's `ExponentialBackOff(n = n)`).
+///
+/// ```
+/// let d = cohort_pool::exponential_backoff(3);
+/// assert_eq!(d.len(), 3);
+/// assert!(d[1] > d[0]);
+/// ```
+pub fn exponential_backoff(n: usize) -> Vec<Duration> {
+    let mut v = Vec::with_capacity(n);
+    let mut d = 0.05f64;
+    for _ in 0..n {
+        v.push(Duration::from_secs_f64(d.min(10.0)));
+        d *= 5.0;
+    }
+    v
+}
+
+struct Work {
+    indices: Vec<usize>,
+    attempt: usize,
+    avoid: Option<Pid>,
+}
+
+struct Sched<O> {
+    queue: VecDeque<Work>,
+    outstanding: usize,
+    results: Vec<Option<O>>,
+    error: Option<PoolError>,
+}
+
+struct Shared<O, Args> {
+    items: Vec<Args>,
+    sched: Mutex<Sched<O>>,
+    notify: Notify,
+    on_error: Option<OnError<O>>,
+    retry_delays: Vec<Duration>,
+    retry_check: Option<RetryCheck>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<O, Args> Shared<O, Args> {
+    fn done(&self, s: &mut Sched<O>, k: usize) {
+        s.outstanding -= k;
+        if let Some(b) = &self.bar {
+            b.inc(k as u64);
+        }
+        if s.outstanding == 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Handles a failed item: retry, replace, or stop.
+    fn failed(self: &Arc<Self>, i: usize, attempt: usize, pid: Pid, err: CallError)
+    where
+        O: Send + 'static,
+        Args: Send + Sync + 'static,
+    {
+        let retry =
+            attempt < self.retry_delays.len() && self.retry_check.as_ref().is_none_or(|c| c(&err));
+        let mut s = self.sched.lock();
+        if s.error.is_some() {
+            return;
+        }
+        if retry {
+            let delay = self.retry_delays[attempt];
+            let work = Work {
+                indices: vec![i],
+                attempt: attempt + 1,
+                avoid: Some(pid),
+            };
+            if delay.is_zero() {
+                s.queue.push_back(work);
+                drop(s);
+                self.notify.notify_waiters();
+            } else {
+                drop(s);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    me.sched.lock().queue.push_back(work);
+                    me.notify.notify_waiters();
+                });
+            }
+            return;
+        }
+        if let Some(h) = &self.on_error {
+            s.results[i] = Some(h(&err));
+            self.done(&mut s, 1);
+        } else {
+            s.error = Some(PoolError::Call(err));
+            drop(s);
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+fn item_error(pid: Pid, function: &str, e: ItemFailure) -> CallError {
+    CallError::Remote(RemoteException {
+        pid,
+        kind: if e.panic {
+            ErrorKind::Panic
+        } else {
+            ErrorKind::Error
+        },
+        function: function.to_string(),
+        message: e.message,
+        context: e.context,
+    })
+}
+
+/// Calls `f` on each item of `items` on the default pool's workers, and returns the
+/// results in input order (Julia's `pmap(f, c)`). Items travel in batches chosen
+/// automatically; the first failure is returned.
+///
+/// # Errors
+/// The first item's failure ([`PoolError::Call`]), or [`PoolError::EmptyPool`].
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// let v = cohort_pool::pmap(|x: u64| x * x, (1..=4).collect()).await.unwrap();
+/// assert_eq!(v, vec![1, 4, 9, 16]);
+/// # });
+/// ```
+pub async fn pmap<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    pmap_with(f, items, PmapOptions::new()).await
+}
+
+/// Blocking form of [`pmap`].
+///
+/// # Errors
+/// As [`pmap`].
+///
+/// ```
+/// let v = cohort_pool::pmap_blocking(|s: String| s.len(), vec!["ab".into(), "c".into()]).unwrap();
+/// assert_eq!(v, vec![2, 1]);
+/// ```
+pub fn pmap_blocking<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    cohort_cluster::runtime::block_on(pmap(f, items))
+}
+
+/// [`pmap`] with options.
+///
+/// # Errors
+/// As [`pmap`]; with [`PmapOptions::on_error`], failed items hold its value instead.
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// use cohort_pool::{pmap_with, PmapOptions};
+/// let f = |x: i32| if x == 2 { panic!("no twos") } else { x };
+/// let v = pmap_with(f, vec![1, 2, 3], PmapOptions::new().on_error(|_| -1)).await.unwrap();
+/// assert_eq!(v, vec![1, -1, 3]);
+/// # });
+/// ```
+pub async fn pmap_with<F, T>(
+    f: F,
+    items: Vec<T>,
+    opts: PmapOptions<F::Output>,
+) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let args: Vec<(T,)> = items.into_iter().map(|x| (x,)).collect();
+    pmap_args(f, args, opts).await
+}
+
+/// Blocking form of [`pmap_with`].
+///
+/// # Errors
+/// As [`pmap_with`].
+///
+/// ```
+/// use cohort_pool::{pmap_with_blocking, PmapOptions};
+/// let v = pmap_with_blocking(|x: u8| x + 1, vec![1, 2], PmapOptions::new().distributed(false)).unwrap();
+/// assert_eq!(v, vec![2, 3]);
+/// ```
+pub fn pmap_with_blocking<F, T>(
+    f: F,
+    items: Vec<T>,
+    opts: PmapOptions<F::Output>,
+) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    cohort_cluster::runtime::block_on(pmap_with(f, items, opts))
+}
+
+/// Maps `f` over several collections element-wise (Julia's `pmap(f, c1, c2)`): each
+/// item is the tuple of arguments of one call; [`zip2`] and [`zip3`] build them
+/// (stopping at the shortest collection).
+///
+/// # Errors
+/// As [`pmap_with`].
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// use cohort_pool::{pmap_args, zip2, PmapOptions};
+/// let v = pmap_args(|a: i32, b: i32| a + b, zip2(vec![1, 2], vec![10, 20]), PmapOptions::new())
+///     .await
+///     .unwrap();
+/// assert_eq!(v, vec![11, 22]);
+/// # });
+/// ```
+pub async fn pmap_args<F, Args>(
+    f: F,
+    items: Vec<Args>,
+    opts: PmapOptions<F::Output>,
+) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let h = cohort_cluster::runtime::handle();
+    // Run the engine on cohort's runtime, whatever executor awaits us.
+    match h.spawn(run(f, items, opts)).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(PoolError::TaskPanicked(e.to_string())),
+    }
+}
+
+/// Blocking form of [`pmap_args`].
+///
+/// # Errors
+/// As [`pmap_args`].
+///
+/// ```
+/// use cohort_pool::{pmap_args_blocking, zip3, PmapOptions};
+/// let v = pmap_args_blocking(|a: u8, b: u8, c: u8| a + b + c,
+///     zip3(vec![1], vec![2], vec![3]), PmapOptions::new()).unwrap();
+/// assert_eq!(v, vec![6]);
+/// ```
+pub fn pmap_args_blocking<F, Args>(
+    f: F,
+    items: Vec<Args>,
+    opts: PmapOptions<F::Output>,
+) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    cohort_cluster::runtime::block_on(pmap_args(f, items, opts))
+}
+
+/// Pairs two collections element-wise, stopping at the shorter.
+///
+/// ```
+/// assert_eq!(cohort_pool::zip2(vec![1, 2, 3], vec!['a', 'b']), vec![(1, 'a'), (2, 'b')]);
+/// ```
+pub fn zip2<A, B>(a: Vec<A>, b: Vec<B>) -> Vec<(A, B)> {
+    a.into_iter().zip(b).collect()
+}
+
+/// Joins three collections element-wise, stopping at the shortest.
+///
+/// ```
+/// assert_eq!(cohort_pool::zip3(vec![1], vec![2], vec![3]), vec![(1, 2, 3)]);
+/// ```
+pub fn zip3<A, B, C>(a: Vec<A>, b: Vec<B>, c: Vec<C>) -> Vec<(A, B, C)> {
+    a.into_iter()
+        .zip(b)
+        .zip(c)
+        .map(|((a, b), c)| (a, b, c))
+        .collect()
+}
+
+/// Asynchronous map in local tasks (Julia's `asyncmap`): [`pmap_with`] with
+/// `distributed(false)`.
+///
+/// # Errors
+/// As [`pmap`].
+///
+/// ```
+/// let v = cohort_pool::asyncmap_blocking(|x: u32| x + 1, vec![1, 2, 3]).unwrap();
+/// assert_eq!(v, vec![2, 3, 4]);
+/// ```
+pub fn asyncmap_blocking<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    pmap_with_blocking(f, items, PmapOptions::new().distributed(false))
+}
+
+async fn run<F, Args>(
+    f: F,
+    items: Vec<Args>,
+    opts: PmapOptions<F::Output>,
+) -> Result<Vec<F::Output>, PoolError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let n = items.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let pool = if !opts.distributed {
+        AnyPool::Workers(local_pool(cohort_cluster::myid()))
+    } else {
+        opts.pool
+            .clone()
+            .unwrap_or_else(|| AnyPool::Workers(default_worker_pool()))
+    };
+    let workers = match &pool {
+        AnyPool::Workers(p) => p.clone(),
+        AnyPool::Caching(c) => c.pool().clone(),
+    };
+    let slots = workers.len();
+    if slots == 0 {
+        return Err(PoolError::EmptyPool);
+    }
+    let bs = opts.batch_size.resolve(n, slots);
+    let mut queue = VecDeque::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + bs).min(n);
+        queue.push_back(Work {
+            indices: (start..end).collect(),
+            attempt: 0,
+            avoid: None,
+        });
+        start = end;
+    }
+    let bar = opts.progress.then(|| indicatif::ProgressBar::new(n as u64));
+    let shared = Arc::new(Shared {
+        items,
+        sched: Mutex::new(Sched {
+            queue,
+            outstanding: n,
+            results: (0..n).map(|_| None).collect(),
+            error: None,
+        }),
+        notify: Notify::new(),
+        on_error: opts.on_error,
+        retry_delays: opts.retry_delays,
+        retry_check: opts.retry_check,
+        bar,
+    });
+    let batched = Batched::new(f);
+    let (call_f, state) = match &pool {
+        AnyPool::Caching(c) => {
+            let (cached, state) = c.wrap::<Batched<F>, (Vec<Args>,)>(batched)?;
+            (Callable::Cached(c.clone(), cached), state)
+        }
+        AnyPool::Workers(_) => (Callable::Plain(batched), Vec::new()),
+    };
+    let call_f = Arc::new(call_f);
+    let state = Arc::new(state);
+    let mut tasks = Vec::with_capacity(slots);
+    for _ in 0..slots {
+        let shared = shared.clone();
+        let workers = workers.clone();
+        let call_f = call_f.clone();
+        let state = state.clone();
+        tasks.push(tokio::spawn(async move {
+            slot(shared, workers, call_f, state).await;
+        }));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+    let mut s = shared.sched.lock();
+    if let Some(b) = &shared.bar {
+        b.finish_and_clear();
+    }
+    if let Some(e) = s.error.take() {
+        return Err(e);
+    }
+    let results = std::mem::take(&mut s.results);
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every item has a result"))
+        .collect())
+}
+
+enum Callable<F> {
+    Plain(Batched<F>),
+    Cached(CachingPool, crate::caching::Cached<Batched<F>>),
+}
+
+async fn call_batch<F, Args>(
+    c: &Callable<F>,
+    state: &[u8],
+    pid: Pid,
+    batch: Vec<Args>,
+) -> Result<Vec<Result<F::Output, ItemFailure>>, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
+    match c {
+        Callable::Plain(b) => cohort_cluster::remotecall_fetch(b.clone(), pid, (batch,)).await,
+        Callable::Cached(pool, cached) => {
+            if let Err(e) = pool.ensure(cached, state, pid).await {
+                return Err(match e {
+                    PoolError::Call(c) => c,
+                    other => CallError::Serialization(other.to_string()),
+                });
+            }
+            cohort_cluster::remotecall_fetch(cached.clone(), pid, (batch,)).await
+        }
+    }
+}
+
+async fn slot<F, Args>(
+    shared: Arc<Shared<F::Output, Args>>,
+    workers: WorkerPool,
+    call_f: Arc<Callable<F>>,
+    state: Arc<Vec<u8>>,
+) where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let fname = std::any::type_name::<F>();
+    loop {
+        let work = loop {
+            let notified = shared.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = shared.sched.lock();
+                if s.error.is_some() || s.outstanding == 0 {
+                    return;
+                }
+                if let Some(w) = s.queue.pop_front() {
+                    break w;
+                }
+            }
+            notified.await;
+        };
+        let lease = match workers.take_avoiding(work.avoid).await {
+            Ok(l) => l,
+            Err(e) => {
+                let mut s = shared.sched.lock();
+                s.error.get_or_insert(e);
+                drop(s);
+                shared.notify.notify_waiters();
+                return;
+            }
+        };
+        let pid = lease.pid();
+        let batch: Vec<Args> = work
+            .indices
+            .iter()
+            .map(|&i| shared.items[i].clone())
+            .collect();
+        let out = call_batch(&call_f, &state, pid, batch).await;
+        drop(lease);
+        match out {
+            Ok(results) if results.len() == work.indices.len() => {
+                let mut failed = Vec::new();
+                {
+                    let mut s = shared.sched.lock();
+                    let mut ok = 0;
+                    for (&i, r) in work.indices.iter().zip(results) {
+                        match r {
+                            Ok(v) => {
+                                s.results[i] = Some(v);
+                                ok += 1;
+                            }
+                            Err(e) => failed.push((i, e)),
+                        }
+                    }
+                    shared.done(&mut s, ok);
+                }
+                for (i, e) in failed {
+                    shared.failed(i, work.attempt, pid, item_error(pid, fname, e));
+                }
+            }
+            Ok(_) => {
+                for &i in &work.indices {
+                    let e = CallError::Serialization("a batch came back short".into());
+                    shared.failed(i, work.attempt, pid, e);
+                }
+            }
+            Err(e) => {
+                for &i in &work.indices {
+                    shared.failed(i, work.attempt, pid, e.clone());
+                }
+            }
+        }
+    }
+}

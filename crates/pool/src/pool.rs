@@ -1,0 +1,623 @@
+//! [`WorkerPool`]: a set of workers handed out one call at a time, and the remotecall
+//! family on a pool.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cohort_cluster::{Future, Pid, RemoteFn};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::error::PoolError;
+
+struct State {
+    /// The members (a multiset: a local pool may list this process several times).
+    members: Vec<Pid>,
+    /// The members not lent out, in the order they came back.
+    free: VecDeque<Pid>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    notify: Notify,
+    /// The default pool follows the cluster's workers as they come and go.
+    follows_cluster: bool,
+}
+
+/// A set of workers lent out one call at a time (Julia's `WorkerPool`): a call on the
+/// pool takes a free worker, holds it until the call has finished, and gives it back.
+/// Workers that have left the cluster are dropped from the pool when met.
+///
+/// Cloning gives another handle to the same pool.
+///
+/// ```
+/// use cohort_pool::WorkerPool;
+/// let pool = WorkerPool::new([cohort_cluster::myid()]);
+/// assert_eq!(pool.len(), 1);
+/// let v = pool.remotecall_fetch_blocking(|x: u32| x + 1, (41,)).unwrap();
+/// assert_eq!(v, 42);
+/// ```
+#[derive(Clone)]
+pub struct WorkerPool {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.inner.state.lock();
+        write!(f, "WorkerPool({:?}, {} free)", s.members, s.free.len())
+    }
+}
+
+/// A worker taken from a pool; it goes back when dropped.
+///
+/// ```
+/// let pool = cohort_pool::WorkerPool::new([1]);
+/// let lease = pool.take_blocking().unwrap();
+/// assert_eq!(lease.pid(), 1);
+/// assert!(!pool.isready());
+/// drop(lease);
+/// assert!(pool.isready());
+/// ```
+#[derive(Debug)]
+pub struct Lease {
+    pool: WorkerPool,
+    pid: Pid,
+}
+
+impl Lease {
+    /// The worker.
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// assert_eq!(pool.take_blocking().unwrap().pid(), 1);
+    /// ```
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.put(self.pid);
+    }
+}
+
+fn is_alive(pid: Pid) -> bool {
+    cohort_cluster::procs().contains(&pid)
+}
+
+impl WorkerPool {
+    /// A pool of the given processes (Julia's `WorkerPool(pids)`). A pid may appear
+    /// more than once: it is then lent out that many times at once.
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new(vec![1, 1]);
+    /// assert_eq!(pool.len(), 2);
+    /// ```
+    pub fn new(pids: impl IntoIterator<Item = Pid>) -> Self {
+        Self::make(pids.into_iter().collect(), false)
+    }
+
+    fn make(members: Vec<Pid>, follows_cluster: bool) -> Self {
+        WorkerPool {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    free: members.iter().copied().collect(),
+                    members,
+                }),
+                notify: Notify::new(),
+                follows_cluster,
+            }),
+        }
+    }
+
+    /// Adds a worker (Julia's `push!(pool, pid)`).
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([]);
+    /// pool.push(1);
+    /// assert_eq!(pool.workers(), vec![1]);
+    /// ```
+    pub fn push(&self, pid: Pid) {
+        let mut s = self.inner.state.lock();
+        s.members.push(pid);
+        s.free.push_back(pid);
+        drop(s);
+        self.inner.notify.notify_one();
+    }
+
+    /// The members, sorted (Julia's `workers(pool)`).
+    ///
+    /// ```
+    /// assert_eq!(cohort_pool::WorkerPool::new([1]).workers(), vec![1]);
+    /// ```
+    pub fn workers(&self) -> Vec<Pid> {
+        self.refresh();
+        let mut v = self.inner.state.lock().members.clone();
+        v.sort_unstable();
+        v
+    }
+
+    /// The number of members (Julia's `length(pool)`).
+    ///
+    /// ```
+    /// assert_eq!(cohort_pool::WorkerPool::new([1]).len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.refresh();
+        self.inner.state.lock().members.len()
+    }
+
+    /// Whether the pool has no members.
+    ///
+    /// ```
+    /// assert!(cohort_pool::WorkerPool::new([]).is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a worker is free now (Julia's `isready(pool)`).
+    ///
+    /// ```
+    /// assert!(cohort_pool::WorkerPool::new([1]).isready());
+    /// ```
+    pub fn isready(&self) -> bool {
+        self.refresh();
+        !self.inner.state.lock().free.is_empty()
+    }
+
+    /// The default pool follows the cluster: adds new workers, drops those gone.
+    fn refresh(&self) {
+        if !self.inner.follows_cluster {
+            return;
+        }
+        let now = cohort_cluster::workers();
+        let mut s = self.inner.state.lock();
+        if s.members == now {
+            return;
+        }
+        let added: Vec<Pid> = now
+            .iter()
+            .copied()
+            .filter(|p| !s.members.contains(p))
+            .collect();
+        s.free.retain(|p| now.contains(p));
+        s.free.extend(added.iter().copied());
+        s.members = now;
+        drop(s);
+        if !added.is_empty() {
+            self.inner.notify.notify_waiters();
+        }
+    }
+
+    /// Takes a free worker, waiting until one is free (Julia's `take!(pool)`); it goes
+    /// back when the [`Lease`] is dropped.
+    ///
+    /// # Errors
+    /// [`PoolError::EmptyPool`] if the pool has no member left.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// assert_eq!(pool.take().await.unwrap().pid(), 1);
+    /// # });
+    /// ```
+    pub async fn take(&self) -> Result<Lease, PoolError> {
+        self.take_avoiding(None).await
+    }
+
+    /// Blocking form of [`take`](Self::take).
+    ///
+    /// # Errors
+    /// As [`take`](Self::take).
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// assert_eq!(pool.take_blocking().unwrap().pid(), 1);
+    /// ```
+    pub fn take_blocking(&self) -> Result<Lease, PoolError> {
+        let p = self.clone();
+        cohort_cluster::runtime::block_on(async move { p.take().await })
+    }
+
+    /// Takes a free worker other than `avoid` when the pool has another live member
+    /// (retries go elsewhere).
+    pub(crate) async fn take_avoiding(&self, avoid: Option<Pid>) -> Result<Lease, PoolError> {
+        loop {
+            self.refresh();
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.inner.state.lock();
+                // Drop members that have left the cluster.
+                if s.free.iter().any(|p| !is_alive(*p)) {
+                    let dead: Vec<Pid> = s.free.iter().copied().filter(|p| !is_alive(*p)).collect();
+                    s.free.retain(|p| !dead.contains(p));
+                    s.members.retain(|p| !dead.contains(p));
+                }
+                if s.members.is_empty() {
+                    return Err(PoolError::EmptyPool);
+                }
+                let only_avoided = avoid.is_some_and(|a| s.members.iter().all(|p| *p == a));
+                let pick = s
+                    .free
+                    .iter()
+                    .position(|p| only_avoided || Some(*p) != avoid);
+                if let Some(i) = pick {
+                    let pid = s.free.remove(i).expect("index in range");
+                    return Ok(Lease {
+                        pool: self.clone(),
+                        pid,
+                    });
+                }
+            }
+            if self.inner.follows_cluster {
+                // New workers may join without a notification.
+                let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+            } else {
+                notified.await;
+            }
+        }
+    }
+
+    /// Gives a worker back (Julia's `put!(pool, pid)`); one that has left the cluster
+    /// or the pool is dropped.
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// let lease = pool.take_blocking().unwrap();
+    /// drop(lease); // calls put
+    /// assert!(pool.isready());
+    /// ```
+    pub fn put(&self, pid: Pid) {
+        let mut s = self.inner.state.lock();
+        let lent = s.members.iter().filter(|p| **p == pid).count()
+            > s.free.iter().filter(|p| **p == pid).count();
+        if !lent {
+            return;
+        }
+        if is_alive(pid) {
+            s.free.push_back(pid);
+        } else if let Some(i) = s.members.iter().position(|p| *p == pid) {
+            s.members.remove(i);
+            drop(s);
+            self.inner.notify.notify_waiters();
+            return;
+        }
+        drop(s);
+        self.inner.notify.notify_one();
+    }
+
+    /// Calls `f(args…)` on a free worker and returns its [`Future`] at once the worker
+    /// is taken (Julia's `remotecall(f, pool, args...)`); the worker goes back to the
+    /// pool when the call has finished.
+    ///
+    /// # Errors
+    /// [`PoolError::EmptyPool`]; the call's own failures are in the future.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// let f = pool.remotecall(|a: i32, b: i32| a * b, (6, 7)).await.unwrap();
+    /// assert_eq!(f.fetch().await.unwrap(), 42);
+    /// # });
+    /// ```
+    pub async fn remotecall<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<Future<F::Output>, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let lease = self.take().await?;
+        let fut = cohort_cluster::remotecall(f, lease.pid(), args);
+        let watch = fut.clone();
+        cohort_cluster::runtime::handle().spawn(async move {
+            let _ = watch.wait().await;
+            drop(lease);
+        });
+        Ok(fut)
+    }
+
+    /// Blocking form of [`remotecall`](Self::remotecall).
+    ///
+    /// # Errors
+    /// As [`remotecall`](Self::remotecall).
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// let f = pool.remotecall_blocking(|| 5u8, ()).unwrap();
+    /// assert_eq!(f.fetch_blocking().unwrap(), 5);
+    /// ```
+    pub fn remotecall_blocking<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<Future<F::Output>, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let p = self.clone();
+        cohort_cluster::runtime::block_on(async move { p.remotecall(f, args).await })
+    }
+
+    /// Calls `f(args…)` on a free worker and waits for the value (Julia's
+    /// `remotecall_fetch(f, pool, args...)`).
+    ///
+    /// # Errors
+    /// [`PoolError::EmptyPool`], or the call's failure as [`PoolError::Call`].
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// assert_eq!(pool.remotecall_fetch(|| String::from("hi"), ()).await.unwrap(), "hi");
+    /// # });
+    /// ```
+    pub async fn remotecall_fetch<F, Args>(&self, f: F, args: Args) -> Result<F::Output, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let lease = self.take().await?;
+        let out = cohort_cluster::remotecall_fetch(f, lease.pid(), args).await;
+        drop(lease);
+        Ok(out?)
+    }
+
+    /// Blocking form of [`remotecall_fetch`](Self::remotecall_fetch).
+    ///
+    /// # Errors
+    /// As [`remotecall_fetch`](Self::remotecall_fetch).
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// assert_eq!(pool.remotecall_fetch_blocking(|x: u8| x, (3,)).unwrap(), 3);
+    /// ```
+    pub fn remotecall_fetch_blocking<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<F::Output, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let p = self.clone();
+        cohort_cluster::runtime::block_on(async move { p.remotecall_fetch(f, args).await })
+    }
+
+    /// Calls `f(args…)` on a free worker, waits until it has finished, and returns the
+    /// [`Future`] holding its result (Julia's `remotecall_wait(f, pool, args...)`).
+    ///
+    /// # Errors
+    /// [`PoolError::EmptyPool`], or the call's failure.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// let f = pool.remotecall_wait(|| 1u8, ()).await.unwrap();
+    /// assert!(f.isready().await);
+    /// # });
+    /// ```
+    pub async fn remotecall_wait<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<Future<F::Output>, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let lease = self.take().await?;
+        let out = cohort_cluster::remotecall_wait(f, lease.pid(), args).await;
+        drop(lease);
+        Ok(out?)
+    }
+
+    /// Blocking form of [`remotecall_wait`](Self::remotecall_wait).
+    ///
+    /// # Errors
+    /// As [`remotecall_wait`](Self::remotecall_wait).
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// let f = pool.remotecall_wait_blocking(|| 1u8, ()).unwrap();
+    /// assert_eq!(f.fetch_blocking().unwrap(), 1);
+    /// ```
+    pub fn remotecall_wait_blocking<F, Args>(
+        &self,
+        f: F,
+        args: Args,
+    ) -> Result<Future<F::Output>, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let p = self.clone();
+        cohort_cluster::runtime::block_on(async move { p.remotecall_wait(f, args).await })
+    }
+
+    /// Runs `f(args…)` on a free worker for its effect (Julia's `remote_do(f, pool,
+    /// args...)`): returns once a worker is taken; the worker is held until the call
+    /// has finished, and a failure is printed on this process's stderr.
+    ///
+    /// # Errors
+    /// [`PoolError::EmptyPool`].
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// pool.remote_do(|| (), ()).await.unwrap();
+    /// # });
+    /// ```
+    pub async fn remote_do<F, Args>(&self, f: F, args: Args) -> Result<(), PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let lease = self.take().await?;
+        cohort_cluster::runtime::handle().spawn(async move {
+            let out = cohort_cluster::remotecall_fetch(f, lease.pid(), args).await;
+            if let Err(e) = out {
+                eprintln!("error in remote_do on worker {}: {e}", lease.pid());
+            }
+            drop(lease);
+        });
+        Ok(())
+    }
+
+    /// Blocking form of [`remote_do`](Self::remote_do).
+    ///
+    /// # Errors
+    /// As [`remote_do`](Self::remote_do).
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// pool.remote_do_blocking(|| (), ()).unwrap();
+    /// ```
+    pub fn remote_do_blocking<F, Args>(&self, f: F, args: Args) -> Result<(), PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let p = self.clone();
+        cohort_cluster::runtime::block_on(async move { p.remote_do(f, args).await })
+    }
+
+    /// `f` bound to this pool (Julia's `remote(pool, f)`): a callable that runs `f` on
+    /// a free worker and returns its value.
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// let double = pool.remote(|x: u64| 2 * x);
+    /// assert_eq!(double.call_blocking((21,)).unwrap(), 42);
+    /// ```
+    pub fn remote<F>(&self, f: F) -> Remote<F> {
+        Remote {
+            pool: self.clone(),
+            f,
+        }
+    }
+
+    /// Interrupts the calls running on every member (Julia's `interrupt(workers(pool))`):
+    /// their callers see a [`CallError::Remote`](cohort_cluster::CallError::Remote) of kind
+    /// [`Interrupted`](cohort_cluster::ErrorKind::Interrupted).
+    ///
+    /// # Errors
+    /// The first member that could not be reached.
+    ///
+    /// ```
+    /// cohort_pool::WorkerPool::new([]).interrupt().unwrap();
+    /// ```
+    pub fn interrupt(&self) -> Result<(), PoolError> {
+        Ok(cohort_cluster::interrupt(&self.workers())?)
+    }
+}
+
+/// A function bound to a pool, made by [`WorkerPool::remote`] or [`remote`]: calling
+/// it runs the function on a free worker of the pool.
+///
+/// ```
+/// let r = cohort_pool::remote(|a: i32, b: i32| a - b);
+/// assert_eq!(r.call_blocking((5, 3)).unwrap(), 2);
+/// ```
+#[derive(Clone)]
+pub struct Remote<F> {
+    pool: WorkerPool,
+    f: F,
+}
+
+impl<F> Remote<F> {
+    /// Calls the function on a free worker and waits for the value.
+    ///
+    /// # Errors
+    /// As [`WorkerPool::remotecall_fetch`].
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let r = cohort_pool::remote(|x: u8| x + 1);
+    /// assert_eq!(r.call((1,)).await.unwrap(), 2);
+    /// # });
+    /// ```
+    pub async fn call<Args>(&self, args: Args) -> Result<F::Output, PoolError>
+    where
+        F: RemoteFn<Args> + Clone,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.pool.remotecall_fetch(self.f.clone(), args).await
+    }
+
+    /// Blocking form of [`call`](Self::call).
+    ///
+    /// # Errors
+    /// As [`WorkerPool::remotecall_fetch`].
+    ///
+    /// ```
+    /// let r = cohort_pool::remote(|| 7u8);
+    /// assert_eq!(r.call_blocking(()).unwrap(), 7);
+    /// ```
+    pub fn call_blocking<Args>(&self, args: Args) -> Result<F::Output, PoolError>
+    where
+        F: RemoteFn<Args> + Clone,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.pool.remotecall_fetch_blocking(self.f.clone(), args)
+    }
+}
+
+/// `f` bound to the [default pool](default_worker_pool) (Julia's `remote(f)`).
+///
+/// ```
+/// let r = cohort_pool::remote(|| cohort_cluster::myid());
+/// assert_eq!(r.call_blocking(()).unwrap(), 1);
+/// ```
+pub fn remote<F>(f: F) -> Remote<F> {
+    default_worker_pool().remote(f)
+}
+
+/// The default pool (Julia's `default_worker_pool()`). On the master it holds the
+/// workers and follows the cluster as workers are added and removed (the master
+/// itself when there are none, as [`workers`](cohort_cluster::workers) says). On a
+/// worker it lends that worker itself, once per core, so a parallel map started from
+/// inside a remote call runs locally and cannot wait on the master's pool.
+///
+/// ```
+/// assert_eq!(cohort_pool::default_worker_pool().workers(), vec![1]);
+/// ```
+pub fn default_worker_pool() -> WorkerPool {
+    static MASTER: OnceLock<WorkerPool> = OnceLock::new();
+    static WORKER: OnceLock<WorkerPool> = OnceLock::new();
+    let me = cohort_cluster::myid();
+    if me == 1 {
+        MASTER
+            .get_or_init(|| WorkerPool::make(cohort_cluster::workers(), true))
+            .clone()
+    } else {
+        WORKER.get_or_init(|| local_pool(me)).clone()
+    }
+}
+
+/// A pool lending this process once per core (for `distributed = false`).
+pub(crate) fn local_pool(me: Pid) -> WorkerPool {
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    WorkerPool::new(std::iter::repeat_n(me, n))
+}
