@@ -588,7 +588,10 @@ pub fn procs() -> Vec<Pid> {
 pub fn procs_of(pid: Pid) -> Vec<Pid> {
     let n = node();
     let host_of = |p: Pid| -> Option<String> {
-        if p == MASTER {
+        if p == n.myid() && n.is_worker() {
+            // A worker is not in its own table of the others.
+            Some(cohort_transport::listen::hostname())
+        } else if p == MASTER {
             Some(n.master_hostname.read().clone())
         } else {
             n.workers.read().get(&p).map(|r| r.info.hostname.clone())

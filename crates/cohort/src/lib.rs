@@ -61,6 +61,9 @@ pub use cohort_pool::{
     everywhere_blocking, pmap, pmap_blocking, pmap_with, pmap_with_blocking, CachingPool,
     PmapOptions, SyncGroup, WorkerPool,
 };
+/// `SharedArray`: one array in shared memory, used by every process on the host.
+pub use cohort_shared as shared;
+pub use cohort_shared::SharedArray;
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 /// The wire protocol.

@@ -23,5 +23,8 @@ fn lazy_all_to_all_connects_a_worker_pair_at_first_call() {
     assert_eq!(seen, b);
     let after = cohort::runtime::block_on(cohort::stats_of(a)).unwrap();
     assert_eq!(after.connected, vec![1, b]);
+    // Every process of this one-host cluster is on the worker's host too.
+    let same_host = remotecall_fetch_blocking(|| cohort::procs_of(cohort::myid()), a, ()).unwrap();
+    assert_eq!(same_host, vec![1, a, b]);
     rmprocs_blocking(&pids, None).unwrap();
 }
