@@ -278,13 +278,37 @@ async fn join_worker(
         }
     };
     let _serial = JOIN_LOCK.lock().await;
-    let known: Vec<proto::WorkerInfo> = n.workers.read().values().map(|r| r.info.clone()).collect();
-    let eager = params.topology == Topology::AllToAll && !params.lazy;
+    let (known, custom_links): (Vec<proto::WorkerInfo>, Vec<proto::WorkerInfo>) = {
+        let workers = n.workers.read();
+        let known = workers.values().map(|r| r.info.clone()).collect();
+        // Custom topology: the new worker connects to every existing worker it names in
+        // its connect_idents, and to every existing worker that names it in theirs, so
+        // each wanted link is made exactly once, by whichever end joins later.
+        let me = config.ident.as_deref().unwrap_or("");
+        let links = workers
+            .values()
+            .filter(|r| {
+                let wants_it = config.connect_idents.contains(&r.info.ident);
+                let wanted_by = !me.is_empty()
+                    && r.managed
+                        .as_ref()
+                        .is_some_and(|(_, c)| c.connect_idents.iter().any(|i| i == me));
+                !r.info.ident.is_empty() && (wants_it || wanted_by)
+            })
+            .map(|r| r.info.clone())
+            .collect();
+        (known, links)
+    };
+    let connect_now = match params.topology {
+        Topology::AllToAll if !params.lazy => known.clone(),
+        Topology::Custom => custom_links,
+        _ => Vec::new(),
+    };
     let join = proto::Join {
         pid,
         topology: wire_topology(params.topology) as i32,
         lazy: params.lazy,
-        connect_now: if eager { known.clone() } else { Vec::new() },
+        connect_now,
         known: if params.topology == Topology::MasterWorker {
             Vec::new()
         } else {

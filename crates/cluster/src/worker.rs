@@ -84,6 +84,87 @@ impl WorkerOptions {
     }
 }
 
+impl WorkerOptions {
+    /// Julia's `init_worker`, for workers reached over a custom transport: makes this
+    /// process a worker with these options' cookie (or the first line of stdin when
+    /// `cookie` is `None`) and starts the no-master timer (`timeout`). The program
+    /// then accepts connections its own way and hands each to
+    /// [`process_messages`](Self::process_messages). (`run_worker` does both over TCP.)
+    ///
+    /// # Errors
+    /// `UnexpectedEof` if stdin closed before the cookie; `InvalidData` for an invalid
+    /// cookie; `AlreadyExists` if this process is already a worker.
+    ///
+    /// ```no_run
+    /// use cohort_cluster::{Cookie, WorkerOptions};
+    /// let opts = WorkerOptions { cookie: Some(Cookie::new("secret").unwrap()), ..Default::default() };
+    /// opts.init_worker().unwrap();
+    /// ```
+    pub fn init_worker(&self) -> std::io::Result<()> {
+        use std::io::{Error, ErrorKind};
+        static INITIALIZED: AtomicBool = AtomicBool::new(false);
+        let cookie = match &self.cookie {
+            Some(c) => c.clone(),
+            None => Cookie::new(listen::read_cookie_from_stdin()?)
+                .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
+        };
+        if node().is_worker() || INITIALIZED.swap(true, Ordering::AcqRel) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "this process is already a worker",
+            ));
+        }
+        node().set_cookie(cookie);
+        start_master_timer(self.timeout);
+        Ok(())
+    }
+
+    /// Julia's `process_messages`: serves one connection that arrived over any
+    /// transport (a pair of byte streams) — the master's, which joins this worker to
+    /// the cluster, or another worker's. Runs the handshake as the accepting side and
+    /// returns once the connection is registered; its messages are then served in the
+    /// background until it closes. Call [`init_worker`](Self::init_worker) first.
+    ///
+    /// # Errors
+    /// `PermissionDenied` if the peer failed authentication or broke the protocol
+    /// (the connection is dropped; the worker goes on).
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: cohort_transport::Connection) {
+    /// let opts = cohort_cluster::WorkerOptions::default();
+    /// opts.init_worker().unwrap();
+    /// opts.process_messages(conn).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn process_messages(&self, conn: Connection) -> std::io::Result<()> {
+        let peer = conn.peer.clone();
+        crate::runtime::handle()
+            .spawn(accept_connection(conn))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("connection from {peer} refused: {e}"),
+                )
+            })
+    }
+}
+
+/// Exits the process if no master has joined within `timeout`.
+fn start_master_timer(timeout: Duration) {
+    crate::runtime::handle().spawn(async move {
+        tokio::time::sleep(timeout).await;
+        if !JOINED.load(Ordering::Acquire) {
+            eprintln!(
+                "cohort worker: no master connected within {:.1} s; exiting",
+                timeout.as_secs_f64()
+            );
+            std::process::exit(1);
+        }
+    });
+}
+
 /// Runs this process as a worker until the master lets it go, then exits the process.
 ///
 /// ```no_run
@@ -177,17 +258,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
     listen::announce(&host, port).map_err(|e| format!("cannot announce the address: {e}"))?;
-    let timeout = opts.timeout;
-    tokio::spawn(async move {
-        tokio::time::sleep(timeout).await;
-        if !JOINED.load(Ordering::Acquire) {
-            eprintln!(
-                "cohort worker: no master connected within {:.1} s; exiting",
-                timeout.as_secs_f64()
-            );
-            std::process::exit(1);
-        }
-    });
+    start_master_timer(opts.timeout);
     loop {
         let (stream, addr) = listener.accept().await.map_err(|e| e.to_string())?;
         tokio::spawn(async move {
@@ -200,6 +271,11 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
 
 async fn accept(stream: tokio::net::TcpStream) -> Result<(), String> {
     let conn = Connection::from_tcp(stream).map_err(|e| e.to_string())?;
+    accept_connection(conn).await
+}
+
+/// The accepting side of any connection: handshake, then `Join` or `Identify`.
+async fn accept_connection(conn: Connection) -> Result<(), String> {
     let mut est = handshake(conn, Role::Acceptor).await?;
     let first = read_one(&mut est, Duration::from_secs(30)).await?;
     match first.kind {

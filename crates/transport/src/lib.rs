@@ -10,6 +10,8 @@
 //!   with the [`WorkerConfig`] a manager fills in for each worker it starts, mirroring
 //!   Julia's `ClusterManager` interface.
 //! - [`local`]: [`LocalManager`], which starts workers as processes on this host.
+//! - [`ssh`]: [`SshManager`], which starts workers on other machines over OpenSSH,
+//!   optionally tunnelled and multiplexed; [`machines`] parses its machine specs.
 //! - [`listen`]: the worker side — bind, announce the address on stdout, read the
 //!   cookie from stdin.
 //!
@@ -22,13 +24,25 @@
 
 pub mod listen;
 pub mod local;
+pub mod machines;
 pub mod manager;
+pub mod ssh;
 pub mod stream;
 
+/// The boxed future type of [`ClusterManager`]'s methods, re-exported so that a
+/// manager can be written without depending on `futures`.
+///
+/// ```
+/// let f: cohort_transport::BoxFuture<'static, u32> = Box::pin(async { 1 });
+/// # drop(f);
+/// ```
+pub use futures::future::BoxFuture;
 pub use local::LocalManager;
+pub use machines::{Count, MachineSpec, MachineSpecError};
 pub use manager::{
     ClusterManager, LaunchError, LaunchParams, ManageEvent, Topology, WorkerConfig, WorkerProcess,
 };
+pub use ssh::SshManager;
 pub use stream::{BoxedReader, BoxedWriter, Connection};
 
 /// The command-line flag that puts a cohort-enabled executable into worker mode.

@@ -242,6 +242,15 @@ pub enum LaunchError {
         /// What went wrong (exited, timed out, printed garbage).
         what: String,
     },
+    /// A remote machine could not be reached or could not start a worker (ssh failed:
+    /// unreachable host, authentication refused, executable missing…).
+    #[error("cannot start a worker on {host}: {reason}")]
+    Remote {
+        /// The machine, as `user@host`.
+        host: String,
+        /// What went wrong, with the remote side's own message where there is one.
+        reason: String,
+    },
     /// Anything else a custom manager reports.
     #[error("{0}")]
     Other(String),

@@ -1,0 +1,87 @@
+//! Workers on two "hosts" — network namespaces with their own addresses and host names,
+//! joined by veth pairs and a bridge (`scripts/netns-hosts.sh`, run by `.ci/run` as
+//! root) — launched through the sshd of each. The worker-to-worker mesh crosses the
+//! bridge; `procs(pid)` groups by host. Skips ("skipped: ...") where namespaces cannot
+//! be made.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cohort::prelude::*;
+use cohort::transport::SshManager;
+
+#[cohort::remote]
+fn call_peer(peer: u32) -> (u32, String) {
+    let id = remotecall_fetch_blocking(cohort::builtins::remote_myid, peer, ()).unwrap();
+    let host = remotecall_fetch_blocking(cohort::builtins::gethostname, peer, ()).unwrap();
+    (id, host)
+}
+
+#[test]
+fn workers_on_two_network_namespace_hosts() {
+    let dir = std::env::var("COHORT_TEST_SSHD_DIR").unwrap_or("/tmp/cohort-sshd".into());
+    let env = Path::new(&dir).join("netns.env");
+    if !env.exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/netns-hosts.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .status();
+    }
+    let Ok(text) = std::fs::read_to_string(&env) else {
+        println!("skipped: no network-namespace hosts (run scripts/netns-hosts.sh as root)");
+        return;
+    };
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let port = get("PORT");
+    let hosts: Vec<String> = get("HOSTS").split_whitespace().map(String::from).collect();
+    let key = format!("{dir}/id_ed25519");
+    let specs: Vec<String> = hosts.iter().map(|h| format!("2*root@{h}:{port}")).collect();
+    let m = SshManager::new(&specs)
+        .unwrap()
+        .sshflags([
+            "-i",
+            key.as_str(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .executable(std::env::current_exe().unwrap().display().to_string());
+    let pids = AddProcs::with_manager(m)
+        .worker_timeout(Duration::from_secs(20))
+        .launch_blocking()
+        .unwrap();
+    assert_eq!(pids.len(), 4);
+    let mut by_host = std::collections::BTreeMap::<String, Vec<Pid>>::new();
+    for &p in &pids {
+        let h = remotecall_fetch_blocking(cohort::builtins::gethostname, p, ()).unwrap();
+        by_host.entry(h).or_default().push(p);
+    }
+    assert_eq!(by_host.len(), 2, "two hosts: {by_host:?}");
+    let master_host = remotecall_fetch_blocking(cohort::builtins::gethostname, 1, ()).unwrap();
+    assert!(!by_host.contains_key(&master_host));
+    for group in by_host.values() {
+        for &p in group {
+            assert_eq!(&cohort::procs_of(p), group, "procs({p}) groups by host");
+        }
+    }
+    // Every worker calls every other: half of these cross the bridge.
+    for &a in &pids {
+        for &b in &pids {
+            if a != b {
+                let (id, host) = remotecall_fetch_blocking(call_peer, a, (b,)).unwrap();
+                assert_eq!(id, b);
+                assert!(by_host[&host].contains(&b));
+            }
+        }
+    }
+    rmprocs_blocking(&pids, Some(Duration::from_secs(20))).unwrap();
+}
