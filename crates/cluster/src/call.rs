@@ -211,10 +211,14 @@ where
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
-    if pid == node().myid() {
+    let n = node();
+    if pid == n.myid() {
         return call_catching(&f, args);
     }
-    crate::runtime::block_on(remotecall_fetch(f, pid, args))
+    let call_id = n.new_call_id();
+    let env = build_call(&f, pid, &args, CallMode::Fetch, call_id, None)?;
+    let bytes = n.request_blocking(pid, call_id, env)?;
+    codec::decode(&bytes).map_err(|e| CallError::Serialization(e.message))
 }
 
 /// Calls `f(args…)` on `pid`, waits until it has finished, and returns the

@@ -122,12 +122,13 @@ fn run_call(from: Pid, same_exe: bool, call: proto::Call) {
     crate::runtime::handle().spawn(async move {
         let me = node().myid();
         let out = match trampoline {
-            Ok(t) => tokio::task::spawn_blocking(move || {
+            // Run it right here, on this runtime thread: the runtime hands this
+            // thread's other work to another thread meanwhile, so a long call stalls
+            // no connection, and a short one costs no hand-off to a blocking pool.
+            Ok(t) => tokio::task::block_in_place(move || {
                 crate::interrupt::enter_call();
                 codec::with_target(from, || t(&args))
-            })
-            .await
-            .unwrap_or_else(|e| Err(Failure::new(ErrorKind::Panic, e.to_string()))),
+            }),
             Err(f) => Err(f),
         };
         let out = out

@@ -222,6 +222,23 @@ impl Node {
         })
     }
 
+    /// Blocking form of [`request`](Self::request), run on the calling thread: no
+    /// hand-off to the runtime on the way out (the frame is written directly when the
+    /// socket has room), one wake-up on the way back.
+    pub(crate) fn request_blocking(&self, pid: Pid, call_id: u64, env: Envelope) -> Reply {
+        let rx = self.expect_reply(call_id, pid);
+        if let Err(e) = self.send(pid, &env) {
+            self.pending.lock().remove(&call_id);
+            return Err(e);
+        }
+        futures::executor::block_on(rx).unwrap_or_else(|_| {
+            Err(CallError::WorkerExited {
+                pid,
+                reason: "connection closed".into(),
+            })
+        })
+    }
+
     /// A peer's connection is gone: fail what waited on it and forget its references.
     pub(crate) fn peer_lost(&self, pid: Pid, peer: &Arc<Peer>, reason: &str) {
         {

@@ -2,19 +2,21 @@
 //! task that coalesces queued frames into few writes, and a reader task that decodes
 //! frames and dispatches each message.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use cohort_transport::{BoxedReader, BoxedWriter, Connection};
 use cohort_wire::envelope::{decode_envelope, encode_envelope};
 use cohort_wire::frame::{FrameDecoder, DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME};
 use cohort_wire::handshake::Handshake;
 use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
+use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use crate::error::CallError;
 use crate::fingerprint::build_fingerprint;
@@ -26,34 +28,42 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A writer coalesces queued frames up to this many bytes into one write.
 const COALESCE_LIMIT: usize = 256 * 1024;
 
+/// The sending side of a connection.
+///
+/// A sender writes its frame straight to the socket when nothing is queued and no
+/// task is writing (the common case of a call waiting for its answer): no hand-off to
+/// another thread, no wake-up. Only when the socket would block does the writer go to
+/// a task, which drains the queue and then gives the writer back.
+#[derive(Default)]
+struct Outbox {
+    /// The writer while no task uses it; `None` before the connection is up and
+    /// while the drain task holds it.
+    idle: Option<BoxedWriter>,
+    /// Frames waiting to be written, in order.
+    queue: Vec<BytesMut>,
+}
+
 /// A connected (or connecting) peer.
 pub(crate) struct Peer {
     pub pid: Pid,
-    tx: mpsc::UnboundedSender<BytesMut>,
+    out: Mutex<Outbox>,
     /// Whether the peer runs this very executable (equal build fingerprints), so code
     /// offsets may be sent to it. Unknown (false) until the handshake is done.
     same_exe: AtomicBool,
     /// Whether the handshake is done (until then `same_exe` is not known).
     established: AtomicBool,
     closed: AtomicBool,
-    /// Tells the writer to stop when the reader has given up on the connection.
-    shutdown: tokio::sync::Notify,
 }
 
 impl Peer {
-    fn new(pid: Pid) -> (Arc<Peer>, mpsc::UnboundedReceiver<BytesMut>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Arc::new(Peer {
-                pid,
-                tx,
-                same_exe: AtomicBool::new(false),
-                established: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                shutdown: tokio::sync::Notify::new(),
-            }),
-            rx,
-        )
+    fn new(pid: Pid) -> Arc<Peer> {
+        Arc::new(Peer {
+            pid,
+            out: Mutex::new(Outbox::default()),
+            same_exe: AtomicBool::new(false),
+            established: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        })
     }
 
     pub(crate) fn same_exe(&self) -> bool {
@@ -65,19 +75,52 @@ impl Peer {
     }
 
     /// Queues one message.
-    pub(crate) fn send(&self, env: &Envelope) -> Result<(), CallError> {
+    pub(crate) fn send(self: &Arc<Self>, env: &Envelope) -> Result<(), CallError> {
         let mut buf = BytesMut::new();
         encode_envelope(env, &mut buf);
         self.send_frame(buf)
     }
 
-    pub(crate) fn send_frame(&self, frame: BytesMut) -> Result<(), CallError> {
+    pub(crate) fn send_frame(self: &Arc<Self>, mut frame: BytesMut) -> Result<(), CallError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.exited("connection closed"));
         }
-        self.tx
-            .send(frame)
-            .map_err(|_| self.exited("connection closed"))
+        let mut out = self.out.lock();
+        let Some(w) = out.idle.as_mut() else {
+            // Not connected yet, or a drain task is writing: it will take this too.
+            out.queue.push(frame);
+            return Ok(());
+        };
+        match write_now(w, &mut frame) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                // The socket is full: a task finishes the job when it has room.
+                out.queue.push(frame);
+                let w = out.idle.take().expect("checked above");
+                drop(out);
+                crate::runtime::handle().spawn(drain(self.clone(), w));
+                Ok(())
+            }
+            Err(e) => {
+                drop(out);
+                self.close(&format!("write failed: {e}"));
+                Err(self.exited("connection closed"))
+            }
+        }
+    }
+
+    /// Marks the connection closed and shuts our side down so the peer sees it end.
+    fn close(&self, reason: &str) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::debug!(pid = self.pid, reason, "closing connection");
+        let w = self.out.lock().idle.take();
+        if let Some(mut w) = w {
+            crate::runtime::handle().spawn(async move {
+                let _ = w.shutdown().await;
+            });
+        }
     }
 
     fn exited(&self, reason: &str) -> CallError {
@@ -91,7 +134,7 @@ impl Peer {
     /// Messages queue until it is up; if it cannot be made, the peer is dropped and
     /// whatever waited on it fails.
     pub(crate) fn connect_lazily(pid: Pid, info: proto::WorkerInfo) -> Arc<Peer> {
-        let (peer, rx) = Peer::new(pid);
+        let peer = Peer::new(pid);
         let p = peer.clone();
         crate::runtime::handle().spawn(async move {
             let result = async {
@@ -108,7 +151,7 @@ impl Peer {
             }
             .await;
             match result {
-                Ok(est) => p.start(est, rx),
+                Ok(est) => p.start(est),
                 Err(reason) => {
                     tracing::warn!(pid, %reason, "could not connect to worker");
                     p.closed.store(true, Ordering::Release);
@@ -120,10 +163,10 @@ impl Peer {
     }
 
     /// Starts the writer and reader tasks of an established connection.
-    fn start(self: &Arc<Self>, est: Established, rx: mpsc::UnboundedReceiver<BytesMut>) {
+    fn start(self: &Arc<Self>, est: Established) {
         self.same_exe.store(est.same_exe, Ordering::Release);
         self.established.store(true, Ordering::Release);
-        crate::runtime::handle().spawn(writer_loop(self.clone(), est.writer, rx));
+        crate::runtime::handle().spawn(drain(self.clone(), est.writer));
         crate::runtime::handle().spawn(reader_loop(self.clone(), est.reader, est.buf));
     }
 
@@ -132,63 +175,83 @@ impl Peer {
     /// read from (both sides keep sending on their first connection, which keeps each
     /// direction in order).
     pub(crate) fn register(pid: Pid, est: Established) -> Arc<Peer> {
-        let (peer, rx) = Peer::new(pid);
+        let peer = Peer::new(pid);
         {
             let mut peers = node().peers.write();
             peers.entry(pid).or_insert_with(|| peer.clone());
         }
-        peer.start(est, rx);
+        peer.start(est);
         peer
     }
 }
 
-async fn writer_loop(
-    peer: Arc<Peer>,
-    mut w: BoxedWriter,
-    mut rx: mpsc::UnboundedReceiver<BytesMut>,
-) {
-    let mut buf = BytesMut::new();
-    loop {
-        let first = tokio::select! {
-            f = rx.recv() => match f { Some(f) => f, None => break },
-            _ = peer.shutdown.notified() => break,
-        };
-        let mut result = Ok(());
-        if first.len() >= COALESCE_LIMIT {
-            result = w.write_all(&first).await;
-        } else {
-            buf.unsplit(first);
-            // Coalesce what is already queued into one write: fewer system calls
-            // under load, no delay when idle.
-            while buf.len() < COALESCE_LIMIT {
-                match rx.try_recv() {
-                    Ok(f) if f.len() >= COALESCE_LIMIT => {
-                        result = w.write_all(&buf).await;
-                        buf.clear();
-                        if result.is_ok() {
-                            result = w.write_all(&f).await;
-                        }
-                        break;
-                    }
-                    Ok(f) => buf.extend_from_slice(&f),
-                    Err(_) => break,
-                }
-            }
-            if result.is_ok() && !buf.is_empty() {
-                result = w.write_all(&buf).await;
-            }
-            buf.clear();
-        }
-        if result.is_ok() {
-            result = w.flush().await;
-        }
-        if let Err(e) = result {
-            tracing::debug!(pid = peer.pid, error = %e, "write failed");
-            break;
+/// Writes as much of `frame` as the socket takes now, without waiting. Returns
+/// whether all of it went (`frame` keeps the rest otherwise).
+fn write_now(w: &mut BoxedWriter, frame: &mut BytesMut) -> std::io::Result<bool> {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    while !frame.is_empty() {
+        match Pin::new(&mut **w).poll_write(&mut cx, frame) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => frame.advance(n),
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(false),
         }
     }
-    peer.closed.store(true, Ordering::Release);
-    let _ = w.shutdown().await;
+    match Pin::new(&mut **w).poll_flush(&mut cx) {
+        Poll::Ready(Ok(())) => Ok(true),
+        Poll::Ready(Err(e)) => Err(e),
+        // A buffering writer (TLS, say) still holds bytes: let the task flush them.
+        Poll::Pending => Ok(false),
+    }
+}
+
+/// Writes what is queued until the queue is empty, then gives the writer back for
+/// direct writes. Small frames are coalesced into one write.
+async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
+    let mut buf = BytesMut::new();
+    loop {
+        let batch = {
+            let mut out = peer.out.lock();
+            if peer.closed.load(Ordering::Acquire) {
+                drop(out);
+                let _ = w.shutdown().await;
+                return;
+            }
+            if out.queue.is_empty() {
+                out.idle = Some(w);
+                return;
+            }
+            std::mem::take(&mut out.queue)
+        };
+        let mut result = Ok(());
+        for frame in batch {
+            if frame.len() >= COALESCE_LIMIT {
+                if !buf.is_empty() {
+                    result = result.and(w.write_all(&buf).await);
+                    buf.clear();
+                }
+                result = result.and(w.write_all(&frame).await);
+            } else {
+                buf.extend_from_slice(&frame);
+                if buf.len() >= COALESCE_LIMIT {
+                    result = result.and(w.write_all(&buf).await);
+                    buf.clear();
+                }
+            }
+        }
+        if !buf.is_empty() {
+            result = result.and(w.write_all(&buf).await);
+            buf.clear();
+        }
+        result = result.and(w.flush().await);
+        if let Err(e) = result {
+            tracing::debug!(pid = peer.pid, error = %e, "write failed");
+            peer.closed.store(true, Ordering::Release);
+            let _ = w.shutdown().await;
+            return;
+        }
+    }
 }
 
 async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
@@ -215,9 +278,8 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     if reason != "connection closed" {
         tracing::warn!(pid = peer.pid, %reason, "closing connection");
     }
-    peer.closed.store(true, Ordering::Release);
     // Close our side too, so the peer sees the connection end.
-    peer.shutdown.notify_one();
+    peer.close(&reason);
     node().peer_lost(peer.pid, &peer, &reason);
 }
 
