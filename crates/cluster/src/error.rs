@@ -248,7 +248,9 @@ pub enum CallError {
         pid: Pid,
     },
     /// The cluster's topology does not connect the two processes.
-    #[error("worker {from} may not connect to worker {to}: the topology is master-worker")]
+    #[error(
+        "worker {from} may not connect to worker {to}: the cluster's topology does not link them"
+    )]
     TopologyForbids {
         /// The calling process.
         from: Pid,

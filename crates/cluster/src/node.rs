@@ -47,6 +47,8 @@ pub(crate) struct Node {
     /// Workers that have left (died or removed): pids are never reused, so a call to
     /// one is reported as "exited", not "no such process".
     pub(crate) exited: RwLock<std::collections::HashSet<Pid>>,
+    /// Custom topology: the workers this one may connect to (the master named them).
+    pub(crate) custom_links: RwLock<std::collections::HashSet<Pid>>,
     pub(crate) next_pid: AtomicU32,
     next_ref: AtomicU64,
     next_call: AtomicU64,
@@ -70,6 +72,7 @@ pub(crate) fn node() -> &'static Node {
             peers: RwLock::new(HashMap::new()),
             workers: RwLock::new(BTreeMap::new()),
             exited: RwLock::new(Default::default()),
+            custom_links: RwLock::new(Default::default()),
             next_pid: AtomicU32::new(2),
             next_ref: AtomicU64::new(1),
             next_call: AtomicU64::new(1),
@@ -184,8 +187,12 @@ impl Node {
                 CallError::NoSuchProcess { pid }
             });
         }
-        if self.topology.read().0 == Topology::MasterWorker {
-            return Err(CallError::TopologyForbids { from: me, to: pid });
+        match self.topology.read().0 {
+            Topology::MasterWorker => return Err(CallError::TopologyForbids { from: me, to: pid }),
+            Topology::Custom if !self.custom_links.read().contains(&pid) => {
+                return Err(CallError::TopologyForbids { from: me, to: pid })
+            }
+            _ => {}
         }
         let info = self
             .workers

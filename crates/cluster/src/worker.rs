@@ -299,7 +299,11 @@ async fn accept_connection(conn: Connection) -> Result<(), String> {
                     );
                 }
             }
-            // Eager all-to-all: connect to the workers that were there before us.
+            // Eager all-to-all and custom: connect to the workers the master named.
+            // Under a custom topology these are the only workers this one may call.
+            n.custom_links
+                .write()
+                .extend(join.connect_now.iter().map(|i| i.pid));
             for info in &join.connect_now {
                 let _ = n.peer(info.pid);
             }

@@ -66,6 +66,7 @@ pub use cohort_shared as shared;
 pub use cohort_shared::SharedArray;
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
+pub use cohort_transport::{Count, MachineSpec, SshManager};
 /// The wire protocol.
 pub use cohort_wire as wire;
 

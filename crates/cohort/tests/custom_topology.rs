@@ -98,5 +98,25 @@ fn custom_ring_topology_makes_exactly_the_named_connections() {
     }
     // n links in a ring, each seen from both ends.
     assert_eq!(total, 2 * n);
+    // Linked neighbours call each other; workers the topology does not link may not.
+    let (w0, w1, w2) = (by_ident[&0], by_ident[&1], by_ident[&2]);
+    let call = |from: u32, to: u32| {
+        cohort::remotecall_fetch_blocking(
+            cohort::closure!(
+                [to] || {
+                    cohort::remotecall_fetch_blocking(cohort::builtins::remote_myid, *to, ())
+                        .map_err(|e| e.to_string())
+                }
+            ),
+            from,
+            (),
+        )
+        .unwrap()
+    };
+    assert_eq!(call(w0, w1), Ok(w1));
+    assert_eq!(
+        call(w0, w2),
+        Err(cohort::CallError::TopologyForbids { from: w0, to: w2 }.to_string())
+    );
     rmprocs_blocking(&pids, None).unwrap();
 }
