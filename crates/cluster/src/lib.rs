@@ -37,6 +37,7 @@ mod procs;
 pub mod registry;
 pub mod runtime;
 mod store;
+mod tls;
 mod worker;
 
 pub use builtins::{stats, stats_of, Stats};
@@ -45,7 +46,9 @@ pub use call::{
     remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, spawnat, Target,
 };
 pub use channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
-pub use cohort_transport::{ClusterManager, LaunchParams, LocalManager, Topology, WorkerConfig};
+pub use cohort_transport::{
+    ClusterManager, ClusterTls, LaunchParams, LocalManager, TlsError, Topology, WorkerConfig,
+};
 pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};
 pub use error::{CallError, ClusterError, ErrorKind, Failure, RemoteException};
@@ -56,6 +59,7 @@ pub use procs::{
     rmprocs_blocking, rmprocs_nowait, set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
 };
 pub use registry::{Closure, RemoteFn};
+pub use tls::{cluster_tls, TlsMode};
 pub use worker::{init, run_worker, WorkerOptions};
 
 #[doc(hidden)]

@@ -141,6 +141,7 @@ impl Peer {
                 let conn = cohort_transport::stream::tcp_connect(&info.host, info.port as u16)
                     .await
                     .map_err(|e| e.to_string())?;
+                let conn = crate::tls::client(conn).await?;
                 let mut est = handshake(conn, Role::Connector).await?;
                 // Say who we are before anything queued by callers goes out.
                 let hello = Envelope {

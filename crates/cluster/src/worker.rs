@@ -38,6 +38,12 @@ pub struct WorkerOptions {
     pub cookie: Option<Cookie>,
     /// How long to wait for the master.
     pub timeout: Duration,
+    /// The cluster's TLS credentials (`--tls-bundle FILE`): every connection this
+    /// worker accepts or opens then runs TLS, and plaintext peers are refused.
+    pub tls: Option<cohort_transport::ClusterTls>,
+    /// Read the TLS credentials from stdin after the cookie (`--tls-stdin`, which
+    /// the stock managers pass when the cluster uses TLS).
+    pub tls_from_stdin: bool,
 }
 
 impl Default for WorkerOptions {
@@ -46,19 +52,23 @@ impl Default for WorkerOptions {
             bind_to: SocketAddr::from(([127, 0, 0, 1], 0)),
             cookie: None,
             timeout: listen::worker_timeout(),
+            tls: None,
+            tls_from_stdin: false,
         }
     }
 }
 
 impl WorkerOptions {
     /// Parses the worker arguments that follow `--cohort-worker`: `--bind-to
-    /// addr[:port]`; anything else is left for the program.
+    /// addr[:port]`, `--tls-stdin`, `--tls-bundle FILE`; anything else is left for
+    /// the program.
     ///
     /// # Errors
-    /// A message for a malformed `--bind-to`.
+    /// A message for a malformed `--bind-to`, or a TLS bundle that cannot be read.
     ///
     /// ```
     /// assert!(cohort_cluster::WorkerOptions::from_args(["--bind-to", "nope"]).is_err());
+    /// assert!(cohort_cluster::WorkerOptions::from_args(["--tls-stdin"]).unwrap().tls_from_stdin);
     /// ```
     pub fn from_args<I, S>(args: I) -> Result<Self, String>
     where
@@ -69,6 +79,28 @@ impl WorkerOptions {
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let a = a.as_ref();
+            if a == cohort_transport::tls::TLS_STDIN_FLAG {
+                o.tls_from_stdin = true;
+                continue;
+            }
+            let bundle = if a == "--tls-bundle" {
+                Some(
+                    it.next()
+                        .map(|v| v.as_ref().to_string())
+                        .ok_or("--tls-bundle needs a file")?,
+                )
+            } else {
+                a.strip_prefix("--tls-bundle=").map(str::to_string)
+            };
+            if let Some(path) = bundle {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the TLS bundle {path}: {e}"))?;
+                o.tls = Some(
+                    cohort_transport::ClusterTls::from_bundle(&text)
+                        .map_err(|e| format!("{path}: {e}"))?,
+                );
+                continue;
+            }
             let value = if a == "--bind-to" {
                 it.next().map(|v| v.as_ref().to_string())
             } else {
@@ -87,13 +119,14 @@ impl WorkerOptions {
 impl WorkerOptions {
     /// Julia's `init_worker`, for workers reached over a custom transport: makes this
     /// process a worker with these options' cookie (or the first line of stdin when
-    /// `cookie` is `None`) and starts the no-master timer (`timeout`). The program
+    /// `cookie` is `None`), and with `tls` (or the bundle that follows the cookie on
+    /// stdin when `tls_from_stdin`), and starts the no-master timer (`timeout`). The program
     /// then accepts connections its own way and hands each to
     /// [`process_messages`](Self::process_messages). (`run_worker` does both over TCP.)
     ///
     /// # Errors
     /// `UnexpectedEof` if stdin closed before the cookie; `InvalidData` for an invalid
-    /// cookie; `AlreadyExists` if this process is already a worker.
+    /// cookie or TLS bundle; `AlreadyExists` if this process is already a worker.
     ///
     /// ```no_run
     /// use cohort_cluster::{Cookie, WorkerOptions};
@@ -108,6 +141,11 @@ impl WorkerOptions {
             None => Cookie::new(listen::read_cookie_from_stdin()?)
                 .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
         };
+        let tls = match &self.tls {
+            Some(t) => Some(t.clone()),
+            None if self.tls_from_stdin => Some(cohort_transport::tls::read_bundle_from_stdin()?),
+            None => None,
+        };
         if node().is_worker() || INITIALIZED.swap(true, Ordering::AcqRel) {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
@@ -115,13 +153,17 @@ impl WorkerOptions {
             ));
         }
         node().set_cookie(cookie);
+        if let Some(t) = tls {
+            crate::tls::set(t);
+        }
         start_master_timer(self.timeout);
         Ok(())
     }
 
     /// Julia's `process_messages`: serves one connection that arrived over any
     /// transport (a pair of byte streams) — the master's, which joins this worker to
-    /// the cluster, or another worker's. Runs the handshake as the accepting side and
+    /// the cluster, or another worker's. Runs TLS (when on) and the handshake as the
+    /// accepting side and
     /// returns once the connection is registered; its messages are then served in the
     /// background until it closes. Call [`init_worker`](Self::init_worker) first.
     ///
@@ -254,6 +296,19 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
         }
     };
     node().set_cookie(cookie);
+    let tls = match opts.tls {
+        Some(t) => Some(t),
+        None if opts.tls_from_stdin => Some(
+            tokio::task::spawn_blocking(cohort_transport::tls::read_bundle_from_stdin)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("reading the TLS credentials: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(t) = tls {
+        crate::tls::set(t);
+    }
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
@@ -274,8 +329,10 @@ async fn accept(stream: tokio::net::TcpStream) -> Result<(), String> {
     accept_connection(conn).await
 }
 
-/// The accepting side of any connection: handshake, then `Join` or `Identify`.
+/// The accepting side of any connection: TLS (when on), handshake, then `Join` or
+/// `Identify`.
 async fn accept_connection(conn: Connection) -> Result<(), String> {
+    let conn = crate::tls::server(conn).await?;
     let mut est = handshake(conn, Role::Acceptor).await?;
     let first = read_one(&mut est, Duration::from_secs(30)).await?;
     match first.kind {

@@ -39,6 +39,7 @@ pub use cohort_cluster::{
     Pid, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus, RmprocsTask, SendError, Stats,
     Target, Topology, WorkerConfig, WorkerOptions,
 };
+pub use cohort_cluster::{cluster_tls, ClusterTls, TlsError, TlsMode};
 pub use cohort_macros::{main, remote};
 
 /// The names of the functions registered with `#[cohort::remote]` in this executable

@@ -14,6 +14,8 @@
 //!   optionally tunnelled and multiplexed; [`machines`] parses its machine specs.
 //! - [`listen`]: the worker side — bind, announce the address on stdout, read the
 //!   cookie from stdin.
+//! - [`tls`]: [`ClusterTls`], the cluster's TLS credentials, and the wrapping of a
+//!   connection in mutually authenticated TLS 1.3.
 //!
 //! ```
 //! use cohort_transport::{LaunchParams, LocalManager};
@@ -28,6 +30,7 @@ pub mod machines;
 pub mod manager;
 pub mod ssh;
 pub mod stream;
+pub mod tls;
 
 /// The boxed future type of [`ClusterManager`]'s methods, re-exported so that a
 /// manager can be written without depending on `futures`.
@@ -44,6 +47,7 @@ pub use manager::{
 };
 pub use ssh::SshManager;
 pub use stream::{BoxedReader, BoxedWriter, Connection};
+pub use tls::{ClusterTls, TlsError};
 
 /// The command-line flag that puts a cohort-enabled executable into worker mode.
 ///

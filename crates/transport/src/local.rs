@@ -23,7 +23,7 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Starts workers as child processes of this one (Julia's `LocalManager`).
 ///
 /// Each worker runs `executable --cohort-worker --bind-to ADDR exeflags…` with the
-/// cookie written to its stdin; the executable defaults to the current one, which
+/// cookie (and, with TLS, `--tls-stdin` and the credentials) written to its stdin; the executable defaults to the current one, which
 /// `cohort::init` (or `#[cohort::main]`) turns into a worker. Lines the worker prints
 /// after its address are forwarded to this process's stdout as
 /// `      From worker N:\tline`, as Julia does.
@@ -70,6 +70,7 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
     cmd.arg(WORKER_FLAG)
         .arg("--bind-to")
         .arg(bind)
+        .args(params.tls.as_ref().map(|_| crate::tls::TLS_STDIN_FLAG))
         .args(&params.exeflags)
         .envs(params.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
@@ -88,8 +89,9 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
     let mut child = cmd.spawn().map_err(spawn_err)?;
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
-    // The cookie goes over stdin, never argv, where any local user could read it.
-    let cookie_line = format!("{}\n", params.cookie);
+    // The cookie (and the TLS bundle) go over stdin, never argv, where any local user
+    // could read them.
+    let cookie_line = crate::tls::stdin_payload(&params.cookie, params.tls.as_ref());
     if let Err(e) = stdin.write_all(cookie_line.as_bytes()).await {
         let _ = child.start_kill();
         return Err(spawn_err(e));

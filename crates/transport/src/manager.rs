@@ -59,6 +59,11 @@ pub struct LaunchParams {
     pub cookie: String,
     /// How long a worker waits for the master before it exits.
     pub worker_timeout: Option<Duration>,
+    /// The cluster's TLS credentials, when connections are encrypted: a launched
+    /// worker gets the [`TLS_STDIN_FLAG`](crate::tls::TLS_STDIN_FLAG) flag and the
+    /// [bundle](crate::tls::ClusterTls::bundle) on stdin after the cookie line
+    /// ([`stdin_payload`](crate::tls::stdin_payload)); never on a command line.
+    pub tls: Option<crate::tls::ClusterTls>,
 }
 
 impl Default for LaunchParams {
@@ -74,6 +79,7 @@ impl Default for LaunchParams {
             restrict: true,
             cookie: String::new(),
             worker_timeout: None,
+            tls: None,
         }
     }
 }

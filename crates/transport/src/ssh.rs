@@ -523,6 +523,10 @@ impl SshManager {
             s.push(' ');
             s.push_str(&shell_quote(a));
         }
+        if params.tls.is_some() {
+            s.push(' ');
+            s.push_str(crate::tls::TLS_STDIN_FLAG);
+        }
         for a in params.exeflags.iter().chain(&self.exeflags) {
             s.push(' ');
             s.push_str(&shell_quote(a));
@@ -569,9 +573,9 @@ impl SshManager {
                 v.push(line);
             }
         });
-        // The cookie travels over ssh's stdin: never on a command line.
+        // The cookie (and the TLS bundle) travel over ssh's stdin: never on a command line.
         if let Err(e) = stdin
-            .write_all(format!("{}\n", params.cookie).as_bytes())
+            .write_all(crate::tls::stdin_payload(&params.cookie, params.tls.as_ref()).as_bytes())
             .await
         {
             tracing::debug!(error = %e, "ssh closed stdin early");

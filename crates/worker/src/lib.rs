@@ -46,6 +46,13 @@ pub struct Cli {
     /// Read the cookie from this file instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub cookie_file: Option<std::path::PathBuf>,
+    /// Run every connection over TLS with the credentials in this bundle file (as
+    /// `cohort::ClusterTls::bundle` writes it).
+    #[arg(long, value_name = "FILE")]
+    pub tls_bundle: Option<std::path::PathBuf>,
+    /// Read the TLS credentials from stdin after the cookie (what managers pass).
+    #[arg(long)]
+    pub tls_stdin: bool,
     /// Print the names of the functions this worker serves, and exit.
     #[arg(long)]
     pub list_functions: bool,
@@ -81,6 +88,13 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Some(b) = &cli.bind_to {
         args.push("--bind-to".to_string());
         args.push(b.clone());
+    }
+    if let Some(f) = &cli.tls_bundle {
+        args.push("--tls-bundle".to_string());
+        args.push(f.display().to_string());
+    }
+    if cli.tls_stdin {
+        args.push("--tls-stdin".to_string());
     }
     let mut opts = match cohort::WorkerOptions::from_args(&args) {
         Ok(o) => o,

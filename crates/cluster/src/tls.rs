@@ -1,0 +1,118 @@
+//! Whether this process's connections run over TLS, and with which credentials.
+//!
+//! The setting is process-wide: once a master has launched workers with TLS (see
+//! [`AddProcs::tls`](crate::AddProcs::tls)), every later connection it makes — and
+//! every connection its workers make or accept — runs mutually authenticated TLS 1.3
+//! under the cookie handshake. A worker gets the credentials from its master over
+//! stdin (`--tls-stdin`) or from a bundle file (`--tls-bundle FILE`).
+
+use std::path::PathBuf;
+
+use cohort_transport::tls::ClusterTls;
+use cohort_transport::Connection;
+use parking_lot::RwLock;
+
+/// How a master gets the cluster's TLS credentials.
+///
+/// ```
+/// let _ = cohort_cluster::TlsMode::Generate;
+/// let _ = cohort_cluster::TlsMode::Files {
+///     ca: "ca.pem".into(),
+///     cert: "node.pem".into(),
+///     key: "node.key".into(),
+/// };
+/// ```
+#[derive(Debug, Clone)]
+pub enum TlsMode {
+    /// Generate a fresh CA and node certificate at start-up
+    /// ([`ClusterTls::generate`]).
+    Generate,
+    /// Load the user's PEM files ([`ClusterTls::from_files`]).
+    Files {
+        /// The CA certificate(s) every process trusts.
+        ca: PathBuf,
+        /// The node certificate (chain) every process presents; it must name
+        /// `cohort-cluster` as a DNS subject alternative name.
+        cert: PathBuf,
+        /// The node certificate's private key.
+        key: PathBuf,
+    },
+    /// Credentials already loaded.
+    Credentials(ClusterTls),
+}
+
+static TLS: RwLock<Option<ClusterTls>> = RwLock::new(None);
+
+/// The TLS credentials this process's connections use, if TLS is on.
+///
+/// ```
+/// // TLS is off until a launch with `AddProcs::tls` turns it on.
+/// assert!(cohort_cluster::cluster_tls().is_none());
+/// ```
+pub fn cluster_tls() -> Option<ClusterTls> {
+    TLS.read().clone()
+}
+
+pub(crate) fn set(tls: ClusterTls) {
+    *TLS.write() = Some(tls);
+}
+
+/// The credentials a launch should use, turning TLS on for this process if `mode`
+/// asks for it. Once on, TLS stays on (with the same credentials) for every later
+/// launch, since the workers already running refuse anything else.
+pub(crate) fn resolve(
+    mode: Option<TlsMode>,
+    has_workers: bool,
+) -> Result<Option<ClusterTls>, String> {
+    let mut current = TLS.write();
+    let wanted = match mode {
+        None => return Ok(current.clone()),
+        Some(TlsMode::Generate) => {
+            if let Some(t) = current.as_ref() {
+                return Ok(Some(t.clone()));
+            }
+            ClusterTls::generate().map_err(|e| e.to_string())?
+        }
+        Some(TlsMode::Files { ca, cert, key }) => {
+            ClusterTls::from_files(ca, cert, key).map_err(|e| e.to_string())?
+        }
+        Some(TlsMode::Credentials(t)) => t,
+    };
+    if let Some(t) = current.as_ref() {
+        if t.bundle() != wanted.bundle() {
+            return Err("the cluster's TLS credentials cannot change once workers use them".into());
+        }
+        return Ok(Some(t.clone()));
+    }
+    if has_workers {
+        return Err("cannot turn TLS on in a cluster that already has plaintext workers".into());
+    }
+    *current = Some(wanted.clone());
+    Ok(Some(wanted))
+}
+
+/// Wraps an outgoing connection in TLS when TLS is on.
+pub(crate) async fn client(conn: Connection) -> Result<Connection, String> {
+    match cluster_tls() {
+        None => Ok(conn),
+        Some(t) => {
+            let peer = conn.peer.clone();
+            t.wrap_client(conn)
+                .await
+                .map_err(|e| format!("TLS handshake with {peer} failed: {e}"))
+        }
+    }
+}
+
+/// Wraps an accepted connection in TLS when TLS is on.
+pub(crate) async fn server(conn: Connection) -> Result<Connection, String> {
+    match cluster_tls() {
+        None => Ok(conn),
+        Some(t) => {
+            let peer = conn.peer.clone();
+            t.wrap_server(conn)
+                .await
+                .map_err(|e| format!("TLS handshake with {peer} failed: {e}"))
+        }
+    }
+}
