@@ -26,6 +26,11 @@ fn make(n: usize) -> Vec<f64> {
     vec![1.5; n]
 }
 
+#[cohort::remote]
+fn make_bulk(n: usize) -> cohort::Bulk<f64> {
+    cohort::Bulk(vec![1.5; n])
+}
+
 fn pipelined(c: &mut Criterion, pids: &[Pid]) {
     let mut g = c.benchmark_group("pipelined");
     g.throughput(Throughput::Elements(N as u64))
@@ -76,6 +81,13 @@ fn bulk(c: &mut Criterion, pid: Pid) {
             black_box(v)
         })
     });
+    g.bench_function("fetch_bulk_f64", |b| {
+        b.iter(|| {
+            let v = cohort::remotecall_fetch_blocking(make_bulk, pid, (BULK_BYTES / 8,)).unwrap();
+            assert_eq!(v.len(), BULK_BYTES / 8);
+            black_box(v)
+        })
+    });
     g.finish();
 }
 
@@ -84,7 +96,7 @@ fn main() {
     let want_pipe = cohort_benches::selected(
         "pipelined/remotecall_then_fetch_10k remotecall_fetch_join_all_10k",
     );
-    let want_bulk = cohort_benches::selected("bulk_32MiB/raw_tcp fetch_vec_f64");
+    let want_bulk = cohort_benches::selected("bulk_32MiB/raw_tcp fetch_vec_f64 fetch_bulk_f64");
     if !want_pipe && !want_bulk {
         return;
     }

@@ -87,3 +87,83 @@ pub(crate) fn with_target<R>(pid: Pid, f: impl FnOnce() -> R) -> R {
     TARGET.with(|t| t.set(prev));
     r
 }
+
+/// A numeric array that crosses the wire as raw bytes: one length and one block copy,
+/// with no per-element encoding (plain serde encodes a `Vec<f64>` element by element).
+/// Use it for bulk arguments and results; it derefs to the `Vec`.
+///
+/// Elements are plain-old-data (`bytemuck::Pod`); bytes travel in this machine's byte
+/// order, which every cohort platform shares (little-endian).
+///
+/// ```
+/// use cohort_cluster::codec::{decode, encode, Bulk};
+/// let a = Bulk(vec![1.5f64; 1000]);
+/// let bytes = encode(&a).unwrap();
+/// assert!(bytes.len() <= 8000 + 3);
+/// let b: Bulk<f64> = decode(&bytes).unwrap();
+/// assert_eq!(a, b);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bulk<T>(pub Vec<T>);
+
+impl<T> Bulk<T> {
+    /// The vector inside.
+    ///
+    /// ```
+    /// assert_eq!(cohort_cluster::codec::Bulk(vec![1u8]).into_inner(), vec![1]);
+    /// ```
+    pub fn into_inner(self) -> Vec<T> {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Bulk<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Bulk<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.0
+    }
+}
+
+impl<T> From<Vec<T>> for Bulk<T> {
+    fn from(v: Vec<T>) -> Self {
+        Bulk(v)
+    }
+}
+
+impl<T: bytemuck::Pod> Serialize for Bulk<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytemuck::cast_slice(&self.0))
+    }
+}
+
+impl<'de, T: bytemuck::Pod> serde::Deserialize<'de> for Bulk<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: bytemuck::Pod> serde::de::Visitor<'de> for V<T> {
+            type Value = Bulk<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "the bytes of a [{}]", std::any::type_name::<T>())
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Bulk<T>, E> {
+                let size = std::mem::size_of::<T>().max(1);
+                if b.len() % size != 0 {
+                    return Err(E::invalid_length(b.len(), &self));
+                }
+                // Copy into a properly aligned vector (the input may be unaligned).
+                let mut v: Vec<T> = vec![T::zeroed(); b.len() / size];
+                bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(b);
+                Ok(Bulk(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<Bulk<T>, E> {
+                self.visit_bytes(&b)
+            }
+        }
+        d.deserialize_bytes(V(std::marker::PhantomData))
+    }
+}

@@ -71,7 +71,8 @@ impl Action {
 pub(crate) fn send_reply(pid: Pid, call_id: u64, reply: Reply) {
     use proto::call_result::Outcome;
     let outcome = match reply {
-        Ok(v) => Outcome::Value(v.to_vec()),
+        // Reuses the buffer when this is its only reference (a call's result).
+        Ok(v) => Outcome::Value(Vec::from(v)),
         Err(CallError::Remote(e)) => Outcome::Error(e.to_wire()),
         Err(other) => Outcome::Error(
             RemoteException {

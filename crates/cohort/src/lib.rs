@@ -29,6 +29,7 @@
 //! without captures by code offset (same executable only); [`closure!`] ships a
 //! closure together with its captured values.
 
+pub use cohort_cluster::codec::Bulk;
 pub use cohort_cluster::{
     addprocs, addprocs_blocking, builtins, channel_from_id, closure, cluster_cookie, fetchfrom,
     fetchfrom_blocking, init, interrupt, interrupted, myid, nprocs, nworkers, procs, procs_of,

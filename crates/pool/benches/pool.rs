@@ -32,7 +32,12 @@ fn add(a: u64, b: u64) -> u64 {
 }
 
 fn benches(c: &mut Criterion) {
-    let w = cohort::addprocs_blocking(2).expect("addprocs");
+    // COHORT_BENCH_WORKERS sets N (default 2, this machine's core count).
+    let n: usize = std::env::var("COHORT_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let w = cohort::addprocs_blocking(n).expect("addprocs");
     let nw = w.len();
 
     let items: Vec<u64> = (0..100_000).collect();
