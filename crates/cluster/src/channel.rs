@@ -141,12 +141,16 @@ where
 struct Inner<T> {
     id: RefId,
     owner: Pid,
+    /// Set by `finalize`: this process no longer claims the channel.
+    finalized: std::sync::atomic::AtomicBool,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T> Drop for Inner<T> {
     fn drop(&mut self) {
-        node().store.dropped(self.id);
+        if !self.finalized.load(std::sync::atomic::Ordering::Acquire) {
+            node().store.dropped(self.id);
+        }
         live().lock().remove(&self.id);
     }
 }
@@ -228,6 +232,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
         let inner = Arc::new(Inner {
             id,
             owner,
+            finalized: std::sync::atomic::AtomicBool::new(false),
             _t: PhantomData,
         });
         let weak: Weak<dyn Any + Send + Sync> =
@@ -376,6 +381,35 @@ impl<T: ChannelValue> RemoteChannel<T> {
         self.inner.id
     }
 
+    /// Gives up this process's claim on the channel now, for every clone of this
+    /// handle in the process (Julia's `finalize`); the owner frees the channel once no
+    /// process claims it. Later operations through this handle fail with
+    /// [`CallError::Finalized`].
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.finalize();
+    /// assert_eq!(rc.take_blocking(), Err(cohort_cluster::CallError::Finalized));
+    /// ```
+    pub fn finalize(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.inner.finalized.swap(true, Ordering::AcqRel) {
+            node().store.released(self.inner.id);
+        }
+    }
+
+    fn check_finalized(&self) -> Result<(), CallError> {
+        if self
+            .inner
+            .finalized
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            Err(CallError::Finalized)
+        } else {
+            Ok(())
+        }
+    }
+
     fn local(&self) -> Option<Arc<dyn AbstractChannel<T>>> {
         (self.inner.owner == node().myid())
             .then(|| channel_from_id::<T>(self.inner.id))
@@ -424,6 +458,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// # });
     /// ```
     pub async fn put(&self, value: T) -> Result<(), SendError<T>> {
+        if let Err(error) = self.check_finalized() {
+            return Err(SendError { value, error });
+        }
         if self.inner.owner == node().myid() {
             let Some(ch) = self.local() else {
                 return Err(SendError {
@@ -466,6 +503,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     }
 
     async fn get(&self, kind: RefRequestKind) -> Result<T, CallError> {
+        self.check_finalized()?;
         if self.inner.owner == node().myid() {
             let ch = self.local().ok_or_else(|| self.gone())?;
             let r = if kind == RefRequestKind::Take {
@@ -554,6 +592,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// # });
     /// ```
     pub async fn isready(&self) -> bool {
+        if self.check_finalized().is_err() {
+            return false;
+        }
         if self.inner.owner == node().myid() {
             return self.local().is_some_and(|c| c.isready(()));
         }
@@ -585,6 +626,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// # });
     /// ```
     pub async fn wait(&self) -> Result<(), CallError> {
+        self.check_finalized()?;
         if self.inner.owner == node().myid() {
             let ch = self.local().ok_or_else(|| self.gone())?;
             return ch.wait(()).await.map_err(channel_error);
@@ -616,6 +658,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// assert!(rc.put_blocking(1).is_err());
     /// ```
     pub fn close(&self) {
+        if self.check_finalized().is_err() {
+            return;
+        }
         if self.inner.owner == node().myid() {
             if let Some(c) = self.local() {
                 c.close();

@@ -271,6 +271,9 @@ pub enum CallError {
         /// The function.
         function: String,
     },
+    /// This handle was finalized: its claim on the owner's value was given up early.
+    #[error("the reference was finalized: its value is no longer available through this handle")]
+    Finalized,
     /// The channel is closed (and, for `take`, drained).
     #[error("the channel is closed")]
     ChannelClosed,

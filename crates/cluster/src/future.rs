@@ -30,6 +30,8 @@ struct Inner<T> {
     /// Whether this process holds a registration with the owner (released on fetch or
     /// drop).
     tracked: AtomicBool,
+    /// Whether `finalize` gave up this process's claim before the value arrived here.
+    finalized: AtomicBool,
     /// Whether the value is produced in this process's memory (a local call or a
     /// local `Future::new`), rather than stored by the owner's reference store.
     local: bool,
@@ -120,6 +122,7 @@ impl<T: Send + Sync + 'static> Future<T> {
             cell: OnceLock::new(),
             ready: tokio::sync::Notify::new(),
             tracked: AtomicBool::new(tracked),
+            finalized: AtomicBool::new(false),
             local,
             publish: Mutex::new(None),
         })
@@ -249,6 +252,30 @@ impl<T: Send + Sync + 'static> Future<T> {
         }
     }
 
+    /// Gives up this process's claim on the owner's copy now (Julia's `finalize`),
+    /// for every clone of this handle in the process: the owner frees the value once
+    /// no process claims it. A value already fetched stays readable here.
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<u8>::new(cohort_cluster::myid());
+    /// f.finalize();
+    /// assert_eq!(f.fetch_blocking(), Err(cohort_cluster::CallError::Finalized));
+    /// ```
+    pub fn finalize(&self) {
+        if self.inner.cell.get().is_none() {
+            self.inner.finalized.store(true, Ordering::Release);
+        }
+        self.release();
+    }
+
+    fn check_finalized(&self) -> Result<(), CallError> {
+        if self.inner.finalized.load(Ordering::Acquire) && self.inner.cell.get().is_none() {
+            Err(CallError::Finalized)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Waits until the value is available, without fetching it (Julia's `wait`).
     ///
     /// # Errors
@@ -263,6 +290,7 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// # });
     /// ```
     pub async fn wait(&self) -> Result<(), CallError> {
+        self.check_finalized()?;
         if let Some(v) = self.inner.cell.get() {
             return v.as_ref().map(|_| ()).map_err(Clone::clone);
         }
@@ -307,6 +335,9 @@ impl<T: Send + Sync + 'static> Future<T> {
         if self.inner.cell.get().is_some() {
             return true;
         }
+        if self.check_finalized().is_err() {
+            return false;
+        }
         if self.purely_local() {
             return false;
         }
@@ -346,6 +377,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
         if let Some(v) = self.inner.cell.get() {
             return v.as_ref().map_err(Clone::clone);
         }
+        self.check_finalized()?;
         if self.purely_local() {
             return self.wait_local().await.as_ref().map_err(Clone::clone);
         }
@@ -419,6 +451,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
         if self.inner.cell.get().is_some() {
             return Err(CallError::AlreadySet);
         }
+        self.check_finalized()?;
         if self.purely_local() {
             return if self.set_local(Ok(value)) {
                 Ok(())

@@ -166,6 +166,37 @@ fn a_forwarded_reference_keeps_the_value_until_the_third_process_is_done() {
 }
 
 #[test]
+fn finalize_releases_early_and_a_fetched_future_carries_its_value() {
+    let w = addprocs_blocking(2).unwrap();
+    let (owner, other) = (w[0], w[1]);
+    // finalize gives the owner's copy up before the handle is dropped.
+    let f = remotecall(make_values, owner, (10,));
+    f.wait_blocking().unwrap();
+    let kept = f.clone();
+    f.finalize();
+    eventually(owner, "freed by finalize", |s| s.live_values == 0);
+    assert_eq!(kept.fetch_blocking(), Err(CallError::Finalized));
+    let rc = RemoteChannel::<u64>::new_blocking(owner).unwrap();
+    eventually(owner, "channel made", |s| s.live_values == 1);
+    rc.finalize();
+    eventually(owner, "channel freed by finalize", |s| s.live_values == 0);
+    assert_eq!(rc.take_blocking(), Err(CallError::Finalized));
+    // A fetched future sent elsewhere carries its value: the owner has freed its copy,
+    // yet the receiver reads the value.
+    let g = remotecall(make_values, owner, (5,));
+    assert_eq!(g.fetch_blocking().unwrap().len(), 5);
+    eventually(owner, "freed after fetch", |s| s.live_values == 0);
+    let len = remotecall_fetch_blocking(
+        |g: Future<Vec<u64>>| g.fetch_blocking().unwrap().len(),
+        other,
+        (g,),
+    )
+    .unwrap();
+    assert_eq!(len, 5);
+    rmprocs_blocking(&w, None).unwrap();
+}
+
+#[test]
 fn a_dead_client_is_removed_from_every_client_set() {
     let w = addprocs_blocking(2).unwrap();
     let (owner, client) = (w[0], w[1]);
