@@ -60,7 +60,7 @@ pub use procs::{
 };
 pub use registry::{Closure, RemoteFn};
 pub use tls::{cluster_tls, TlsMode};
-pub use worker::{init, run_worker, WorkerOptions};
+pub use worker::{init, machine_file, run_worker, WorkerOptions};
 
 #[doc(hidden)]
 pub mod __private {

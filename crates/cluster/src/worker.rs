@@ -228,6 +228,13 @@ pub fn run_worker(opts: WorkerOptions) -> ! {
 /// check already happened before `main`; calling it is harmless and keeps programs
 /// portable.
 ///
+/// A driver started with `--machine-file FILE` (or with `COHORT_MACHINE_FILE` set)
+/// first adds the workers the file lists over SSH, as `julia --machine-file` does:
+/// one machine spec per line (`[count*][user@]host[:port] [bind_addr[:port]]`, `#`
+/// comments; `COHORT_SSHFLAGS` adds ssh options such as `-i KEY`). A file that cannot
+/// be read or workers that cannot be started end the program with a message, since
+/// it was asked to run on them.
+///
 /// ```
 /// cohort_cluster::init(); // not started as a worker: returns
 /// ```
@@ -236,6 +243,51 @@ pub fn init() {
     if args.next().as_deref() == Some(WORKER_FLAG) {
         enter_worker_mode(args.collect());
     }
+    if let Some(file) = machine_file(std::env::args().skip(1)) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // Extra ssh options for these launches (say, `-i KEY`), split on spaces.
+            let flags: Vec<String> = std::env::var("COHORT_SSHFLAGS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            let added = cohort_transport::SshManager::from_machine_file(&file)
+                .map(|m| m.sshflags(flags))
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    crate::AddProcs::with_manager(m)
+                        .launch_blocking()
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = added {
+                eprintln!("cohort: --machine-file {}: {e}", file.display());
+                std::process::exit(1);
+            }
+        });
+    }
+}
+
+/// The machine file named by `--machine-file FILE` / `--machine-file=FILE` among
+/// `args`, or by `COHORT_MACHINE_FILE`.
+///
+/// ```
+/// let f = cohort_cluster::machine_file(["--machine-file", "hosts.txt"].map(String::from));
+/// assert_eq!(f.unwrap().to_str(), Some("hosts.txt"));
+/// ```
+pub fn machine_file(args: impl IntoIterator<Item = String>) -> Option<std::path::PathBuf> {
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--machine-file" {
+            return it.next().map(Into::into);
+        }
+        if let Some(f) = a.strip_prefix("--machine-file=") {
+            return Some(f.into());
+        }
+    }
+    std::env::var_os("COHORT_MACHINE_FILE")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
 }
 
 fn enter_worker_mode(args: Vec<String>) -> ! {

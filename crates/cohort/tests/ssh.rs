@@ -271,3 +271,49 @@ fn machine_file_specs_launch() {
     exercise(&pids);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The inner half of `machine_file_flag_adds_workers_before_main`: run in a child
+/// process with `COHORT_MACHINE_FILE` set, as a program started with
+/// `--machine-file FILE` would be.
+#[test]
+#[ignore = "run by machine_file_flag_adds_workers_before_main in a child process"]
+fn machine_file_child() {
+    cohort::init();
+    println!("machine-file workers: {:?}", cohort::workers());
+    for p in cohort::workers() {
+        assert_eq!(
+            remotecall_fetch_blocking(cohort::builtins::remote_myid, p, ()).unwrap(),
+            p
+        );
+    }
+}
+
+#[test]
+fn machine_file_flag_adds_workers_before_main() {
+    let s = need_sshd!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("cohort-mf2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("machines");
+    std::fs::write(&file, format!("2*{}@127.0.0.1:{}\n", s.user, s.port)).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "machine_file_child", "--ignored", "--nocapture"])
+        .env("COHORT_MACHINE_FILE", &file)
+        .env(
+            "COHORT_SSHFLAGS",
+            format!(
+                "-i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o IdentitiesOnly=yes",
+                s.key
+            ),
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("machine-file workers: [2, 3]"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
