@@ -213,6 +213,7 @@ fn start_master_timer(timeout: Duration) {
 /// cohort_cluster::run_worker(cohort_cluster::WorkerOptions::default());
 /// ```
 pub fn run_worker(opts: WorkerOptions) -> ! {
+    init_logging();
     let code = match crate::runtime::run_main(serve(opts)) {
         Ok(()) => 0,
         Err(e) => {
@@ -221,6 +222,18 @@ pub fn run_worker(opts: WorkerOptions) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// A worker owns its process, so it installs the log output: `tracing` events at the
+/// level `COHORT_LOG` names (default `warn`) go to stderr, which the manager forwards
+/// to the driver. A driver's logging is left to the program.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Turns this process into a worker if it was started in worker mode

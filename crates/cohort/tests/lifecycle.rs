@@ -175,7 +175,7 @@ fn bad_input_on_a_worker_socket_is_refused_and_the_worker_survives() {
         .args(["--cohort-worker", "--bind-to", "127.0.0.1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "right-cookie").unwrap();
@@ -199,6 +199,26 @@ fn bad_input_on_a_worker_socket_is_refused_and_the_worker_survives() {
         }
     }
     assert!(total > 0);
+    // It says why it closed the connection (on stderr, which a manager forwards).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("refused a connection"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("no log line about the refused connection: {log:?}"),
+        }
+    }
     // Still alive.
     assert!(child.try_wait().unwrap().is_none());
     let _ = child.kill();
