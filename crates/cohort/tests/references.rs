@@ -238,8 +238,9 @@ fn a_million_dropped_futures_leave_nothing_behind() {
     eventually(p, "all released", |s| {
         s.live_values == 0 && s.owner_entries == 0
     });
-    let mine = cohort::stats();
-    assert_eq!(mine.held_refs, 0, "{mine:?}");
+    // This process holds no handle any more (other tests of this binary run beside
+    // this one and may still hold theirs for a moment: wait for them too).
+    let mine = eventually(myid(), "driver holds nothing", |s| s.held_refs == 0);
     // The heap in use is back to its baseline (1 MiB of slack for buffers that keep
     // their capacity). RSS is reported, not asserted: glibc keeps some freed pages.
     let s = eventually(p, "heap back to baseline", |s| {
