@@ -2,17 +2,18 @@
 //!
 //! The layer where the wire protocol (`cohort-wire`), reference tracking
 //! (`cohort-refs`) and byte streams and managers (`cohort-transport`) meet. It owns the
-//! process group: this process's pid, the connections to the others (one reader and
-//! one writer task per peer on a tokio runtime of its own), the table of functions
-//! that can be called by name, the remotecall family and [`Future`].
+//! process group: this process's pid, the connections to the others (a reader task
+//! per peer, and a drain task while a socket is full, on a tokio runtime of its own),
+//! the table of functions that can be called by name, the remotecall family,
+//! [`Future`] and [`RemoteChannel`].
 //!
 //! Users normally reach it through the `cohort` facade crate.
 //!
 //! How a call travels: [`remotecall_fetch`] names the function (registered name or
-//! code offset, see [`registry`]), serializes the argument tuple ([`codec`]), queues a
-//! `Call` frame on the peer's writer; the worker's reader decodes it, runs the code on
-//! the blocking pool, and queues a `CallResult`; the caller's reader completes the
-//! waiting reply slot.
+//! code offset, see [`registry`]), serializes the argument tuple ([`codec`]) and
+//! writes a `Call` frame to the peer's socket; the worker's reader decodes it, runs the
+//! code in place (`block_in_place`) and writes a `CallResult`; the caller's reader
+//! completes the waiting reply slot.
 //!
 //! ```
 //! use cohort_cluster::{remotecall, myid};
