@@ -8,22 +8,21 @@
 //! is the very value taken (Julia's local invocation).
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use cohort_channels::{AbstractChannel, Channel, ChannelError};
 use cohort_wire::ids::{Pid, RefId};
 use cohort_wire::proto::{self, envelope::Kind, Envelope, RefRequestKind};
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
 use crate::error::{CallError, ErrorKind, Failure};
+use crate::future::live;
 use crate::node::{node, Reply};
 use crate::registry::RemoteFn;
 
@@ -153,11 +152,6 @@ impl<T> Drop for Inner<T> {
         }
         live().lock().remove(&self.id);
     }
-}
-
-fn live() -> &'static Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>> {
-    static LIVE: OnceLock<Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>>> = OnceLock::new();
-    LIVE.get_or_init(Default::default)
 }
 
 /// A channel on process `owner` that every process can use through this handle

@@ -49,9 +49,10 @@ impl<T> Drop for Inner<T> {
     }
 }
 
-/// One handle per reference per process, so that a release (fetch) covers every copy
-/// the process holds and registrations stay balanced.
-fn live() -> &'static Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>> {
+/// One handle per reference per process, so that a release (fetch, finalize) covers
+/// every copy the process holds and registrations stay balanced. Shared by futures and
+/// channels: reference ids are unique within a process whatever their kind.
+pub(crate) fn live() -> &'static Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>> {
     static LIVE: OnceLock<Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>>> = OnceLock::new();
     LIVE.get_or_init(Default::default)
 }

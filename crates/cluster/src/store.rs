@@ -281,7 +281,6 @@ impl Store {
             }
             return;
         }
-        let mut waiting = None;
         let actions = self.with_slot(id, |slot| {
             let reply = match (&slot.value, kind) {
                 (v, RefRequestKind::IsReady) => {
@@ -289,7 +288,6 @@ impl Store {
                 }
                 (Some(v), _) => answer(v, kind),
                 (None, _) => {
-                    waiting = Some(());
                     return match local {
                         Some(tx) => {
                             slot.waiters.push(Waiter::Local { tx, kind });
@@ -315,7 +313,6 @@ impl Store {
                 },
             }]
         });
-        let _ = waiting;
         actions.into_iter().for_each(Action::run);
     }
 
