@@ -131,16 +131,25 @@ fn retries_land_on_a_healthy_worker() {
         assert_eq!(*x, i as u64);
         assert_ne!(*p, 2);
     }
-    // retry_check can refuse: then the failure stands.
+    // retry_check can refuse: then the failure stands. The pool holds only worker 2, so the
+    // first attempt fails for certain (with every worker in the pool, other workers may take
+    // all items before worker 2 gets one), and the check is consulted exactly once.
+    let consulted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = consulted.clone();
     let err = pmap_with_blocking(
         fails_on_first_worker,
-        (0..40).collect(),
+        vec![7],
         PmapOptions::new()
+            .pool(WorkerPool::new(vec![2]))
             .batch_size(BatchSize::Fixed(1))
             .retry_delays(vec![Duration::ZERO; 3])
-            .retry_check(|e| matches!(e, CallError::WorkerExited { .. })),
+            .retry_check(move |e| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                matches!(e, CallError::WorkerExited { .. })
+            }),
     );
     assert!(err.is_err());
+    assert_eq!(consulted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[test]
