@@ -64,6 +64,13 @@ fn codegen(root: &Path, check: bool) -> Result<()> {
     let out = tempdir(root)?;
     prost_build::Config::new()
         .out_dir(&out)
+        // User payloads as `bytes::Bytes`: decoding a frame then slices them out of the
+        // read buffer instead of copying them (bulk arrays cross without a copy).
+        .bytes([
+            ".cohort.v1.Call.args",
+            ".cohort.v1.CallResult.value",
+            ".cohort.v1.RefRequest.value",
+        ])
         .compile_fds(fds)
         .context("generating Rust from the descriptors")?;
     let fresh = std::fs::read_to_string(out.join("cohort.v1.rs"))?;

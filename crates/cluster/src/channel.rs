@@ -419,7 +419,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
                 call_id,
                 ref_id: Some(self.inner.id.into()),
                 kind: kind as i32,
-                value,
+                value: value.into(),
                 creator: self.inner.id.whence,
             })),
         };

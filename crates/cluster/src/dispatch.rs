@@ -15,6 +15,18 @@ use crate::peer::Peer;
 use crate::registry::{self, Trampoline};
 use crate::store::send_reply;
 
+/// A payload decoded from a frame is a slice of the connection's read buffer. A large
+/// one keeps it as is (the buffer was sized for that frame); a small one is copied
+/// out, so that a value kept for long (a cached result, an item in a channel) does not
+/// pin a whole read buffer full of other messages.
+fn own(payload: Bytes) -> Bytes {
+    if payload.len() < cohort_wire::envelope::SPLIT_PAYLOAD_MIN {
+        Bytes::copy_from_slice(&payload)
+    } else {
+        payload
+    }
+}
+
 /// Handles one message from `peer`.
 pub(crate) fn handle(peer: &Arc<Peer>, env: Envelope) {
     let n = node();
@@ -22,7 +34,7 @@ pub(crate) fn handle(peer: &Arc<Peer>, env: Envelope) {
         Some(Kind::Call(call)) => run_call(peer.pid, peer.same_exe(), call),
         Some(Kind::Result(r)) => {
             let reply = match r.outcome {
-                Some(Outcome::Value(v)) => Ok(Bytes::from(v)),
+                Some(Outcome::Value(v)) => Ok(own(v)),
                 Some(Outcome::Error(e)) => Err(CallError::Remote(RemoteException::from_wire(e))),
                 None => Ok(Bytes::new()),
             };
@@ -31,9 +43,10 @@ pub(crate) fn handle(peer: &Arc<Peer>, env: Envelope) {
         Some(Kind::RefRequest(r)) => {
             let kind = r.kind();
             match r.ref_id {
-                Some(id) => n
-                    .store
-                    .request(peer.pid, r.call_id, id.into(), kind, r.value, None),
+                Some(id) => {
+                    n.store
+                        .request(peer.pid, r.call_id, id.into(), kind, own(r.value), None)
+                }
                 None => send_reply(
                     peer.pid,
                     r.call_id,
@@ -111,7 +124,7 @@ fn run_call(from: Pid, same_exe: bool, call: proto::Call) {
     let call_id = call.call_id;
     let result_ref: Option<RefId> = call.result_ref.map(Into::into);
     let (display, trampoline) = resolve(call.function, same_exe);
-    let args = call.args;
+    let args = own(call.args);
     let seq = crate::interrupt::start(crate::interrupt::Running {
         from,
         call_id,

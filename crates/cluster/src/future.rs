@@ -223,7 +223,7 @@ impl<T: Send + Sync + 'static> Future<T> {
         let id = self.inner.id;
         if owner == n.myid() {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            n.store.request(owner, 0, id, kind, value, Some(tx));
+            n.store.request(owner, 0, id, kind, value.into(), Some(tx));
             return rx.await.unwrap_or_else(|_| {
                 Err(CallError::Remote(RemoteException {
                     pid: owner,
@@ -240,7 +240,7 @@ impl<T: Send + Sync + 'static> Future<T> {
                 call_id,
                 ref_id: Some(id.into()),
                 kind: kind as i32,
-                value,
+                value: value.into(),
                 creator: id.whence,
             })),
         };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use cohort_transport::{BoxedReader, BoxedWriter, Connection};
-use cohort_wire::envelope::{decode_envelope, encode_envelope};
+use cohort_wire::envelope::{decode_envelope, encode_envelope, encode_envelope_split, SplitFrame};
 use cohort_wire::frame::{FrameDecoder, DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME};
 use cohort_wire::handshake::Handshake;
 use cohort_wire::ids::Pid;
@@ -40,7 +40,7 @@ struct Outbox {
     /// while the drain task holds it.
     idle: Option<BoxedWriter>,
     /// Frames waiting to be written, in order.
-    queue: Vec<BytesMut>,
+    queue: Vec<SplitFrame>,
 }
 
 /// A connected (or connecting) peer.
@@ -76,12 +76,11 @@ impl Peer {
 
     /// Queues one message.
     pub(crate) fn send(self: &Arc<Self>, env: &Envelope) -> Result<(), CallError> {
-        let mut buf = BytesMut::new();
-        encode_envelope(env, &mut buf);
-        self.send_frame(buf)
+        // A large payload is written from where it is, not copied into the frame.
+        self.send_frame(encode_envelope_split(env))
     }
 
-    pub(crate) fn send_frame(self: &Arc<Self>, mut frame: BytesMut) -> Result<(), CallError> {
+    fn send_frame(self: &Arc<Self>, mut frame: SplitFrame) -> Result<(), CallError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.exited("connection closed"));
         }
@@ -188,13 +187,20 @@ impl Peer {
 
 /// Writes as much of `frame` as the socket takes now, without waiting. Returns
 /// whether all of it went (`frame` keeps the rest otherwise).
-fn write_now(w: &mut BoxedWriter, frame: &mut BytesMut) -> std::io::Result<bool> {
+fn write_now(w: &mut BoxedWriter, frame: &mut SplitFrame) -> std::io::Result<bool> {
     let waker = futures::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
     while !frame.is_empty() {
-        match Pin::new(&mut **w).poll_write(&mut cx, frame) {
+        // The head first, then the payload it announces.
+        let part: &[u8] = if frame.head.is_empty() {
+            &frame.tail
+        } else {
+            &frame.head
+        };
+        match Pin::new(&mut **w).poll_write(&mut cx, part) {
             Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => frame.advance(n),
+            Poll::Ready(Ok(n)) if frame.head.is_empty() => frame.tail.advance(n),
+            Poll::Ready(Ok(n)) => frame.head.advance(n),
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => return Ok(false),
         }
@@ -232,9 +238,11 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
                     result = result.and(w.write_all(&buf).await);
                     buf.clear();
                 }
-                result = result.and(w.write_all(&frame).await);
+                result = result.and(w.write_all(&frame.head).await);
+                result = result.and(w.write_all(&frame.tail).await);
             } else {
-                buf.extend_from_slice(&frame);
+                buf.extend_from_slice(&frame.head);
+                buf.extend_from_slice(&frame.tail);
                 if buf.len() >= COALESCE_LIMIT {
                     result = result.and(w.write_all(&buf).await);
                     buf.clear();
@@ -259,7 +267,7 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
     let reason = loop {
         match decoder.decode(&mut buf) {
-            Ok(Some(frame)) => match decode_envelope(&frame) {
+            Ok(Some(frame)) => match decode_envelope(frame) {
                 Ok(env) => crate::dispatch::handle(&peer, env),
                 Err(e) => break format!("bad message: {e}"),
             },
@@ -365,7 +373,7 @@ pub(crate) async fn read_one(est: &mut Established, timeout: Duration) -> Result
     let fut = async {
         loop {
             if let Some(frame) = decoder.decode(&mut est.buf).map_err(|e| e.to_string())? {
-                return decode_envelope(&frame).map_err(|e| e.to_string());
+                return decode_envelope(frame).map_err(|e| e.to_string());
             }
             let n = est
                 .reader

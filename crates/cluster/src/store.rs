@@ -71,8 +71,8 @@ impl Action {
 pub(crate) fn send_reply(pid: Pid, call_id: u64, reply: Reply) {
     use proto::call_result::Outcome;
     let outcome = match reply {
-        // Reuses the buffer when this is its only reference (a call's result).
-        Ok(v) => Outcome::Value(Vec::from(v)),
+        // Shared, not copied: the frame writes it from where it is.
+        Ok(v) => Outcome::Value(v),
         Err(CallError::Remote(e)) => Outcome::Error(e.to_wire()),
         Err(other) => Outcome::Error(
             RemoteException {
@@ -217,12 +217,12 @@ impl Store {
         call_id: u64,
         ch: ChannelSlot,
         kind: RefRequestKind,
-        value: Vec<u8>,
+        value: Bytes,
     ) {
         crate::runtime::handle().spawn(async move {
             let e = &ch.erased;
             let reply = match kind {
-                RefRequestKind::Put => e.put(Bytes::from(value)).await.map(|()| Bytes::new()),
+                RefRequestKind::Put => e.put(value).await.map(|()| Bytes::new()),
                 RefRequestKind::Take => e.take().await,
                 RefRequestKind::Fetch => e.fetch().await,
                 RefRequestKind::Wait => e.wait().await.map(|()| Bytes::new()),
@@ -248,7 +248,7 @@ impl Store {
         call_id: u64,
         id: RefId,
         kind: RefRequestKind,
-        put_value: Vec<u8>,
+        put_value: Bytes,
         local: Option<oneshot::Sender<Reply>>,
     ) {
         if local.is_none() {
@@ -271,7 +271,7 @@ impl Store {
             return;
         }
         if kind == RefRequestKind::Put {
-            let r = self.set(id, Ok(Bytes::from(put_value)));
+            let r = self.set(id, Ok(put_value));
             let reply = r.map(|()| Bytes::new());
             match local {
                 Some(tx) => {

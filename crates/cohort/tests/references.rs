@@ -48,16 +48,31 @@ fn os_pid() -> u32 {
 }
 
 /// Polls `pid`'s stats until `done` holds (reference messages are batched).
+/// Waits until `done` holds for the stats of `pid`. Fails if the counts stop moving
+/// for 30 s without getting there: on a loaded machine a worker may still be working
+/// through a backlog of calls (each releases its entry when it has run), which is slow
+/// progress, not a leak.
 fn eventually(pid: Pid, what: &str, done: impl Fn(&cohort::Stats) -> bool) -> cohort::Stats {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
     loop {
         let s = cohort::runtime::block_on(cohort::stats_of(pid)).unwrap();
         if done(&s) {
             return s;
         }
+        let counts = (
+            s.live_values,
+            s.owner_entries,
+            s.held_refs,
+            s.pending_ref_ops,
+        );
+        if last != Some(counts) {
+            last = Some(counts);
+            deadline = Instant::now() + Duration::from_secs(30);
+        }
         assert!(
             Instant::now() < deadline,
-            "{what}: stats of {pid} stuck at {s:?}"
+            "{what}: stats of {pid} stuck for 30 s at {s:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,11 +1,24 @@
 //! The envelope: one protobuf [`Envelope`] per frame.
+//!
+//! Large user payloads (call arguments, results, values put into references) are not
+//! copied into the frame: [`encode_envelope_split`] encodes everything around the
+//! payload into a small head and hands the payload back as it is, to be written after
+//! the head. On the receiving side, [`decode_envelope`] takes the frame as [`Bytes`]
+//! and the payload fields are slices of it. Both ends therefore move a bulk array
+//! without copying it in the protocol layer.
 
-use bytes::BytesMut;
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use thiserror::Error;
 
 use crate::frame::{encode_frame, HEADER_LEN};
-use crate::proto::Envelope;
+use crate::proto::{call_result::Outcome, envelope::Kind, CallResult, Envelope};
+
+/// Payloads of at least this many bytes travel beside the frame head rather than
+/// inside it (see [`encode_envelope_split`]); smaller ones are cheaper to copy than
+/// to write separately.
+pub const SPLIT_PAYLOAD_MIN: usize = 64 * 1024;
 
 /// Why a frame's payload is not a valid envelope.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -30,9 +43,156 @@ pub fn encode_envelope(msg: &Envelope, out: &mut BytesMut) {
     let len = msg.encoded_len();
     out.reserve(HEADER_LEN + len);
     // Encode straight into `out` behind a header, rather than into a temporary buffer
-    // copied afterwards: calls carry user payloads that may be large.
+    // copied afterwards.
     out.extend_from_slice(&(len as u32).to_le_bytes());
     msg.encode(out).expect("reserved enough capacity");
+}
+
+/// One encoded frame in two parts: `head` then `tail`, written in that order.
+///
+/// `tail` is empty unless the message carries a payload of at least
+/// [`SPLIT_PAYLOAD_MIN`] bytes; then it is that payload, shared with the message
+/// rather than copied.
+///
+/// ```
+/// use cohort_wire::envelope::encode_envelope_split;
+/// use cohort_wire::proto::{envelope::Kind, Envelope, Exit};
+/// let f = encode_envelope_split(&Envelope { kind: Some(Kind::Exit(Exit {})) });
+/// assert!(f.tail.is_empty());
+/// assert_eq!(f.len(), f.head.len());
+/// ```
+#[derive(Debug, Default)]
+pub struct SplitFrame {
+    /// The frame header and every byte of the envelope before the payload.
+    pub head: BytesMut,
+    /// The payload, to be written right after `head`.
+    pub tail: Bytes,
+}
+
+impl SplitFrame {
+    /// Bytes of the whole frame.
+    ///
+    /// ```
+    /// assert_eq!(cohort_wire::envelope::SplitFrame::default().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// Whether the frame has no bytes (only the default value).
+    ///
+    /// ```
+    /// assert!(cohort_wire::envelope::SplitFrame::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Encodes `msg` as one frame whose large payload, if any, is not copied: the frame
+/// is `head` followed by `tail`, and equals what [`encode_envelope`] would produce up
+/// to the order of fields (the payload field is moved last in its message, which
+/// protobuf decoders accept).
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use cohort_wire::envelope::{decode_envelope, encode_envelope_split, SPLIT_PAYLOAD_MIN};
+/// use cohort_wire::frame::FrameDecoder;
+/// use cohort_wire::proto::{envelope::Kind, Call, Envelope};
+///
+/// let args = Bytes::from(vec![7u8; SPLIT_PAYLOAD_MIN]);
+/// let msg = Envelope { kind: Some(Kind::Call(Call { call_id: 1, args: args.clone(), ..Default::default() })) };
+/// let f = encode_envelope_split(&msg);
+/// assert_eq!(f.tail.as_ptr(), args.as_ptr()); // shared, not copied
+/// let mut wire = BytesMut::new();
+/// wire.extend_from_slice(&f.head);
+/// wire.extend_from_slice(&f.tail);
+/// let frame = FrameDecoder::new(1 << 20).decode(&mut wire).unwrap().unwrap();
+/// assert_eq!(decode_envelope(frame).unwrap(), msg);
+/// ```
+pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
+    // The kind's field number in `Envelope`, the message without its payload, the
+    // payload's field number in that message, and the payload.
+    let (kind_tag, rest, payload_tag, payload): (u32, Envelope, u32, &Bytes) = match &msg.kind {
+        Some(Kind::Call(c)) if c.args.len() >= SPLIT_PAYLOAD_MIN => {
+            let mut rest = c.clone();
+            rest.args = Bytes::new();
+            (
+                1,
+                Envelope {
+                    kind: Some(Kind::Call(rest)),
+                },
+                5,
+                &c.args,
+            )
+        }
+        Some(Kind::Result(CallResult {
+            call_id,
+            outcome: Some(Outcome::Value(v)),
+        })) if v.len() >= SPLIT_PAYLOAD_MIN => {
+            let rest = CallResult {
+                call_id: *call_id,
+                outcome: None,
+            };
+            (
+                2,
+                Envelope {
+                    kind: Some(Kind::Result(rest)),
+                },
+                2,
+                v,
+            )
+        }
+        Some(Kind::RefRequest(r)) if r.value.len() >= SPLIT_PAYLOAD_MIN => {
+            let mut rest = r.clone();
+            rest.value = Bytes::new();
+            (
+                7,
+                Envelope {
+                    kind: Some(Kind::RefRequest(rest)),
+                },
+                4,
+                &r.value,
+            )
+        }
+        _ => {
+            let mut head = BytesMut::new();
+            encode_envelope(msg, &mut head);
+            return SplitFrame {
+                head,
+                tail: Bytes::new(),
+            };
+        }
+    };
+    // `rest` encodes as: key(kind_tag) varint(inner_len) inner. Rebuild it with the
+    // payload field appended to `inner`, whose length grows accordingly.
+    let inner_len_without = match &rest.kind {
+        Some(Kind::Call(c)) => c.encoded_len(),
+        Some(Kind::Result(r)) => r.encoded_len(),
+        Some(Kind::RefRequest(r)) => r.encoded_len(),
+        _ => unreachable!("only the kinds matched above carry a split payload"),
+    };
+    let payload_prefix = key_len(payload_tag) + encoded_len_varint(payload.len() as u64);
+    let inner_len = inner_len_without + payload_prefix + payload.len();
+    let env_len = key_len(kind_tag) + encoded_len_varint(inner_len as u64) + inner_len;
+    let frame_len = u32::try_from(env_len).expect("frame payload over 4 GiB");
+    let mut head = BytesMut::with_capacity(HEADER_LEN + env_len - payload.len());
+    head.put_u32_le(frame_len);
+    encode_key(kind_tag, WireType::LengthDelimited, &mut head);
+    encode_varint(inner_len as u64, &mut head);
+    match &rest.kind {
+        Some(Kind::Call(c)) => c.encode(&mut head),
+        Some(Kind::Result(r)) => r.encode(&mut head),
+        Some(Kind::RefRequest(r)) => r.encode(&mut head),
+        _ => unreachable!("only the kinds matched above carry a split payload"),
+    }
+    .expect("a BytesMut grows as needed");
+    encode_key(payload_tag, WireType::LengthDelimited, &mut head);
+    encode_varint(payload.len() as u64, &mut head);
+    SplitFrame {
+        head,
+        tail: payload.clone(),
+    }
 }
 
 /// Appends any prost message to `out` as one frame (the handshake uses this).
@@ -48,17 +208,20 @@ pub fn encode_message<M: Message>(msg: &M, out: &mut BytesMut) {
 }
 
 /// Decodes a frame's payload into an envelope and checks that it holds a message.
+/// Payload fields (call arguments, results, put values) are slices of `payload`, not
+/// copies.
 ///
 /// # Errors
 /// [`EnvelopeError::Malformed`] for bytes that are not an envelope;
 /// [`EnvelopeError::UnknownKind`] for an envelope with no message of a known kind.
 ///
 /// ```
+/// use bytes::Bytes;
 /// use cohort_wire::envelope::{decode_envelope, EnvelopeError};
-/// assert_eq!(decode_envelope(&[]), Err(EnvelopeError::UnknownKind));
-/// assert!(matches!(decode_envelope(&[0xff, 0xff]), Err(EnvelopeError::Malformed(_))));
+/// assert_eq!(decode_envelope(Bytes::new()), Err(EnvelopeError::UnknownKind));
+/// assert!(matches!(decode_envelope(Bytes::from_static(&[0xff, 0xff])), Err(EnvelopeError::Malformed(_))));
 /// ```
-pub fn decode_envelope(payload: &[u8]) -> Result<Envelope, EnvelopeError> {
+pub fn decode_envelope(payload: Bytes) -> Result<Envelope, EnvelopeError> {
     let env = Envelope::decode(payload).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
     if env.kind.is_none() {
         return Err(EnvelopeError::UnknownKind);
@@ -73,6 +236,72 @@ mod tests {
     use crate::proto::{envelope::Kind, *};
     use proptest::prelude::*;
 
+    /// The split encoding of `msg` decodes to `msg`, and shares a large payload.
+    fn split_round_trip(msg: Envelope) {
+        let f = encode_envelope_split(&msg);
+        let mut wire = BytesMut::new();
+        wire.extend_from_slice(&f.head);
+        wire.extend_from_slice(&f.tail);
+        let frame = FrameDecoder::new(1 << 24)
+            .decode(&mut wire)
+            .unwrap()
+            .expect("one whole frame");
+        assert!(wire.is_empty());
+        assert_eq!(decode_envelope(frame).unwrap(), msg);
+        if !f.tail.is_empty() {
+            assert!(f.tail.len() >= SPLIT_PAYLOAD_MIN);
+            assert!(f.head.len() < 128, "the head holds no payload");
+        }
+    }
+
+    fn big(n: usize, seed: u8) -> Bytes {
+        (0..n).map(|i| (i as u8).wrapping_mul(seed)).collect()
+    }
+
+    #[test]
+    fn large_payloads_of_every_kind_travel_beside_the_head() {
+        let r = RefIdMsg {
+            whence: 2,
+            id: u64::MAX,
+        };
+        for n in [
+            SPLIT_PAYLOAD_MIN - 1,
+            SPLIT_PAYLOAD_MIN,
+            3 * SPLIT_PAYLOAD_MIN + 5,
+        ] {
+            let kinds = vec![
+                Kind::Call(Call {
+                    call_id: 9,
+                    mode: CallMode::Fetch as i32,
+                    result_ref: Some(r),
+                    function: Some(FunctionRef {
+                        target: Some(function_ref::Target::CodeOffset(-77)),
+                        display: "closure".into(),
+                    }),
+                    args: big(n, 3),
+                }),
+                Kind::Result(CallResult {
+                    call_id: 1 << 40,
+                    outcome: Some(call_result::Outcome::Value(big(n, 5))),
+                }),
+                Kind::Result(CallResult {
+                    call_id: 0,
+                    outcome: Some(call_result::Outcome::Value(big(n, 7))),
+                }),
+                Kind::RefRequest(RefRequest {
+                    call_id: 3,
+                    ref_id: Some(r),
+                    kind: RefRequestKind::Put as i32,
+                    value: big(n, 11),
+                    creator: 4,
+                }),
+            ];
+            for k in kinds {
+                split_round_trip(Envelope { kind: Some(k) });
+            }
+        }
+    }
+
     fn round_trip(msg: Envelope) {
         let mut out = BytesMut::new();
         encode_envelope(&msg, &mut out);
@@ -80,7 +309,8 @@ mod tests {
             .decode(&mut out)
             .unwrap()
             .unwrap();
-        assert_eq!(decode_envelope(&f).unwrap(), msg);
+        assert_eq!(decode_envelope(f).unwrap(), msg.clone());
+        split_round_trip(msg);
     }
 
     #[test]
@@ -95,7 +325,7 @@ mod tests {
                     target: Some(function_ref::Target::Name("m::f".into())),
                     display: "m::f".into(),
                 }),
-                args: vec![1, 2, 3],
+                args: vec![1, 2, 3].into(),
             }),
             Kind::Result(CallResult {
                 call_id: 5,
@@ -137,7 +367,7 @@ mod tests {
                 call_id: 1,
                 ref_id: Some(r),
                 kind: RefRequestKind::Put as i32,
-                value: vec![0],
+                value: vec![0].into(),
                 creator: 1,
             }),
             Kind::PeerUpdate(PeerUpdate {
@@ -154,16 +384,27 @@ mod tests {
 
     proptest! {
         #[test]
+        fn split_frames_decode_to_the_message(call_id in any::<u64>(), creator in any::<u32>(), n in 0usize..200_000, which in 0u8..3) {
+            let payload = big(n, 13);
+            let kind = match which {
+                0 => Kind::Call(Call { call_id, args: payload, ..Default::default() }),
+                1 => Kind::Result(CallResult { call_id, outcome: Some(call_result::Outcome::Value(payload)) }),
+                _ => Kind::RefRequest(RefRequest { call_id, value: payload, creator, ..Default::default() }),
+            };
+            split_round_trip(Envelope { kind: Some(kind) });
+        }
+
+        #[test]
         fn garbage_is_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_envelope(&bytes);
+            let _ = decode_envelope(Bytes::from(bytes));
         }
 
         #[test]
         fn truncated_envelopes_never_panic(id in any::<u64>(), args in proptest::collection::vec(any::<u8>(), 0..64), cut in 0usize..100) {
-            let msg = Envelope { kind: Some(Kind::Call(Call { call_id: id, args, ..Default::default() })) };
+            let msg = Envelope { kind: Some(Kind::Call(Call { call_id: id, args: args.into(), ..Default::default() })) };
             let bytes = prost::Message::encode_to_vec(&msg);
             let cut = cut.min(bytes.len());
-            let _ = decode_envelope(&bytes[..cut]);
+            let _ = decode_envelope(Bytes::copy_from_slice(&bytes[..cut]));
         }
     }
 }

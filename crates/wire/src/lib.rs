@@ -26,7 +26,7 @@
 //! encode_envelope(&msg, &mut wire);
 //! let mut decoder = FrameDecoder::new(1 << 20);
 //! let frame = decoder.decode(&mut wire).unwrap().expect("a whole frame");
-//! assert_eq!(decode_envelope(&frame).unwrap(), msg);
+//! assert_eq!(decode_envelope(frame).unwrap(), msg);
 //! ```
 
 pub mod cookie;

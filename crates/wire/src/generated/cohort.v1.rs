@@ -130,8 +130,8 @@ pub struct Call {
     #[prost(message, optional, tag = "4")]
     pub function: ::core::option::Option<FunctionRef>,
     /// The serialized argument tuple.
-    #[prost(bytes = "vec", tag = "5")]
-    pub args: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub args: ::prost::bytes::Bytes,
 }
 /// The outcome of a call or of a reference request.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -147,7 +147,7 @@ pub mod call_result {
     pub enum Outcome {
         /// The serialized value (FETCH), or empty (WAIT).
         #[prost(bytes, tag = "2")]
-        Value(::prost::alloc::vec::Vec<u8>),
+        Value(::prost::bytes::Bytes),
         #[prost(message, tag = "3")]
         Error(super::RemoteError),
     }
@@ -265,8 +265,8 @@ pub struct RefRequest {
     pub ref_id: ::core::option::Option<RefIdMsg>,
     #[prost(enumeration = "RefRequestKind", tag = "3")]
     pub kind: i32,
-    #[prost(bytes = "vec", tag = "4")]
-    pub value: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bytes = "bytes", tag = "4")]
+    pub value: ::prost::bytes::Bytes,
     /// For a PUT that creates the slot: the pid that created the reference.
     #[prost(uint32, tag = "5")]
     pub creator: u32,
