@@ -117,8 +117,8 @@ fn resolve(
     (display, t)
 }
 
-/// Runs shipped code off the message loop, so a long computation never stalls a
-/// connection, and routes its outcome as the call's mode asks.
+/// Runs shipped code off the message loop, on a call runner (see [`crate::runners`]),
+/// and routes its outcome as the call's mode asks.
 fn run_call(from: Pid, same_exe: bool, call: proto::Call) {
     let mode = call.mode();
     let call_id = call.call_id;
@@ -132,21 +132,20 @@ fn run_call(from: Pid, same_exe: bool, call: proto::Call) {
         result_ref,
         function: display.clone(),
     });
-    crate::runtime::handle().spawn(async move {
+    crate::runners::submit(Box::new(move || {
         let me = node().myid();
+        // On a call runner (see `runners`): a long computation stalls no connection
+        // and no other call; a stream of short ones costs no wake-up per call.
         let out = match trampoline {
-            // Run it right here, on this runtime thread: the runtime hands this
-            // thread's other work to another thread meanwhile, so a long call stalls
-            // no connection, and a short one costs no hand-off to a blocking pool.
-            Ok(t) => tokio::task::block_in_place(move || {
+            Ok(t) => {
                 crate::interrupt::enter_call();
                 codec::with_target(from, || t(&args))
-            }),
+            }
             Err(f) => Err(f),
         };
         let out = out
             .map(Bytes::from)
             .map_err(|f| RemoteException::from_failure(me, &display, f));
         crate::interrupt::finish(seq, out);
-    });
+    }));
 }

@@ -36,6 +36,7 @@ mod panics;
 mod peer;
 mod procs;
 pub mod registry;
+mod runners;
 pub mod runtime;
 mod store;
 mod tls;

@@ -256,10 +256,18 @@ fn a_million_dropped_futures_leave_nothing_behind() {
     // This process holds no handle any more (other tests of this binary run beside
     // this one and may still hold theirs for a moment: wait for them too).
     let mine = eventually(myid(), "driver holds nothing", |s| s.held_refs == 0);
-    // The heap in use is back to its baseline (1 MiB of slack for buffers that keep
-    // their capacity). RSS is reported, not asserted: glibc keeps some freed pages.
-    let s = eventually(p, "heap back to baseline", |s| {
-        s.heap_in_use_bytes < base.heap_in_use_bytes + 1024 * 1024
+    // The heap in use is back to its baseline, within 4 MiB: glibc counts the chunks
+    // each thread keeps in its cache (tcache, up to ~230 KiB a thread) as in use, and
+    // the threads that ran the burst keep theirs (with GLIBC_TUNABLES=
+    // glibc.malloc.tcache_count=0 the heap returns to within 0.5 MiB). A leak of even
+    // 16 bytes per future would be 16 MB. RSS is reported, not asserted: glibc keeps
+    // some freed pages.
+    let what = format!(
+        "heap back to its baseline of {} KiB (+4 MiB)",
+        base.heap_in_use_bytes / 1024
+    );
+    let s = eventually(p, &what, |s| {
+        s.heap_in_use_bytes < base.heap_in_use_bytes + 4 * 1024 * 1024
     });
     eprintln!(
         "1,000,000 futures in {:.1} s; worker heap in use {} -> {} KiB, rss {} -> {} KiB; ref batches sent {}",

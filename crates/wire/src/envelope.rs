@@ -33,6 +33,9 @@ pub enum EnvelopeError {
 
 /// Appends `msg` to `out` as one frame.
 ///
+/// # Panics
+/// If the encoded message is longer than `u32::MAX` bytes (no decoder accepts it).
+///
 /// ```
 /// use cohort_wire::{envelope::encode_envelope, proto::{envelope::Kind, Envelope, Exit}};
 /// let mut out = bytes::BytesMut::new();
@@ -41,10 +44,11 @@ pub enum EnvelopeError {
 /// ```
 pub fn encode_envelope(msg: &Envelope, out: &mut BytesMut) {
     let len = msg.encoded_len();
+    let header = u32::try_from(len).expect("frame payload over 4 GiB");
     out.reserve(HEADER_LEN + len);
     // Encode straight into `out` behind a header, rather than into a temporary buffer
     // copied afterwards.
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&header.to_le_bytes());
     msg.encode(out).expect("reserved enough capacity");
 }
 

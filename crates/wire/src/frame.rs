@@ -2,7 +2,11 @@
 //!
 //! A frame is a 4-byte little-endian payload length followed by the payload. The
 //! decoder refuses a header that claims more than its maximum *before* reading or
-//! allocating anything for it, so a peer cannot make us reserve memory by lying.
+//! allocating anything for it, so a peer cannot make us reserve more than the maximum
+//! by lying. Below the maximum it does reserve what the header claims (so a large
+//! payload is read in place, without regrowing the buffer): before authentication the
+//! maximum is 4 KiB; after it, an authenticated peer — which may run code here anyway —
+//! can make a connection reserve up to the post-handshake maximum (1 GiB).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;

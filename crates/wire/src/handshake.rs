@@ -97,7 +97,8 @@ pub struct Handshake {
     cookie: Cookie,
     nonce: [u8; NONCE_LEN],
     peer_nonce: Vec<u8>,
-    peer_fingerprint: Vec<u8>,
+    /// The peer's build fingerprint, once its hello has arrived.
+    peer_fingerprint: Option<Vec<u8>>,
     state: State,
     out: VecDeque<Vec<u8>>,
 }
@@ -127,7 +128,7 @@ impl Handshake {
             cookie,
             nonce,
             peer_nonce: Vec::new(),
-            peer_fingerprint: Vec::new(),
+            peer_fingerprint: None,
             state: State::AwaitHello,
             out: VecDeque::from([hello.encode_to_vec()]),
         }
@@ -159,10 +160,13 @@ impl Handshake {
     ///
     /// ```
     /// use cohort_wire::{cookie::Cookie, handshake::Handshake, proto::Role};
-    /// assert_eq!(Handshake::new(Role::Connector, Cookie::new("c").unwrap(), vec![]).peer_fingerprint(), None);
+    /// let mut h = Handshake::new(Role::Connector, Cookie::new("c").unwrap(), vec![]);
+    /// assert_eq!(h.peer_fingerprint(), None);
+    /// assert!(h.handle_payload(b"garbage").is_err());
+    /// assert_eq!(h.peer_fingerprint(), None); // failed before any hello
     /// ```
     pub fn peer_fingerprint(&self) -> Option<&[u8]> {
-        (self.state != State::AwaitHello).then_some(&self.peer_fingerprint[..])
+        self.peer_fingerprint.as_deref()
     }
 
     /// Handles one frame's payload from the peer.
@@ -218,7 +222,7 @@ impl Handshake {
                     return Err(HandshakeError::Malformed("fingerprint too long".into()));
                 }
                 self.peer_nonce = h.nonce;
-                self.peer_fingerprint = h.build_fingerprint;
+                self.peer_fingerprint = Some(h.build_fingerprint);
                 let mac = self.mac(self.role, &self.peer_nonce, &self.nonce);
                 self.out.push_back(
                     HandshakeMsg {
