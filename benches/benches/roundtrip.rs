@@ -55,7 +55,9 @@ fn per_call(label: &str, n: usize, os_pids: &[u32], mut f: impl FnMut()) {
 
 fn main() {
     cohort_benches::run_child_if_requested();
-    if !cohort_benches::selected("roundtrip/raw_tcp_pingpong_16B remotecall_fetch_noop") {
+    if !cohort_benches::selected(
+        "roundtrip/raw_tcp_pingpong_16B remotecall_fetch_noop remotecall_fetch_noop_async",
+    ) {
         return;
     }
     let mut c = Criterion::default()
@@ -72,6 +74,14 @@ fn main() {
     g.bench_function("raw_tcp_pingpong_16B", |b| b.iter(|| echo.ping()));
     g.bench_function("remotecall_fetch_noop", |b| {
         b.iter(|| cohort::remotecall_fetch_blocking(noop, w, ()).unwrap())
+    });
+    // The async form, awaited in a task on cohort's runtime (what `block_on` and
+    // `#[cohort::main]` code does): includes the hand-off to and from that task.
+    g.bench_function("remotecall_fetch_noop_async", |b| {
+        b.iter(|| {
+            cohort::runtime::block_on(async move { cohort::remotecall_fetch(noop, w, ()).await })
+                .unwrap()
+        })
     });
     g.finish();
 
