@@ -238,7 +238,7 @@ impl Node {
             self.pending.lock().remove(&call_id);
             return Err(e);
         }
-        wait_blocking(rx).unwrap_or_else(|_| {
+        crate::runtime::wait(rx).unwrap_or_else(|_| {
             Err(CallError::WorkerExited {
                 pid,
                 reason: "connection closed".into(),
@@ -305,45 +305,4 @@ impl Node {
             std::process::exit(0);
         }
     }
-}
-
-/// How long a blocking caller polls for its reply before it sleeps, from
-/// `COHORT_SPIN_US` (microseconds; default 50, 0 turns spinning off).
-///
-/// A reply that comes within this time is seen without a thread wake-up, which on a
-/// virtual machine costs about as much as the rest of a round trip; a caller whose
-/// reply takes longer has spent this much CPU in vain before it sleeps (the trade
-/// DESIGN.md asks to measure: see docs/performance.md).
-fn spin_budget() -> std::time::Duration {
-    static SPIN: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| {
-        let us = std::env::var("COHORT_SPIN_US")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(50);
-        std::time::Duration::from_micros(us)
-    })
-}
-
-/// Waits for a reply on the calling thread: polls for [`spin_budget`], then sleeps.
-fn wait_blocking<T>(mut rx: oneshot::Receiver<T>) -> Result<T, oneshot::error::RecvError> {
-    let budget = spin_budget();
-    if !budget.is_zero() {
-        let start = std::time::Instant::now();
-        loop {
-            for _ in 0..64 {
-                match rx.try_recv() {
-                    Ok(v) => return Ok(v),
-                    Err(oneshot::error::TryRecvError::Empty) => std::hint::spin_loop(),
-                    Err(oneshot::error::TryRecvError::Closed) => {
-                        return futures::executor::block_on(rx)
-                    }
-                }
-            }
-            if start.elapsed() >= budget {
-                break;
-            }
-        }
-    }
-    futures::executor::block_on(rx)
 }

@@ -43,6 +43,8 @@ pub fn handle() -> &'static Handle {
 }
 
 /// Runs `fut` on cohort's runtime and blocks the calling thread until it finishes.
+/// The calling thread polls for the result for up to 50 µs (`COHORT_SPIN_US`) before
+/// it sleeps, so a quick future costs no wake-up on the way back.
 ///
 /// # Panics
 /// Re-raises a panic of `fut`. Must not be called from one of the runtime's own
@@ -58,7 +60,7 @@ where
     F::Output: Send + 'static,
 {
     let task = handle().spawn(fut);
-    match futures::executor::block_on(task) {
+    match wait(task) {
         Ok(v) => v,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("cohort runtime task failed: {e}"),
@@ -73,4 +75,47 @@ where
 /// ```
 pub fn run_main<F: Future>(fut: F) -> F::Output {
     runtime().block_on(fut)
+}
+
+/// How long a thread that waits for the runtime polls before it sleeps, from
+/// `COHORT_SPIN_US` (microseconds; default 50, 0 turns polling off).
+///
+/// A result that comes within this time is seen without a thread wake-up, which on a
+/// virtual machine costs about as much as the rest of a round trip; a waiter whose
+/// result takes longer has spent this much CPU in vain before it sleeps (the trade
+/// DESIGN.md asks to measure: see docs/performance.md).
+fn spin_budget() -> std::time::Duration {
+    static SPIN: OnceLock<std::time::Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var("COHORT_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(50);
+        std::time::Duration::from_micros(us)
+    })
+}
+
+/// Waits for `fut` on the calling thread: polls it for [`spin_budget`], then sleeps
+/// until it is woken. For futures completed by another thread (a reply slot, a task's
+/// join handle), not for ones that need this thread to make progress.
+pub(crate) fn wait<F: Future + Unpin>(mut fut: F) -> F::Output {
+    use std::task::{Context, Poll};
+    let budget = spin_budget();
+    if !budget.is_zero() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let start = std::time::Instant::now();
+        loop {
+            if let Poll::Ready(v) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
+                return v;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= budget {
+                break;
+            }
+        }
+    }
+    futures::executor::block_on(fut)
 }
