@@ -326,9 +326,7 @@ impl CachingPool {
         let (c, state) = self.wrap(f)?;
         let lease = self.pool.take().await?;
         self.ensure(&c, &state, lease.pid()).await?;
-        let out = cohort_cluster::remotecall_fetch(c, lease.pid(), args).await;
-        drop(lease);
-        Ok(out?)
+        lease.fetch(c, args).await
     }
 
     /// Blocking form of [`remotecall_fetch`](Self::remotecall_fetch).
@@ -380,13 +378,7 @@ impl CachingPool {
         let (c, state) = self.wrap(f)?;
         let lease = self.pool.take().await?;
         self.ensure(&c, &state, lease.pid()).await?;
-        let fut = cohort_cluster::remotecall(c, lease.pid(), args);
-        let watch = fut.clone();
-        cohort_cluster::runtime::handle().spawn(async move {
-            let _ = watch.wait().await;
-            drop(lease);
-        });
-        Ok(fut)
+        Ok(lease.call(c, args))
     }
 
     /// Calls `f(args…)` on a free worker, waits until it finished, and returns the
@@ -415,9 +407,7 @@ impl CachingPool {
         let (c, state) = self.wrap(f)?;
         let lease = self.pool.take().await?;
         self.ensure(&c, &state, lease.pid()).await?;
-        let out = cohort_cluster::remotecall_wait(c, lease.pid(), args).await;
-        drop(lease);
-        Ok(out?)
+        lease.wait(c, args).await
     }
 
     /// Runs `f(args…)` on a free worker for its effect, holding the worker until the
@@ -441,12 +431,7 @@ impl CachingPool {
         let (c, state) = self.wrap(f)?;
         let lease = self.pool.take().await?;
         self.ensure(&c, &state, lease.pid()).await?;
-        cohort_cluster::runtime::handle().spawn(async move {
-            if let Err(e) = cohort_cluster::remotecall_fetch(c, lease.pid(), args).await {
-                eprintln!("error in remote_do on worker {}: {e}", lease.pid());
-            }
-            drop(lease);
-        });
+        lease.remote_do(c, args);
         Ok(())
     }
 

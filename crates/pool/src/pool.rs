@@ -80,6 +80,66 @@ impl Lease {
     }
 }
 
+/// The remotecall family on a leased worker, shared by [`WorkerPool`] and
+/// [`CachingPool`](crate::CachingPool) (which first sends the function's state): each
+/// holds the lease until the call has finished, then gives the worker back.
+impl Lease {
+    pub(crate) async fn fetch<F, Args>(self, f: F, args: Args) -> Result<F::Output, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(cohort_cluster::remotecall_fetch(f, self.pid, args).await?)
+    }
+
+    pub(crate) async fn wait<F, Args>(
+        self,
+        f: F,
+        args: Args,
+    ) -> Result<Future<F::Output>, PoolError>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        Ok(cohort_cluster::remotecall_wait(f, self.pid, args).await?)
+    }
+
+    /// Starts the call and returns its future at once; the lease goes back when the
+    /// call has finished.
+    pub(crate) fn call<F, Args>(self, f: F, args: Args) -> Future<F::Output>
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let fut = cohort_cluster::remotecall(f, self.pid, args);
+        let watch = fut.clone();
+        cohort_cluster::runtime::handle().spawn(async move {
+            let _ = watch.wait().await;
+            drop(self);
+        });
+        fut
+    }
+
+    /// Runs the call in the background; a failure is printed, as Julia's `remote_do`
+    /// does.
+    pub(crate) fn remote_do<F, Args>(self, f: F, args: Args)
+    where
+        F: RemoteFn<Args>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+    {
+        cohort_cluster::runtime::handle().spawn(async move {
+            if let Err(e) = cohort_cluster::remotecall_fetch(f, self.pid, args).await {
+                eprintln!("error in remote_do on worker {}: {e}", self.pid);
+            }
+            drop(self);
+        });
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.pool.put(self.pid);
@@ -318,14 +378,7 @@ impl WorkerPool {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let lease = self.take().await?;
-        let fut = cohort_cluster::remotecall(f, lease.pid(), args);
-        let watch = fut.clone();
-        cohort_cluster::runtime::handle().spawn(async move {
-            let _ = watch.wait().await;
-            drop(lease);
-        });
-        Ok(fut)
+        Ok(self.take().await?.call(f, args))
     }
 
     /// Blocking form of [`remotecall`](Self::remotecall).
@@ -370,10 +423,7 @@ impl WorkerPool {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        let lease = self.take().await?;
-        let out = cohort_cluster::remotecall_fetch(f, lease.pid(), args).await;
-        drop(lease);
-        Ok(out?)
+        self.take().await?.fetch(f, args).await
     }
 
     /// Blocking form of [`remotecall_fetch`](Self::remotecall_fetch).
@@ -422,10 +472,7 @@ impl WorkerPool {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let lease = self.take().await?;
-        let out = cohort_cluster::remotecall_wait(f, lease.pid(), args).await;
-        drop(lease);
-        Ok(out?)
+        self.take().await?.wait(f, args).await
     }
 
     /// Blocking form of [`remotecall_wait`](Self::remotecall_wait).
@@ -471,14 +518,7 @@ impl WorkerPool {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        let lease = self.take().await?;
-        cohort_cluster::runtime::handle().spawn(async move {
-            let out = cohort_cluster::remotecall_fetch(f, lease.pid(), args).await;
-            if let Err(e) = out {
-                eprintln!("error in remote_do on worker {}: {e}", lease.pid());
-            }
-            drop(lease);
-        });
+        self.take().await?.remote_do(f, args);
         Ok(())
     }
 
