@@ -13,7 +13,7 @@ use prost::Message;
 use thiserror::Error;
 
 use crate::frame::{encode_frame, HEADER_LEN};
-use crate::proto::{call_result::Outcome, envelope::Kind, CallResult, Envelope};
+use crate::proto::{call_result::Outcome, envelope::Kind, Call, CallResult, Envelope, RefRequest};
 
 /// Payloads of at least this many bytes travel beside the frame head rather than
 /// inside it (see [`encode_envelope_split`]); smaller ones are cheaper to copy than
@@ -115,20 +115,15 @@ impl SplitFrame {
 /// assert_eq!(decode_envelope(frame).unwrap(), msg);
 /// ```
 pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
-    // The kind's field number in `Envelope`, the message without its payload, the
-    // payload's field number in that message, and the payload.
-    let (kind_tag, rest, payload_tag, payload): (u32, Envelope, u32, &Bytes) = match &msg.kind {
+    // The kind's field number in `Envelope`, the payload's field number in that
+    // message, the payload, and the message's other fields encoded (small).
+    let (kind_tag, payload_tag, payload, rest): (u32, u32, &Bytes, Vec<u8>) = match &msg.kind {
         Some(Kind::Call(c)) if c.args.len() >= SPLIT_PAYLOAD_MIN => {
-            let mut rest = c.clone();
-            rest.args = Bytes::new();
-            (
-                1,
-                Envelope {
-                    kind: Some(Kind::Call(rest)),
-                },
-                5,
-                &c.args,
-            )
+            let rest = Call {
+                args: Bytes::new(),
+                ..c.clone()
+            };
+            (1, 5, &c.args, rest.encode_to_vec())
         }
         Some(Kind::Result(CallResult {
             call_id,
@@ -138,26 +133,14 @@ pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
                 call_id: *call_id,
                 outcome: None,
             };
-            (
-                2,
-                Envelope {
-                    kind: Some(Kind::Result(rest)),
-                },
-                2,
-                v,
-            )
+            (2, 2, v, rest.encode_to_vec())
         }
         Some(Kind::RefRequest(r)) if r.value.len() >= SPLIT_PAYLOAD_MIN => {
-            let mut rest = r.clone();
-            rest.value = Bytes::new();
-            (
-                7,
-                Envelope {
-                    kind: Some(Kind::RefRequest(rest)),
-                },
-                4,
-                &r.value,
-            )
+            let rest = RefRequest {
+                value: Bytes::new(),
+                ..r.clone()
+            };
+            (7, 4, &r.value, rest.encode_to_vec())
         }
         _ => {
             let mut head = BytesMut::new();
@@ -168,29 +151,17 @@ pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
             };
         }
     };
-    // `rest` encodes as: key(kind_tag) varint(inner_len) inner. Rebuild it with the
-    // payload field appended to `inner`, whose length grows accordingly.
-    let inner_len_without = match &rest.kind {
-        Some(Kind::Call(c)) => c.encoded_len(),
-        Some(Kind::Result(r)) => r.encoded_len(),
-        Some(Kind::RefRequest(r)) => r.encoded_len(),
-        _ => unreachable!("only the kinds matched above carry a split payload"),
-    };
+    // The envelope is key(kind_tag) varint(inner_len) inner, where inner is `rest`
+    // followed by the payload field.
     let payload_prefix = key_len(payload_tag) + encoded_len_varint(payload.len() as u64);
-    let inner_len = inner_len_without + payload_prefix + payload.len();
+    let inner_len = rest.len() + payload_prefix + payload.len();
     let env_len = key_len(kind_tag) + encoded_len_varint(inner_len as u64) + inner_len;
     let frame_len = u32::try_from(env_len).expect("frame payload over 4 GiB");
     let mut head = BytesMut::with_capacity(HEADER_LEN + env_len - payload.len());
     head.put_u32_le(frame_len);
     encode_key(kind_tag, WireType::LengthDelimited, &mut head);
     encode_varint(inner_len as u64, &mut head);
-    match &rest.kind {
-        Some(Kind::Call(c)) => c.encode(&mut head),
-        Some(Kind::Result(r)) => r.encode(&mut head),
-        Some(Kind::RefRequest(r)) => r.encode(&mut head),
-        _ => unreachable!("only the kinds matched above carry a split payload"),
-    }
-    .expect("a BytesMut grows as needed");
+    head.extend_from_slice(&rest);
     encode_key(payload_tag, WireType::LengthDelimited, &mut head);
     encode_varint(payload.len() as u64, &mut head);
     SplitFrame {
