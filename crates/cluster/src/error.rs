@@ -228,6 +228,7 @@ impl RemoteException {
 /// assert!(e.to_string().contains("worker 3"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CallError {
     /// The function failed or panicked on the remote process.
     #[error(transparent)]
@@ -281,6 +282,50 @@ pub enum CallError {
     /// channel, or on a store without `fetch`).
     #[error("the channel does not support this: {0}")]
     ChannelUnsupported(String),
+    /// A channel operation (`take`, `close`) named a reference that is not a channel.
+    #[error("reference {id} is not a channel on process {pid}")]
+    NotAChannel {
+        /// The reference.
+        id: cohort_wire::ids::RefId,
+        /// The process that stores it.
+        pid: Pid,
+    },
+    /// A peer sent a message that breaks the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(ProtocolError),
+    /// The local task that ran the call ended without a result (the runtime is
+    /// shutting down).
+    #[error("the local task running the call ended without a result")]
+    TaskLost,
+}
+
+/// How a peer broke the protocol (see `docs/protocol.md`).
+///
+/// ```
+/// use cohort_cluster::{CallError, ProtocolError};
+/// let e = CallError::Protocol(ProtocolError::RequestWithoutReference);
+/// assert!(e.to_string().contains("reference"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A `RefRequest` named no reference.
+    #[error("a reference request named no reference")]
+    RequestWithoutReference,
+    /// A `RefRequest` named no operation.
+    #[error("a reference request named no operation")]
+    RequestWithoutKind,
+    /// A `Call` whose result is to be stored named no result reference.
+    #[error("a call to be stored named no result reference")]
+    CallWithoutResultRef,
+    /// A batch of results had fewer entries than the batch of calls it answers.
+    #[error("a batch of {expected} calls was answered with {got} results")]
+    ShortBatch {
+        /// Calls sent.
+        expected: usize,
+        /// Results received.
+        got: usize,
+    },
 }
 
 /// Why adding, removing or connecting processes failed.
@@ -291,18 +336,30 @@ pub enum CallError {
 /// assert!(e.to_string().contains("master"));
 /// ```
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     /// The cluster manager could not start workers.
     #[error(transparent)]
     Launch(#[from] cohort_transport::LaunchError),
     /// A worker was started but could not be connected to or refused the handshake.
-    #[error("could not connect to worker at {addr}: {reason}")]
+    #[error("could not connect to worker at {addr}: {source}")]
     Connect {
         /// Where it was.
         addr: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: crate::ConnectError,
     },
+    /// The TLS credentials could not be made or loaded.
+    #[error(transparent)]
+    Tls(#[from] cohort_transport::TlsError),
+    /// TLS was asked for with other credentials than the ones the cluster's workers
+    /// already use.
+    #[error("the cluster's TLS credentials cannot change once workers use them")]
+    TlsCredentialsInUse,
+    /// TLS was asked for in a cluster that already has plaintext workers.
+    #[error("cannot turn TLS on in a cluster that already has plaintext workers")]
+    TlsAfterPlaintext,
     /// Only the master (pid 1) may add or remove workers.
     #[error("only the master process (pid 1) can add or remove workers")]
     NotMaster,

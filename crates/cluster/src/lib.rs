@@ -2,18 +2,34 @@
 //!
 //! The layer where the wire protocol (`cohort-wire`), reference tracking
 //! (`cohort-refs`) and byte streams and managers (`cohort-transport`) meet. It owns the
-//! process group: this process's pid, the connections to the others (a reader task
-//! per peer, and a drain task while a socket is full, on a tokio runtime of its own),
-//! the table of functions that can be called by name, the remotecall family,
-//! [`Future`] and [`RemoteChannel`].
+//! process group: this process's pid, the connections to the others, the table of
+//! functions that can be called by name, the remotecall family, [`Future`] and
+//! [`RemoteChannel`].
 //!
 //! Users normally reach it through the `cohort` facade crate.
 //!
+//! # Shape: core, shell, API
+//!
+//! - `core/` is sans-IO (quinn's `quinn-proto` applied to the runtime): membership
+//!   and topology, the pending-reply table, the reference store over `cohort-refs`,
+//!   running calls and interrupts. Events and `now` go in (`handle_envelope`,
+//!   `handle_peer_lost`, `handle_timeout`, commands); outputs come out
+//!   (`poll_output`, `poll_timeout`). No tokio, sockets, threads or clock; a seeded
+//!   simulation of N cores with reordering, delays and deaths tests it.
+//! - `shell/` is the I/O: the tokio [`runtime`], one driver per connection, the
+//!   handshake, launch/join/rmprocs, worker mode, and the pump that carries out the
+//!   core's outputs. A handle's `Drop` only records an event in the core.
+//! - `api/` is what users call: the remotecall family, [`Future`], [`RemoteChannel`],
+//!   membership functions, [`interrupt`], [`stats`].
+//! - [`registry`], [`codec`], [`fingerprint`] and the errors are shared by all three.
+//!
 //! How a call travels: [`remotecall_fetch`] names the function (registered name or
-//! code offset, see [`registry`]), serializes the argument tuple ([`codec`]) and
-//! writes a `Call` frame to the peer's socket; the worker's reader decodes it, runs the
-//! code in place (`block_in_place`) and writes a `CallResult`; the caller's reader
-//! completes the waiting reply slot.
+//! code offset, see [`registry`]), serializes the argument tuple ([`codec`]) and asks
+//! the core to send it; the core registers the reply waiter and hands the `Call` to
+//! the shell, which writes it to the peer's socket. The worker's reader feeds the
+//! frame to its core, which records the running call and hands it back to run; the
+//! shell runs it on a call runner and gives the outcome to the core, which answers
+//! with a `CallResult`; the caller's core completes the waiter.
 //!
 //! ```
 //! use cohort_cluster::{remotecall, myid};
@@ -22,47 +38,40 @@
 //! assert_eq!(f.fetch_blocking().unwrap(), 42);
 //! ```
 
-pub mod builtins;
-mod call;
-mod channel;
+mod api;
 pub mod codec;
-mod dispatch;
+mod core;
 mod error;
 pub mod fingerprint;
-mod future;
-mod interrupt;
-mod node;
 mod panics;
-mod peer;
-mod procs;
 pub mod registry;
-mod runners;
-pub mod runtime;
-mod store;
-mod tls;
-mod worker;
+mod shell;
 
-pub use builtins::{stats, stats_of, Stats};
-pub use call::{
+pub use api::builtins;
+pub use api::builtins::{stats, stats_of, Stats};
+pub use api::call::{
     fetchfrom, fetchfrom_blocking, remote_do, remotecall, remotecall_fetch,
     remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, spawnat, Target,
 };
-pub use channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
+pub use api::channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
+pub use api::future::Future;
+pub use api::interrupt::interrupt;
+pub use api::procs::{
+    addprocs, addprocs_blocking, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs,
+    rmprocs_blocking, rmprocs_nowait, set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
+};
 pub use cohort_transport::{
     ClusterManager, ClusterTls, LaunchParams, LocalManager, TlsError, Topology, WorkerConfig,
 };
 pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};
-pub use error::{CallError, ClusterError, ErrorKind, Failure, RemoteException};
-pub use future::Future;
-pub use interrupt::{interrupt, interrupted};
-pub use procs::{
-    addprocs, addprocs_blocking, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs,
-    rmprocs_blocking, rmprocs_nowait, set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
-};
+pub use error::{CallError, ClusterError, ErrorKind, Failure, ProtocolError, RemoteException};
 pub use registry::{Closure, RemoteFn};
-pub use tls::{cluster_tls, TlsMode};
-pub use worker::{init, machine_file, run_worker, WorkerOptions};
+pub use shell::execute::interrupted;
+pub use shell::handshake::ConnectError;
+pub use shell::runtime;
+pub use shell::serve::{init, machine_file, run_worker, WorkerArgsError, WorkerOptions};
+pub use shell::tls::{cluster_tls, TlsMode};
 
 #[doc(hidden)]
 pub mod __private {

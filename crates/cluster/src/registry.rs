@@ -66,7 +66,7 @@ macro_rules! impl_remote_fn {
     ($($arg:ident),*) => {
         impl<Func, Ret, $($arg,)*> RemoteFn<($($arg,)*)> for Func
         where
-            Func: Fn($($arg),*) -> Ret + Send + Sync + 'static,
+            Func: Fn($($arg),*) -> Ret + Copy + Send + Sync + 'static,
         {
             type Output = Ret;
 
@@ -82,11 +82,14 @@ macro_rules! impl_remote_fn {
 
             fn decode_state(_: &[u8]) -> Result<Self, Failure> {
                 const { assert!(std::mem::size_of::<Func>() == 0, "a shipped closure must not capture values: use cohort::closure!") };
-                // SAFETY: `Func` is zero-sized (checked at compile time above): a
-                // function item or a closure without captures. Such a type has no
-                // fields and no validity invariant, so its one (empty) value can be
-                // made from nothing. The runtime only resolves trampolines between
-                // identical executables, so this is the same type that was sent.
+                // SAFETY: `Func` is zero-sized (checked at compile time above) and
+                // `Copy`: a function item, a closure without captures, or a closure
+                // that captures only zero-sized `Copy` values. A zero-sized type has
+                // no bytes to be invalid, and a `Copy` type has no `Drop`, so making
+                // its value from nothing creates no resource and skips no destructor;
+                // duplicating it is what `Copy` already allows. The runtime only
+                // resolves trampolines between identical executables, so this is the
+                // same type that was sent.
                 Ok(unsafe { std::mem::MaybeUninit::<Func>::uninit().assume_init() })
             }
         }
@@ -144,7 +147,7 @@ macro_rules! impl_closure {
         impl<C, Func, Ret, $($arg,)*> RemoteFn<($($arg,)*)> for Closure<C, Func>
         where
             C: Serialize + DeserializeOwned + Send + Sync + 'static,
-            Func: Fn(&C, $($arg),*) -> Ret + Send + Sync + 'static,
+            Func: Fn(&C, $($arg),*) -> Ret + Copy + Send + Sync + 'static,
         {
             type Output = Ret;
 
@@ -162,7 +165,8 @@ macro_rules! impl_closure {
                 const { assert!(std::mem::size_of::<Func>() == 0, "the code of a Closure must not capture: pass every captured value in `captures`") };
                 let captures = codec::decode(state)?;
                 // SAFETY: as for function items above: `Func` is zero-sized (checked at
-                // compile time) and has no validity invariant.
+                // compile time) and `Copy`, so it has no bytes to be invalid and no
+                // destructor to skip.
                 let code = unsafe { std::mem::MaybeUninit::<Func>::uninit().assume_init() };
                 Ok(Closure { captures, code })
             }
@@ -407,7 +411,8 @@ fn anchor() -> u64 {
 /// fn f() {}
 /// let t = cohort_cluster::registry::trampoline_of::<_, ()>(&f);
 /// let off = cohort_cluster::registry::code_offset(t);
-/// assert_eq!(cohort_cluster::registry::trampoline_at(off) as usize, t as usize);
+/// // SAFETY: `off` was made by `code_offset` in this very executable.
+/// assert_eq!(unsafe { cohort_cluster::registry::trampoline_at(off) } as usize, t as usize);
 /// ```
 pub fn code_offset(t: Trampoline) -> i64 {
     (t as usize as i64).wrapping_sub(anchor as *const () as usize as i64)
@@ -415,13 +420,29 @@ pub fn code_offset(t: Trampoline) -> i64 {
 
 /// The trampoline at `offset` from the anchor.
 ///
-/// Only meaningful for an offset made by [`code_offset`] in an identical executable;
-/// the runtime calls it only for peers whose build fingerprint equals ours.
-pub fn trampoline_at(offset: i64) -> Trampoline {
+/// The runtime calls it only for peers whose build fingerprint equals ours; that is
+/// also the trust model: a peer that knows the cookie and runs the same executable
+/// can run any trampoline of it (see `docs/security.md`).
+///
+/// # Safety
+/// `offset` must have been made by [`code_offset`] from a real [`Trampoline`] in an
+/// executable identical to this one (equal [build fingerprints](crate::fingerprint)).
+/// Any other value gives a pointer to arbitrary code, and calling it is undefined
+/// behaviour.
+///
+/// ```
+/// fn f() {}
+/// let t = cohort_cluster::registry::trampoline_of::<_, ()>(&f);
+/// let off = cohort_cluster::registry::code_offset(t);
+/// // SAFETY: made by `code_offset` in this executable.
+/// let back = unsafe { cohort_cluster::registry::trampoline_at(off) };
+/// assert_eq!(back as usize, t as usize);
+/// ```
+pub unsafe fn trampoline_at(offset: i64) -> Trampoline {
     let addr = (anchor as *const () as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: the runtime only passes offsets received from a peer running this very
-    // executable (equal build fingerprints), where `code_offset` computed them from a
-    // real `Trampoline`; position-independent code moves every function by the same
-    // amount, so anchor + offset is that trampoline here too.
+    // SAFETY: by the caller's contract `offset` came from `code_offset` in an
+    // identical executable, computed from a real `Trampoline`; position-independent
+    // code moves every function by the same amount, so anchor + offset is that
+    // trampoline here too.
     unsafe { std::mem::transmute::<usize, Trampoline>(addr) }
 }

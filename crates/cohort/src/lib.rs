@@ -36,9 +36,9 @@ pub use cohort_cluster::{
     remote_do, remotecall, remotecall_fetch, remotecall_fetch_blocking, remotecall_wait,
     remotecall_wait_blocking, rmprocs, rmprocs_blocking, rmprocs_nowait, run_worker, runtime,
     set_cluster_cookie, spawnat, stats, stats_of, workers, AddProcs, CallError, Closure,
-    ClusterError, ClusterManager, Cookie, ErrorKind, Failure, Future, LaunchParams, LocalManager,
-    Pid, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus, RmprocsTask, SendError, Stats,
-    Target, Topology, WorkerConfig, WorkerOptions,
+    ClusterError, ClusterManager, ConnectError, Cookie, ErrorKind, Failure, Future, LaunchParams,
+    LocalManager, Pid, ProtocolError, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus,
+    RmprocsTask, SendError, Stats, Target, Topology, WorkerArgsError, WorkerConfig, WorkerOptions,
 };
 pub use cohort_cluster::{cluster_tls, ClusterTls, TlsError, TlsMode};
 pub use cohort_macros::{main, remote};

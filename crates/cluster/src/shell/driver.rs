@@ -1,29 +1,25 @@
-//! One connection to another process: the handshake over its byte streams, a writer
-//! task that coalesces queued frames into few writes, and a reader task that decodes
-//! frames and dispatches each message.
+//! One driver per connection to another process: a writer that sends queued frames
+//! straight to the socket when it can and hands them to a task that coalesces them
+//! into few writes when it cannot, and a reader task that decodes frames and feeds
+//! each message to the core.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use cohort_transport::{BoxedReader, BoxedWriter, Connection};
-use cohort_wire::envelope::{decode_envelope, encode_envelope, encode_envelope_split, SplitFrame};
-use cohort_wire::frame::{FrameDecoder, DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME};
-use cohort_wire::handshake::Handshake;
+use cohort_transport::{BoxedReader, BoxedWriter};
+use cohort_wire::envelope::{decode_envelope, encode_envelope_split, SplitFrame};
+use cohort_wire::frame::{FrameDecoder, DEFAULT_MAX_FRAME};
 use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::error::CallError;
-use crate::fingerprint::build_fingerprint;
-use crate::node::node;
-
-/// How long a handshake may take before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use super::handshake::{handshake, tls_client, write_one, ConnectError, Established};
+use super::node::node;
 
 /// A writer coalesces queued frames up to this many bytes into one write.
 const COALESCE_LIMIT: usize = 256 * 1024;
@@ -74,36 +70,50 @@ impl Peer {
         self.established.load(Ordering::Acquire)
     }
 
-    /// Queues one message.
-    pub(crate) fn send(self: &Arc<Self>, env: &Envelope) -> Result<(), CallError> {
+    /// Queues one message, in order after those queued before it; returns false if
+    /// the connection is closed. Called under the core's lock (which fixes the order);
+    /// [`flush`](Self::flush) writes it.
+    pub(crate) fn enqueue(&self, env: &Envelope) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
         // A large payload is written from where it is, not copied into the frame.
-        self.send_frame(encode_envelope_split(env))
+        let frame = encode_envelope_split(env);
+        self.out.lock().queue.push(frame);
+        true
     }
 
-    fn send_frame(self: &Arc<Self>, mut frame: SplitFrame) -> Result<(), CallError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(self.exited("connection closed"));
-        }
-        let mut out = self.out.lock();
+    /// Writes what is queued now if the socket takes it; what it does not take goes
+    /// to a drain task. Does nothing while the connection is being made or a drain
+    /// task is writing (it takes the queue too).
+    pub(crate) fn flush(self: &Arc<Self>) {
+        let mut guard = self.out.lock();
+        let out = &mut *guard;
         let Some(w) = out.idle.as_mut() else {
-            // Not connected yet, or a drain task is writing: it will take this too.
-            out.queue.push(frame);
-            return Ok(());
+            return;
         };
-        match write_now(w, &mut frame) {
-            Ok(true) => Ok(()),
+        let mut sent = 0;
+        let mut result = Ok(true);
+        for frame in out.queue.iter_mut() {
+            result = write_now(w, frame);
+            match result {
+                Ok(true) => sent += 1,
+                _ => break,
+            }
+        }
+        out.queue.drain(..sent);
+        match result {
+            Ok(true) => {}
             Ok(false) => {
                 // The socket is full: a task finishes the job when it has room.
-                out.queue.push(frame);
                 let w = out.idle.take().expect("checked above");
-                drop(out);
-                crate::runtime::handle().spawn(drain(self.clone(), w));
-                Ok(())
+                drop(guard);
+                super::runtime::handle().spawn(drain(self.clone(), w));
             }
             Err(e) => {
-                drop(out);
+                drop(guard);
                 self.close(&format!("write failed: {e}"));
-                Err(self.exited("connection closed"))
+                node().peer_lost(self.pid, self, "write failed");
             }
         }
     }
@@ -116,16 +126,9 @@ impl Peer {
         tracing::debug!(pid = self.pid, reason, "closing connection");
         let w = self.out.lock().idle.take();
         if let Some(mut w) = w {
-            crate::runtime::handle().spawn(async move {
+            super::runtime::handle().spawn(async move {
                 let _ = w.shutdown().await;
             });
-        }
-    }
-
-    fn exited(&self, reason: &str) -> CallError {
-        CallError::WorkerExited {
-            pid: self.pid,
-            reason: reason.into(),
         }
     }
 
@@ -134,20 +137,21 @@ impl Peer {
     /// whatever waited on it fails.
     pub(crate) fn connect_lazily(pid: Pid, info: proto::WorkerInfo) -> Arc<Peer> {
         let peer = Peer::new(pid);
+        // In the table before the task starts, so that a failure finds it there.
+        node().peers.write().insert(pid, peer.clone());
         let p = peer.clone();
-        crate::runtime::handle().spawn(async move {
+        super::runtime::handle().spawn(async move {
             let result = async {
-                let conn = cohort_transport::stream::tcp_connect(&info.host, info.port as u16)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let conn = crate::tls::client(conn).await?;
+                let conn =
+                    cohort_transport::stream::tcp_connect(&info.host, info.port as u16).await?;
+                let conn = tls_client(conn).await?;
                 let mut est = handshake(conn, Role::Connector).await?;
                 // Say who we are before anything queued by callers goes out.
                 let hello = Envelope {
                     kind: Some(Kind::Identify(proto::Identify { pid: node().myid() })),
                 };
                 write_one(&mut est, &hello).await?;
-                Ok::<_, String>(est)
+                Ok::<_, ConnectError>(est)
             }
             .await;
             match result {
@@ -166,8 +170,8 @@ impl Peer {
     fn start(self: &Arc<Self>, est: Established) {
         self.same_exe.store(est.same_exe, Ordering::Release);
         self.established.store(true, Ordering::Release);
-        crate::runtime::handle().spawn(drain(self.clone(), est.writer));
-        crate::runtime::handle().spawn(reader_loop(self.clone(), est.reader, est.buf));
+        super::runtime::handle().spawn(drain(self.clone(), est.writer));
+        super::runtime::handle().spawn(reader_loop(self.clone(), est.reader, est.buf));
     }
 
     /// Registers an established connection to `pid` and starts its tasks. If this
@@ -268,7 +272,7 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let reason = loop {
         match decoder.decode(&mut buf) {
             Ok(Some(frame)) => match decode_envelope(frame) {
-                Ok(env) => crate::dispatch::handle(&peer, env),
+                Ok(env) => node().with_core(|c| c.handle_envelope(peer.pid, env, Instant::now())),
                 Err(e) => break format!("bad message: {e}"),
             },
             Ok(None) => {
@@ -290,113 +294,4 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     // Close our side too, so the peer sees the connection end.
     peer.close(&reason);
     node().peer_lost(peer.pid, &peer, &reason);
-}
-
-/// A connection whose handshake succeeded.
-pub(crate) struct Established {
-    pub reader: BoxedReader,
-    pub writer: BoxedWriter,
-    /// Bytes read past the handshake (the start of the next frames).
-    pub buf: BytesMut,
-    pub same_exe: bool,
-}
-
-/// Runs the handshake on a fresh connection.
-///
-/// # Errors
-/// A description of the failure (bad cookie, version, timeout, I/O).
-pub(crate) async fn handshake(conn: Connection, role: Role) -> Result<Established, String> {
-    let Connection {
-        mut reader,
-        mut writer,
-        peer,
-    } = conn;
-    let mut hs = Handshake::new(role, node().cookie(), build_fingerprint().to_vec());
-    let mut buf = BytesMut::with_capacity(4096);
-    let mut decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
-    let run = async {
-        loop {
-            let mut out = BytesMut::new();
-            while let Some(p) = hs.poll_transmit() {
-                cohort_wire::frame::encode_frame(&p, &mut out);
-            }
-            if !out.is_empty() {
-                writer.write_all(&out).await.map_err(|e| e.to_string())?;
-                writer.flush().await.map_err(|e| e.to_string())?;
-            }
-            if hs.is_established() {
-                return Ok(());
-            }
-            let frame = loop {
-                match decoder.decode(&mut buf).map_err(|e| e.to_string())? {
-                    Some(f) => break f,
-                    None => {
-                        let n = reader.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
-                        if n == 0 {
-                            return Err(
-                                "the peer closed the connection during the handshake".to_string()
-                            );
-                        }
-                    }
-                }
-            };
-            if let Err(e) = hs.handle_payload(&frame) {
-                // Tell the peer why (the queued Reject), then give up.
-                let mut out = BytesMut::new();
-                while let Some(p) = hs.poll_transmit() {
-                    cohort_wire::frame::encode_frame(&p, &mut out);
-                }
-                let _ = writer.write_all(&out).await;
-                let _ = writer.flush().await;
-                return Err(e.to_string());
-            }
-        }
-    };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("handshake with {peer} failed: {e}")),
-        Err(_) => return Err(format!("handshake with {peer} timed out")),
-    }
-    let same_exe = hs.peer_fingerprint() == Some(build_fingerprint());
-    Ok(Established {
-        reader,
-        writer,
-        buf,
-        same_exe,
-    })
-}
-
-/// Reads one envelope from a connection before its reader task starts (Join,
-/// JoinComplete, Identify), keeping any bytes after it in `est.buf`.
-pub(crate) async fn read_one(est: &mut Established, timeout: Duration) -> Result<Envelope, String> {
-    let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
-    let fut = async {
-        loop {
-            if let Some(frame) = decoder.decode(&mut est.buf).map_err(|e| e.to_string())? {
-                return decode_envelope(frame).map_err(|e| e.to_string());
-            }
-            let n = est
-                .reader
-                .read_buf(&mut est.buf)
-                .await
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("connection closed".to_string());
-            }
-        }
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| "timed out waiting for a message".to_string())?
-}
-
-/// Writes one envelope directly (before the writer task exists).
-pub(crate) async fn write_one(est: &mut Established, env: &Envelope) -> Result<(), String> {
-    let mut out = BytesMut::new();
-    encode_envelope(env, &mut out);
-    est.writer
-        .write_all(&out)
-        .await
-        .map_err(|e| e.to_string())?;
-    est.writer.flush().await.map_err(|e| e.to_string())
 }

@@ -5,20 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cohort_transport::{
-    ClusterManager, LaunchParams, LocalManager, ManageEvent, Topology, WorkerConfig,
-};
+use cohort_transport::{ClusterManager, LaunchParams, LocalManager, ManageEvent, Topology};
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::{Pid, MASTER};
-use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use crate::error::ClusterError;
-use crate::node::{node, WorkerRecord};
-use crate::peer::{handshake, read_one, write_one, Peer};
-use crate::tls::TlsMode;
-
-/// How long a new worker may take to finish joining.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::shell::launch::launch;
+use crate::shell::node::node;
+use crate::shell::tls::TlsMode;
 
 /// Options for adding workers (Julia's `addprocs` keyword arguments), and the launch
 /// itself. [`AddProcs::local`] uses [`LocalManager`]; [`AddProcs::with_manager`] any
@@ -197,10 +191,10 @@ impl AddProcs {
         crate::runtime::handle()
             .spawn(launch(self.manager, self.params, self.tls))
             .await
-            .unwrap_or_else(|e| {
+            .unwrap_or_else(|_| {
                 Err(ClusterError::Connect {
                     addr: String::new(),
-                    reason: e.to_string(),
+                    source: crate::ConnectError::TaskLost,
                 })
             })
     }
@@ -211,227 +205,6 @@ impl AddProcs {
     /// As [`launch`](Self::launch).
     pub fn launch_blocking(self) -> Result<Vec<Pid>, ClusterError> {
         crate::runtime::block_on(launch(self.manager, self.params, self.tls))
-    }
-}
-
-/// Serializes the join phase: each new worker is told a consistent membership.
-static JOIN_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn launch(
-    manager: Arc<dyn ClusterManager>,
-    mut params: LaunchParams,
-    tls: Option<TlsMode>,
-) -> Result<Vec<Pid>, ClusterError> {
-    let n = node();
-    if n.is_worker() {
-        return Err(ClusterError::NotMaster);
-    }
-    let has_workers = n.workers().iter().any(|&p| p != MASTER);
-    params.tls = crate::tls::resolve(tls, has_workers)
-        .map_err(|e| ClusterError::Launch(cohort_transport::LaunchError::Other(e)))?;
-    params.cookie = n.cookie().expose().to_string();
-    *n.topology.write() = (params.topology, params.lazy);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let m = manager.clone();
-    let p = params.clone();
-    let launcher = tokio::spawn(async move { m.launch(&p, tx).await });
-    let mut joins = Vec::new();
-    while let Some(config) = rx.recv().await {
-        joins.push(tokio::spawn(join_worker(
-            manager.clone(),
-            config,
-            params.clone(),
-        )));
-    }
-    let launched = launcher
-        .await
-        .unwrap_or_else(|e| Err(cohort_transport::LaunchError::Other(e.to_string())));
-    let mut pids = Vec::new();
-    let mut first_err = None;
-    for j in joins {
-        match j.await {
-            Ok(Ok(pid)) => pids.push(pid),
-            Ok(Err(e)) => {
-                first_err.get_or_insert(e);
-            }
-            Err(e) => {
-                first_err.get_or_insert(ClusterError::Connect {
-                    addr: String::new(),
-                    reason: e.to_string(),
-                });
-            }
-        }
-    }
-    launched?;
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    pids.sort_unstable();
-    Ok(pids)
-}
-
-async fn join_worker(
-    manager: Arc<dyn ClusterManager>,
-    config: WorkerConfig,
-    params: LaunchParams,
-) -> Result<Pid, ClusterError> {
-    let n = node();
-    let addr = format!(
-        "{}:{}",
-        config.host.as_deref().unwrap_or("?"),
-        config.port.unwrap_or(0)
-    );
-    let fail = |reason: String| ClusterError::Connect {
-        addr: addr.clone(),
-        reason,
-    };
-    let pid = n
-        .next_pid
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let conn = match manager.connect(pid, &config).await {
-        Ok(c) => c,
-        Err(e) => {
-            manager.kill(pid, &config).await;
-            return Err(fail(e.to_string()));
-        }
-    };
-    // TLS (when on) goes under the cookie handshake.
-    let conn = match crate::tls::client(conn).await {
-        Ok(c) => c,
-        Err(e) => {
-            manager.kill(pid, &config).await;
-            return Err(fail(e));
-        }
-    };
-    let mut est = match handshake(conn, Role::Connector).await {
-        Ok(e) => e,
-        Err(e) => {
-            manager.kill(pid, &config).await;
-            return Err(fail(e));
-        }
-    };
-    let _serial = JOIN_LOCK.lock().await;
-    let (known, custom_links): (Vec<proto::WorkerInfo>, Vec<proto::WorkerInfo>) = {
-        let workers = n.workers.read();
-        let known = workers.values().map(|r| r.info.clone()).collect();
-        // Custom topology: the new worker connects to every existing worker it names in
-        // its connect_idents, and to every existing worker that names it in theirs, so
-        // each wanted link is made exactly once, by whichever end joins later.
-        let me = config.ident.as_deref().unwrap_or("");
-        let links = workers
-            .values()
-            .filter(|r| {
-                let wants_it = config.connect_idents.contains(&r.info.ident);
-                let wanted_by = !me.is_empty()
-                    && r.managed
-                        .as_ref()
-                        .is_some_and(|(_, c)| c.connect_idents.iter().any(|i| i == me));
-                !r.info.ident.is_empty() && (wants_it || wanted_by)
-            })
-            .map(|r| r.info.clone())
-            .collect();
-        (known, links)
-    };
-    let connect_now = match params.topology {
-        Topology::AllToAll if !params.lazy => known.clone(),
-        Topology::Custom => custom_links,
-        _ => Vec::new(),
-    };
-    let join = proto::Join {
-        pid,
-        topology: wire_topology(params.topology) as i32,
-        lazy: params.lazy,
-        connect_now,
-        known: if params.topology == Topology::MasterWorker {
-            Vec::new()
-        } else {
-            known
-        },
-        master_hostname: n.master_hostname.read().clone(),
-        connect_idents: config.connect_idents.clone(),
-    };
-    let joined = async {
-        write_one(
-            &mut est,
-            &Envelope {
-                kind: Some(Kind::Join(join)),
-            },
-        )
-        .await?;
-        match read_one(&mut est, JOIN_TIMEOUT).await?.kind {
-            Some(Kind::JoinComplete(jc)) => Ok(jc),
-            _ => Err("expected JoinComplete".to_string()),
-        }
-    }
-    .await;
-    let jc = match joined {
-        Ok(jc) => jc,
-        Err(e) => {
-            manager.kill(pid, &config).await;
-            return Err(fail(e));
-        }
-    };
-    let info = proto::WorkerInfo {
-        pid,
-        host: config
-            .bind_addr
-            .clone()
-            .or_else(|| config.host.clone())
-            .unwrap_or_default(),
-        port: u32::from(config.port.unwrap_or(0)),
-        hostname: jc.hostname,
-        ident: config.ident.clone().unwrap_or_default(),
-    };
-    n.workers.write().insert(
-        pid,
-        WorkerRecord {
-            info: info.clone(),
-            managed: Some((manager.clone(), config.clone())),
-        },
-    );
-    Peer::register(pid, est);
-    manager.manage(pid, &config, ManageEvent::Register);
-    if params.topology != Topology::MasterWorker {
-        broadcast(
-            pid,
-            Envelope {
-                kind: Some(Kind::PeerUpdate(proto::PeerUpdate {
-                    added: vec![info],
-                    removed: vec![],
-                })),
-            },
-        );
-    }
-    Ok(pid)
-}
-
-fn wire_topology(t: Topology) -> proto::Topology {
-    match t {
-        Topology::AllToAll => proto::Topology::AllToAll,
-        Topology::MasterWorker => proto::Topology::MasterWorker,
-        Topology::Custom => proto::Topology::Custom,
-    }
-}
-
-pub(crate) fn topology_from_wire(t: proto::Topology) -> Topology {
-    match t {
-        proto::Topology::MasterWorker => Topology::MasterWorker,
-        proto::Topology::Custom => Topology::Custom,
-        _ => Topology::AllToAll,
-    }
-}
-
-/// Sends `env` to every connected worker except `except`.
-pub(crate) fn broadcast(except: Pid, env: Envelope) {
-    let peers: Vec<_> = node()
-        .peers
-        .read()
-        .iter()
-        .filter(|(p, _)| **p != except && **p != MASTER)
-        .map(|(_, peer)| peer.clone())
-        .collect();
-    for p in peers {
-        let _ = p.send(&env);
     }
 }
 
@@ -495,10 +268,16 @@ pub async fn rmprocs(pids: &[Pid], waitfor: Option<Duration>) -> Result<RmStatus
             task.wait().await;
             Ok(RmStatus::Ok)
         }
-        Some(d) => match tokio::time::timeout(d, task.wait()).await {
-            Ok(()) => Ok(RmStatus::Ok),
-            Err(_) => Ok(RmStatus::TimedOut),
-        },
+        // The timer runs on cohort's runtime, so this works from any executor.
+        Some(d) => Ok(crate::runtime::handle()
+            .spawn(async move {
+                match tokio::time::timeout(d, task.wait()).await {
+                    Ok(()) => RmStatus::Ok,
+                    Err(_) => RmStatus::TimedOut,
+                }
+            })
+            .await
+            .unwrap_or(RmStatus::TimedOut)),
     }
 }
 
@@ -574,46 +353,30 @@ pub fn rmprocs_nowait(pids: &[Pid]) -> Result<RmprocsTask, ClusterError> {
     if n.is_worker() {
         return Err(ClusterError::NotMaster);
     }
-    {
-        let workers = n.workers.read();
-        if let Some(bad) = pids.iter().find(|p| !workers.contains_key(p)) {
-            return Err(ClusterError::NotAWorker(*bad));
-        }
+    if let Some(bad) = n.peek(|c| {
+        pids.iter()
+            .copied()
+            .find(|p| c.membership().worker(*p).is_none())
+    }) {
+        return Err(ClusterError::NotAWorker(bad));
     }
-    // Ask them to exit first, while they still count as connected.
-    for p in pids {
-        let _ = n.send(
-            *p,
-            &Envelope {
-                kind: Some(Kind::Exit(proto::Exit {})),
-            },
-        );
-    }
-    let mut removed = Vec::new();
-    {
-        let mut workers = n.workers.write();
-        for p in pids {
-            if let Some(r) = workers.remove(p) {
-                removed.push((*p, r));
-            }
-            n.exited.write().insert(*p);
-        }
-    }
-    let update = Envelope {
-        kind: Some(Kind::PeerUpdate(proto::PeerUpdate {
-            added: vec![],
-            removed: pids.to_vec(),
-        })),
+    // This task stops them (with `Finalize`), not the core's removal path.
+    let removed: Vec<_> = {
+        let mut managed = n.managed.write();
+        pids.iter()
+            .filter_map(|p| managed.remove(p).map(|m| (*p, m)))
+            .collect()
     };
-    broadcast(0, update);
+    n.with_core(|c| c.remove_workers(pids))
+        .map_err(ClusterError::NotAWorker)?;
     let handle = crate::runtime::handle().spawn(async move {
-        let kills = removed.into_iter().map(|(pid, rec)| async move {
-            if let Some((manager, config)) = rec.managed {
+        let kills = removed
+            .into_iter()
+            .map(|(pid, (manager, config))| async move {
                 manager.manage(pid, &config, ManageEvent::Deregister);
                 manager.kill(pid, &config).await;
                 manager.manage(pid, &config, ManageEvent::Finalize);
-            }
-        });
+            });
         futures::future::join_all(kills).await;
     });
     Ok(RmprocsTask { handle })
@@ -651,7 +414,7 @@ pub fn procs_of(pid: Pid) -> Vec<Pid> {
         } else if p == MASTER {
             Some(n.master_hostname.read().clone())
         } else {
-            n.workers.read().get(&p).map(|r| r.info.hostname.clone())
+            n.peek(|c| c.membership().worker(p).map(|i| i.hostname.clone()))
         }
     };
     let Some(h) = host_of(pid) else {
@@ -712,7 +475,7 @@ pub fn cluster_cookie() -> Cookie {
 pub fn set_cluster_cookie(cookie: &str) -> Result<(), ClusterError> {
     let c = Cookie::new(cookie)?;
     let n = node();
-    if !n.workers.read().is_empty() || n.is_worker() {
+    if n.peek(|c| c.membership().worker_infos().next().is_some()) || n.is_worker() {
         return Err(ClusterError::CookieInUse);
     }
     n.set_cookie(c);

@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 
 use cohort_transport::tls::ClusterTls;
-use cohort_transport::Connection;
 use parking_lot::RwLock;
+
+use crate::error::ClusterError;
 
 /// How a master gets the cluster's TLS credentials.
 ///
@@ -63,7 +64,7 @@ pub(crate) fn set(tls: ClusterTls) {
 pub(crate) fn resolve(
     mode: Option<TlsMode>,
     has_workers: bool,
-) -> Result<Option<ClusterTls>, String> {
+) -> Result<Option<ClusterTls>, ClusterError> {
     let mut current = TLS.write();
     let wanted = match mode {
         None => return Ok(current.clone()),
@@ -71,48 +72,20 @@ pub(crate) fn resolve(
             if let Some(t) = current.as_ref() {
                 return Ok(Some(t.clone()));
             }
-            ClusterTls::generate().map_err(|e| e.to_string())?
+            ClusterTls::generate()?
         }
-        Some(TlsMode::Files { ca, cert, key }) => {
-            ClusterTls::from_files(ca, cert, key).map_err(|e| e.to_string())?
-        }
+        Some(TlsMode::Files { ca, cert, key }) => ClusterTls::from_files(ca, cert, key)?,
         Some(TlsMode::Credentials(t)) => t,
     };
     if let Some(t) = current.as_ref() {
         if t.bundle() != wanted.bundle() {
-            return Err("the cluster's TLS credentials cannot change once workers use them".into());
+            return Err(ClusterError::TlsCredentialsInUse);
         }
         return Ok(Some(t.clone()));
     }
     if has_workers {
-        return Err("cannot turn TLS on in a cluster that already has plaintext workers".into());
+        return Err(ClusterError::TlsAfterPlaintext);
     }
     *current = Some(wanted.clone());
     Ok(Some(wanted))
-}
-
-/// Wraps an outgoing connection in TLS when TLS is on.
-pub(crate) async fn client(conn: Connection) -> Result<Connection, String> {
-    match cluster_tls() {
-        None => Ok(conn),
-        Some(t) => {
-            let peer = conn.peer.clone();
-            t.wrap_client(conn)
-                .await
-                .map_err(|e| format!("TLS handshake with {peer} failed: {e}"))
-        }
-    }
-}
-
-/// Wraps an accepted connection in TLS when TLS is on.
-pub(crate) async fn server(conn: Connection) -> Result<Connection, String> {
-    match cluster_tls() {
-        None => Ok(conn),
-        Some(t) => {
-            let peer = conn.peer.clone();
-            t.wrap_server(conn)
-                .await
-                .map_err(|e| format!("TLS handshake with {peer} failed: {e}"))
-        }
-    }
 }

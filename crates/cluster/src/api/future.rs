@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
+use crate::core::Reply;
 use crate::error::{CallError, ErrorKind, RemoteException};
-use crate::node::{node, Reply};
+use crate::shell::node::node;
 
 type Publisher<T> = Box<dyn FnOnce(&Result<T, CallError>) + Send>;
 
@@ -43,7 +44,7 @@ struct Inner<T> {
 impl<T> Drop for Inner<T> {
     fn drop(&mut self) {
         if self.tracked.load(Ordering::Acquire) {
-            node().store.dropped(self.id);
+            node().store().dropped(self.id);
         }
         live().lock().remove(&self.id);
     }
@@ -142,14 +143,14 @@ impl<T: Send + Sync + 'static> Future<T> {
         if pid == n.myid() {
             Future::make(id, pid, true, false)
         } else {
-            n.store.created(id, pid);
+            n.store().created(id, pid);
             Future::make(id, pid, false, true)
         }
     }
 
     /// A future for the result of a call sent to `owner`.
     pub(crate) fn remote(id: RefId, owner: Pid) -> Self {
-        node().store.created(id, owner);
+        node().store().created(id, owner);
         Future::make(id, owner, false, true)
     }
 
@@ -222,8 +223,7 @@ impl<T: Send + Sync + 'static> Future<T> {
         let owner = self.inner.owner;
         let id = self.inner.id;
         if owner == n.myid() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            n.store.request(owner, 0, id, kind, value.into(), Some(tx));
+            let rx = n.store().request(id, kind, value.into());
             return rx.await.unwrap_or_else(|_| {
                 Err(CallError::Remote(RemoteException {
                     pid: owner,
@@ -249,7 +249,7 @@ impl<T: Send + Sync + 'static> Future<T> {
 
     fn release(&self) {
         if self.inner.tracked.swap(false, Ordering::AcqRel) {
-            node().store.released(self.inner.id);
+            node().store().released(self.inner.id);
         }
     }
 
@@ -530,7 +530,7 @@ where
                 // store when it arrives, so the receiver can fetch it from us.
                 let mut publish = inner.publish.lock();
                 if publish.is_none() && !inner.tracked.load(Ordering::Acquire) {
-                    n.store.created(inner.id, n.myid());
+                    n.store().created(inner.id, n.myid());
                     inner.tracked.store(true, Ordering::Release);
                     let id = inner.id;
                     *publish = Some(Box::new(move |v: &Result<T, CallError>| {
@@ -546,12 +546,12 @@ where
                                 context: String::new(),
                             }),
                         };
-                        let _ = node().store.set(id, stored);
+                        let _ = node().store().set(id, stored);
                     }));
                 }
             }
             if inner.tracked.load(Ordering::Acquire) {
-                n.store.serialized(inner.id, dest);
+                n.store().serialized(inner.id, dest);
             }
         }
         let weak: Weak<dyn Any + Send + Sync> =
@@ -591,12 +591,12 @@ where
                     if let Ok(inner) = existing.downcast::<Inner<T>>() {
                         drop(map);
                         if inner.tracked.load(Ordering::Acquire) {
-                            n.store.deserialized(id, owner, false);
+                            n.store().deserialized(id, owner, false);
                         } else {
                             // Our handle already let go of the owner (it fetched), but
                             // the sender registered us again: give that back.
-                            n.store.deserialized(id, owner, true);
-                            n.store.dropped(id);
+                            n.store().deserialized(id, owner, true);
+                            n.store().dropped(id);
                         }
                         return Ok(Future {
                             inner,
@@ -609,7 +609,7 @@ where
                     Arc::downgrade(&(f.inner.clone() as Arc<dyn Any + Send + Sync>));
                 map.insert(id, weak);
                 drop(map);
-                n.store.deserialized(id, owner, true);
+                n.store().deserialized(id, owner, true);
                 Ok(f)
             }
         }

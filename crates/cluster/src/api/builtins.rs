@@ -45,8 +45,8 @@ pub struct Stats {
 /// assert_eq!(cohort_cluster::stats().pending_ref_ops, 0);
 /// ```
 pub fn stats() -> Stats {
-    let n = crate::node::node();
-    let s = n.store.stats();
+    let n = crate::shell::node::node();
+    let s = n.store().stats();
     Stats {
         pid: n.myid(),
         live_values: s.owned_values,
@@ -100,7 +100,7 @@ fn rss_bytes() -> u64 {
 pub async fn stats_of(pid: Pid) -> Result<Stats, crate::CallError> {
     if pid == crate::myid() {
         // Let queued reference messages go first, as a remote caller's would.
-        crate::node::node().store.flush_all();
+        crate::shell::node::node().store().flush_all();
         return Ok(stats());
     }
     crate::remotecall_fetch(remote_stats, pid, ()).await
@@ -110,7 +110,7 @@ pub async fn stats_of(pid: Pid) -> Result<Stats, crate::CallError> {
 /// heap pages to the OS (so `rss_bytes` shows memory in use, not the allocator's
 /// cache after a burst), then reports.
 pub fn remote_stats() -> Stats {
-    crate::node::node().store.flush_all();
+    crate::shell::node::node().store().flush_all();
     trim_heap();
     stats()
 }

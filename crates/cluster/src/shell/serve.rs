@@ -5,11 +5,21 @@
 //! connection to the master closes, and exits if no master arrives within
 //! `COHORT_WORKER_TIMEOUT` seconds (60 by default).
 //!
-//! Any executable that links cohort becomes a worker when started with
-//! `--cohort-worker` as its first argument: an ELF constructor checks for the flag
-//! before `main` runs, so programs, examples, benches and test binaries serve as their
-//! own workers with no launch plumbing. [`init`] does the same check explicitly.
+//! # The worker-mode hook
+//!
+//! With the `worker-hook` feature (on by default) on Linux with glibc, **any
+//! executable that links cohort becomes a worker when started with `--cohort-worker`
+//! as its first argument**: an ELF constructor checks for the flag before `main`
+//! runs, so programs, examples, benches and test binaries serve as their own workers
+//! with no launch plumbing. The worker then runs inside that constructor, before the
+//! Rust runtime's own start-up has finished for `main` (SIGPIPE still has its default
+//! action there; cohort ignores it on its sockets). Only glibc passes argc/argv to
+//! such constructors, so the hook exists only there. Turn the feature off
+//! (`default-features = false`) to keep a binary from ever turning into a worker on
+//! its own; [`init`] (what `#[cohort::main]` calls first) does the same check
+//! explicitly, on every platform.
 
+#[cfg(all(feature = "worker-hook", target_os = "linux", target_env = "gnu"))]
 use std::ffi::{c_char, c_int, CStr};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +31,58 @@ use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::MASTER;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
-use crate::node::{node, WorkerRecord};
-use crate::peer::{handshake, read_one, write_one, Peer};
+use thiserror::Error;
+
+use super::driver::Peer;
+use super::handshake::{handshake, read_one, tls_server, write_one, ConnectError};
+use super::launch::topology_from_wire;
+use super::node::node;
+use crate::core::Joined;
+
+/// Why the worker arguments after `--cohort-worker` cannot be used.
+///
+/// ```
+/// use cohort_cluster::{WorkerArgsError, WorkerOptions};
+/// let e = WorkerOptions::from_args(["--bind-to"]).unwrap_err();
+/// assert!(matches!(e, WorkerArgsError::MissingValue { flag: "--bind-to" }));
+/// ```
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum WorkerArgsError {
+    /// A flag that takes a value came last.
+    #[error("{flag} needs a value")]
+    MissingValue {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// `--bind-to` named no usable address.
+    #[error("bad --bind-to {value}: {source}")]
+    BadBind {
+        /// What was given.
+        value: String,
+        /// Why it cannot be used.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS bundle file cannot be read.
+    #[error("cannot read the TLS bundle {path}: {source}")]
+    ReadBundle {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS bundle file holds no usable credentials.
+    #[error("bad TLS bundle {path}: {source}")]
+    BadBundle {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        source: cohort_transport::TlsError,
+    },
+}
 
 /// How a worker runs.
 ///
@@ -64,13 +124,14 @@ impl WorkerOptions {
     /// the program.
     ///
     /// # Errors
-    /// A message for a malformed `--bind-to`, or a TLS bundle that cannot be read.
+    /// [`WorkerArgsError`]: a malformed `--bind-to`, a flag without its value, or a
+    /// TLS bundle that cannot be read or used.
     ///
     /// ```
     /// assert!(cohort_cluster::WorkerOptions::from_args(["--bind-to", "nope"]).is_err());
     /// assert!(cohort_cluster::WorkerOptions::from_args(["--tls-stdin"]).unwrap().tls_from_stdin);
     /// ```
-    pub fn from_args<I, S>(args: I) -> Result<Self, String>
+    pub fn from_args<I, S>(args: I) -> Result<Self, WorkerArgsError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -84,21 +145,23 @@ impl WorkerOptions {
                 continue;
             }
             let bundle = if a == "--tls-bundle" {
-                Some(
-                    it.next()
-                        .map(|v| v.as_ref().to_string())
-                        .ok_or("--tls-bundle needs a file")?,
-                )
+                Some(it.next().map(|v| v.as_ref().to_string()).ok_or(
+                    WorkerArgsError::MissingValue {
+                        flag: "--tls-bundle",
+                    },
+                )?)
             } else {
                 a.strip_prefix("--tls-bundle=").map(str::to_string)
             };
             if let Some(path) = bundle {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read the TLS bundle {path}: {e}"))?;
-                o.tls = Some(
-                    cohort_transport::ClusterTls::from_bundle(&text)
-                        .map_err(|e| format!("{path}: {e}"))?,
-                );
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(source) => return Err(WorkerArgsError::ReadBundle { path, source }),
+                };
+                match cohort_transport::ClusterTls::from_bundle(&text) {
+                    Ok(t) => o.tls = Some(t),
+                    Err(source) => return Err(WorkerArgsError::BadBundle { path, source }),
+                }
                 continue;
             }
             let value = if a == "--bind-to" {
@@ -107,9 +170,12 @@ impl WorkerOptions {
                 a.strip_prefix("--bind-to=").map(str::to_string)
             };
             if let Some(v) = value {
-                o.bind_to = parse_bind(&v).map_err(|e| e.to_string())?;
+                o.bind_to = match parse_bind(&v) {
+                    Ok(a) => a,
+                    Err(source) => return Err(WorkerArgsError::BadBind { value: v, source }),
+                };
             } else if a == "--bind-to" {
-                return Err("--bind-to needs a value".into());
+                return Err(WorkerArgsError::MissingValue { flag: "--bind-to" });
             }
         }
         Ok(o)
@@ -154,7 +220,7 @@ impl WorkerOptions {
         }
         node().set_cookie(cookie);
         if let Some(t) = tls {
-            crate::tls::set(t);
+            super::tls::set(t);
         }
         start_master_timer(self.timeout);
         Ok(())
@@ -180,7 +246,7 @@ impl WorkerOptions {
     /// ```
     pub async fn process_messages(&self, conn: Connection) -> std::io::Result<()> {
         let peer = conn.peer.clone();
-        crate::runtime::handle()
+        super::runtime::handle()
             .spawn(accept_connection(conn))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?
@@ -195,7 +261,7 @@ impl WorkerOptions {
 
 /// Exits the process if no master has joined within `timeout`.
 fn start_master_timer(timeout: Duration) {
-    crate::runtime::handle().spawn(async move {
+    super::runtime::handle().spawn(async move {
         tokio::time::sleep(timeout).await;
         if !JOINED.load(Ordering::Acquire) {
             eprintln!(
@@ -214,7 +280,7 @@ fn start_master_timer(timeout: Duration) {
 /// ```
 pub fn run_worker(opts: WorkerOptions) -> ! {
     init_logging();
-    let code = match crate::runtime::run_main(serve(opts)) {
+    let code = match super::runtime::run_main(serve(opts)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("cohort worker: {e}");
@@ -314,20 +380,21 @@ fn enter_worker_mode(args: Vec<String>) -> ! {
 }
 
 /// The constructor that turns a program started with `--cohort-worker` into a worker
-/// before its `main` (or the test harness's) runs. glibc passes `argc`/`argv` to
-/// `.init_array` functions, which is how it reads the flag so early.
-#[cfg(target_os = "linux")]
+/// before its `main` (or the test harness's) runs (see the module docs). glibc passes
+/// `argc`/`argv` to `.init_array` functions, which is how it reads the flag so early;
+/// other C libraries (musl) pass nothing, so the hook exists only with glibc.
+#[cfg(all(feature = "worker-hook", target_os = "linux", target_env = "gnu"))]
 #[used]
 #[link_section = ".init_array"]
 static WORKER_HOOK: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = worker_hook;
 
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "worker-hook", target_os = "linux", target_env = "gnu"))]
 extern "C" fn worker_hook(argc: c_int, argv: *const *const c_char, _env: *const *const c_char) {
     if argc < 2 || argv.is_null() {
         return;
     }
-    // SAFETY: glibc calls `.init_array` functions with the process's argc/argv, an
-    // array of `argc` valid NUL-terminated strings.
+    // SAFETY: this is compiled only for glibc, which calls `.init_array` functions
+    // with the process's argc/argv: an array of `argc` valid NUL-terminated strings.
     let arg = |i: c_int| unsafe {
         CStr::from_ptr(*argv.add(i as usize))
             .to_string_lossy()
@@ -343,7 +410,7 @@ extern "C" fn worker_hook(argc: c_int, argv: *const *const c_char, _env: *const 
 /// Keeps the constructor linked: referencing it from code every program runs stops
 /// the linker from dropping the object file that holds it.
 pub(crate) fn keep_worker_hook() {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(feature = "worker-hook", target_os = "linux", target_env = "gnu"))]
     std::hint::black_box(&WORKER_HOOK);
 }
 
@@ -372,7 +439,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
         None => None,
     };
     if let Some(t) = tls {
-        crate::tls::set(t);
+        super::tls::set(t);
     }
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
@@ -389,46 +456,34 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     }
 }
 
-async fn accept(stream: tokio::net::TcpStream) -> Result<(), String> {
-    let conn = Connection::from_tcp(stream).map_err(|e| e.to_string())?;
+async fn accept(stream: tokio::net::TcpStream) -> Result<(), ConnectError> {
+    let conn = Connection::from_tcp(stream)?;
     accept_connection(conn).await
 }
 
 /// The accepting side of any connection: TLS (when on), handshake, then `Join` or
 /// `Identify`.
-async fn accept_connection(conn: Connection) -> Result<(), String> {
-    let conn = crate::tls::server(conn).await?;
+async fn accept_connection(conn: Connection) -> Result<(), ConnectError> {
+    let conn = tls_server(conn).await?;
     let mut est = handshake(conn, Role::Acceptor).await?;
     let first = read_one(&mut est, Duration::from_secs(30)).await?;
     match first.kind {
         Some(Kind::Join(join)) => {
             if JOINED.swap(true, Ordering::AcqRel) {
-                return Err("a second master tried to join".into());
+                return Err(ConnectError::SecondMaster);
             }
             let n = node();
-            n.set_worker(join.pid);
-            *n.topology.write() = (crate::procs::topology_from_wire(join.topology()), join.lazy);
             *n.master_hostname.write() = join.master_hostname.clone();
-            {
-                let mut workers = n.workers.write();
-                for info in join.known {
-                    workers.insert(
-                        info.pid,
-                        WorkerRecord {
-                            info,
-                            managed: None,
-                        },
-                    );
-                }
-            }
-            // Eager all-to-all and custom: connect to the workers the master named.
-            // Under a custom topology these are the only workers this one may call.
-            n.custom_links
-                .write()
-                .extend(join.connect_now.iter().map(|i| i.pid));
-            for info in &join.connect_now {
-                let _ = n.peer(info.pid);
-            }
+            n.join_as_worker(Joined {
+                pid: join.pid,
+                topology: topology_from_wire(join.topology()),
+                lazy: join.lazy,
+                known: join.known,
+                // Eager all-to-all and custom: connect to the workers the master named.
+                // Under a custom topology these are the only workers this one may call.
+                connect_now: join.connect_now,
+                custom: true,
+            });
             let jc = proto::JoinComplete {
                 os_pid: std::process::id(),
                 cpu_threads: std::thread::available_parallelism()
@@ -447,15 +502,16 @@ async fn accept_connection(conn: Connection) -> Result<(), String> {
             Ok(())
         }
         Some(Kind::Identify(id)) => {
-            if node().topology.read().0 == Topology::MasterWorker {
-                return Err(format!(
-                    "worker {} tried to connect, but the topology is master-worker",
-                    id.pid
-                ));
+            let n = node();
+            if n.peek(|c| c.membership().topology().0) == Topology::MasterWorker {
+                return Err(ConnectError::TopologyForbids { pid: id.pid });
             }
             Peer::register(id.pid, est);
+            n.with_core(|c| c.handle_connected(id.pid, None, false));
             Ok(())
         }
-        _ => Err("the first message was neither Join nor Identify".into()),
+        _ => Err(ConnectError::Unexpected {
+            expected: "Join or Identify",
+        }),
     }
 }

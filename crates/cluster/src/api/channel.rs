@@ -20,34 +20,18 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::api::future::live;
 use crate::codec;
+use crate::core::Reply;
 use crate::error::{CallError, ErrorKind, Failure};
-use crate::future::live;
-use crate::node::{node, Reply};
 use crate::registry::RemoteFn;
+use crate::shell::channel_ops::{ChannelSlot, ErasedChannel};
+use crate::shell::node::node;
 
 /// What a channel value must be to travel: serde both ways, shareable, and `Clone`
 /// (for `fetch`, which copies without removing).
 pub trait ChannelValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> ChannelValue for T {}
-
-/// The owner's channel, seen through bytes, for requests from other processes.
-pub(crate) trait ErasedChannel: Send + Sync {
-    fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
-    fn take(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
-    fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
-    fn wait(&self) -> BoxFuture<'_, Result<(), CallError>>;
-    fn isready(&self) -> bool;
-    fn close(&self);
-}
-
-/// The store's record of a channel: the byte face for remote requests and the typed
-/// one for this process.
-#[derive(Clone)]
-pub(crate) struct ChannelSlot {
-    pub erased: Arc<dyn ErasedChannel>,
-    pub typed: Arc<dyn Any + Send + Sync>,
-}
 
 fn channel_error(e: ChannelError) -> CallError {
     match e {
@@ -101,7 +85,7 @@ fn install<T: ChannelValue>(id: RefId, chan: Arc<dyn AbstractChannel<T>>) {
         erased: Arc::new(Typed(chan.clone())),
         typed: Arc::new(chan),
     };
-    node().store.install_channel(id, slot);
+    node().store().install_channel(id, slot);
 }
 
 /// The call that runs a factory on the owner and installs its channel there.
@@ -148,7 +132,7 @@ struct Inner<T> {
 impl<T> Drop for Inner<T> {
     fn drop(&mut self) {
         if !self.finalized.load(std::sync::atomic::Ordering::Acquire) {
-            node().store.dropped(self.id);
+            node().store().dropped(self.id);
         }
         live().lock().remove(&self.id);
     }
@@ -322,20 +306,20 @@ impl<T: ChannelValue> RemoteChannel<T> {
         let n = node();
         let id = n.new_ref();
         if pid == n.myid() {
-            n.store.created(id, pid);
+            n.store().created(id, pid);
             install::<T>(id, Arc::new(factory.call(())));
             return Ok(Self::handle(id, pid));
         }
         // Count our handle before the channel exists, so the owner cannot free it
         // between its creation and our first use.
-        n.store.created(id, pid);
+        n.store().created(id, pid);
         let rc = Self::handle(id, pid);
         let install = Install::<T, F> {
             id,
             factory,
             _t: PhantomData,
         };
-        crate::call::remotecall_wait(install, pid, ()).await?;
+        crate::api::call::remotecall_wait(install, pid, ()).await?;
         Ok(rc)
     }
 
@@ -388,7 +372,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     pub fn finalize(&self) {
         use std::sync::atomic::Ordering;
         if !self.inner.finalized.swap(true, Ordering::AcqRel) {
-            node().store.released(self.inner.id);
+            node().store().released(self.inner.id);
         }
     }
 
@@ -713,7 +697,7 @@ impl<T: ChannelValue> RemoteFn<()> for NewChannel<T> {
 /// assert!(!ch.isready(()));
 /// ```
 pub fn channel_from_id<T: Send + 'static>(id: RefId) -> Option<Arc<dyn AbstractChannel<T>>> {
-    let slot = node().store.channel(id)?;
+    let slot = node().store().channel(id)?;
     slot.typed
         .downcast_ref::<Arc<dyn AbstractChannel<T>>>()
         .cloned()
@@ -730,7 +714,7 @@ struct Carried {
 impl<T: ChannelValue> Serialize for RemoteChannel<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if let Some(dest) = codec::serializing_for() {
-            node().store.serialized(self.inner.id, dest);
+            node().store().serialized(self.inner.id, dest);
         }
         Carried {
             whence: self.inner.id.whence,
@@ -749,11 +733,11 @@ impl<'de, T: ChannelValue> Deserialize<'de> for RemoteChannel<T> {
         let existing = live().lock().get(&id).and_then(Weak::upgrade);
         if let Some(existing) = existing {
             if let Ok(inner) = existing.downcast::<Inner<T>>() {
-                n.store.deserialized(id, c.owner, false);
+                n.store().deserialized(id, c.owner, false);
                 return Ok(RemoteChannel { inner });
             }
         }
-        n.store.deserialized(id, c.owner, true);
+        n.store().deserialized(id, c.owner, true);
         Ok(Self::handle(id, c.owner))
     }
 }

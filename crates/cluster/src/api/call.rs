@@ -11,11 +11,11 @@ use cohort_wire::proto::{self, envelope::Kind, function_ref, CallMode, Envelope}
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::future::Future;
 use crate::codec;
 use crate::error::{CallError, Failure, RemoteException};
-use crate::future::Future;
-use crate::node::node;
 use crate::registry::{self, RemoteFn};
+use crate::shell::node::node;
 
 /// Where `spawnat` runs: a given process, or any worker in turn (Julia's `:any`).
 ///
@@ -151,8 +151,7 @@ where
         return run_local(f, args);
     }
     let id = n.new_ref();
-    match build_call(&f, pid, &args, CallMode::Call, 0, Some(id)).and_then(|env| n.send(pid, &env))
-    {
+    match build_call(&f, pid, &args, CallMode::Call, 0, Some(id)).and_then(|env| n.send(pid, env)) {
         Ok(()) => Future::remote(id, pid),
         Err(e) => Future::ready(pid, Err(e)),
     }
@@ -181,9 +180,11 @@ where
 {
     let n = node();
     if pid == n.myid() {
-        return tokio::task::spawn_blocking(move || call_catching(&f, args))
+        // On cohort's runtime, so this works from any executor.
+        return crate::runtime::handle()
+            .spawn_blocking(move || call_catching(&f, args))
             .await
-            .unwrap_or_else(|e| Err(CallError::Serialization(e.to_string())));
+            .unwrap_or(Err(CallError::TaskLost));
     }
     let call_id = n.new_call_id();
     let env = build_call(&f, pid, &args, CallMode::Fetch, call_id, None)?;
@@ -316,7 +317,7 @@ where
         return Ok(());
     }
     let env = build_call(&f, pid, &args, CallMode::RemoteDo, 0, None)?;
-    n.send(pid, &env)
+    n.send(pid, env)
 }
 
 /// Runs the zero-argument function `f` on `target` and returns a [`Future`] (Julia's

@@ -1,0 +1,11 @@
+//! What users call: the remotecall family, [`Future`](crate::Future),
+//! [`RemoteChannel`](crate::RemoteChannel), membership functions and `addprocs`,
+//! interrupts and statistics. Each handle goes to the shell's node; none touches a
+//! socket itself.
+
+pub mod builtins;
+pub(crate) mod call;
+pub(crate) mod channel;
+pub(crate) mod future;
+pub(crate) mod interrupt;
+pub(crate) mod procs;

@@ -1,0 +1,767 @@
+//! The sans-IO core of the runtime: everything a process decides about the cluster,
+//! with no tokio, sockets, threads, globals or clock inside.
+//!
+//! It is quinn's `quinn-proto` applied to the runtime. Events go in —
+//! [`Core::handle_envelope`] for a message from a peer, [`Core::handle_peer_lost`],
+//! [`Core::handle_timeout`] and commands from user handles (send a call, register a
+//! reply waiter, a handle was dropped, a call finished…) — each with `now` where time
+//! matters. Outputs come back through [`Core::poll_output`] (a message to transmit, a
+//! waiter to complete, a call to run, a connection to make, a membership change, a
+//! freed value to drop, exit) and [`Core::poll_timeout`] (when to call
+//! `handle_timeout`). The shell (`crate::shell`) owns the sockets and threads and
+//! pumps the core; the simulation (`sim`, in tests) pumps N cores with seeded
+//! reordering, delays and deaths.
+//!
+//! The core is generic over `W`, how a waiting caller is told its reply (a oneshot
+//! sender in the shell, a token in the simulation), and `C`, the channel object a
+//! `RemoteChannel` slot holds (its operations may wait, so the shell runs them).
+//!
+//! Modules: [`membership`] (who is in the cluster, topology, routes), [`replies`]
+//! (the pending-reply table), [`store`] (the reference store over `cohort-refs`),
+//! [`calls`] (running calls and interrupts).
+
+pub(crate) mod calls;
+pub(crate) mod membership;
+pub(crate) mod replies;
+#[cfg(test)]
+mod sim;
+pub(crate) mod store;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+use cohort_refs::RefStats;
+use cohort_transport::Topology;
+use cohort_wire::ids::{Pid, RefId, MASTER};
+use cohort_wire::proto::{
+    self, call_result::Outcome, envelope::Kind, CallMode, Envelope, RefRequestKind, WorkerInfo,
+};
+
+use crate::error::{CallError, ErrorKind, ProtocolError, RemoteException};
+use calls::{Calls, Running};
+use membership::{Membership, Route};
+use replies::Replies;
+use store::{Slot, Store};
+
+/// A reply someone is waiting for: the encoded value, or why there is none.
+pub(crate) type Reply = Result<Bytes, CallError>;
+
+/// A received call the shell must run; its outcome goes back through
+/// [`Core::finish_call`] with `seq`.
+#[derive(Debug)]
+pub(crate) struct RunCall {
+    pub(crate) seq: u64,
+    pub(crate) from: Pid,
+    pub(crate) call: proto::Call,
+}
+
+/// An operation on a stored channel (it may wait, so the shell runs it), answered
+/// with [`Core::reply`].
+pub(crate) struct ChannelOp<C> {
+    pub(crate) from: Pid,
+    pub(crate) call_id: u64,
+    pub(crate) channel: C,
+    pub(crate) kind: RefRequestKind,
+    pub(crate) value: Bytes,
+}
+
+/// A change of membership, for those who watch it (pools, managers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A worker joined (or was announced by the master).
+    Added(Pid),
+    /// A worker left: died, or was removed.
+    Removed(Pid),
+}
+
+/// What the shell must do.
+pub(crate) enum Output<W, C> {
+    /// Send `env` to `to`, in order with every other transmit to `to`.
+    Transmit { to: Pid, env: Envelope },
+    /// Make a connection to this worker; transmits to it that follow wait for it.
+    Connect(WorkerInfo),
+    /// Tell a waiting caller its reply.
+    Complete { waiter: W, reply: Reply },
+    /// Run a received call.
+    Run(RunCall),
+    /// Run an operation on a stored channel.
+    Channel(ChannelOp<C>),
+    /// A value nobody holds any more: drop it (outside any lock).
+    Freed(#[allow(dead_code)] RefId, Box<Slot<W, C>>),
+    /// Membership changed.
+    Membership(Change),
+    /// An interrupt arrived: raise the flag running calls poll.
+    Interrupted,
+    /// A `remote_do` failed; nobody waits for it, so it is reported here.
+    RemoteDoFailed(RemoteException),
+    /// This worker must exit (its master is gone, or asked it to).
+    Exit(i32),
+}
+
+/// The queue of outputs, with the helpers the parts of the core share.
+pub(crate) struct Outputs<W, C> {
+    queue: VecDeque<Output<W, C>>,
+}
+
+impl<W, C> Outputs<W, C> {
+    pub(crate) fn push(&mut self, o: Output<W, C>) {
+        self.queue.push_back(o);
+    }
+
+    /// Queues a `CallResult` for `call_id` to `to`.
+    pub(crate) fn reply(&mut self, me: Pid, to: Pid, call_id: u64, reply: Reply) {
+        self.push(Output::Transmit {
+            to,
+            env: reply_envelope(me, call_id, reply),
+        });
+    }
+}
+
+/// The `CallResult` that carries `reply` to a caller.
+fn reply_envelope(me: Pid, call_id: u64, reply: Reply) -> Envelope {
+    let outcome = match reply {
+        // Shared, not copied: the frame writes it from where it is.
+        Ok(v) => Outcome::Value(v),
+        Err(CallError::Remote(e)) => Outcome::Error(e.to_wire()),
+        Err(other) => Outcome::Error(
+            RemoteException {
+                pid: me,
+                kind: match other {
+                    CallError::AlreadySet => ErrorKind::AlreadySet,
+                    CallError::ChannelClosed => ErrorKind::ChannelClosed,
+                    CallError::ChannelUnsupported(_) => ErrorKind::Error,
+                    _ => ErrorKind::Reference,
+                },
+                function: String::new(),
+                message: other.to_string(),
+                context: String::new(),
+            }
+            .to_wire(),
+        ),
+    };
+    Envelope {
+        kind: Some(Kind::Result(proto::CallResult {
+            call_id,
+            outcome: Some(outcome),
+        })),
+    }
+}
+
+/// A payload decoded from a frame is a slice of the connection's read buffer. A large
+/// one keeps it as is (the buffer was sized for that frame); a small one is copied
+/// out, so that a value kept for long (a cached result, an item in a channel) does not
+/// pin a whole read buffer full of other messages.
+pub(crate) fn own(payload: Bytes) -> Bytes {
+    if payload.len() < cohort_wire::envelope::SPLIT_PAYLOAD_MIN {
+        Bytes::copy_from_slice(&payload)
+    } else {
+        payload
+    }
+}
+
+/// What a worker learns from the master's `Join`.
+#[derive(Debug, Clone)]
+pub(crate) struct Joined {
+    pub(crate) pid: Pid,
+    pub(crate) topology: Topology,
+    pub(crate) lazy: bool,
+    /// Workers already in the cluster.
+    pub(crate) known: Vec<WorkerInfo>,
+    /// Workers to connect to now (eager all-to-all, custom links).
+    pub(crate) connect_now: Vec<WorkerInfo>,
+    /// Under a custom topology, whether `connect_now` lists the only allowed links.
+    pub(crate) custom: bool,
+}
+
+/// The state of one process of the cluster.
+pub(crate) struct Core<W, C> {
+    membership: Membership,
+    replies: Replies<W>,
+    calls: Calls,
+    store: Store<W, C>,
+    next_ref: u64,
+    out: Outputs<W, C>,
+}
+
+impl<W, C: Clone> Default for Core<W, C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<W, C: Clone> Core<W, C> {
+    /// A master (pid 1) with no workers.
+    pub(crate) fn new() -> Self {
+        Core {
+            membership: Membership::new(),
+            replies: Replies::default(),
+            calls: Calls::default(),
+            store: Store::new(MASTER),
+            next_ref: 1,
+            out: Outputs {
+                queue: VecDeque::new(),
+            },
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next thing the shell must do, in order. A transmit to a worker with no
+    /// connection yet (a reference batch to an owner never talked to, say) comes
+    /// after the [`Output::Connect`] that makes it; one to a process that cannot be
+    /// reached is dropped.
+    pub(crate) fn poll_output(&mut self) -> Option<Output<W, C>> {
+        loop {
+            let o = self.out.queue.pop_front()?;
+            let Output::Transmit { to, .. } = &o else {
+                return Some(o);
+            };
+            match self.membership.route(*to) {
+                Ok(Route::Connected) => return Some(o),
+                Ok(Route::ConnectFirst(info)) => {
+                    self.membership.set_connected(info.pid);
+                    self.out.queue.push_front(o);
+                    return Some(Output::Connect(info));
+                }
+                Err(e) => tracing::debug!(error = %e, "message not sent"),
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due (reference batches).
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.store.poll_timeout()
+    }
+
+    /// Time passed: sends the reference batches that are due.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.store.drive(&mut self.out, now);
+    }
+
+    // ----- identity and membership -----
+
+    pub(crate) fn me(&self) -> Pid {
+        self.membership.me()
+    }
+
+    pub(crate) fn is_worker(&self) -> bool {
+        self.membership.is_worker()
+    }
+
+    pub(crate) fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// A fresh reference id, created by this process.
+    pub(crate) fn new_ref(&mut self) -> RefId {
+        let id = self.next_ref;
+        self.next_ref += 1;
+        RefId::new(self.me(), id)
+    }
+
+    pub(crate) fn new_call_id(&mut self) -> u64 {
+        self.replies.new_call_id()
+    }
+
+    pub(crate) fn next_worker(&mut self) -> Pid {
+        self.membership.next_worker()
+    }
+
+    pub(crate) fn set_topology(&mut self, topology: Topology, lazy: bool) {
+        self.membership.set_topology(topology, lazy);
+    }
+
+    /// The pid for a worker about to join (master).
+    pub(crate) fn allocate_pid(&mut self) -> Pid {
+        self.membership.allocate_pid()
+    }
+
+    /// This worker joined the cluster (the master's `Join`): it takes its pid, learns
+    /// the others and connects to those it must connect to now.
+    pub(crate) fn handle_joined(&mut self, j: Joined) {
+        self.membership.become_worker(j.pid);
+        self.store = Store::new(j.pid);
+        self.membership.set_topology(j.topology, j.lazy);
+        self.membership.set_connected(MASTER);
+        for info in j.known {
+            self.membership.add_worker(info);
+        }
+        for info in j.connect_now {
+            if j.custom {
+                self.membership.allow_link(info.pid);
+            }
+            self.membership.add_worker(info.clone());
+            self.connect(info);
+        }
+    }
+
+    fn connect(&mut self, info: WorkerInfo) {
+        if self.membership.is_member(info.pid)
+            && !self.membership.connected().any(|p| p == info.pid)
+        {
+            self.membership.set_connected(info.pid);
+            self.out.push(Output::Connect(info));
+        }
+    }
+
+    /// A connection to `pid` is up (accepted, or made by a join). `announce` (master)
+    /// adds `info` to the cluster and tells the other workers.
+    pub(crate) fn handle_connected(&mut self, pid: Pid, info: Option<WorkerInfo>, announce: bool) {
+        self.membership.set_connected(pid);
+        if let Some(info) = info {
+            self.membership.add_worker(info.clone());
+            self.out.push(Output::Membership(Change::Added(pid)));
+            if announce {
+                self.broadcast(
+                    pid,
+                    Envelope {
+                        kind: Some(Kind::PeerUpdate(proto::PeerUpdate {
+                            added: vec![info],
+                            removed: vec![],
+                        })),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Transmits `env` to every connected worker except `except`.
+    fn broadcast(&mut self, except: Pid, env: Envelope) {
+        let mut to: Vec<Pid> = self
+            .membership
+            .connected()
+            .filter(|p| *p != except && *p != MASTER)
+            .collect();
+        to.sort_unstable();
+        for pid in to {
+            self.out.push(Output::Transmit {
+                to: pid,
+                env: env.clone(),
+            });
+        }
+    }
+
+    /// The master removes `pids` (rmprocs): asks each to exit, tells the others.
+    ///
+    /// # Errors
+    /// [`crate::ClusterError`]-worthy misuse is checked by the caller; this returns the
+    /// first pid that is not a worker.
+    pub(crate) fn remove_workers(&mut self, pids: &[Pid]) -> Result<(), Pid> {
+        if let Some(bad) = pids.iter().find(|p| self.membership.worker(**p).is_none()) {
+            return Err(*bad);
+        }
+        for &p in pids {
+            // Ask them to exit first, while they still count as connected.
+            self.out.push(Output::Transmit {
+                to: p,
+                env: Envelope {
+                    kind: Some(Kind::Exit(proto::Exit {})),
+                },
+            });
+        }
+        for &p in pids {
+            self.membership.remove_worker(p);
+            self.out.push(Output::Membership(Change::Removed(p)));
+        }
+        self.broadcast(
+            0,
+            Envelope {
+                kind: Some(Kind::PeerUpdate(proto::PeerUpdate {
+                    added: vec![],
+                    removed: pids.to_vec(),
+                })),
+            },
+        );
+        Ok(())
+    }
+
+    /// The connection to `pid` is gone: fail what waited on it and forget its
+    /// references. The master drops a lost worker from the cluster (as Julia does) and
+    /// tells the others; a worker that lost its master exits.
+    pub(crate) fn handle_peer_lost(&mut self, pid: Pid, reason: &str, now: Instant) {
+        let was_connected = self.membership.set_disconnected(pid);
+        // Messages still queued for it went down with its connection.
+        self.out
+            .queue
+            .retain(|o| !matches!(o, Output::Transmit { to, .. } if *to == pid));
+        for (waiter, reply) in self.replies.fail_peer(pid, reason) {
+            self.out.push(Output::Complete { waiter, reply });
+        }
+        // Calls it sent go on running: a stored result may be wanted by others who
+        // hold its handle; a reply to it is dropped for want of a connection.
+        self.store.peer_died(&mut self.out, pid, now);
+        if !self.is_worker() {
+            if self.membership.remove_worker(pid) || was_connected {
+                self.out.push(Output::Membership(Change::Removed(pid)));
+            }
+            // Tell the others, so owners drop the dead worker from their client sets
+            // even when they never talked to it.
+            self.broadcast(
+                pid,
+                Envelope {
+                    kind: Some(Kind::PeerUpdate(proto::PeerUpdate {
+                        added: vec![],
+                        removed: vec![pid],
+                    })),
+                },
+            );
+        } else if pid == MASTER {
+            self.out.push(Output::Exit(0));
+        }
+    }
+
+    // ----- sending -----
+
+    /// Queues `env` for `pid` (a connection is made first where the topology allows a
+    /// lazy one).
+    ///
+    /// # Errors
+    /// As [`Membership::route`].
+    pub(crate) fn send(&mut self, pid: Pid, env: Envelope) -> Result<(), CallError> {
+        self.check_route(pid)?;
+        self.out.push(Output::Transmit { to: pid, env });
+        Ok(())
+    }
+
+    /// Checks that `pid` can be reached, queuing its connection if it must be made.
+    ///
+    /// # Errors
+    /// As [`Membership::route`].
+    pub(crate) fn check_route(&mut self, pid: Pid) -> Result<(), CallError> {
+        match self.membership.route(pid)? {
+            Route::Connected => Ok(()),
+            Route::ConnectFirst(info) => {
+                self.connect(info);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the request `env` (carrying `call_id`) to `pid`; its reply goes to
+    /// `waiter`.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); the waiter is dropped then.
+    pub(crate) fn request(
+        &mut self,
+        pid: Pid,
+        call_id: u64,
+        env: Envelope,
+        waiter: W,
+    ) -> Result<(), CallError> {
+        self.send(pid, env)?;
+        self.replies.expect(call_id, pid, waiter);
+        Ok(())
+    }
+
+    /// Gives up waiting for `call_id` (the caller went away); returns whether it was
+    /// still pending.
+    pub(crate) fn abandon(&mut self, call_id: u64) -> bool {
+        self.replies.take(call_id).is_some()
+    }
+
+    /// Answers request `call_id` of `to` (a channel operation finished).
+    pub(crate) fn reply(&mut self, to: Pid, call_id: u64, reply: Reply) {
+        let me = self.me();
+        if to == me {
+            return;
+        }
+        self.out.reply(me, to, call_id, reply);
+    }
+
+    // ----- messages from peers -----
+
+    /// Handles one message from `from`.
+    pub(crate) fn handle_envelope(&mut self, from: Pid, env: Envelope, now: Instant) {
+        match env.kind {
+            Some(Kind::Call(call)) => self.start_call(from, call),
+            Some(Kind::Result(r)) => {
+                let reply = match r.outcome {
+                    Some(Outcome::Value(v)) => Ok(own(v)),
+                    Some(Outcome::Error(e)) => {
+                        Err(CallError::Remote(RemoteException::from_wire(e)))
+                    }
+                    None => Ok(Bytes::new()),
+                };
+                // A reply nobody waits for (the caller gave up) is dropped.
+                if let Some((_, waiter)) = self.replies.take(r.call_id) {
+                    self.out.push(Output::Complete { waiter, reply });
+                }
+            }
+            Some(Kind::RefRequest(r)) => {
+                let kind = r.kind();
+                match r.ref_id {
+                    Some(id) => self.store.request(
+                        &mut self.out,
+                        from,
+                        r.call_id,
+                        id.into(),
+                        kind,
+                        own(r.value),
+                        None,
+                        now,
+                    ),
+                    None => {
+                        let me = self.me();
+                        self.out.reply(
+                            me,
+                            from,
+                            r.call_id,
+                            Err(CallError::Protocol(ProtocolError::RequestWithoutReference)),
+                        )
+                    }
+                }
+            }
+            Some(Kind::RefBatch(b)) => self.store.handle_ops(&mut self.out, b.ops, now),
+            Some(Kind::PeerUpdate(u)) => {
+                for info in u.added {
+                    let pid = info.pid;
+                    self.membership.add_worker(info);
+                    self.out.push(Output::Membership(Change::Added(pid)));
+                }
+                for pid in u.removed {
+                    let connected = self.membership.connected().any(|p| p == pid);
+                    self.membership.remove_worker(pid);
+                    // Its registrations go: nothing it held can be used any more. If
+                    // this process has a connection to it, what it sent before it died
+                    // may still be on that connection (a registration for a handle it
+                    // passed on, say): its end, which comes after, does this instead.
+                    if !connected {
+                        self.store.peer_died(&mut self.out, pid, now);
+                    }
+                    self.out.push(Output::Membership(Change::Removed(pid)));
+                }
+            }
+            Some(Kind::Exit(_)) => {
+                if self.is_worker() {
+                    self.out.push(Output::Exit(0));
+                }
+            }
+            Some(Kind::Interrupt(_)) => self.interrupt_local(now),
+            Some(Kind::Identify(_) | Kind::Join(_) | Kind::JoinComplete(_)) | None => {
+                tracing::warn!(
+                    pid = from,
+                    "unexpected set-up message on an open connection; ignored"
+                );
+            }
+        }
+    }
+
+    // ----- calls run here -----
+
+    fn start_call(&mut self, from: Pid, call: proto::Call) {
+        let running = Running {
+            from,
+            call_id: call.call_id,
+            mode: call.mode(),
+            result_ref: call.result_ref.map(Into::into),
+            function: call
+                .function
+                .as_ref()
+                .map(|f| f.display.clone())
+                .unwrap_or_default(),
+        };
+        if let (CallMode::Call | CallMode::Wait, Some(id)) = (running.mode, running.result_ref) {
+            self.store.expect_result(id);
+        }
+        let seq = self.calls.start(running);
+        self.out.push(Output::Run(RunCall { seq, from, call }));
+    }
+
+    /// A call started by [`Output::Run`] finished: delivers its outcome as its mode
+    /// asks, unless an interrupt answered it already.
+    pub(crate) fn finish_call(
+        &mut self,
+        seq: u64,
+        outcome: Result<Bytes, RemoteException>,
+        now: Instant,
+    ) {
+        if let Some(r) = self.calls.finish(seq) {
+            self.deliver(r, outcome, now);
+        }
+    }
+
+    fn deliver(&mut self, r: Running, out: Result<Bytes, RemoteException>, now: Instant) {
+        let me = self.me();
+        match r.mode {
+            CallMode::Fetch => {
+                self.out
+                    .reply(me, r.from, r.call_id, out.map_err(CallError::Remote))
+            }
+            CallMode::Call | CallMode::Wait => {
+                let Some(id) = r.result_ref else {
+                    tracing::warn!(from = r.from, "call without a result reference");
+                    if r.mode == CallMode::Wait {
+                        self.out.reply(
+                            me,
+                            r.from,
+                            r.call_id,
+                            Err(CallError::Protocol(ProtocolError::CallWithoutResultRef)),
+                        );
+                    }
+                    return;
+                };
+                let stored = self.store.set_result(&mut self.out, id, out.clone(), now);
+                if let Err(e) = stored {
+                    tracing::debug!(%id, error = %e, "call result not stored");
+                }
+                if r.mode == CallMode::Wait {
+                    self.out.reply(
+                        me,
+                        r.from,
+                        r.call_id,
+                        out.map(|_| Bytes::new()).map_err(CallError::Remote),
+                    );
+                }
+            }
+            CallMode::RemoteDo | CallMode::Unspecified => {
+                if let Err(e) = out {
+                    self.out.push(Output::RemoteDoFailed(e));
+                }
+            }
+        }
+    }
+
+    /// Interrupts every call running here: each is answered `Interrupted` now.
+    pub(crate) fn interrupt_local(&mut self, now: Instant) {
+        let me = self.me();
+        let all = self.calls.interrupt();
+        self.out.push(Output::Interrupted);
+        for r in all {
+            let e = RemoteException {
+                pid: me,
+                kind: ErrorKind::Interrupted,
+                function: r.function.clone(),
+                message: "interrupted".into(),
+                context: String::new(),
+            };
+            self.deliver_interrupted(r, e, now);
+        }
+    }
+
+    /// Answers an interrupted call; its result reference gets the error too.
+    fn deliver_interrupted(&mut self, r: Running, e: RemoteException, now: Instant) {
+        let me = self.me();
+        match r.mode {
+            CallMode::Fetch => self
+                .out
+                .reply(me, r.from, r.call_id, Err(CallError::Remote(e))),
+            CallMode::Call | CallMode::Wait => {
+                if let Some(id) = r.result_ref {
+                    let _ = self
+                        .store
+                        .set_result(&mut self.out, id, Err(e.clone()), now);
+                }
+                if r.mode == CallMode::Wait {
+                    self.out
+                        .reply(me, r.from, r.call_id, Err(CallError::Remote(e)));
+                }
+            }
+            CallMode::RemoteDo | CallMode::Unspecified => {}
+        }
+    }
+
+    /// Interrupts received so far.
+    pub(crate) fn interrupt_generation(&self) -> u64 {
+        self.calls.generation()
+    }
+
+    // ----- the reference store -----
+
+    /// A request by this process on a value it owns; `waiter` gets the reply.
+    pub(crate) fn local_request(
+        &mut self,
+        id: RefId,
+        kind: RefRequestKind,
+        value: Bytes,
+        waiter: W,
+        now: Instant,
+    ) {
+        let me = self.me();
+        self.store
+            .request(&mut self.out, me, 0, id, kind, value, Some(waiter), now);
+    }
+
+    /// Stores the value of `id` here.
+    ///
+    /// # Errors
+    /// [`CallError::AlreadySet`].
+    pub(crate) fn set_value(
+        &mut self,
+        id: RefId,
+        value: Result<Bytes, RemoteException>,
+        now: Instant,
+    ) -> Result<(), CallError> {
+        self.store.set(&mut self.out, id, value, now)
+    }
+
+    pub(crate) fn install_channel(&mut self, id: RefId, channel: C) {
+        self.store.install_channel(id, channel);
+    }
+
+    pub(crate) fn channel(&self, id: RefId) -> Option<C> {
+        self.store.channel(id)
+    }
+
+    /// This process made a handle to `id`, stored on `owner`.
+    pub(crate) fn ref_created(&mut self, id: RefId, owner: Pid) {
+        self.store.created(id, owner);
+    }
+
+    /// A handle to `id` arrived in a message.
+    pub(crate) fn ref_deserialized(
+        &mut self,
+        id: RefId,
+        owner: Pid,
+        fresh_handle: bool,
+        now: Instant,
+    ) {
+        self.store
+            .deserialized(&mut self.out, id, owner, fresh_handle, now);
+    }
+
+    /// A handle to `id` is about to travel to `dest`.
+    pub(crate) fn ref_serialized(&mut self, id: RefId, dest: Pid, now: Instant) {
+        self.store.serialized(&mut self.out, id, dest, now);
+    }
+
+    /// The last local handle to `id` was dropped.
+    pub(crate) fn ref_dropped(&mut self, id: RefId, now: Instant) {
+        self.store.dropped(&mut self.out, id, now);
+    }
+
+    /// This process gave up its claim on `id` early (fetch, finalize).
+    pub(crate) fn ref_released(&mut self, id: RefId, now: Instant) {
+        self.store.released(&mut self.out, id, now);
+    }
+
+    /// Queues every pending reference message now.
+    pub(crate) fn flush_refs(&mut self, now: Instant) {
+        self.store.flush_all(&mut self.out, now);
+    }
+
+    pub(crate) fn ref_stats(&self) -> RefStats {
+        self.store.stats()
+    }
+
+    /// Whether outputs are waiting.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.queue.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn owner_counts(&self, id: &RefId, pids: &[Pid]) -> Option<Vec<(Pid, i64)>> {
+        self.store.owner_counts(id, pids)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pending_replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn running_calls(&self) -> usize {
+        self.calls.len()
+    }
+}

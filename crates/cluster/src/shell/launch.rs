@@ -1,0 +1,216 @@
+//! Launching and joining workers (the master's side of `addprocs`) and removing
+//! them (`rmprocs`): the manager starts processes, each is connected to, shaken hands
+//! with and told its pid and the cluster in a `Join`; the core records it and tells
+//! the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohort_transport::{ClusterManager, LaunchParams, ManageEvent, Topology, WorkerConfig};
+use cohort_wire::ids::{Pid, MASTER};
+use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
+
+use super::driver::Peer;
+use super::handshake::{handshake, read_one, tls_client, write_one, ConnectError};
+use super::node::node;
+use super::tls::TlsMode;
+use crate::error::ClusterError;
+
+/// How long a new worker may take to finish joining.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serializes the join phase: each new worker is told a consistent membership.
+static JOIN_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub(crate) async fn launch(
+    manager: Arc<dyn ClusterManager>,
+    mut params: LaunchParams,
+    tls: Option<TlsMode>,
+) -> Result<Vec<Pid>, ClusterError> {
+    let n = node();
+    if n.is_worker() {
+        return Err(ClusterError::NotMaster);
+    }
+    let has_workers = n.workers().iter().any(|&p| p != MASTER);
+    params.tls = super::tls::resolve(tls, has_workers)?;
+    params.cookie = n.cookie().expose().to_string();
+    n.with_core(|c| c.set_topology(params.topology, params.lazy));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let m = manager.clone();
+    let p = params.clone();
+    let launcher = tokio::spawn(async move { m.launch(&p, tx).await });
+    let mut joins = Vec::new();
+    while let Some(config) = rx.recv().await {
+        joins.push(tokio::spawn(join_worker(
+            manager.clone(),
+            config,
+            params.clone(),
+        )));
+    }
+    let launched = launcher.await.unwrap_or_else(|e| {
+        Err(cohort_transport::LaunchError::Other(format!(
+            "the cluster manager's launch task failed: {e}"
+        )))
+    });
+    let mut pids = Vec::new();
+    let mut first_err = None;
+    for j in joins {
+        match j.await {
+            Ok(Ok(pid)) => pids.push(pid),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(ClusterError::Connect {
+                    addr: String::new(),
+                    source: ConnectError::TaskLost,
+                });
+            }
+        }
+    }
+    launched?;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+async fn join_worker(
+    manager: Arc<dyn ClusterManager>,
+    config: WorkerConfig,
+    params: LaunchParams,
+) -> Result<Pid, ClusterError> {
+    let n = node();
+    let addr = format!(
+        "{}:{}",
+        config.host.as_deref().unwrap_or("?"),
+        config.port.unwrap_or(0)
+    );
+    let fail = |source: ConnectError| ClusterError::Connect {
+        addr: addr.clone(),
+        source,
+    };
+    let pid = n.with_core(|c| c.allocate_pid());
+    let conn = match manager.connect(pid, &config).await {
+        Ok(c) => c,
+        Err(e) => {
+            manager.kill(pid, &config).await;
+            return Err(fail(e.into()));
+        }
+    };
+    // TLS (when on) goes under the cookie handshake.
+    let conn = match tls_client(conn).await {
+        Ok(c) => c,
+        Err(e) => {
+            manager.kill(pid, &config).await;
+            return Err(fail(e));
+        }
+    };
+    let mut est = match handshake(conn, Role::Connector).await {
+        Ok(e) => e,
+        Err(e) => {
+            manager.kill(pid, &config).await;
+            return Err(fail(e));
+        }
+    };
+    let _serial = JOIN_LOCK.lock().await;
+    let (known, custom_links): (Vec<proto::WorkerInfo>, Vec<proto::WorkerInfo>) = {
+        let known: Vec<proto::WorkerInfo> =
+            n.peek(|c| c.membership().worker_infos().cloned().collect());
+        let managed = n.managed.read();
+        // Custom topology: the new worker connects to every existing worker it names in
+        // its connect_idents, and to every existing worker that names it in theirs, so
+        // each wanted link is made exactly once, by whichever end joins later.
+        let me = config.ident.as_deref().unwrap_or("");
+        let links = known
+            .iter()
+            .filter(|info| {
+                let wants_it = config.connect_idents.contains(&info.ident);
+                let wanted_by = !me.is_empty()
+                    && managed
+                        .get(&info.pid)
+                        .is_some_and(|(_, c)| c.connect_idents.iter().any(|i| i == me));
+                !info.ident.is_empty() && (wants_it || wanted_by)
+            })
+            .cloned()
+            .collect();
+        (known, links)
+    };
+    let connect_now = match params.topology {
+        Topology::AllToAll if !params.lazy => known.clone(),
+        Topology::Custom => custom_links,
+        _ => Vec::new(),
+    };
+    let join = proto::Join {
+        pid,
+        topology: wire_topology(params.topology) as i32,
+        lazy: params.lazy,
+        connect_now,
+        known: if params.topology == Topology::MasterWorker {
+            Vec::new()
+        } else {
+            known
+        },
+        master_hostname: n.master_hostname.read().clone(),
+        connect_idents: config.connect_idents.clone(),
+    };
+    let joined = async {
+        write_one(
+            &mut est,
+            &Envelope {
+                kind: Some(Kind::Join(join)),
+            },
+        )
+        .await?;
+        match read_one(&mut est, JOIN_TIMEOUT).await?.kind {
+            Some(Kind::JoinComplete(jc)) => Ok(jc),
+            _ => Err(ConnectError::Unexpected {
+                expected: "JoinComplete",
+            }),
+        }
+    }
+    .await;
+    let jc = match joined {
+        Ok(jc) => jc,
+        Err(e) => {
+            manager.kill(pid, &config).await;
+            return Err(fail(e));
+        }
+    };
+    let info = proto::WorkerInfo {
+        pid,
+        host: config
+            .bind_addr
+            .clone()
+            .or_else(|| config.host.clone())
+            .unwrap_or_default(),
+        port: u32::from(config.port.unwrap_or(0)),
+        hostname: jc.hostname,
+        ident: config.ident.clone().unwrap_or_default(),
+    };
+    n.managed
+        .write()
+        .insert(pid, (manager.clone(), config.clone()));
+    Peer::register(pid, est);
+    let announce = params.topology != Topology::MasterWorker;
+    n.with_core(|c| c.handle_connected(pid, Some(info), announce));
+    manager.manage(pid, &config, ManageEvent::Register);
+    Ok(pid)
+}
+
+fn wire_topology(t: Topology) -> proto::Topology {
+    match t {
+        Topology::AllToAll => proto::Topology::AllToAll,
+        Topology::MasterWorker => proto::Topology::MasterWorker,
+        Topology::Custom => proto::Topology::Custom,
+    }
+}
+
+pub(crate) fn topology_from_wire(t: proto::Topology) -> Topology {
+    match t {
+        proto::Topology::MasterWorker => Topology::MasterWorker,
+        proto::Topology::Custom => Topology::Custom,
+        _ => Topology::AllToAll,
+    }
+}

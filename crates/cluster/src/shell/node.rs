@@ -1,0 +1,458 @@
+//! This process's node: the sans-IO [`Core`] behind a lock, the connections to the
+//! other processes, and the pump that carries out the core's outputs.
+//!
+//! Every change goes through [`Node::with_core`]: it runs a step of the core, then
+//! carries out what the core asked for. Transmits are queued on their connection
+//! while the lock is still held — so each connection sends in the core's order (a
+//! handle's registration goes ahead of the message that carries the handle) — and
+//! written after it is released; everything else (completing waiters, running calls,
+//! dropping freed values) happens after it is released too.
+//!
+//! `Drop` of a handle uses [`Node::record`] instead: it only changes the core and, if
+//! that produced outputs, wakes the pump task, which carries them out. A drop never
+//! writes to a socket or opens a connection.
+//!
+//! There is one [`Node`] per process (Julia's process group is process-global too).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use cohort_transport::{ClusterManager, ManageEvent, WorkerConfig};
+use cohort_wire::cookie::Cookie;
+use cohort_wire::ids::{Pid, RefId};
+use cohort_wire::proto::{Envelope, RefRequestKind};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, Notify};
+
+use super::channel_ops::ChannelSlot;
+use super::driver::Peer;
+use crate::core::{Change, Core, Output, Reply};
+use crate::error::CallError;
+
+/// How a waiting caller of this process is told its reply.
+pub(crate) type Waiter = oneshot::Sender<Reply>;
+
+/// The core as this shell instantiates it.
+pub(crate) type NodeCore = Core<Waiter, ChannelSlot>;
+
+/// The manager that launched a worker, and its config (master only).
+pub(crate) type Managed = (Arc<dyn ClusterManager>, WorkerConfig);
+
+/// The process-global state of the shell.
+pub(crate) struct Node {
+    core: Mutex<NodeCore>,
+    /// The core's pid and role, mirrored for reads without its lock (they change once,
+    /// when a worker joins, before it serves anything).
+    me: AtomicU32,
+    worker: AtomicBool,
+    cookie: RwLock<Cookie>,
+    pub(crate) master_hostname: RwLock<String>,
+    /// The connections by pid (the one this process sends on).
+    pub(crate) peers: RwLock<HashMap<Pid, Arc<Peer>>>,
+    /// Master only: the manager that launched each worker, and its config.
+    pub(crate) managed: RwLock<HashMap<Pid, Managed>>,
+    /// Wakes the pump task (outputs recorded by a `Drop`).
+    pump: Notify,
+    /// The batch deadline the timer task is armed for.
+    timer: Mutex<Option<Instant>>,
+    /// Interrupts received (mirrors the core, read without its lock by `interrupted`).
+    pub(crate) interrupts: AtomicU64,
+}
+
+/// The node of this process.
+pub(crate) fn node() -> &'static Node {
+    static NODE: OnceLock<Node> = OnceLock::new();
+    NODE.get_or_init(|| {
+        crate::panics::install_hook();
+        super::serve::keep_worker_hook();
+        let n = Node {
+            core: Mutex::new(Core::new()),
+            me: AtomicU32::new(cohort_wire::ids::MASTER),
+            worker: AtomicBool::new(false),
+            cookie: RwLock::new(Cookie::random()),
+            master_hostname: RwLock::new(cohort_transport::listen::hostname()),
+            peers: RwLock::new(HashMap::new()),
+            managed: RwLock::new(HashMap::new()),
+            pump: Notify::new(),
+            timer: Mutex::new(None),
+            interrupts: AtomicU64::new(0),
+        };
+        super::runtime::handle().spawn(async {
+            loop {
+                node().pump.notified().await;
+                node().with_core(|_| ());
+            }
+        });
+        n
+    })
+}
+
+impl Node {
+    /// Runs one step of the core and carries out its outputs (see the module docs).
+    pub(crate) fn with_core<R>(&self, step: impl FnOnce(&mut NodeCore) -> R) -> R {
+        let mut core = self.core.lock();
+        let r = step(&mut core);
+        if !core.has_output() {
+            drop(core);
+            return r;
+        }
+        let mut later = Vec::new();
+        let mut to_flush: Vec<Arc<Peer>> = Vec::new();
+        while let Some(o) = core.poll_output() {
+            match o {
+                Output::Transmit { to, env } => {
+                    if let Some(p) = self.enqueue(to, &env) {
+                        if !to_flush.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                            to_flush.push(p);
+                        }
+                    }
+                }
+                Output::Connect(info) => {
+                    // Made here, under the lock, so that transmits after it wait in
+                    // the new connection's queue.
+                    Peer::connect_lazily(info.pid, info);
+                }
+                Output::Interrupted => {
+                    self.interrupts
+                        .store(core.interrupt_generation(), Ordering::Release);
+                }
+                other => later.push(other),
+            }
+        }
+        let deadline = core.poll_timeout();
+        drop(core);
+        for p in to_flush {
+            p.flush();
+        }
+        for o in later {
+            self.perform(o);
+        }
+        if let Some(at) = deadline {
+            self.arm_timer(at);
+        }
+        r
+    }
+
+    /// Runs one step of the core without doing any I/O on this thread: outputs it
+    /// produced are carried out by the pump task. For `Drop`.
+    pub(crate) fn record(&self, step: impl FnOnce(&mut NodeCore)) {
+        let mut core = self.core.lock();
+        step(&mut core);
+        let wake = core.has_output();
+        let deadline = core.poll_timeout();
+        drop(core);
+        if wake {
+            self.pump.notify_one();
+        }
+        if let Some(at) = deadline {
+            self.arm_timer(at);
+        }
+    }
+
+    /// A read-only look at the core.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&NodeCore) -> R) -> R {
+        f(&self.core.lock())
+    }
+
+    fn enqueue(&self, to: Pid, env: &Envelope) -> Option<Arc<Peer>> {
+        let peer = self.peers.read().get(&to).cloned();
+        match peer {
+            Some(p) => p.enqueue(env).then_some(p),
+            None => {
+                tracing::debug!(pid = to, "message to a process with no connection dropped");
+                None
+            }
+        }
+    }
+
+    fn perform(&self, o: Output<Waiter, ChannelSlot>) {
+        match o {
+            Output::Complete { waiter, reply } => {
+                let _ = waiter.send(reply);
+            }
+            Output::Run(run) => super::execute::run_call(run),
+            Output::Channel(op) => super::channel_ops::run(op),
+            Output::Freed(_, slot) => drop(slot),
+            Output::Membership(change) => {
+                if let Change::Removed(pid) = change {
+                    if let Some((manager, config)) = self.managed.write().remove(&pid) {
+                        super::runtime::handle().spawn(async move {
+                            manager.manage(pid, &config, ManageEvent::Deregister);
+                            manager.kill(pid, &config).await;
+                        });
+                    }
+                }
+            }
+            Output::RemoteDoFailed(e) => eprintln!("error in remote_do {e}"),
+            Output::Exit(code) => {
+                tracing::info!("leaving the cluster; worker exiting");
+                std::process::exit(code);
+            }
+            Output::Transmit { .. } | Output::Connect(_) | Output::Interrupted => {
+                unreachable!("carried out under the lock")
+            }
+        }
+    }
+
+    /// One timer task for the reference-batch deadline; re-armed to the earliest
+    /// deadline asked for.
+    fn arm_timer(&self, at: Instant) {
+        {
+            let mut armed = self.timer.lock();
+            if armed.is_some_and(|cur| cur <= at && cur > Instant::now()) {
+                return;
+            }
+            *armed = Some(at);
+        }
+        super::timer::arm(at);
+    }
+
+    /// The timer fired.
+    pub(crate) fn handle_timeout(&self) {
+        *self.timer.lock() = None;
+        self.with_core(|c| c.handle_timeout(Instant::now()));
+    }
+
+    // ----- identity and membership -----
+
+    pub(crate) fn myid(&self) -> Pid {
+        self.me.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_worker(&self) -> bool {
+        self.worker.load(Ordering::Acquire)
+    }
+
+    /// This process joined the cluster as a worker (the master's `Join`).
+    pub(crate) fn join_as_worker(&self, joined: crate::core::Joined) {
+        let pid = joined.pid;
+        self.with_core(|c| {
+            c.handle_joined(joined);
+            self.me.store(pid, Ordering::Release);
+            self.worker.store(true, Ordering::Release);
+        });
+    }
+
+    pub(crate) fn cookie(&self) -> Cookie {
+        self.cookie.read().clone()
+    }
+
+    pub(crate) fn set_cookie(&self, c: Cookie) {
+        *self.cookie.write() = c;
+    }
+
+    pub(crate) fn new_ref(&self) -> cohort_wire::ids::RefId {
+        self.core.lock().new_ref()
+    }
+
+    pub(crate) fn new_call_id(&self) -> u64 {
+        self.core.lock().new_call_id()
+    }
+
+    pub(crate) fn procs(&self) -> Vec<Pid> {
+        self.peek(|c| c.membership().procs())
+    }
+
+    pub(crate) fn workers(&self) -> Vec<Pid> {
+        self.peek(|c| c.membership().workers())
+    }
+
+    pub(crate) fn next_worker(&self) -> Pid {
+        self.core.lock().next_worker()
+    }
+
+    // ----- sending -----
+
+    /// The connection to `pid`, made now if the topology allows a lazy one.
+    ///
+    /// # Errors
+    /// As [`Node::send`].
+    pub(crate) fn peer(&self, pid: Pid) -> Result<Arc<Peer>, CallError> {
+        if let Some(p) = self.peers.read().get(&pid) {
+            return Ok(p.clone());
+        }
+        self.with_core(|c| c.check_route(pid))?;
+        self.peers
+            .read()
+            .get(&pid)
+            .cloned()
+            .ok_or(CallError::WorkerExited {
+                pid,
+                reason: "connection closed".into(),
+            })
+    }
+
+    /// Sends `env` to `pid` (a local pid is an error: callers run local work directly).
+    ///
+    /// # Errors
+    /// [`CallError::WorkerExited`], [`CallError::NoSuchProcess`],
+    /// [`CallError::TopologyForbids`].
+    pub(crate) fn send(&self, pid: Pid, env: Envelope) -> Result<(), CallError> {
+        self.with_core(|c| c.send(pid, env))
+    }
+
+    fn start_request(
+        &self,
+        pid: Pid,
+        call_id: u64,
+        env: Envelope,
+    ) -> Result<oneshot::Receiver<Reply>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.with_core(|c| c.request(pid, call_id, env, tx))?;
+        Ok(rx)
+    }
+
+    /// A request/response exchange with `pid`: registers the reply waiter, sends, waits.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request: its waiter is removed, and a reply
+    /// that comes later is dropped. What the request did on the peer stands.
+    pub(crate) async fn request(&self, pid: Pid, call_id: u64, env: Envelope) -> Reply {
+        let rx = self.start_request(pid, call_id, env)?;
+        let guard = Abandon { call_id };
+        let r = rx.await;
+        std::mem::forget(guard);
+        r.unwrap_or_else(|_| Err(lost(pid)))
+    }
+
+    /// Blocking form of [`request`](Self::request), run on the calling thread: no
+    /// hand-off to the runtime on the way out (the frame is written directly when the
+    /// socket has room), one wake-up on the way back.
+    pub(crate) fn request_blocking(&self, pid: Pid, call_id: u64, env: Envelope) -> Reply {
+        let rx = self.start_request(pid, call_id, env)?;
+        super::runtime::wait(rx).unwrap_or_else(|_| Err(lost(pid)))
+    }
+
+    /// A request on a value this process owns; `waiter` gets the reply.
+    pub(crate) fn local_request(
+        &self,
+        id: cohort_wire::ids::RefId,
+        kind: cohort_wire::proto::RefRequestKind,
+        value: bytes::Bytes,
+    ) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.with_core(|c| c.local_request(id, kind, value, tx, Instant::now()));
+        rx
+    }
+
+    /// A connection is gone: if it was the one this process sends on, the core fails
+    /// what waited on it and forgets its references.
+    pub(crate) fn peer_lost(&self, pid: Pid, peer: &Arc<Peer>, reason: &str) {
+        let removed = {
+            let mut peers = self.peers.write();
+            if peers.get(&pid).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+                peers.remove(&pid);
+                true
+            } else {
+                false
+            }
+        };
+        if !removed {
+            // A second, read-only connection to the same peer; the first is still up.
+            return;
+        }
+        tracing::debug!(pid, reason, "peer lost");
+        self.with_core(|c| c.handle_peer_lost(pid, reason, Instant::now()));
+    }
+}
+
+/// Abandons a request whose future was dropped before its reply came.
+struct Abandon {
+    call_id: u64,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        let call_id = self.call_id;
+        node().record(|c| {
+            c.abandon(call_id);
+        });
+    }
+}
+
+fn lost(pid: Pid) -> CallError {
+    CallError::WorkerExited {
+        pid,
+        reason: "connection closed".into(),
+    }
+}
+
+/// The reference store's commands, as the handles use them.
+pub(crate) struct StoreHandle<'a>(&'a Node);
+
+impl Node {
+    /// The reference store of this process.
+    pub(crate) fn store(&self) -> StoreHandle<'_> {
+        StoreHandle(self)
+    }
+}
+
+impl StoreHandle<'_> {
+    /// This process made a handle to `id`, stored on `owner`.
+    pub(crate) fn created(&self, id: RefId, owner: Pid) {
+        self.0.record(|c| c.ref_created(id, owner));
+    }
+
+    /// The last local handle to `id` went. Only records the event (it runs in `Drop`).
+    pub(crate) fn dropped(&self, id: RefId) {
+        self.0.record(|c| c.ref_dropped(id, Instant::now()));
+    }
+
+    pub(crate) fn released(&self, id: RefId) {
+        self.0.with_core(|c| c.ref_released(id, Instant::now()));
+    }
+
+    /// A handle to `id` is about to travel to `dest`: its registration is queued
+    /// ahead of anything sent after this returns.
+    pub(crate) fn serialized(&self, id: RefId, dest: Pid) {
+        self.0
+            .with_core(|c| c.ref_serialized(id, dest, Instant::now()));
+    }
+
+    pub(crate) fn deserialized(&self, id: RefId, owner: Pid, fresh_handle: bool) {
+        self.0
+            .with_core(|c| c.ref_deserialized(id, owner, fresh_handle, Instant::now()));
+    }
+
+    /// A request by this process on a value it owns.
+    pub(crate) fn request(
+        &self,
+        id: RefId,
+        kind: RefRequestKind,
+        value: Bytes,
+    ) -> oneshot::Receiver<Reply> {
+        self.0.local_request(id, kind, value)
+    }
+
+    /// Stores the value of `id` here.
+    ///
+    /// # Errors
+    /// [`CallError::AlreadySet`].
+    pub(crate) fn set(
+        &self,
+        id: RefId,
+        value: Result<Bytes, crate::error::RemoteException>,
+    ) -> Result<(), CallError> {
+        self.0.with_core(|c| c.set_value(id, value, Instant::now()))
+    }
+
+    pub(crate) fn install_channel(&self, id: RefId, slot: ChannelSlot) {
+        self.0.with_core(|c| c.install_channel(id, slot));
+    }
+
+    pub(crate) fn channel(&self, id: RefId) -> Option<ChannelSlot> {
+        self.0.peek(|c| c.channel(id))
+    }
+
+    pub(crate) fn stats(&self) -> cohort_refs::RefStats {
+        self.0.peek(|c| c.ref_stats())
+    }
+
+    /// Sends every queued reference message now.
+    pub(crate) fn flush_all(&self) {
+        self.0.with_core(|c| c.flush_refs(Instant::now()));
+    }
+}
