@@ -828,7 +828,10 @@ mod tests {
                 let lo = (prev * 5.0 * 0.9).min(10.0);
                 let hi = (prev * 5.0 * 1.1).min(10.0);
                 let x = d[i].as_secs_f64();
-                assert!(x >= lo - 1e-9 && x <= hi + 1e-9, "{i}: {x} not in [{lo}, {hi}]");
+                assert!(
+                    x >= lo - 1e-9 && x <= hi + 1e-9,
+                    "{i}: {x} not in [{lo}, {hi}]"
+                );
                 assert!(d[i] <= cap);
                 // Strictly growing until the cap is reached, then stays at it.
                 if d[i - 1] < cap {
