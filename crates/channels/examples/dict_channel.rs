@@ -1,6 +1,9 @@
 //! A user-defined [`AbstractChannel`] backed by a dictionary: the Rust port of
-//! `dictchannel.jl` from Julia's Examples repository, which the manual cites
-//! as the example of a custom channel that a `RemoteChannel` can refer to.
+//! `dictchannel.jl` from Julia's Examples repository, which Julia's manual cites
+//! as the example of a custom channel that a `RemoteChannel` can refer to. In
+//! cohort it is a local channel only: `RemoteChannel` stores an
+//! `AbstractChannel<T>` whose key type is `()`, so a keyed channel like this one
+//! cannot sit behind a `RemoteChannel` (there is no keyed `put!(rr, k, v)`).
 //!
 //! The Julia original:
 //!
@@ -178,9 +181,9 @@ where
     }
 }
 
-/// Exercises the `DictChannel` purely through `dyn AbstractChannel`, as a
-/// `RemoteChannel` server would. Panics if anything misbehaves, so the test
-/// suite runs it too.
+/// Exercises the `DictChannel` purely through `dyn AbstractChannel`, the kind of
+/// trait object a `RemoteChannel`'s owner drives (there with the key type `()`).
+/// Panics if anything misbehaves, so the test suite runs it too.
 pub async fn demo() {
     let chan: Arc<dyn AbstractChannel<i64, String>> = Arc::new(DictChannel::<String, i64>::new());
 

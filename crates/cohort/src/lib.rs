@@ -2,8 +2,11 @@
 //!
 //! Start worker processes, call functions on them, and get futures back: the
 //! `Distributed` standard library of Julia, as a Rust crate. This is the facade: it
-//! re-exports the layers below (`cohort-cluster`, the runtime; `cohort-transport`,
-//! streams and cluster managers; `cohort-wire`, the protocol) and adds no logic.
+//! re-exports the layers below (`cohort-cluster`, the runtime; `cohort-pool`, pools,
+//! `pmap` and distributed loops; `cohort-shared`, `SharedArray`; `cohort-channels`,
+//! local channels; `cohort-transport`, streams and cluster managers; `cohort-wire`,
+//! the protocol; and the macros of `cohort-macros`) and adds no logic of its own
+//! beyond [`registered_functions`].
 //!
 //! ```no_run
 //! use cohort::prelude::*;
@@ -24,7 +27,12 @@
 //! ```
 //!
 //! Any program that uses cohort is its own worker: `addprocs` starts the current
-//! executable with `--cohort-worker`, and cohort turns it into a worker before `main`.
+//! executable with `--cohort-worker`, and cohort turns it into a worker before `main`
+//! (on Linux with glibc, an ELF `.init_array` constructor does it; [`init`], which
+//! `#[cohort::main]` calls first, does the same check explicitly). So **any binary that
+//! links cohort becomes a worker when its first argument is `--cohort-worker`**: it
+//! then listens on a port, reads a cookie from stdin and runs calls from whoever
+//! proves that cookie, and never reaches its own `main`.
 //! Functions marked [`remote`] are called by name; other functions and closures
 //! without captures by code offset (same executable only); [`closure!`] ships a
 //! closure together with its captured values.

@@ -284,20 +284,39 @@ impl<O> PmapOptions<O> {
     }
 }
 
-/// Delays growing by a factor 5 from 50 ms with jitter capped at 10 s, `n` of them
-/// (Julia's `ExponentialBackOff(n = n)`).
+/// `n` retry delays as Julia's `ExponentialBackOff(n = n)` makes them (`first_delay =
+/// 0.05`, `factor = 5.0`, `jitter = 0.1`, `max_delay = 10.0`): the first is 50 ms, and
+/// each next one is the previous times `5 × r`, with `r` drawn uniformly from
+/// `[0.9, 1.1]` for every step, all capped at 10 s. The jitter keeps retries of many
+/// failed items from hitting the workers in lockstep.
 ///
 /// ```
+/// use std::time::Duration;
 /// let d = cohort_pool::exponential_backoff(3);
 /// assert_eq!(d.len(), 3);
-/// assert!(d[1] > d[0]);
+/// assert_eq!(d[0], Duration::from_millis(50));
+/// assert!(d[1] > d[0] && d[2] > d[1]);
+/// assert!(d.iter().all(|x| *x <= Duration::from_secs(10)));
 /// ```
 pub fn exponential_backoff(n: usize) -> Vec<Duration> {
+    backoff_with(n, 0.05, 10.0, 5.0, 0.1, rand::random::<f64>)
+}
+
+/// Julia's `ExponentialBackOff` iteration, with the random source (values in
+/// `[0, 1)`) passed in so tests can pin it.
+fn backoff_with(
+    n: usize,
+    first_delay: f64,
+    max_delay: f64,
+    factor: f64,
+    jitter: f64,
+    mut unit: impl FnMut() -> f64,
+) -> Vec<Duration> {
     let mut v = Vec::with_capacity(n);
-    let mut d = 0.05f64;
+    let mut d = first_delay.min(max_delay);
     for _ in 0..n {
-        v.push(Duration::from_secs_f64(d.min(10.0)));
-        d *= 5.0;
+        v.push(Duration::from_secs_f64(d));
+        d = (d * factor * (1.0 - jitter + unit() * 2.0 * jitter)).min(max_delay);
     }
     v
 }
@@ -790,5 +809,53 @@ async fn slot<F, Args>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_jitter_bounds_and_grows() {
+        let cap = Duration::from_secs(10);
+        for _ in 0..500 {
+            let d = exponential_backoff(8);
+            assert_eq!(d.len(), 8);
+            assert_eq!(d[0], Duration::from_millis(50));
+            for i in 1..d.len() {
+                let prev = d[i - 1].as_secs_f64();
+                let lo = (prev * 5.0 * 0.9).min(10.0);
+                let hi = (prev * 5.0 * 1.1).min(10.0);
+                let x = d[i].as_secs_f64();
+                assert!(
+                    x >= lo - 1e-9 && x <= hi + 1e-9,
+                    "{i}: {x} not in [{lo}, {hi}]"
+                );
+                assert!(d[i] <= cap);
+                // Strictly growing until the cap is reached, then stays at it.
+                if d[i - 1] < cap {
+                    assert!(d[i] > d[i - 1], "{d:?}");
+                } else {
+                    assert_eq!(d[i], cap);
+                }
+            }
+            // 0.05 s × 4.5⁴ > 10 s: the cap is reached by the fifth delay at the latest.
+            assert_eq!(d[7], cap);
+        }
+    }
+
+    #[test]
+    fn backoff_extremes_of_the_jitter() {
+        let low = backoff_with(3, 0.05, 10.0, 5.0, 0.1, || 0.0);
+        let high = backoff_with(3, 0.05, 10.0, 5.0, 0.1, || 1.0);
+        let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+        for (got, want) in secs(&low).iter().zip([0.05, 0.225, 1.0125]) {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        for (got, want) in secs(&high).iter().zip([0.05, 0.275, 1.5125]) {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        assert!(backoff_with(0, 0.05, 10.0, 5.0, 0.1, || 0.5).is_empty());
     }
 }

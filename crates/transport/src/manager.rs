@@ -263,8 +263,9 @@ pub enum LaunchError {
 }
 
 /// Starts, watches, connects to and stops workers. Implement it to run workers under
-/// a scheduler, over another transport, or anywhere else; `addprocs_with` takes any
-/// implementation.
+/// a scheduler, over another transport, or anywhere else; `cohort-cluster`'s
+/// `AddProcs::with_manager(manager)` (then `.launch()` or `.launch_blocking()`) takes
+/// any implementation.
 ///
 /// The runtime calls [`launch`](Self::launch) once per `addprocs`, connects to each
 /// config sent on `launched` (through [`connect`](Self::connect)), then calls
