@@ -12,7 +12,7 @@
 //! 1. The manager starts the worker program with the environment variable
 //!    [`SOCKET_ENV`] set to the socket path it should listen on (in the manager's
 //!    directory, one per worker), plus the launch's `exeflags`, `env`, `dir` and
-//!    worker timeout ([`WORKER_TIMEOUT_ENV`](crate::WORKER_TIMEOUT_ENV)).
+//!    worker timeout ([`WORKER_TIMEOUT_ENV`]).
 //! 2. It writes the cookie line (and the TLS bundle, when the cluster uses TLS) to
 //!    the worker's stdin — never its argv — and closes stdin.
 //! 3. The worker binds the socket and prints [`READY_PREFIX`] followed by the path
