@@ -96,6 +96,13 @@ pub mod prelude {
     };
 }
 
+/// The registry paths `#[cohort::remote]` expands to (`cohort::registry::…`, the same
+/// as in `cohort-cluster`, so the macros name either crate the same way).
+#[doc(hidden)]
+pub mod registry {
+    pub use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use cohort_cluster::__private::linkme;

@@ -6,16 +6,54 @@
 //! - `#[cohort::main]` marks `main`: a program started in worker mode serves as a
 //!   worker instead of running `main`; an `async fn main` runs on cohort's runtime.
 //!
-//! Use them through the `cohort` crate, which re-exports both.
+//! Use them through the `cohort` crate, which re-exports both. A crate that depends on
+//! a layer (`cohort-cluster`) rather than on the facade names it with
+//! `crate = …`: `#[cohort_macros::remote(crate = cohort_cluster)]`.
+//!
+//! ## What the expansions name in that crate
+//!
+//! Both macros expand to paths under the crate they are given (`::cohort` by
+//! default), which must provide: `__private::linkme` (the `linkme` crate),
+//! `registry::REMOTE_FUNCTIONS` and `registry::RemoteFnEntry` (for `remote`), and
+//! `init` and `runtime::run_main` (for `main`). `cohort` and `cohort-cluster` both do.
 
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, FnArg, ItemFn};
 
+/// The crate the expansion names: `crate = path` or `crate = "path"`, else `::cohort`.
+fn crate_path(attr: TokenStream, macro_name: &str) -> syn::Result<syn::Path> {
+    let mut krate: Option<syn::Path> = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            if krate.is_some() {
+                return Err(meta.error("`crate` is given twice"));
+            }
+            let value = meta.value()?;
+            krate = Some(if value.peek(syn::LitStr) {
+                value.parse::<syn::LitStr>()?.parse()?
+            } else {
+                value.parse()?
+            });
+            Ok(())
+        } else {
+            Err(meta.error(format!(
+                "unknown argument; #[{macro_name}] takes only `crate = path`"
+            )))
+        }
+    });
+    syn::parse::Parser::parse(parser, attr)?;
+    Ok(krate.unwrap_or_else(|| syn::parse_quote!(::cohort)))
+}
+
 /// Registers a function for remote calls by name: `module::path::fn_name`.
 ///
 /// The function stays an ordinary function. Its arguments and result must be serde
 /// types, and it must not be generic.
+///
+/// `#[cohort::remote]` names the `cohort` facade; a crate that depends on
+/// `cohort-cluster` instead says so with `crate = cohort_cluster` (or
+/// `crate = "cohort_cluster"`, as tokio's `#[tokio::main(crate = "…")]`).
 ///
 /// ```ignore
 /// #[cohort::remote]
@@ -23,16 +61,43 @@ use syn::{parse_macro_input, FnArg, ItemFn};
 ///
 /// let v = cohort::remotecall_fetch_blocking(add, 2, (1, 2))?;
 /// ```
+///
+/// Without the facade:
+///
+/// ```
+/// #[cohort_macros::remote(crate = cohort_cluster)]
+/// fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// // A call to this process itself runs the function in place.
+/// let me = cohort_cluster::myid();
+/// assert_eq!(cohort_cluster::remotecall_fetch_blocking(add, me, (1, 2)).unwrap(), 3);
+/// ```
+///
+/// A remote function cannot be generic (it is registered under one name):
+///
+/// ```compile_fail
+/// #[cohort_macros::remote(crate = cohort_cluster)]
+/// fn first<T>(v: Vec<T>) -> Option<T> {
+///     v.into_iter().next()
+/// }
+/// ```
+///
+/// Only `crate` is an argument:
+///
+/// ```compile_fail
+/// #[cohort_macros::remote(crate = cohort_cluster, name = "add")]
+/// fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "#[cohort::remote] takes no arguments",
-        )
-        .to_compile_error()
-        .into();
-    }
+    let krate = match crate_path(attr, "cohort::remote") {
+        Ok(k) => k,
+        Err(e) => return e.to_compile_error().into(),
+    };
     let func = parse_macro_input!(item as ItemFn);
     if !func.sig.generics.params.is_empty() {
         return syn::Error::new_spanned(&func.sig.generics, "a remote function cannot be generic")
@@ -64,11 +129,11 @@ pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
         #func
 
         #[doc(hidden)]
-        #[::cohort::__private::linkme::distributed_slice(::cohort::__private::REMOTE_FUNCTIONS)]
-        #[linkme(crate = ::cohort::__private::linkme)]
+        #[#krate::__private::linkme::distributed_slice(#krate::registry::REMOTE_FUNCTIONS)]
+        #[linkme(crate = #krate::__private::linkme)]
         #[allow(non_upper_case_globals)]
-        static #entry: fn() -> ::cohort::__private::RemoteFnEntry = || {
-            ::cohort::__private::RemoteFnEntry::of::<_, (#(#arg_types,)*)>(
+        static #entry: fn() -> #krate::registry::RemoteFnEntry = || {
+            #krate::registry::RemoteFnEntry::of::<_, (#(#arg_types,)*)>(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
                 &#name,
             )
@@ -87,16 +152,22 @@ pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///     cohort::addprocs(2).await.unwrap();
 /// }
 /// ```
+///
+/// Like [`remote`](macro@remote), it takes `crate = path` for programs that use
+/// `cohort-cluster` without the facade:
+///
+/// ```
+/// #[cohort_macros::main(crate = "cohort_cluster")]
+/// async fn main() {
+///     assert_eq!(cohort_cluster::myid(), 1);
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        return syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "#[cohort::main] takes no arguments",
-        )
-        .to_compile_error()
-        .into();
-    }
+    let krate = match crate_path(attr, "cohort::main") {
+        Ok(k) => k,
+        Err(e) => return e.to_compile_error().into(),
+    };
     let mut func = parse_macro_input!(item as ItemFn);
     let is_async = func.sig.asyncness.take().is_some();
     let body = &func.block;
@@ -107,15 +178,15 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         quote! {
             #(#attrs)*
             #vis #sig {
-                ::cohort::init();
-                ::cohort::__private::run_main(async move #body)
+                #krate::init();
+                #krate::runtime::run_main(async move #body)
             }
         }
     } else {
         quote! {
             #(#attrs)*
             #vis #sig {
-                ::cohort::init();
+                #krate::init();
                 #body
             }
         }

@@ -16,8 +16,8 @@ use ndarray::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::SharedError;
-use crate::segment::{self, FileMode, SegId, Segment};
+use crate::error::{AttachCause, SharedError};
+use crate::segment::{self, AttachFailure, FileMode, SegId, Segment};
 
 /// The part of `0..len` that participant `part` (1-based, as Julia's `indexpids`) of
 /// `nparts` is assigned, split exactly as Julia's `SharedArrays.localindices`: each
@@ -65,13 +65,36 @@ pub fn split_range(len: usize, nparts: usize, part: usize) -> Range<usize> {
 /// `ndarray` views with Fortran strides, so `v[[i, j]]` addresses element `(i, j)`.
 ///
 /// **Sharing rules.** Within one process, views are borrow-checked at run time, like a
-/// `RefCell` shared by every handle of the array: one [`view_mut`](Self::view_mut)
-/// or any number of [`view`](Self::view)s at a time (a conflict panics; the `try_`
-/// forms return [`SharedError::Borrowed`]). Across processes nothing is locked — as in
-/// Julia, processes writing the same elements race (the values are unspecified, never
-/// unsafe for `Pod` types): give each its part ([`localindices`](Self::localindices),
-/// or a split of your own) and synchronise with the calls that start and wait for the
-/// work.
+/// `RefCell` shared by every handle of the array: one [`view_mut`](Self::view_mut),
+/// or any number of [`view`](Self::view)s, or any number of
+/// [`atomic_view`](Self::atomic_view)s at a time (a conflict panics; the `try_` forms
+/// return [`SharedError::Borrowed`]).
+///
+/// Across processes nothing is locked, and Rust's rules still hold: a view is a `&`
+/// or `&mut` of the elements, so **one process writing elements that another reads
+/// or writes at the same time through a view is a data race — undefined behaviour**,
+/// not merely an unspecified value (the compiler may, for instance, hoist the read
+/// of a polled element out of the loop, so a "wait until the other process sets
+/// it" loop over a view may never end). What is fine:
+///
+/// - **Disjoint parts.** Each process writes only elements no other process
+///   accesses meanwhile — its [`localindices`](Self::localindices), or a split of
+///   your own — as in the seeds' `init` and stencil loops.
+/// - **Synchronise, then read.** Read what another process wrote only after
+///   something that orders its writes before your reads: the completion of the call
+///   that wrote (fetching or waiting for its `Future`), a `RemoteChannel` message
+///   sent after the writes, or a barrier built from those. Every such message goes
+///   through the sender's and receiver's system calls, which order the memory
+///   accesses around them as a lock does between threads.
+/// - **Atomics for what is shared at the same time.** Flags, counters and other
+///   elements that processes touch concurrently go through
+///   [`atomic_view`](Self::atomic_view) or [`atomic`](Self::atomic), which give
+///   `std::sync::atomic` integers; those are address-free, so they synchronise
+///   processes exactly as they synchronise threads.
+///
+/// (A view spans the whole array even when a process touches only its part: what
+/// must not overlap in time is the elements actually read and written, as in every
+/// program sharing memory through `mmap`.)
 ///
 /// **Lifetime.** A handle arriving on a participant finds that process's mapping (made
 /// when the array was created). The creator's last handle releases the participants;
@@ -274,14 +297,14 @@ impl<T: Pod, D: Dimension> SharedArray<T, D> {
         self.seg.is_some()
     }
 
-    fn segment(&self) -> Result<&Segment, SharedError> {
+    pub(crate) fn segment(&self) -> Result<&Segment, SharedError> {
         self.seg.as_deref().ok_or_else(|| SharedError::NotMapped {
             pid: myid(),
             pids: self.pids.to_vec(),
         })
     }
 
-    fn ptr(&self) -> *mut T {
+    pub(crate) fn ptr(&self) -> *mut T {
         self.seg
             .as_deref()
             .map_or(std::ptr::NonNull::dangling().as_ptr(), |s| s.ptr().cast())
@@ -305,7 +328,7 @@ impl<T: Pod, D: Dimension> SharedArray<T, D> {
         let mut cur = seg.borrow.load(Ordering::Relaxed);
         loop {
             if cur < 0 {
-                return Err(SharedError::Borrowed("mutably"));
+                return Err(SharedError::Borrowed(borrowed_as(cur)));
             }
             match seg.borrow.compare_exchange_weak(
                 cur,
@@ -369,11 +392,7 @@ impl<T: Pod, D: Dimension> SharedArray<T, D> {
             .borrow
             .compare_exchange(0, -1, Ordering::Acquire, Ordering::Relaxed)
         {
-            return Err(SharedError::Borrowed(if c < 0 {
-                "mutably"
-            } else {
-                "immutably"
-            }));
+            return Err(SharedError::Borrowed(borrowed_as(c)));
         }
         // SAFETY: as in `try_view`; the flag (now -1) excludes every other view of
         // this array in this process while this one lives.
@@ -474,6 +493,16 @@ impl<T: Pod, D: Dimension> SharedArray<T, D> {
         self.segment()?;
         // SAFETY: as for `raw_view`.
         Ok(unsafe { RawArrayViewMut::from_shape_ptr(self.dim.clone().f(), self.ptr()) })
+    }
+}
+
+/// How a segment whose borrow flag reads `flag` (≠ 0) is borrowed, for
+/// [`SharedError::Borrowed`].
+pub(crate) fn borrowed_as(flag: isize) -> &'static str {
+    match flag {
+        -1 => "mutably",
+        f if f < -1 => "atomically",
+        _ => "immutably",
     }
 }
 
@@ -790,12 +819,12 @@ impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D,
         let mut p = self.start()?;
         let mut failed = None;
         for (pid, f) in std::mem::take(&mut p.attaching) {
-            let r = f
-                .fetch_blocking()
-                .map_err(|e| e.to_string())
-                .and_then(|r| r);
-            if let (Err(reason), None) = (r, &failed) {
-                failed = Some(SharedError::Attach { pid, reason });
+            let r = match f.fetch_blocking() {
+                Ok(r) => r.map_err(AttachFailure::into_cause),
+                Err(e) => Err(AttachCause::Call(e)),
+            };
+            if let (Err(cause), None) = (r, &failed) {
+                failed = Some(SharedError::Attach { pid, cause });
             }
         }
         p.created.unlink();
@@ -832,9 +861,12 @@ impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D,
         let mut p = self.start()?;
         let mut failed = None;
         for (pid, f) in std::mem::take(&mut p.attaching) {
-            let r = f.fetch().await.map_err(|e| e.to_string()).and_then(|r| r);
-            if let (Err(reason), None) = (r, &failed) {
-                failed = Some(SharedError::Attach { pid, reason });
+            let r = match f.fetch().await {
+                Ok(r) => r.map_err(AttachFailure::into_cause),
+                Err(e) => Err(AttachCause::Call(e)),
+            };
+            if let (Err(cause), None) = (r, &failed) {
+                failed = Some(SharedError::Attach { pid, cause });
             }
         }
         p.created.unlink();
@@ -857,7 +889,7 @@ impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D,
 struct Pending<T: Pod, D: Dimension> {
     created: segment::Created,
     array: SharedArray<T, D>,
-    attaching: Vec<(Pid, Future<Result<(), String>>)>,
+    attaching: Vec<(Pid, Future<Result<(), AttachFailure>>)>,
 }
 
 /// What travels: the segment's identity, the shape and the participants.

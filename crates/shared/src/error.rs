@@ -12,6 +12,7 @@ use cohort_cluster::{CallError, Pid};
 /// assert!(e.to_string().contains("process 7"));
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SharedError {
     /// A requested process runs on another host (or does not exist): shared memory
     /// only spans one machine.
@@ -63,12 +64,13 @@ pub enum SharedError {
         needed: u64,
     },
     /// A participating process could not map the segment.
-    #[error("process {pid} could not map the SharedArray: {reason}")]
+    #[error("process {pid} could not map the SharedArray: {cause}")]
     Attach {
         /// The process.
         pid: Pid,
-        /// Why (the call's error, or the system error there).
-        reason: String,
+        /// Why: the call failed, or the system refused there.
+        #[source]
+        cause: AttachCause,
     },
     /// The `init` function failed on some participating processes (every failure is
     /// listed; the array was released).
@@ -87,9 +89,101 @@ pub enum SharedError {
         pids: Vec<Pid>,
     },
     /// A view was asked for while a conflicting one is alive in this process (one
-    /// mutable view, or any number of shared ones, per process at a time).
+    /// mutable view, or any number of shared ones, or any number of atomic ones, per
+    /// process at a time). The text says how it is borrowed: `"mutably"`,
+    /// `"immutably"` or `"atomically"`.
     #[error("the SharedArray is already {0} borrowed in this process")]
     Borrowed(&'static str),
+    /// An atomic view was asked for with an atomic type whose size differs from the
+    /// element type's ([`SharedArray::try_atomic_view`](crate::SharedArray::try_atomic_view)).
+    #[error("{atomic} ({atomic_size} bytes) cannot view elements of {elem} ({elem_size} bytes): the sizes must be equal")]
+    AtomicSize {
+        /// The element type.
+        elem: &'static str,
+        /// Its size.
+        elem_size: usize,
+        /// The atomic type asked for.
+        atomic: &'static str,
+        /// Its size.
+        atomic_size: usize,
+    },
+    /// The elements are not aligned for the atomic type asked for (possible with a
+    /// file-backed array at an offset that is a multiple of the element's alignment
+    /// but not of the atomic's, or with an element type of smaller alignment).
+    #[error("the SharedArray's elements (at {addr:#x}) are not aligned to {align} bytes, as {atomic} needs")]
+    AtomicAlign {
+        /// The atomic type asked for.
+        atomic: &'static str,
+        /// Its alignment.
+        align: usize,
+        /// The address of the first element in this process.
+        addr: usize,
+    },
+    /// An element index past the end ([`SharedArray::atomic`](crate::SharedArray::atomic)).
+    #[error("index {index} is out of bounds for a SharedArray of {len} elements")]
+    OutOfBounds {
+        /// The index asked for (linear, column-major, 0-based).
+        index: usize,
+        /// The number of elements.
+        len: usize,
+    },
+}
+
+/// Why a participant could not map a [`SharedArray`](crate::SharedArray)'s segment
+/// ([`SharedError::Attach`]).
+///
+/// ```
+/// use cohort_shared::{AttachCause, AttachStep};
+/// let c = AttachCause::Os {
+///     step: AttachStep::Open,
+///     path: "/dev/shm/cohort-shm.1.0.0".into(),
+///     source: std::io::Error::from_raw_os_error(2),
+/// };
+/// assert!(c.to_string().starts_with("opening /dev/shm/cohort-shm.1.0.0"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachCause {
+    /// The built-in call that maps the segment there failed (the process died, the
+    /// connection broke…).
+    #[error("the attach call failed: {0}")]
+    Call(#[source] CallError),
+    /// The process ran the call, and the system refused to open or map the segment
+    /// there.
+    #[error("{step} {}: {source}", path.display())]
+    Os {
+        /// What it was doing.
+        step: AttachStep,
+        /// The segment's file.
+        path: PathBuf,
+        /// The OS error there (rebuilt from its error code, or its text when it had
+        /// none).
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The step of mapping a segment that failed on a participant ([`AttachCause::Os`]).
+///
+/// ```
+/// assert_eq!(cohort_shared::AttachStep::Map.to_string(), "mapping");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum AttachStep {
+    /// Opening the segment's file.
+    Open,
+    /// Mapping it.
+    Map,
+}
+
+impl std::fmt::Display for AttachStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttachStep::Open => "opening",
+            AttachStep::Map => "mapping",
+        })
+    }
 }
 
 pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SharedError {

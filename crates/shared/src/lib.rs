@@ -40,6 +40,27 @@
 //! - File-backed arrays ([`SharedArray::from_file`], [`FileMode`]) map a file so that
 //!   the data outlives the processes.
 //!
+//! ## Processes sharing the memory: the data-race rule
+//!
+//! Nothing locks the array across processes, and a view is a Rust `&`/`&mut` of the
+//! elements: **two processes accessing the same element at the same time, at least
+//! one of them writing, through views, is a data race and undefined behaviour**.
+//! Give each process its own elements ([`localindices`](SharedArray::localindices)),
+//! read another's writes only after a call, a channel message or a barrier that
+//! follows them, and use the atomic element access
+//! ([`SharedArray::atomic_view`], [`SharedArray::atomic`]) for flags and counters
+//! that several processes touch at once. [`SharedArray`]'s docs state the rule in
+//! full.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use cohort_shared::SharedArray;
+//! // A counter every participant may bump at the same time.
+//! let hits = SharedArray::<u64, ndarray::Ix1>::new(1).unwrap();
+//! hits.atomic::<AtomicU64>(0).unwrap().fetch_add(1, Ordering::Relaxed);
+//! assert_eq!(hits.get(0), Some(1));
+//! ```
+//!
 //! ## Why plain `mmap` of a `/dev/shm` file, not the `shared_memory` crate
 //!
 //! `shm_open` on Linux *is* `open` under `/dev/shm`; doing it ourselves with `std`,
@@ -71,6 +92,7 @@
 //! flag each time (two atomic operations); use views in loops.
 
 mod array;
+mod atomic;
 mod error;
 mod segment;
 
@@ -80,7 +102,8 @@ pub use array::{
     split_range, InitSpec, NoInit, SharedArray, SharedArrayBuilder, SharedView, SharedViewMut,
     WithInit,
 };
-pub use error::SharedError;
+pub use atomic::{AtomicRef, AtomicView, SharedAtomic};
+pub use error::{AttachCause, AttachStep, SharedError};
 pub use segment::FileMode;
 
 /// The number of shared-array segments this process maps now (for leak checks).
@@ -97,6 +120,10 @@ pub fn mapped_segments() -> usize {
 }
 
 /// The number of shared-array segments process `pid` maps now.
+///
+/// **This blocks** the calling thread until `pid` answers (it is a
+/// `remotecall_fetch_blocking`); do not call it from async code running on cohort's
+/// runtime. (An async form will come with the workspace's blocking-API rework.)
 ///
 /// # Errors
 /// As `remotecall_fetch`.

@@ -67,16 +67,14 @@ pub(crate) struct Segment {
     map: Option<MmapRaw>,
     /// The participants the creator must release (set on the creator only).
     release_to: Vec<Pid>,
-    /// The per-process borrow flag: > 0 shared views, -1 one mutable view.
+    /// The per-process borrow flag: > 0 shared views, -1 one mutable view, and
+    /// `-1 - n` for `n` > 0 live atomic views ([`crate::atomic`]).
     pub borrow: AtomicIsize,
 }
 
-// SAFETY: the mapping is plain memory addressed by a raw pointer; all access to it
-// goes through `SharedArray`, which serializes views within this process with
-// `borrow`. Nothing is tied to the creating thread.
-unsafe impl Send for Segment {}
-// SAFETY: as above.
-unsafe impl Sync for Segment {}
+// `Segment` is `Send + Sync` without any `unsafe impl`: every field is (memmap2's
+// `MmapRaw` is), and the compiler proves it; `tests::segment_is_send_and_sync`
+// keeps it so.
 
 impl Segment {
     /// The first byte (dangling but aligned for an empty array).
@@ -392,8 +390,8 @@ impl Drop for Unlinker {
 }
 
 /// The built-in a participant runs to map a segment (`cohort_shared::attach`).
-/// Returns an error message instead of failing the call, so the creator can name it.
-pub(crate) fn attach(desc: Desc) -> Result<(), String> {
+/// Returns what failed instead of failing the call, so the creator can name it.
+pub(crate) fn attach(desc: Desc) -> Result<(), AttachFailure> {
     let mut t = table().lock();
     if t.get(&desc.id).is_some_and(|e| e.weak.strong_count() > 0) {
         return Ok(());
@@ -402,8 +400,9 @@ pub(crate) fn attach(desc: Desc) -> Result<(), String> {
         .read(true)
         .write(true)
         .open(&desc.path)
-        .map_err(|e| format!("opening {}: {e}", desc.path))?;
-    let map = map(&f, desc.offset, desc.len).map_err(|e| format!("mapping {}: {e}", desc.path))?;
+        .map_err(|e| AttachFailure::new(AttachStep::Open, &desc.path, &e))?;
+    let map = map(&f, desc.offset, desc.len)
+        .map_err(|e| AttachFailure::new(AttachStep::Map, &desc.path, &e))?;
     let seg = Arc::new(Segment {
         id: desc.id,
         map,
@@ -419,6 +418,42 @@ pub(crate) fn attach(desc: Desc) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Why a participant could not map a segment, as it travels back to the creator
+/// (an `io::Error` does not serialize: its OS error code and text do).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AttachFailure {
+    pub step: AttachStep,
+    pub path: String,
+    pub os_code: Option<i32>,
+    pub message: String,
+}
+
+impl AttachFailure {
+    fn new(step: AttachStep, path: &str, e: &std::io::Error) -> Self {
+        AttachFailure {
+            step,
+            path: path.to_string(),
+            os_code: e.raw_os_error(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The error as the creator reports it.
+    pub fn into_cause(self) -> crate::error::AttachCause {
+        let source = match self.os_code {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::other(self.message),
+        };
+        crate::error::AttachCause::Os {
+            step: self.step,
+            path: PathBuf::from(self.path),
+            source,
+        }
+    }
+}
+
+pub(crate) use crate::error::AttachStep;
 
 /// The built-in the creator calls when its last handle goes (`cohort_shared::release`):
 /// this process stops holding the mapping on the creator's behalf.
@@ -446,3 +481,17 @@ static RELEASE: fn() -> RemoteFnEntry =
 #[linkme(crate = cohort_cluster::__private::linkme)]
 static MAPPED: fn() -> RemoteFnEntry =
     || RemoteFnEntry::of::<_, ()>("cohort_shared::mapped_segments", &remote_mapped_count);
+
+#[cfg(test)]
+mod tests {
+    use super::Segment;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn segment_is_send_and_sync() {
+        send_sync::<Segment>();
+        send_sync::<crate::SharedArray<f64, ndarray::Ix1>>();
+        send_sync::<crate::SharedArray<u8, ndarray::IxDyn>>();
+    }
+}

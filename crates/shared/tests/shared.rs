@@ -542,3 +542,63 @@ fn a_worker_can_create_one_for_itself() {
         .unwrap();
     assert_eq!((procs, sum), (vec![w[0]], 5));
 }
+
+/// Bumps element 0 of `s` `n` times, atomically.
+#[cohort::remote]
+fn bump_counter(s: SharedArray<u64, Ix1>, n: u64) {
+    let c = s.atomic::<std::sync::atomic::AtomicU64>(0).unwrap();
+    for _ in 0..n {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Waits (bounded) until element 1 is set, then writes element 2 and publishes it
+/// with element 3. Returns whether the flag came.
+#[cohort::remote]
+fn await_flag_then_answer(s: SharedArray<u64, Ix1>) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let a = s.atomic_view::<AtomicU64>();
+    let t = Instant::now();
+    while a[1].load(Ordering::Acquire) == 0 {
+        if t.elapsed() > Duration::from_secs(20) {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    a[2].store(a[1].load(Ordering::Relaxed) * 2, Ordering::Relaxed);
+    a[3].store(1, Ordering::Release);
+    true
+}
+
+#[test]
+fn atomics_synchronise_processes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let _g = serial();
+    let w = cluster();
+    let s = SharedArray::<u64, Ix1>::builder(4)
+        .pids(&w)
+        .build()
+        .unwrap();
+    // Every worker bumps one counter at the same time.
+    let bumps: Vec<_> = w
+        .iter()
+        .map(|&p| remotecall(bump_counter, p, (s.clone(), 10_000)))
+        .collect();
+    for b in bumps {
+        b.fetch_blocking().unwrap();
+    }
+    assert_eq!(s.get(0), Some(10_000 * w.len() as u64));
+    // A flag set here releases a worker polling it; its answer is published back.
+    let answer = remotecall(await_flag_then_answer, w[0], (s.clone(),));
+    {
+        let a = s.atomic_view::<AtomicU64>();
+        a[1].store(21, Ordering::Release);
+        let t = Instant::now();
+        while a[3].load(Ordering::Acquire) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(20), "no answer");
+            std::thread::yield_now();
+        }
+        assert_eq!(a[2].load(Ordering::Relaxed), 42);
+    }
+    assert!(answer.fetch_blocking().unwrap());
+}

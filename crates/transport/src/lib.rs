@@ -5,7 +5,8 @@
 //! (that is `cohort-cluster`, the layer where the two meet).
 //!
 //! - [`stream`]: the boxed byte-stream pair every connection is made of, and TCP
-//!   helpers (`TCP_NODELAY` on, as latency matters more than packet count here).
+//!   helpers (`TCP_NODELAY` on, as latency matters more than packet count here) and
+//!   Unix-domain-socket helpers.
 //! - [`manager`]: the [`ClusterManager`] trait — `launch`, `manage`, `kill`, `connect` —
 //!   with the [`WorkerConfig`] a manager fills in for each worker it starts, mirroring
 //!   Julia's `ClusterManager` interface.
@@ -14,8 +15,11 @@
 //!   optionally tunnelled and multiplexed; [`machines`] parses its machine specs.
 //! - [`listen`]: the worker side — bind, announce the address on stdout, read the
 //!   cookie from stdin.
-//! - [`tls`]: [`ClusterTls`], the cluster's TLS credentials, and the wrapping of a
-//!   connection in mutually authenticated TLS 1.3.
+//! - [`unix`]: [`UnixManager`], which starts local workers that listen on Unix-domain
+//!   sockets and connects to them there.
+//! - `tls` (feature `tls`, on by default): `ClusterTls`, the cluster's TLS
+//!   credentials, and the wrapping of a connection in mutually authenticated TLS 1.3.
+//!   Without the feature, rustls, ring and rcgen are not built.
 //!
 //! ```
 //! use cohort_transport::{LaunchParams, LocalManager};
@@ -30,7 +34,9 @@ pub mod machines;
 pub mod manager;
 pub mod ssh;
 pub mod stream;
+#[cfg(feature = "tls")]
 pub mod tls;
+pub mod unix;
 
 /// The boxed future type of [`ClusterManager`]'s methods, re-exported so that a
 /// manager can be written without depending on `futures`.
@@ -43,11 +49,14 @@ pub use futures::future::BoxFuture;
 pub use local::LocalManager;
 pub use machines::{Count, MachineSpec, MachineSpecError};
 pub use manager::{
-    ClusterManager, LaunchError, LaunchParams, ManageEvent, Topology, WorkerConfig, WorkerProcess,
+    AnnounceFailure, ClusterManager, LaunchError, LaunchParams, ManageEvent, Topology,
+    WorkerConfig, WorkerProcess,
 };
 pub use ssh::SshManager;
 pub use stream::{BoxedReader, BoxedWriter, Connection};
+#[cfg(feature = "tls")]
 pub use tls::{ClusterTls, TlsError};
+pub use unix::UnixManager;
 
 /// The command-line flag that puts a cohort-enabled executable into worker mode.
 ///

@@ -105,19 +105,34 @@ pub async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, String, u16)> {
     Ok((listener, host, local.port()))
 }
 
-/// This machine's host name (from `/proc/sys/kernel/hostname`, falling back to
-/// `localhost`).
+/// This machine's host name (`gethostname(2)`), falling back to `$HOSTNAME`, then
+/// `localhost`, when the system call fails or the name is empty or not UTF-8.
 ///
 /// ```
 /// assert!(!cohort_transport::listen::hostname().is_empty());
 /// ```
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    system_hostname()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn system_hostname() -> Option<String> {
+    // HOST_NAME_MAX is 64 on Linux and 255 by POSIX; one more for the NUL.
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call;
+    // gethostname writes at most that many and does not keep the pointer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    // POSIX leaves a truncated name possibly without a NUL: take up to the first NUL,
+    // or all of it.
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..end])
         .ok()
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Prints the address line on stdout and flushes it.
@@ -167,4 +182,17 @@ pub fn worker_timeout() -> Duration {
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64)
         .unwrap_or(DEFAULT_WORKER_TIMEOUT)
+}
+
+#[cfg(test)]
+mod hostname_tests {
+    #[test]
+    fn hostname_is_the_kernels() {
+        let h = super::hostname();
+        assert!(!h.is_empty() && !h.contains('\0'));
+        // On Linux the kernel's name is also in /proc; they agree.
+        if let Ok(p) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            assert_eq!(h, p.trim());
+        }
+    }
 }

@@ -12,6 +12,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::listen::parse_announcement;
+use crate::manager::AnnounceFailure;
 use crate::manager::{
     ClusterManager, LaunchError, LaunchParams, ManageEvent, WorkerConfig, WorkerProcess,
 };
@@ -70,7 +71,7 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
     cmd.arg(WORKER_FLAG)
         .arg("--bind-to")
         .arg(bind)
-        .args(params.tls.as_ref().map(|_| crate::tls::TLS_STDIN_FLAG))
+        .args(params.tls_flag())
         .args(&params.exeflags)
         .envs(params.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
@@ -91,7 +92,7 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
     let stdout = child.stdout.take().expect("stdout was piped");
     // The cookie (and the TLS bundle) go over stdin, never argv, where any local user
     // could read them.
-    let cookie_line = crate::tls::stdin_payload(&params.cookie, params.tls.as_ref());
+    let cookie_line = params.stdin_payload();
     if let Err(e) = stdin.write_all(cookie_line.as_bytes()).await {
         let _ = child.start_kill();
         return Err(spawn_err(e));
@@ -114,17 +115,18 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
         Ok(Some(addr)) => addr,
         Ok(None) => {
             process.kill().await;
-            return Err(LaunchError::NoAddress {
-                what: format!(
-                    "{} exited before printing its address (is it a cohort program that calls cohort::init?)",
-                    exe.display()
-                ),
+            return Err(LaunchError::Announce {
+                exe: exe.display().to_string(),
+                cause: AnnounceFailure::Exited,
             });
         }
         Err(_) => {
             process.kill().await;
-            return Err(LaunchError::NoAddress {
-                what: format!("{} did not print its address within 60 s", exe.display()),
+            return Err(LaunchError::Announce {
+                exe: exe.display().to_string(),
+                cause: AnnounceFailure::TimedOut {
+                    after: ANNOUNCE_TIMEOUT,
+                },
             });
         }
     };

@@ -33,11 +33,19 @@ pub enum Topology {
 
 /// What the runtime asks a manager to launch, and with what (Julia's `params`).
 ///
+/// Its `Debug` output never shows the cookie (it prints `"<redacted>"`), so params can
+/// be logged.
+///
 /// ```
-/// let p = cohort_transport::LaunchParams { count: 2, ..Default::default() };
+/// let p = cohort_transport::LaunchParams {
+///     count: 2,
+///     cookie: "s3cret".into(),
+///     ..Default::default()
+/// };
 /// assert!(p.restrict && p.lazy);
+/// assert!(!format!("{p:?}").contains("s3cret"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LaunchParams {
     /// How many workers to start.
     pub count: usize,
@@ -63,7 +71,65 @@ pub struct LaunchParams {
     /// worker gets the [`TLS_STDIN_FLAG`](crate::tls::TLS_STDIN_FLAG) flag and the
     /// [bundle](crate::tls::ClusterTls::bundle) on stdin after the cookie line
     /// ([`stdin_payload`](crate::tls::stdin_payload)); never on a command line.
+    /// (Only with the `tls` feature, on by default.)
+    #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::ClusterTls>,
+}
+
+impl std::fmt::Debug for LaunchParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be added without deciding here
+        // whether it may be printed.
+        let LaunchParams {
+            count,
+            executable,
+            exeflags,
+            env,
+            dir,
+            topology,
+            lazy,
+            restrict,
+            cookie: _,
+            worker_timeout,
+            #[cfg(feature = "tls")]
+            tls,
+        } = self;
+        let mut d = f.debug_struct("LaunchParams");
+        d.field("count", count)
+            .field("executable", executable)
+            .field("exeflags", exeflags)
+            .field("env", env)
+            .field("dir", dir)
+            .field("topology", topology)
+            .field("lazy", lazy)
+            .field("restrict", restrict)
+            .field("cookie", &format_args!("<redacted>"))
+            .field("worker_timeout", worker_timeout);
+        // `ClusterTls`'s own `Debug` never shows the key.
+        #[cfg(feature = "tls")]
+        d.field("tls", tls);
+        d.finish()
+    }
+}
+
+impl LaunchParams {
+    /// What a launched worker reads from its stdin: the cookie line, then the TLS
+    /// bundle when the cluster uses TLS.
+    pub(crate) fn stdin_payload(&self) -> String {
+        #[cfg(feature = "tls")]
+        return crate::tls::stdin_payload(&self.cookie, self.tls.as_ref());
+        #[cfg(not(feature = "tls"))]
+        return format!("{}\n", self.cookie);
+    }
+
+    /// The flag telling a launched worker that a TLS bundle follows the cookie, when
+    /// the cluster uses TLS.
+    pub(crate) fn tls_flag(&self) -> Option<&'static str> {
+        #[cfg(feature = "tls")]
+        return self.tls.as_ref().map(|_| crate::tls::TLS_STDIN_FLAG);
+        #[cfg(not(feature = "tls"))]
+        return None;
+    }
 }
 
 impl Default for LaunchParams {
@@ -79,6 +145,7 @@ impl Default for LaunchParams {
             restrict: true,
             cookie: String::new(),
             worker_timeout: None,
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -231,7 +298,14 @@ pub enum ManageEvent {
 }
 
 /// Why launching workers failed.
+///
+/// ```
+/// use cohort_transport::{AnnounceFailure, LaunchError};
+/// let e = LaunchError::Announce { exe: "worker".into(), cause: AnnounceFailure::Exited };
+/// assert!(e.to_string().contains("exited before printing its address"));
+/// ```
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum LaunchError {
     /// The worker executable could not be started.
     #[error("could not start worker executable {exe}: {source}")]
@@ -242,7 +316,17 @@ pub enum LaunchError {
         #[source]
         source: io::Error,
     },
-    /// The worker started but did not announce its address.
+    /// A worker this crate's managers started did not announce its address.
+    #[error("worker {exe} {cause}")]
+    Announce {
+        /// The executable.
+        exe: String,
+        /// What happened instead.
+        #[source]
+        cause: AnnounceFailure,
+    },
+    /// A worker started by a custom manager did not announce its address; the text
+    /// is the manager's (this crate's managers report [`LaunchError::Announce`]).
     #[error("worker {what}")]
     NoAddress {
         /// What went wrong (exited, timed out, printed garbage).
@@ -257,9 +341,35 @@ pub enum LaunchError {
         /// What went wrong, with the remote side's own message where there is one.
         reason: String,
     },
-    /// Anything else a custom manager reports.
+    /// The manager was shut down while workers were still being launched.
+    #[error("the cluster manager was shut down during the launch")]
+    ManagerClosed,
+    /// The escape hatch for custom managers: anything else they report, as text.
+    /// This crate's own managers never use it.
     #[error("{0}")]
     Other(String),
+}
+
+/// Why a started worker gave no address ([`LaunchError::Announce`]).
+///
+/// ```
+/// let c = cohort_transport::AnnounceFailure::TimedOut { after: std::time::Duration::from_secs(60) };
+/// assert_eq!(c.to_string(), "did not print its address within 60s");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AnnounceFailure {
+    /// Its output ended (it exited) before the address line.
+    #[error(
+        "exited before printing its address (is it a cohort program that calls cohort::init?)"
+    )]
+    Exited,
+    /// No address line came in time.
+    #[error("did not print its address within {after:?}")]
+    TimedOut {
+        /// How long the manager waited.
+        after: Duration,
+    },
 }
 
 /// Starts, watches, connects to and stops workers. Implement it to run workers under
@@ -339,5 +449,27 @@ pub trait ClusterManager: Send + Sync + 'static {
                 p.stop(Duration::from_secs(2)).await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LaunchParams;
+
+    #[test]
+    fn debug_never_prints_the_cookie() {
+        let p = LaunchParams {
+            cookie: "very-secret-cookie-4711".into(),
+            count: 3,
+            ..Default::default()
+        };
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("very-secret-cookie-4711"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("count: 3"),
+            "{shown}"
+        );
+        let pretty = format!("{p:#?}");
+        assert!(!pretty.contains("4711"), "{pretty}");
     }
 }

@@ -523,9 +523,9 @@ impl SshManager {
             s.push(' ');
             s.push_str(&shell_quote(a));
         }
-        if params.tls.is_some() {
+        if let Some(flag) = params.tls_flag() {
             s.push(' ');
-            s.push_str(crate::tls::TLS_STDIN_FLAG);
+            s.push_str(flag);
         }
         for a in params.exeflags.iter().chain(&self.exeflags) {
             s.push(' ');
@@ -545,7 +545,7 @@ impl SshManager {
             .launching
             .acquire()
             .await
-            .map_err(|e| LaunchError::Other(e.to_string()))?;
+            .map_err(|_closed| LaunchError::ManagerClosed)?;
         let control = self.control_for(spec).await?;
         let mut cmd = self.ssh_command(spec, control.as_deref());
         cmd.arg(self.worker_command(spec, params, exe))
@@ -574,10 +574,7 @@ impl SshManager {
             }
         });
         // The cookie (and the TLS bundle) travel over ssh's stdin: never on a command line.
-        if let Err(e) = stdin
-            .write_all(crate::tls::stdin_payload(&params.cookie, params.tls.as_ref()).as_bytes())
-            .await
-        {
+        if let Err(e) = stdin.write_all(params.stdin_payload().as_bytes()).await {
             tracing::debug!(error = %e, "ssh closed stdin early");
         }
         drop(stdin);

@@ -72,31 +72,68 @@ const KEY_MARK: &str = "cohort-tls-key";
 const END_MARK: &str = "cohort-tls-end";
 
 /// Why cluster credentials could not be made or loaded.
+///
+/// ```
+/// use cohort_transport::tls::{ClusterTls, PemProblem, TlsError};
+/// let e = ClusterTls::from_bundle("nonsense").unwrap_err();
+/// assert!(matches!(e, TlsError::Pem { problem: PemProblem::NotABundle, .. }));
+/// ```
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// Generating the CA or the node certificate failed.
     #[error("cannot generate the cluster certificates: {0}")]
-    Generate(String),
+    Generate(#[source] rcgen::Error),
     /// A PEM input held no usable certificate or key.
-    #[error("bad {what}: {reason}")]
+    #[error("bad {what}: {problem}")]
     Pem {
-        /// Which input (CA certificate, node certificate, key, bundle).
+        /// Which input (CA certificate, node certificate, node key, TLS bundle).
         what: &'static str,
         /// What was wrong with it.
-        reason: String,
+        #[source]
+        problem: PemProblem,
     },
     /// A credentials file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {source}", path.display())]
     Read {
         /// The file.
-        path: String,
+        path: std::path::PathBuf,
         /// The OS error.
         #[source]
         source: io::Error,
     },
+    /// rustls refused a CA certificate as a trust anchor.
+    #[error("the CA certificate was refused: {0}")]
+    Ca(#[source] rustls::Error),
+    /// The client-certificate verifier could not be built from the CA certificates.
+    #[error("cannot verify client certificates with the cluster CA: {0}")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
     /// rustls refused the credentials (a key that does not match the certificate…).
     #[error("the TLS credentials were refused: {0}")]
-    Config(String),
+    Config(#[source] rustls::Error),
+}
+
+/// What was wrong with a PEM input ([`TlsError::Pem`]).
+///
+/// ```
+/// use cohort_transport::tls::{ClusterTls, PemProblem, TlsError};
+/// let ok = ClusterTls::generate().unwrap();
+/// let e = ClusterTls::from_pem("", ok.cert_pem(), ok.key_pem()).unwrap_err();
+/// assert!(matches!(e, TlsError::Pem { what: "CA certificate", problem: PemProblem::NoCertificate }));
+/// ```
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PemProblem {
+    /// The text is not valid PEM (or holds no private key, for a key input).
+    #[error("{0}")]
+    Parse(#[source] rustls::pki_types::pem::Error),
+    /// The text holds no certificate.
+    #[error("no certificate found")]
+    NoCertificate,
+    /// The text is not a [bundle](ClusterTls::bundle): a CA, certificate or key
+    /// section is missing.
+    #[error("expected CA, certificate and key sections")]
+    NotABundle,
 }
 
 /// A cluster's TLS credentials: the CA certificate every process trusts, and the node
@@ -128,8 +165,12 @@ impl std::fmt::Debug for ClusterTls {
     }
 }
 
-fn pem_err(what: &'static str) -> impl Fn(String) -> TlsError {
-    move |reason| TlsError::Pem { what, reason }
+fn pem_err(what: &'static str) -> impl Fn(PemProblem) -> TlsError {
+    move |problem| TlsError::Pem { what, problem }
+}
+
+fn pem_parse(what: &'static str) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError {
+    move |e| pem_err(what)(PemProblem::Parse(e))
 }
 
 impl ClusterTls {
@@ -149,7 +190,7 @@ impl ClusterTls {
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
             KeyUsagePurpose,
         };
-        let g = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let g = TlsError::Generate;
         let ca_key = KeyPair::generate().map_err(g)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(g)?;
         ca_params
@@ -181,7 +222,9 @@ impl ClusterTls {
     ///
     /// # Errors
     /// [`TlsError::Pem`] if an input holds no certificate or key;
-    /// [`TlsError::Config`] if rustls refuses them (say, the key does not match).
+    /// [`TlsError::Ca`] or [`TlsError::Verifier`] if the CA certificate cannot serve
+    /// as the trust anchor; [`TlsError::Config`] if rustls refuses the node
+    /// credentials (say, the key does not match).
     ///
     /// ```
     /// use cohort_transport::tls::ClusterTls;
@@ -193,32 +236,30 @@ impl ClusterTls {
     pub fn from_pem(ca: &str, cert: &str, key: &str) -> Result<Self, TlsError> {
         let cas = CertificateDer::pem_slice_iter(ca.as_bytes())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem_err("CA certificate")(e.to_string()))?;
+            .map_err(pem_parse("CA certificate"))?;
         if cas.is_empty() {
-            return Err(pem_err("CA certificate")("no certificate found".into()));
+            return Err(pem_err("CA certificate")(PemProblem::NoCertificate));
         }
         let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem_err("node certificate")(e.to_string()))?;
+            .map_err(pem_parse("node certificate"))?;
         if chain.is_empty() {
-            return Err(pem_err("node certificate")("no certificate found".into()));
+            return Err(pem_err("node certificate")(PemProblem::NoCertificate));
         }
-        let key_der = PrivateKeyDer::from_pem_slice(key.as_bytes())
-            .map_err(|e| pem_err("node key")(e.to_string()))?;
+        let key_der =
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(pem_parse("node key"))?;
 
         let mut roots = RootCertStore::empty();
         for c in cas {
-            roots
-                .add(c)
-                .map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
+            roots.add(c).map_err(TlsError::Ca)?;
         }
         let roots = Arc::new(roots);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = |e: rustls::Error| TlsError::Config(e.to_string());
+        let cfg = TlsError::Config;
 
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            .map_err(TlsError::Verifier)?;
         let server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(cfg)?
@@ -267,7 +308,7 @@ impl ClusterTls {
     ) -> Result<Self, TlsError> {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|source| TlsError::Read {
-                path: p.display().to_string(),
+                path: p.to_path_buf(),
                 source,
             })
         };
@@ -310,9 +351,7 @@ impl ClusterTls {
             }
         }
         if seen != [true; 3] {
-            return Err(pem_err("TLS bundle")(
-                "expected CA, certificate and key sections".into(),
-            ));
+            return Err(pem_err("TLS bundle")(PemProblem::NotABundle));
         }
         Self::from_pem(&parts[0], &parts[1], &parts[2])
     }
