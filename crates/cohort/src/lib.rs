@@ -28,8 +28,9 @@
 //!
 //! Any program that uses cohort is its own worker: `addprocs` starts the current
 //! executable with `--cohort-worker`, and cohort turns it into a worker before `main`
-//! (on Linux with glibc, an ELF `.init_array` constructor does it; [`init`], which
-//! `#[cohort::main]` calls first, does the same check explicitly). So **any binary that
+//! (on Linux with glibc, an ELF `.init_array` constructor does it — the `worker-hook`
+//! feature, on by default; [`init`], which `#[cohort::main]` calls first, does the
+//! same check explicitly). So **any binary that
 //! links cohort becomes a worker when its first argument is `--cohort-worker`**: it
 //! then listens on a port, reads a cookie from stdin and runs calls from whoever
 //! proves that cookie, and never reaches its own `main`.
