@@ -5,17 +5,22 @@
 # host name (a UTS namespace) and its own sshd on port $PORT of its address, using the
 # keys of scripts/sshd-test-env.sh. Writes $DIR/netns.env (HOSTS=..., PORT=...).
 #
-# Needs root and iproute2; idempotent; prints "skipped: ..." and exits 0 otherwise.
+# Needs root and iproute2; idempotent; prints "skipped: ..." and exits 0 otherwise,
+# except under CI (CI set and not false/0, as .ci/run sets it): there it exits 1.
 set -euo pipefail
 DIR=${COHORT_TEST_SSHD_DIR:-/tmp/cohort-sshd}
+skip() {
+    case "${CI:-}" in
+        "" | false | 0) echo "skipped: $*"; exit 0 ;;
+        *) echo "error: $* (CI is set, so the multi-host test must run)" >&2; exit 1 ;;
+    esac
+}
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then
-    echo "skipped: network-namespace hosts need root, ip and unshare"
-    exit 0
+    skip "network-namespace hosts need root, ip and unshare"
 fi
 bash "$(dirname "$0")/sshd-test-env.sh" >/dev/null
 if [ ! -f "$DIR/env" ]; then
-    echo "skipped: no test sshd"
-    exit 0
+    skip "no test sshd"
 fi
 PORT=$(sed -n 's/^PORT=//p' "$DIR/env")
 ME=$(id -un)
@@ -25,8 +30,7 @@ OPTS=(-o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no
 answers() { timeout 15 ssh "${OPTS[@]}" -p "$PORT" "$ME@$1" true </dev/null >/dev/null 2>&1; }
 
 if ! ip netns add cohort-probe 2>/dev/null; then
-    echo "skipped: cannot create network namespaces here"
-    exit 0
+    skip "cannot create network namespaces here"
 fi
 ip netns del cohort-probe
 

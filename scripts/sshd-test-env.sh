@@ -12,8 +12,16 @@
 # - Writes $DIR/env (PORT=, USER=, KEY=, WRONG_KEY=) once the server accepts the key.
 #
 # Idempotent: if the server from an earlier run still answers, it is kept. Exits 0 and
-# prints "skipped: ..." when sshd cannot be had (the tests then skip as well).
+# prints "skipped: ..." when sshd cannot be had (the tests then skip as well), except
+# under CI (CI set and not false/0, as .ci/run sets it): there it exits 1.
 set -euo pipefail
+
+skip() {
+    case "${CI:-}" in
+        "" | false | 0) echo "skipped: $*"; exit 0 ;;
+        *) echo "error: $* (CI is set, so the SSH tests must run)" >&2; exit 1 ;;
+    esac
+}
 
 DIR=${COHORT_TEST_SSHD_DIR:-/tmp/cohort-sshd}
 PORT=${COHORT_TEST_SSHD_PORT:-22022}
@@ -43,8 +51,7 @@ if [ -z "$SSHD" ] || ! command -v ssh >/dev/null 2>&1; then
     fi
 fi
 if [ -z "$SSHD" ]; then
-    echo "skipped: no sshd (install openssh-server, or run as root to let this script do it)"
-    exit 0
+    skip "no sshd (install openssh-server, or run as root to let this script do it)"
 fi
 
 if [ -f "$DIR/env" ] && [ -f "$DIR/sshd.pid" ] && kill -0 "$(cat "$DIR/sshd.pid")" 2>/dev/null \

@@ -2,7 +2,8 @@
 //! `scripts/sshd-test-env.sh`, which `.ci/run` calls). The "remote" worker executable
 //! is this test binary, started with `--cohort-worker` through sshd.
 //!
-//! Skips (printing "skipped: ...") when no test sshd can be had.
+//! Skips (printing "skipped: ...") when no test sshd can be had, except under CI
+//! (`CI` set, as `.ci/run` does): there a missing sshd fails the tests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -48,11 +49,21 @@ fn sshd() -> Option<Sshd> {
     })
 }
 
+/// Whether this is a CI run (`CI` set and not `false`/`0`), where a test must not skip.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
 macro_rules! need_sshd {
     () => {
         match sshd() {
             Some(s) => s,
             None => {
+                assert!(
+                    !in_ci(),
+                    "no test sshd under CI: scripts/sshd-test-env.sh (run by .ci/run as \
+                     root) must have started it"
+                );
                 println!("skipped: no test sshd (run scripts/sshd-test-env.sh as root)");
                 return;
             }

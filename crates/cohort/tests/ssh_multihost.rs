@@ -2,7 +2,7 @@
 //! joined by veth pairs and a bridge (`scripts/netns-hosts.sh`, run by `.ci/run` as
 //! root) — launched through the sshd of each. The worker-to-worker mesh crosses the
 //! bridge; `procs(pid)` groups by host. Skips ("skipped: ...") where namespaces cannot
-//! be made.
+//! be made, except under CI (`CI` set, as `.ci/run` does): there that is a failure.
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +29,12 @@ fn workers_on_two_network_namespace_hosts() {
             .status();
     }
     let Ok(text) = std::fs::read_to_string(&env) else {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(
+            !ci,
+            "no network-namespace hosts under CI: scripts/netns-hosts.sh (run by .ci/run as \
+             root) must have made them"
+        );
         println!("skipped: no network-namespace hosts (run scripts/netns-hosts.sh as root)");
         return;
     };

@@ -2,13 +2,18 @@
 //! (the seed's `clustermanager/simple`, over Unix-domain sockets instead of TCP).
 //!
 //! Master side: `launch` starts this test binary with `COHORT_UNIX_WORKER=<socket>`,
-//! running only the `unix_worker_entry` "test" below, writes the cookie to its stdin
-//! and waits for its ready line; `connect` opens the Unix socket and hands the runtime
-//! the pair of byte streams.
+//! which makes its `main` run `unix_worker_main` below instead of the test, writes the
+//! cookie to its stdin and waits for its ready line; `connect` opens the Unix socket
+//! and hands the runtime the pair of byte streams.
 //!
 //! Worker side: `WorkerOptions::init_worker` (Julia's `init_worker`), then a loop that
 //! accepts on the Unix socket and hands each connection to
 //! `WorkerOptions::process_messages` (Julia's `process_messages`).
+//!
+//! The worker must be this very executable (closures travel as code offsets, valid
+//! only between identical builds), so the target has its own `main` (`harness = false`
+//! in Cargo.toml, with libtest-mimic for the test-harness command line and report):
+//! the worker is a mode of the binary, not a `#[test]` that would count as passing.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -54,8 +59,6 @@ impl ClusterManager for UnixManager {
                     self.seq.fetch_add(1, Ordering::Relaxed)
                 ));
                 let mut child = tokio::process::Command::new(&exe)
-                    .args(["--exact", "unix_worker_entry", "--nocapture"])
-                    .arg("--test-threads=1")
                     .env(SOCKET_ENV, &socket)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -122,13 +125,9 @@ impl ClusterManager for UnixManager {
     }
 }
 
-/// The worker's program: not a test of its own (it returns at once unless started by
-/// `UnixManager`).
-#[test]
-fn unix_worker_entry() {
-    let Some(socket) = std::env::var_os(SOCKET_ENV) else {
-        return;
-    };
+/// The worker's program, run by `main` when `UnixManager` started this binary (with
+/// `COHORT_UNIX_WORKER=<socket>`); serves until the master removes the worker.
+fn unix_worker_main(socket: std::ffi::OsString) {
     let opts = WorkerOptions {
         timeout: Duration::from_secs(20),
         ..Default::default()
@@ -153,7 +152,6 @@ fn whoami() -> (u32, u32) {
     (myid(), std::process::id())
 }
 
-#[test]
 fn unix_socket_transport_runs_calls() {
     let dir = std::env::temp_dir().join(format!("cohort-unix-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -188,4 +186,22 @@ fn unix_socket_transport_runs_calls() {
     assert!(refused, "worker kept a connection that sent garbage");
     rmprocs_blocking(&pids, Some(Duration::from_secs(20))).unwrap();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// This target's `main` (`harness = false`): a worker when `UnixManager` started it,
+/// the test otherwise.
+fn main() -> std::process::ExitCode {
+    if let Some(socket) = std::env::var_os(SOCKET_ENV) {
+        unix_worker_main(socket);
+        return std::process::ExitCode::SUCCESS;
+    }
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = vec![libtest_mimic::Trial::test(
+        "unix_socket_transport_runs_calls",
+        || {
+            unix_socket_transport_runs_calls();
+            Ok(())
+        },
+    )];
+    libtest_mimic::run(&args, tests).exit_code()
 }

@@ -13,15 +13,20 @@
 //! (`Chunk` is a hand-derived `prost::Message`; the server is a `tower` service over
 //! `tonic::server::Grpc`, the client `tonic::client::Grpc`, both with `ProstCodec`.)
 //!
-//! Master side: `launch` starts this test binary with `COHORT_GRPC_WORKER=1`, running
-//! only the `grpc_worker_entry` "test" below, writes the cookie to its stdin and reads
-//! the worker's port from its ready line; `connect` opens a new `Connect` stream on
+//! Master side: `launch` starts this test binary with `COHORT_GRPC_WORKER=1`, which
+//! makes its `main` run `grpc_worker_main` below instead of the test, writes the cookie
+//! to its stdin and reads the worker's port from its ready line; `connect` opens a new `Connect` stream on
 //! the worker's (shared, lazily connected) HTTP/2 channel and adapts it to a
 //! `Connection`.
 //!
 //! Worker side: `WorkerOptions::init_worker`, then a tonic server on one port; each
 //! incoming `Connect` stream, adapted to a byte-stream pair, goes to
 //! `WorkerOptions::process_messages`.
+//!
+//! The worker must be this very executable (closures travel as code offsets, valid
+//! only between identical builds), so the target has its own `main` (`harness = false`
+//! in Cargo.toml, with libtest-mimic for the test-harness command line and report):
+//! the worker is a mode of the binary, not a `#[test]` that would count as passing.
 //!
 //! Topology: master–worker only. Worker-to-worker connections are made by the runtime
 //! over TCP to the address in the worker's config today, not through the manager, so
@@ -193,13 +198,9 @@ impl tonic::server::NamedService for TransportServer {
     const NAME: &'static str = SERVICE;
 }
 
-/// The worker's program: not a test of its own (it returns at once unless started by
-/// `GrpcManager`).
-#[test]
-fn grpc_worker_entry() {
-    if std::env::var_os(WORKER_ENV).is_none() {
-        return;
-    }
+/// The worker's program, run by `main` when `GrpcManager` started this binary (with
+/// `COHORT_GRPC_WORKER=1`); serves until the master removes the worker.
+fn grpc_worker_main() {
     let opts = WorkerOptions {
         timeout: Duration::from_secs(20),
         ..Default::default()
@@ -255,8 +256,6 @@ impl ClusterManager for GrpcManager {
             })?;
             for _ in 0..params.count {
                 let mut child = tokio::process::Command::new(&exe)
-                    .args(["--exact", "grpc_worker_entry", "--nocapture"])
-                    .arg("--test-threads=1")
                     .env(WORKER_ENV, "1")
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -392,7 +391,6 @@ fn listening_ports(pid: u32) -> Vec<u16> {
     ports
 }
 
-#[test]
 fn grpc_transport_runs_calls_over_one_port() {
     let manager = GrpcManager::default();
     let ports = manager.ports.clone();
@@ -420,4 +418,22 @@ fn grpc_transport_runs_calls_over_one_port() {
     let big = remotecall_fetch_blocking(|n: usize| vec![1u8; n], pids[0], (300_000,)).unwrap();
     assert_eq!(big.len(), 300_000);
     rmprocs_blocking(&pids, Some(Duration::from_secs(20))).unwrap();
+}
+
+/// This target's `main` (`harness = false`): a worker when `GrpcManager` started it,
+/// the test otherwise.
+fn main() -> std::process::ExitCode {
+    if std::env::var_os(WORKER_ENV).is_some() {
+        grpc_worker_main();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = vec![libtest_mimic::Trial::test(
+        "grpc_transport_runs_calls_over_one_port",
+        || {
+            grpc_transport_runs_calls_over_one_port();
+            Ok(())
+        },
+    )];
+    libtest_mimic::run(&args, tests).exit_code()
 }
