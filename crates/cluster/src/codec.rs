@@ -152,7 +152,7 @@ impl<'de, T: bytemuck::Pod> serde::Deserialize<'de> for Bulk<T> {
             }
             fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Bulk<T>, E> {
                 let size = std::mem::size_of::<T>().max(1);
-                if b.len() % size != 0 {
+                if !b.len().is_multiple_of(size) {
                     return Err(E::invalid_length(b.len(), &self));
                 }
                 // Copy into a properly aligned vector (the input may be unaligned).

@@ -401,16 +401,8 @@ impl Sim {
             65..=74 => {
                 if !self.running.is_empty() {
                     let i = self.rng.below(self.running.len());
-                    let (pid, seq, out) = self.running.swap_remove(i);
-                    if self.procs[&pid].alive {
-                        let at = self.at();
-                        self.procs
-                            .get_mut(&pid)
-                            .unwrap()
-                            .core
-                            .finish_call(seq, out, at);
-                        self.pump(pid);
-                    }
+                    let run = self.running.swap_remove(i);
+                    self.finish(run);
                 }
             }
             // A worker dies (at most half of them).
@@ -432,6 +424,22 @@ impl Sim {
             _ => {
                 self.deliver_one();
             }
+        }
+    }
+
+    /// Hands a finished call's outcome to its process (if it still lives).
+    fn finish(
+        &mut self,
+        (pid, seq, out): (Pid, u64, Result<Bytes, crate::error::RemoteException>),
+    ) {
+        if self.procs[&pid].alive {
+            let at = self.at();
+            self.procs
+                .get_mut(&pid)
+                .unwrap()
+                .core
+                .finish_call(seq, out, at);
+            self.pump(pid);
         }
     }
 
@@ -519,17 +527,9 @@ impl Sim {
     fn quiesce(&mut self) {
         for _ in 0..100_000 {
             let mut busy = self.deliver_one();
-            if let Some((pid, seq, out)) = self.running.pop() {
+            if let Some(run) = self.running.pop() {
                 busy = true;
-                if self.procs[&pid].alive {
-                    let at = self.at();
-                    self.procs
-                        .get_mut(&pid)
-                        .unwrap()
-                        .core
-                        .finish_call(seq, out, at);
-                    self.pump(pid);
-                }
+                self.finish(run);
             }
             if !busy {
                 self.now += Duration::from_secs(1);
