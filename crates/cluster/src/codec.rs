@@ -28,7 +28,27 @@ use crate::error::{ErrorKind, Failure};
 /// assert_eq!(v, (1, "a".to_string()));
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Failure> {
-    postcard::to_stdvec(value).map_err(|e| Failure::new(ErrorKind::Serialization, e.to_string()))
+    postcard::to_stdvec(value).map_err(encode_failure)
+}
+
+thread_local! {
+    /// Why a handle refused to be serialized (postcard's errors drop the message).
+    static REFUSAL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A serde error for a value that refuses to be serialized, whose message survives
+/// postcard (which keeps no custom message) into the [`Failure`].
+pub(crate) fn refuse<E: serde::ser::Error>(message: String) -> E {
+    let e = E::custom(&message);
+    REFUSAL.with(|r| *r.borrow_mut() = Some(message));
+    e
+}
+
+fn encode_failure(e: postcard::Error) -> Failure {
+    let message = REFUSAL
+        .with(|r| r.borrow_mut().take())
+        .unwrap_or_else(|| e.to_string());
+    Failure::new(ErrorKind::Serialization, message)
 }
 
 /// Encodes a value at the end of `out`.
@@ -43,8 +63,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Failure> {
 /// ```
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), Failure> {
     let taken = std::mem::take(out);
-    *out = postcard::to_extend(value, taken)
-        .map_err(|e| Failure::new(ErrorKind::Serialization, e.to_string()))?;
+    *out = postcard::to_extend(value, taken).map_err(encode_failure)?;
     Ok(())
 }
 
@@ -66,7 +85,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
 }
 
 thread_local! {
-    static TARGET: Cell<Option<Pid>> = const { Cell::new(None) };
+    /// The node serializing on this thread (its id) and the process the bytes are for.
+    static TARGET: Cell<Option<(u64, Pid)>> = const { Cell::new(None) };
 }
 
 /// The process the value being serialized on this thread is for, if the runtime is
@@ -77,15 +97,30 @@ thread_local! {
 /// assert_eq!(cohort_cluster::codec::serializing_for(), None);
 /// ```
 pub fn serializing_for() -> Option<Pid> {
+    TARGET.with(|t| t.get()).map(|(_, pid)| pid)
+}
+
+/// The serialization target with the id of the node serializing: a handle checks
+/// that it belongs to that node's cluster.
+pub(crate) fn target() -> Option<(u64, Pid)> {
     TARGET.with(|t| t.get())
 }
 
-/// Runs `f` with [`serializing_for`] reporting `pid`.
-pub(crate) fn with_target<R>(pid: Pid, f: impl FnOnce() -> R) -> R {
-    let prev = TARGET.with(|t| t.replace(Some(pid)));
-    let r = f();
-    TARGET.with(|t| t.set(prev));
-    r
+/// Runs `f` with [`serializing_for`] reporting `pid` of `node`'s cluster (restored
+/// afterwards, also when `f` panics).
+pub(crate) fn with_target<R>(
+    node: &crate::shell::node::Node,
+    pid: Pid,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore(Option<(u64, Pid)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TARGET.with(|t| t.set(self.0));
+        }
+    }
+    let _restore = Restore(TARGET.with(|t| t.replace(Some((node.id, pid)))));
+    f()
 }
 
 /// A numeric array that crosses the wire as raw bytes: one length and one block copy,

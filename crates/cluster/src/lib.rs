@@ -54,6 +54,7 @@ pub use api::call::{
     remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, spawnat, Target,
 };
 pub use api::channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
+pub use api::cluster::Cluster;
 pub use api::future::Future;
 pub use api::interrupt::interrupt;
 pub use api::procs::{

@@ -44,7 +44,7 @@ pub use cohort_cluster::{
     fetchfrom_blocking, init, interrupt, interrupted, myid, nprocs, nworkers, procs, procs_of,
     remote_do, remotecall, remotecall_fetch, remotecall_fetch_blocking, remotecall_wait,
     remotecall_wait_blocking, rmprocs, rmprocs_blocking, rmprocs_nowait, run_worker, runtime,
-    set_cluster_cookie, spawnat, stats, stats_of, workers, AddProcs, CallError, Closure,
+    set_cluster_cookie, spawnat, stats, stats_of, workers, AddProcs, CallError, Closure, Cluster,
     ClusterError, ClusterManager, ConnectError, Cookie, ErrorKind, Failure, Future, LaunchParams,
     LocalManager, Pid, ProtocolError, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus,
     RmprocsTask, SendError, Stats, Target, Topology, WorkerArgsError, WorkerConfig, WorkerOptions,
@@ -92,7 +92,7 @@ pub mod prelude {
         addprocs, addprocs_blocking, closure, fetchfrom, fetchfrom_blocking, myid, nprocs,
         nworkers, pmap, pmap_blocking, procs, remote_do, remotecall, remotecall_fetch,
         remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, rmprocs,
-        rmprocs_blocking, spawnat, workers, AddProcs, CallError, Future, Pid, PmapOptions,
+        rmprocs_blocking, spawnat, workers, AddProcs, CallError, Cluster, Future, Pid, PmapOptions,
         RemoteChannel, Target, WorkerPool,
     };
 }

@@ -53,10 +53,20 @@ fn os_pid() -> u32 {
 /// through a backlog of calls (each releases its entry when it has run), which is slow
 /// progress, not a leak.
 fn eventually(pid: Pid, what: &str, done: impl Fn(&cohort::Stats) -> bool) -> cohort::Stats {
+    eventually_in(&Cluster::global(), pid, what, done)
+}
+
+/// [`eventually`] for process `pid` of cluster `c`.
+fn eventually_in(
+    c: &Cluster,
+    pid: Pid,
+    what: &str,
+    done: impl Fn(&cohort::Stats) -> bool,
+) -> cohort::Stats {
     let mut deadline = Instant::now() + Duration::from_secs(30);
     let mut last = None;
     loop {
-        let s = cohort::runtime::block_on(cohort::stats_of(pid)).unwrap();
+        let s = cohort::runtime::block_on(c.stats_of(pid)).unwrap();
         if done(&s) {
             return s;
         }
@@ -233,29 +243,32 @@ fn a_dead_client_is_removed_from_every_client_set() {
 
 #[test]
 fn a_million_dropped_futures_leave_nothing_behind() {
-    let w = addprocs_blocking(1).unwrap();
+    // A cluster of its own: the other tests of this binary, running beside this one,
+    // hold their handles in theirs, so "this process holds nothing" is exact.
+    let c = Cluster::new();
+    let w = c.addprocs_blocking(1).unwrap();
     let p = w[0];
     // Warm up, then take the baseline.
     for _ in 0..1000 {
-        drop(remotecall(unit, p, ()));
+        drop(c.remotecall(unit, p, ()));
     }
-    let base = eventually(p, "warm-up released", |s| s.live_values == 0);
+    let base = eventually_in(&c, p, "warm-up released", |s| s.live_values == 0);
     const N: usize = 1_000_000;
     let start = Instant::now();
     for i in 0..N {
-        let f = remotecall(unit, p, ());
+        let f = c.remotecall(unit, p, ());
         if i % 100_000 == 0 {
             // Some are fetched (release on fetch), the rest just dropped.
             f.fetch_blocking().unwrap();
         }
     }
     let elapsed = start.elapsed();
-    eventually(p, "all released", |s| {
+    eventually_in(&c, p, "all released", |s| {
         s.live_values == 0 && s.owner_entries == 0
     });
-    // This process holds no handle any more (other tests of this binary run beside
-    // this one and may still hold theirs for a moment: wait for them too).
-    let mine = eventually(myid(), "driver holds nothing", |s| s.held_refs == 0);
+    // This process holds no handle of this cluster any more.
+    let mine = c.stats();
+    assert_eq!(mine.held_refs, 0, "{mine:?}");
     // The heap in use is back to its baseline, within 4 MiB: glibc counts the chunks
     // each thread keeps in its cache (tcache, up to ~230 KiB a thread) as in use, and
     // the threads that ran the burst keep theirs (with GLIBC_TUNABLES=
@@ -266,7 +279,7 @@ fn a_million_dropped_futures_leave_nothing_behind() {
         "heap back to its baseline of {} KiB (+4 MiB)",
         base.heap_in_use_bytes / 1024
     );
-    let s = eventually(p, &what, |s| {
+    let s = eventually_in(&c, p, &what, |s| {
         s.heap_in_use_bytes < base.heap_in_use_bytes + 4 * 1024 * 1024
     });
     eprintln!(
@@ -278,5 +291,5 @@ fn a_million_dropped_futures_leave_nothing_behind() {
         s.rss_bytes / 1024,
         mine.ref_batches_sent
     );
-    rmprocs_blocking(&w, None).unwrap();
+    c.rmprocs_blocking(&w, None).unwrap();
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use cohort::prelude::*;
 use cohort::transport::SshManager;
 
-/// The tests share this process's cluster: run them one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Each test has a cluster of its own; only the tests that count this process's
+/// `ssh -W` children take this lock (those are process-wide).
+static TUNNELS: Mutex<()> = Mutex::new(());
 
 struct Sshd {
     port: u16,
@@ -95,23 +96,29 @@ fn spec(s: &Sshd, count: &str) -> String {
 }
 
 /// Checks the workers answer, call each other, and are gone after rmprocs.
-fn exercise(pids: &[Pid]) {
+fn exercise(c: &Cluster, pids: &[Pid]) {
     let mut os_pids = Vec::new();
     for &p in pids {
         assert_eq!(
-            remotecall_fetch_blocking(cohort::builtins::remote_myid, p, ()).unwrap(),
+            c.remotecall_fetch_blocking(cohort::builtins::remote_myid, p, ())
+                .unwrap(),
             p
         );
-        os_pids.push(remotecall_fetch_blocking(cohort::builtins::getpid, p, ()).unwrap());
+        os_pids.push(
+            c.remotecall_fetch_blocking(cohort::builtins::getpid, p, ())
+                .unwrap(),
+        );
     }
     if pids.len() >= 2 {
         // Worker to worker (lazy all-to-all) over the direct path.
         assert_eq!(
-            remotecall_fetch_blocking(call_peer, pids[0], (pids[1],)).unwrap(),
+            c.remotecall_fetch_blocking(call_peer, pids[0], (pids[1],))
+                .unwrap(),
             pids[1]
         );
     }
-    rmprocs_blocking(pids, Some(Duration::from_secs(20))).unwrap();
+    c.rmprocs_blocking(pids, Some(Duration::from_secs(20)))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     for os in os_pids {
         while Path::new(&format!("/proc/{os}")).exists()
@@ -133,38 +140,36 @@ fn call_peer(peer: u32) -> u32 {
 #[test]
 fn ssh_plain() {
     let s = need_sshd!();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = manager(&s, &spec(&s, "2"), &s.key);
-    let pids = AddProcs::with_manager(m)
-        .worker_timeout(Duration::from_secs(20))
-        .launch_blocking()
+    let c = Cluster::new();
+    let pids = c
+        .launch_blocking(AddProcs::with_manager(m).worker_timeout(Duration::from_secs(20)))
         .unwrap();
     assert_eq!(pids.len(), 2);
-    exercise(&pids);
+    exercise(&c, &pids);
 }
 
 #[test]
 fn ssh_auto_count_is_the_hosts_cpu_threads() {
     let s = need_sshd!();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = manager(&s, &spec(&s, "auto"), &s.key);
-    let pids = AddProcs::with_manager(m)
-        .worker_timeout(Duration::from_secs(20))
-        .launch_blocking()
+    let c = Cluster::new();
+    let pids = c
+        .launch_blocking(AddProcs::with_manager(m).worker_timeout(Duration::from_secs(20)))
         .unwrap();
     let threads = std::thread::available_parallelism().unwrap().get();
     assert_eq!(pids.len(), threads);
-    exercise(&pids);
+    exercise(&c, &pids);
 }
 
 #[test]
 fn ssh_tunnel() {
     let s = need_sshd!();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = TUNNELS.lock().unwrap_or_else(|e| e.into_inner());
     let m = manager(&s, &spec(&s, "2"), &s.key).tunnel(true);
-    let pids = AddProcs::with_manager(m)
-        .worker_timeout(Duration::from_secs(20))
-        .launch_blocking()
+    let c = Cluster::new();
+    let pids = c
+        .launch_blocking(AddProcs::with_manager(m).worker_timeout(Duration::from_secs(20)))
         .unwrap();
     assert_eq!(pids.len(), 2);
     // The master's connections are ssh processes (`ssh ... -W 127.0.0.1:PORT`), our
@@ -185,19 +190,19 @@ fn ssh_tunnel() {
         })
         .count();
     assert_eq!(tunnels, 2, "one ssh -W tunnel per worker");
-    exercise(&pids);
+    exercise(&c, &pids);
 }
 
 #[test]
 fn ssh_multiplex() {
     let s = need_sshd!();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = TUNNELS.lock().unwrap_or_else(|e| e.into_inner());
     let m = manager(&s, &spec(&s, "2"), &s.key)
         .multiplex(true)
         .tunnel(true);
-    let pids = AddProcs::with_manager(m.clone())
-        .worker_timeout(Duration::from_secs(20))
-        .launch_blocking()
+    let c = Cluster::new();
+    let pids = c
+        .launch_blocking(AddProcs::with_manager(m.clone()).worker_timeout(Duration::from_secs(20)))
         .unwrap();
     assert_eq!(pids.len(), 2);
     let paths = m.control_paths();
@@ -215,19 +220,17 @@ fn ssh_multiplex() {
         "control master not running: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    exercise(&pids);
+    exercise(&c, &pids);
     drop(m);
 }
 
 #[test]
 fn ssh_wrong_key_is_a_clear_error() {
     let s = need_sshd!();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let start = Instant::now();
     let m = manager(&s, &spec(&s, "2"), &s.wrong_key);
-    let err = AddProcs::with_manager(m)
-        .worker_timeout(Duration::from_secs(20))
-        .launch_blocking()
+    let err = Cluster::new()
+        .launch_blocking(AddProcs::with_manager(m).worker_timeout(Duration::from_secs(20)))
         .unwrap_err()
         .to_string();
     assert!(err.contains("Permission denied"), "unclear error: {err}");
@@ -238,8 +241,8 @@ fn ssh_wrong_key_is_a_clear_error() {
     assert!(start.elapsed() < Duration::from_secs(30));
     // Same with multiplexing: the control master fails, nothing waits.
     let m = manager(&s, &spec(&s, "1"), &s.wrong_key).multiplex(true);
-    let err = AddProcs::with_manager(m)
-        .launch_blocking()
+    let err = Cluster::new()
+        .launch_blocking(AddProcs::with_manager(m))
         .unwrap_err()
         .to_string();
     assert!(err.contains("Permission denied"), "unclear error: {err}");
@@ -249,7 +252,6 @@ fn ssh_wrong_key_is_a_clear_error() {
 #[test]
 fn machine_file_specs_launch() {
     let s = need_sshd!();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("cohort-mf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("machines");
@@ -274,12 +276,12 @@ fn machine_file_specs_launch() {
             "LogLevel=ERROR",
         ])
         .executable(std::env::current_exe().unwrap().display().to_string());
-    let pids = AddProcs::with_manager(m)
-        .worker_timeout(Duration::from_secs(20))
-        .launch_blocking()
+    let c = Cluster::new();
+    let pids = c
+        .launch_blocking(AddProcs::with_manager(m).worker_timeout(Duration::from_secs(20)))
         .unwrap();
     assert_eq!(pids.len(), 2);
-    exercise(&pids);
+    exercise(&c, &pids);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -302,7 +304,6 @@ fn machine_file_child() {
 #[test]
 fn machine_file_flag_adds_workers_before_main() {
     let s = need_sshd!();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("cohort-mf2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("machines");

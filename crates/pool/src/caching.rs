@@ -172,6 +172,8 @@ where
 type SentMap = HashMap<(Pid, u64), Arc<OnceCell<()>>>;
 
 struct CacheState {
+    /// The cluster of the workers holding the cached state.
+    cluster: cohort_cluster::Cluster,
     id: u64,
     /// Per (worker, function): set once the state is on that worker.
     sent: Mutex<SentMap>,
@@ -186,7 +188,7 @@ impl Drop for CacheState {
             v
         };
         for pid in pids {
-            let _ = cohort_cluster::remote_do(cache_clear, pid, (self.id,));
+            let _ = self.cluster.remote_do(cache_clear, pid, (self.id,));
         }
     }
 }
@@ -235,9 +237,11 @@ impl CachingPool {
     pub fn from_pool(pool: WorkerPool) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let id = (u64::from(std::process::id()) << 32) | NEXT.fetch_add(1, Ordering::Relaxed);
+        let cluster = pool.cluster().clone();
         CachingPool {
             pool,
             cache: Arc::new(CacheState {
+                cluster,
                 id,
                 sent: Mutex::new(HashMap::new()),
             }),
@@ -286,7 +290,8 @@ impl CachingPool {
         state: &[u8],
         pid: Pid,
     ) -> Result<(), PoolError> {
-        if pid == cohort_cluster::myid() {
+        let cluster = self.pool.cluster();
+        if pid == cluster.myid() {
             return Ok(());
         }
         let cell = self
@@ -298,7 +303,8 @@ impl CachingPool {
             .clone();
         let key = c.key;
         cell.get_or_try_init(|| async move {
-            cohort_cluster::remotecall_fetch(cache_put, pid, (key.pool, key.hash, state.to_vec()))
+            cluster
+                .remotecall_fetch(cache_put, pid, (key.pool, key.hash, state.to_vec()))
                 .await
         })
         .await?;
@@ -467,7 +473,10 @@ impl CachingPool {
             v
         };
         for pid in pids {
-            let _ = cohort_cluster::remotecall_fetch_blocking(cache_clear, pid, (self.cache.id,));
+            let _ =
+                self.cache
+                    .cluster
+                    .remotecall_fetch_blocking(cache_clear, pid, (self.cache.id,));
         }
     }
 

@@ -395,15 +395,19 @@ pub async fn timedwait_async(
     timeout: Duration,
     pollint: Duration,
 ) -> TimedWait {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = Instant::now() + timeout;
     loop {
         if test() {
             return TimedWait::Ok;
         }
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         if now >= deadline {
             return TimedWait::TimedOut;
         }
-        tokio::time::sleep(pollint.min(deadline - now)).await;
+        // The timer runs on cohort's runtime, so this works from any executor.
+        let nap = pollint.min(deadline - now);
+        let _ = cohort_cluster::runtime::handle()
+            .spawn(async move { tokio::time::sleep(nap).await })
+            .await;
     }
 }

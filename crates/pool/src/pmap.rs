@@ -381,7 +381,7 @@ impl<O, Args> Shared<O, Args> {
             } else {
                 drop(s);
                 let me = self.clone();
-                tokio::spawn(async move {
+                cohort_cluster::runtime::handle().spawn(async move {
                     tokio::time::sleep(delay).await;
                     me.sched.lock().queue.push_back(work);
                     me.notify.notify_waiters();
@@ -619,7 +619,7 @@ where
         return Ok(Vec::new());
     }
     let pool = if !opts.distributed {
-        AnyPool::Workers(local_pool(cohort_cluster::myid()))
+        AnyPool::Workers(local_pool(&cohort_cluster::Cluster::current()))
     } else {
         opts.pool
             .clone()
@@ -676,7 +676,8 @@ where
         let workers = workers.clone();
         let call_f = call_f.clone();
         let state = state.clone();
-        tasks.push(tokio::spawn(async move {
+        // On cohort's runtime, so `pmap` works from any executor.
+        tasks.push(cohort_cluster::runtime::handle().spawn(async move {
             slot(shared, workers, call_f, state).await;
         }));
     }
@@ -707,6 +708,7 @@ enum Callable<F> {
 }
 
 async fn call_batch<F, Args>(
+    cluster: &cohort_cluster::Cluster,
     c: &Callable<F>,
     state: &[u8],
     pid: Pid,
@@ -718,7 +720,7 @@ where
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
     match c {
-        Callable::Plain(b) => cohort_cluster::remotecall_fetch(b.clone(), pid, (batch,)).await,
+        Callable::Plain(b) => cluster.remotecall_fetch(b.clone(), pid, (batch,)).await,
         Callable::Cached(pool, cached) => {
             if let Err(e) = pool.ensure(cached, state, pid).await {
                 return Err(match e {
@@ -726,7 +728,9 @@ where
                     other => CallError::Serialization(other.to_string()),
                 });
             }
-            cohort_cluster::remotecall_fetch(cached.clone(), pid, (batch,)).await
+            cluster
+                .remotecall_fetch(cached.clone(), pid, (batch,))
+                .await
         }
     }
 }
@@ -774,7 +778,7 @@ async fn slot<F, Args>(
             .iter()
             .map(|&i| shared.items[i].clone())
             .collect();
-        let out = call_batch(&call_f, &state, pid, batch).await;
+        let out = call_batch(workers.cluster(), &call_f, &state, pid, batch).await;
         drop(lease);
         match out {
             Ok(results) if results.len() == work.indices.len() => {

@@ -3,9 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use cohort_cluster::{Future, Pid, RemoteFn};
+use cohort_cluster::{Cluster, Future, Pid, RemoteFn};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,6 +20,8 @@ struct State {
 }
 
 struct Inner {
+    /// The cluster the members belong to.
+    cluster: Cluster,
     state: Mutex<State>,
     notify: Notify,
     /// The default pool follows the cluster's workers as they come and go.
@@ -90,7 +91,12 @@ impl Lease {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        Ok(cohort_cluster::remotecall_fetch(f, self.pid, args).await?)
+        Ok(self
+            .pool
+            .inner
+            .cluster
+            .remotecall_fetch(f, self.pid, args)
+            .await?)
     }
 
     pub(crate) async fn wait<F, Args>(
@@ -103,7 +109,12 @@ impl Lease {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        Ok(cohort_cluster::remotecall_wait(f, self.pid, args).await?)
+        Ok(self
+            .pool
+            .inner
+            .cluster
+            .remotecall_wait(f, self.pid, args)
+            .await?)
     }
 
     /// Starts the call and returns its future at once; the lease goes back when the
@@ -114,7 +125,7 @@ impl Lease {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let fut = cohort_cluster::remotecall(f, self.pid, args);
+        let fut = self.pool.inner.cluster.remotecall(f, self.pid, args);
         let watch = fut.clone();
         cohort_cluster::runtime::handle().spawn(async move {
             let _ = watch.wait().await;
@@ -131,8 +142,9 @@ impl Lease {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
+        let call = self.pool.inner.cluster.remotecall_fetch(f, self.pid, args);
         cohort_cluster::runtime::handle().spawn(async move {
-            if let Err(e) = cohort_cluster::remotecall_fetch(f, self.pid, args).await {
+            if let Err(e) = call.await {
                 eprintln!("error in remote_do on worker {}: {e}", self.pid);
             }
             drop(self);
@@ -146,10 +158,6 @@ impl Drop for Lease {
     }
 }
 
-fn is_alive(pid: Pid) -> bool {
-    cohort_cluster::procs().contains(&pid)
-}
-
 impl WorkerPool {
     /// A pool of the given processes (Julia's `WorkerPool(pids)`). A pid may appear
     /// more than once: it is then lent out that many times at once.
@@ -159,12 +167,50 @@ impl WorkerPool {
     /// assert_eq!(pool.len(), 2);
     /// ```
     pub fn new(pids: impl IntoIterator<Item = Pid>) -> Self {
-        Self::make(pids.into_iter().collect(), false)
+        Self::new_in(&Cluster::current(), pids)
     }
 
-    fn make(members: Vec<Pid>, follows_cluster: bool) -> Self {
+    /// A pool of the given workers of `cluster`.
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// let pool = cohort_pool::WorkerPool::new_in(&c, [1]);
+    /// assert_eq!(pool.cluster(), &c);
+    /// ```
+    pub fn new_in(cluster: &Cluster, pids: impl IntoIterator<Item = Pid>) -> Self {
+        Self::make(cluster.clone(), pids.into_iter().collect(), false)
+    }
+
+    /// A pool of every worker of `cluster`, following it as workers join and leave
+    /// (what [`default_worker_pool`] is for the current cluster).
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// let pool = cohort_pool::WorkerPool::following(&c);
+    /// assert_eq!(pool.workers(), c.workers());
+    /// ```
+    pub fn following(cluster: &Cluster) -> Self {
+        Self::make(cluster.clone(), cluster.workers(), true)
+    }
+
+    /// The cluster this pool's workers belong to.
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// assert_eq!(pool.cluster(), &cohort_cluster::Cluster::current());
+    /// ```
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    fn is_alive(&self, pid: Pid) -> bool {
+        self.inner.cluster.procs().contains(&pid)
+    }
+
+    fn make(cluster: Cluster, members: Vec<Pid>, follows_cluster: bool) -> Self {
         WorkerPool {
             inner: Arc::new(Inner {
+                cluster,
                 state: Mutex::new(State {
                     free: members.iter().copied().collect(),
                     members,
@@ -236,7 +282,7 @@ impl WorkerPool {
         if !self.inner.follows_cluster {
             return;
         }
-        let now = cohort_cluster::workers();
+        let now = self.inner.cluster.workers();
         let mut s = self.inner.state.lock();
         if s.members == now {
             return;
@@ -289,6 +335,8 @@ impl WorkerPool {
     /// (retries go elsewhere).
     pub(crate) async fn take_avoiding(&self, avoid: Option<Pid>) -> Result<Lease, PoolError> {
         loop {
+            // Watched before the members are looked at, so no join is missed.
+            let mut membership = self.inner.cluster.watch_membership();
             self.refresh();
             let notified = self.inner.notify.notified();
             tokio::pin!(notified);
@@ -296,8 +344,13 @@ impl WorkerPool {
             {
                 let mut s = self.inner.state.lock();
                 // Drop members that have left the cluster.
-                if s.free.iter().any(|p| !is_alive(*p)) {
-                    let dead: Vec<Pid> = s.free.iter().copied().filter(|p| !is_alive(*p)).collect();
+                if s.free.iter().any(|p| !self.is_alive(*p)) {
+                    let dead: Vec<Pid> = s
+                        .free
+                        .iter()
+                        .copied()
+                        .filter(|p| !self.is_alive(*p))
+                        .collect();
                     s.free.retain(|p| !dead.contains(p));
                     s.members.retain(|p| !dead.contains(p));
                 }
@@ -318,8 +371,11 @@ impl WorkerPool {
                 }
             }
             if self.inner.follows_cluster {
-                // New workers may join without a notification.
-                let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+                // New workers join without a notification of the pool's own.
+                tokio::select! {
+                    _ = notified => {}
+                    _ = membership.changed() => {}
+                }
             } else {
                 notified.await;
             }
@@ -342,7 +398,7 @@ impl WorkerPool {
         if !lent {
             return;
         }
-        if is_alive(pid) {
+        if self.is_alive(pid) {
             s.free.push_back(pid);
         } else if let Some(i) = s.members.iter().position(|p| *p == pid) {
             s.members.remove(i);
@@ -567,7 +623,7 @@ impl WorkerPool {
     /// cohort_pool::WorkerPool::new([]).interrupt().unwrap();
     /// ```
     pub fn interrupt(&self) -> Result<(), PoolError> {
-        Ok(cohort_cluster::interrupt(&self.workers())?)
+        Ok(self.inner.cluster.interrupt(&self.workers())?)
     }
 }
 
@@ -646,18 +702,27 @@ pub fn remote<F>(f: F) -> Remote<F> {
 pub fn default_worker_pool() -> WorkerPool {
     static MASTER: OnceLock<WorkerPool> = OnceLock::new();
     static WORKER: OnceLock<WorkerPool> = OnceLock::new();
-    let me = cohort_cluster::myid();
+    let cluster = Cluster::current();
+    let me = cluster.myid();
+    if cluster != Cluster::global() {
+        // Another cluster of this process: a pool following it (cheap to make).
+        return if me == 1 {
+            WorkerPool::following(&cluster)
+        } else {
+            local_pool(&cluster)
+        };
+    }
     if me == 1 {
         MASTER
-            .get_or_init(|| WorkerPool::make(cohort_cluster::workers(), true))
+            .get_or_init(|| WorkerPool::following(&cluster))
             .clone()
     } else {
-        WORKER.get_or_init(|| local_pool(me)).clone()
+        WORKER.get_or_init(|| local_pool(&cluster)).clone()
     }
 }
 
 /// A pool lending this process once per core (for `distributed = false`).
-pub(crate) fn local_pool(me: Pid) -> WorkerPool {
+pub(crate) fn local_pool(cluster: &Cluster) -> WorkerPool {
     let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-    WorkerPool::new(std::iter::repeat_n(me, n))
+    WorkerPool::new_in(cluster, std::iter::repeat_n(cluster.myid(), n))
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytemuck::Pod;
-use cohort_cluster::{myid, procs_of, remotecall, CallError, Future, Pid, RemoteFn};
+use cohort_cluster::{CallError, Cluster, Future, Pid, RemoteFn};
 use ndarray::{
     Array, ArrayView, ArrayViewMut, Dimension, IntoDimension, NdIndex, RawArrayView,
     RawArrayViewMut, ShapeBuilder,
@@ -114,6 +114,8 @@ pub fn split_range(len: usize, nparts: usize, part: usize) -> Range<usize> {
 /// assert_eq!(s.localindices(), 0..12);
 /// ```
 pub struct SharedArray<T: Pod, D: Dimension> {
+    /// The cluster of the participating processes.
+    cluster: Cluster,
     seg: Option<Arc<Segment>>,
     id: SegId,
     dim: D,
@@ -124,6 +126,7 @@ pub struct SharedArray<T: Pod, D: Dimension> {
 impl<T: Pod, D: Dimension> Clone for SharedArray<T, D> {
     fn clone(&self) -> Self {
         SharedArray {
+            cluster: self.cluster.clone(),
             seg: self.seg.clone(),
             id: self.id,
             dim: self.dim.clone(),
@@ -271,7 +274,7 @@ impl<T: Pod, D: Dimension> SharedArray<T, D> {
     /// assert_eq!(s.indexpids(), 1);
     /// ```
     pub fn indexpids(&self) -> usize {
-        let me = myid();
+        let me = self.cluster.myid();
         self.pids.iter().position(|p| *p == me).map_or(0, |i| i + 1)
     }
 
@@ -299,7 +302,7 @@ impl<T: Pod, D: Dimension> SharedArray<T, D> {
 
     pub(crate) fn segment(&self) -> Result<&Segment, SharedError> {
         self.seg.as_deref().ok_or_else(|| SharedError::NotMapped {
-            pid: myid(),
+            pid: self.cluster.myid(),
             pids: self.pids.to_vec(),
         })
     }
@@ -635,7 +638,7 @@ where
     fn start(&self, s: &SharedArray<T, D>) -> Vec<(Pid, Future<()>)> {
         s.procs()
             .iter()
-            .map(|&p| (p, remotecall(self.0.clone(), p, (s.clone(),))))
+            .map(|&p| (p, s.cluster.remotecall(self.0.clone(), p, (s.clone(),))))
             .collect()
     }
 }
@@ -736,9 +739,9 @@ impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D,
         }
     }
 
-    fn prepare(&self) -> Result<(Vec<Pid>, usize), SharedError> {
-        let me = myid();
-        let mut local = procs_of(me);
+    fn prepare(&self, cluster: &Cluster) -> Result<(Vec<Pid>, usize), SharedError> {
+        let me = cluster.myid();
+        let mut local = cluster.procs_of(me);
         // On a worker, cohort-cluster does not yet know every peer's host (procs_of
         // may be empty there); this process is on its own host in any case.
         if !local.contains(&me) {
@@ -775,19 +778,28 @@ impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D,
     }
 
     fn start(&self) -> Result<Pending<T, D>, SharedError> {
-        let (pids, bytes) = self.prepare()?;
+        // The array belongs to the cluster current when it is made.
+        let cluster = Cluster::current();
+        let (pids, bytes) = self.prepare(&cluster)?;
         let created = segment::create(
+            &cluster,
             bytes,
             pids.clone(),
             self.file.as_ref().map(|(p, m, o)| (p.as_path(), *m, *o)),
         )?;
-        let me = myid();
+        let me = cluster.myid();
         let attaching = pids
             .iter()
             .filter(|p| **p != me)
-            .map(|&p| (p, remotecall(segment::attach, p, (created.desc.clone(),))))
+            .map(|&p| {
+                (
+                    p,
+                    cluster.remotecall(segment::attach, p, (created.desc.clone(),)),
+                )
+            })
             .collect();
         let array = SharedArray {
+            cluster,
             seg: Some(created.seg.clone()),
             id: created.desc.id,
             dim: self.dim.clone(),
@@ -924,6 +936,8 @@ impl<'de, T: Pod, D: Dimension> Deserialize<'de> for SharedArray<T, D> {
         let mut dim = D::zeros(w.shape.len());
         dim.slice_mut().copy_from_slice(&w.shape);
         Ok(SharedArray {
+            // The cluster that receives the message (the current one while decoding).
+            cluster: Cluster::current(),
             seg: segment::lookup(&w.id),
             id: w.id,
             dim,

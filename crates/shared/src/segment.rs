@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
-use cohort_cluster::{myid, Pid};
+use cohort_cluster::{Cluster, Pid};
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -65,8 +65,9 @@ pub(crate) struct Desc {
 pub(crate) struct Segment {
     pub id: SegId,
     map: Option<MmapRaw>,
-    /// The participants the creator must release (set on the creator only).
-    release_to: Vec<Pid>,
+    /// The participants the creator must release, and their cluster (set on the
+    /// creator only).
+    release_to: Option<(Cluster, Vec<Pid>)>,
     /// The per-process borrow flag: > 0 shared views, -1 one mutable view, and
     /// `-1 - n` for `n` > 0 live atomic views ([`crate::atomic`]).
     pub borrow: AtomicIsize,
@@ -97,8 +98,10 @@ impl Drop for Segment {
                 }
             }
         }
-        for &p in &self.release_to {
-            let _ = cohort_cluster::remote_do(release, p, (self.id,));
+        if let Some((cluster, pids)) = &self.release_to {
+            for &p in pids {
+                let _ = cluster.remote_do(release, p, (self.id,));
+            }
         }
     }
 }
@@ -183,10 +186,10 @@ pub(crate) fn sweep_stale(dir: &Path) -> usize {
     n
 }
 
-fn next_id() -> SegId {
+fn next_id(creator: Pid) -> SegId {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     SegId {
-        creator: myid(),
+        creator,
         os_pid: std::process::id(),
         seq: SEQ.fetch_add(1, Ordering::Relaxed),
     }
@@ -255,13 +258,16 @@ pub enum FileMode {
     OpenOrCreate,
 }
 
-/// Makes and maps a segment here. `file` is `None` for anonymous shared memory.
+/// Makes and maps a segment here, for `pids` of `cluster`. `file` is `None` for
+/// anonymous shared memory.
 pub(crate) fn create(
+    cluster: &Cluster,
     len: usize,
     pids: Vec<Pid>,
     file: Option<(&Path, FileMode, u64)>,
 ) -> Result<Created, SharedError> {
-    let id = next_id();
+    let me = cluster.myid();
+    let id = next_id(me);
     let (path, file_handle, offset, unlink) = match file {
         None => {
             let dir = shm_dir();
@@ -349,11 +355,13 @@ pub(crate) fn create(
         }
     };
     let map = map(&file_handle, offset, len).map_err(io(format!("mapping {}", path.display())))?;
-    let me = myid();
     let seg = Arc::new(Segment {
         id,
         map,
-        release_to: pids.iter().copied().filter(|p| *p != me).collect(),
+        release_to: Some((
+            cluster.clone(),
+            pids.iter().copied().filter(|p| *p != me).collect(),
+        )),
         borrow: AtomicIsize::new(0),
     });
     table().lock().insert(
@@ -406,7 +414,7 @@ pub(crate) fn attach(desc: Desc) -> Result<(), AttachFailure> {
     let seg = Arc::new(Segment {
         id: desc.id,
         map,
-        release_to: Vec::new(),
+        release_to: None,
         borrow: AtomicIsize::new(0),
     });
     t.insert(

@@ -39,13 +39,17 @@ pub struct Stats {
     pub connected: Vec<Pid>,
 }
 
-/// This process's [`Stats`].
+/// This process's [`Stats`] in the [current](crate::Cluster::current) cluster.
 ///
 /// ```
 /// assert_eq!(cohort_cluster::stats().pending_ref_ops, 0);
 /// ```
 pub fn stats() -> Stats {
-    let n = crate::shell::node::node();
+    stats_in(&crate::shell::node::current())
+}
+
+/// This process's [`Stats`] in `n`'s cluster.
+pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
     let s = n.store().stats();
     Stats {
         pid: n.myid(),
@@ -97,22 +101,31 @@ fn rss_bytes() -> u64 {
 /// assert_eq!(s.pid, 1);
 /// # });
 /// ```
-pub async fn stats_of(pid: Pid) -> Result<Stats, crate::CallError> {
-    if pid == crate::myid() {
+pub fn stats_of(pid: Pid) -> impl std::future::Future<Output = Result<Stats, crate::CallError>> {
+    stats_of_in(crate::shell::node::current(), pid)
+}
+
+/// [`stats_of`] in `n`'s cluster.
+pub(crate) async fn stats_of_in(
+    n: std::sync::Arc<crate::shell::node::Node>,
+    pid: Pid,
+) -> Result<Stats, crate::CallError> {
+    if pid == n.myid() {
         // Let queued reference messages go first, as a remote caller's would.
-        crate::shell::node::node().store().flush_all();
-        return Ok(stats());
+        n.store().flush_all();
+        return Ok(stats_in(&n));
     }
-    crate::remotecall_fetch(remote_stats, pid, ()).await
+    crate::api::call::remotecall_fetch_in(n, remote_stats, pid, ()).await
 }
 
 /// The built-in behind [`stats_of`]: flushes queued reference messages, returns free
 /// heap pages to the OS (so `rss_bytes` shows memory in use, not the allocator's
 /// cache after a burst), then reports.
 pub fn remote_stats() -> Stats {
-    crate::shell::node::node().store().flush_all();
+    let n = crate::shell::node::current();
+    n.store().flush_all();
     trim_heap();
-    stats()
+    stats_in(&n)
 }
 
 fn trim_heap() {

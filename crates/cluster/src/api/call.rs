@@ -15,7 +15,9 @@ use crate::api::future::Future;
 use crate::codec;
 use crate::error::{CallError, Failure, RemoteException};
 use crate::registry::{self, RemoteFn};
-use crate::shell::node::node;
+use std::sync::Arc;
+
+use crate::shell::node::{current, enter, Node};
 
 /// Where `spawnat` runs: a given process, or any worker in turn (Julia's `:any`).
 ///
@@ -39,7 +41,7 @@ impl From<Pid> for Target {
 
 /// The wire name of `f`: its registered name, or its trampoline's code offset (after
 /// checking the target runs this executable).
-fn function_ref<F, Args>(f: &F, pid: Pid) -> Result<proto::FunctionRef, CallError>
+fn function_ref<F, Args>(n: &Node, f: &F, pid: Pid) -> Result<proto::FunctionRef, CallError>
 where
     F: RemoteFn<Args>,
     Args: Serialize + DeserializeOwned,
@@ -52,7 +54,7 @@ where
             display: name.to_string(),
         });
     }
-    let peer = node().peer(pid)?;
+    let peer = n.peer(pid)?;
     // A connection still in its handshake does not know yet; the callee checks the
     // fingerprint itself and refuses with an error naming the function.
     if peer.is_established() && !peer.same_exe() {
@@ -68,16 +70,17 @@ where
     })
 }
 
-fn encode_args<F, Args>(f: &F, args: &Args, pid: Pid) -> Result<Vec<u8>, CallError>
+fn encode_args<F, Args>(n: &Node, f: &F, args: &Args, pid: Pid) -> Result<Vec<u8>, CallError>
 where
     F: RemoteFn<Args>,
     Args: Serialize,
 {
-    codec::with_target(pid, || registry::encode_call(f, args))
+    codec::with_target(n, pid, || registry::encode_call(f, args))
         .map_err(|e: Failure| CallError::Serialization(e.message))
 }
 
 fn build_call<F, Args>(
+    n: &Node,
     f: &F,
     pid: Pid,
     args: &Args,
@@ -90,8 +93,8 @@ where
     Args: Serialize + DeserializeOwned,
     F::Output: Serialize,
 {
-    let function = function_ref(f, pid)?;
-    let args = encode_args(f, args, pid)?;
+    let function = function_ref(n, f, pid)?;
+    let args = encode_args(n, f, args, pid)?;
     Ok(Envelope {
         kind: Some(Kind::Call(proto::Call {
             call_id,
@@ -104,25 +107,35 @@ where
 }
 
 /// Runs `f(args)` here, off the caller's thread, catching a panic.
-fn run_local<F, Args>(f: F, args: Args) -> Future<F::Output>
+fn run_local<F, Args>(n: &Arc<Node>, f: F, args: Args) -> Future<F::Output>
 where
     F: RemoteFn<Args>,
     Args: Send + 'static,
     F::Output: Send + Sync + 'static,
 {
-    let fut = Future::local();
+    let fut = Future::local(n);
     let done = fut.clone();
+    let n = n.clone();
     crate::runtime::handle().spawn_blocking(move || {
-        let out = call_catching(&f, args);
+        let out = call_catching(&n, &f, args);
         done.set_local(out);
     });
     fut
 }
 
-fn call_catching<F: RemoteFn<Args>, Args>(f: &F, args: Args) -> Result<F::Output, CallError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.call(args))).map_err(|p| {
+/// Runs `f(args)` on this thread for `n` (its cluster is the current one inside),
+/// catching a panic.
+fn call_catching<F: RemoteFn<Args>, Args>(
+    n: &Arc<Node>,
+    f: &F,
+    args: Args,
+) -> Result<F::Output, CallError> {
+    enter(n, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.call(args)))
+    })
+    .map_err(|p| {
         CallError::Remote(RemoteException::from_failure(
-            node().myid(),
+            n.myid(),
             std::any::type_name::<F>(),
             Failure::from_panic(p),
         ))
@@ -146,14 +159,24 @@ where
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let n = node();
+    remotecall_in(&current(), f, pid, args)
+}
+
+pub(crate) fn remotecall_in<F, Args>(n: &Arc<Node>, f: F, pid: Pid, args: Args) -> Future<F::Output>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
     if pid == n.myid() {
-        return run_local(f, args);
+        return run_local(n, f, args);
     }
     let id = n.new_ref();
-    match build_call(&f, pid, &args, CallMode::Call, 0, Some(id)).and_then(|env| n.send(pid, env)) {
-        Ok(()) => Future::remote(id, pid),
-        Err(e) => Future::ready(pid, Err(e)),
+    match build_call(n, &f, pid, &args, CallMode::Call, 0, Some(id))
+        .and_then(|env| n.send(pid, env))
+    {
+        Ok(()) => Future::remote(n, id, pid),
+        Err(e) => Future::ready(n, pid, Err(e)),
     }
 }
 
@@ -172,24 +195,46 @@ where
 /// assert_eq!(v, 81);
 /// # });
 /// ```
-pub async fn remotecall_fetch<F, Args>(f: F, pid: Pid, args: Args) -> Result<F::Output, CallError>
+pub fn remotecall_fetch<F, Args>(
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> impl std::future::Future<Output = Result<F::Output, CallError>>
 where
     F: RemoteFn<Args>,
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
-    let n = node();
+    remotecall_fetch_in(current(), f, pid, args)
+}
+
+pub(crate) async fn remotecall_fetch_in<F, Args>(
+    n: Arc<Node>,
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> Result<F::Output, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
     if pid == n.myid() {
         // On cohort's runtime, so this works from any executor.
         return crate::runtime::handle()
-            .spawn_blocking(move || call_catching(&f, args))
+            .spawn_blocking(move || call_catching(&n, &f, args))
             .await
             .unwrap_or(Err(CallError::TaskLost));
     }
     let call_id = n.new_call_id();
-    let env = build_call(&f, pid, &args, CallMode::Fetch, call_id, None)?;
+    let env = build_call(&n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
     let bytes: Bytes = n.request(pid, call_id, env).await?;
-    codec::decode(&bytes).map_err(|e| CallError::Serialization(e.message))
+    decode_result(&n, &bytes)
+}
+
+/// Decodes a call's result for `n` (handles inside it are `n`'s).
+fn decode_result<T: DeserializeOwned>(n: &Arc<Node>, bytes: &[u8]) -> Result<T, CallError> {
+    enter(n, || codec::decode(bytes)).map_err(|e| CallError::Serialization(e.message))
 }
 
 /// Blocking form of [`remotecall_fetch`]; a call to this process runs on the calling
@@ -217,14 +262,27 @@ where
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
-    let n = node();
+    remotecall_fetch_blocking_in(&current(), f, pid, args)
+}
+
+pub(crate) fn remotecall_fetch_blocking_in<F, Args>(
+    n: &Arc<Node>,
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> Result<F::Output, CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + 'static,
+{
     if pid == n.myid() {
-        return call_catching(&f, args);
+        return call_catching(n, &f, args);
     }
     let call_id = n.new_call_id();
-    let env = build_call(&f, pid, &args, CallMode::Fetch, call_id, None)?;
+    let env = build_call(n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
     let bytes = n.request_blocking(pid, call_id, env)?;
-    codec::decode(&bytes).map_err(|e| CallError::Serialization(e.message))
+    decode_result(n, &bytes)
 }
 
 /// Calls `f(args…)` on `pid`, waits until it has finished, and returns the
@@ -241,7 +299,21 @@ where
 /// assert_eq!(f.fetch().await.unwrap(), 1);
 /// # });
 /// ```
-pub async fn remotecall_wait<F, Args>(
+pub fn remotecall_wait<F, Args>(
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> impl std::future::Future<Output = Result<Future<F::Output>, CallError>>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    remotecall_wait_in(current(), f, pid, args)
+}
+
+pub(crate) async fn remotecall_wait_in<F, Args>(
+    n: Arc<Node>,
     f: F,
     pid: Pid,
     args: Args,
@@ -251,17 +323,16 @@ where
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let n = node();
     if pid == n.myid() {
-        let fut = run_local(f, args);
+        let fut = run_local(&n, f, args);
         fut.wait().await?;
         return Ok(fut);
     }
     let id = n.new_ref();
     let call_id = n.new_call_id();
-    let env = build_call(&f, pid, &args, CallMode::Wait, call_id, Some(id))?;
+    let env = build_call(&n, &f, pid, &args, CallMode::Wait, call_id, Some(id))?;
     // Track the handle before sending, so a fast reply cannot race the registration.
-    let fut = Future::remote(id, pid);
+    let fut = Future::remote(&n, id, pid);
     n.request(pid, call_id, env).await?;
     Ok(fut)
 }
@@ -286,7 +357,7 @@ where
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    crate::runtime::block_on(remotecall_wait(f, pid, args))
+    crate::runtime::block_on(remotecall_wait_in(current(), f, pid, args))
 }
 
 /// Runs `f(args…)` on `pid` for its effect: nothing is stored, nothing is waited for,
@@ -307,16 +378,30 @@ where
     Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let n = node();
+    remote_do_in(&current(), f, pid, args)
+}
+
+pub(crate) fn remote_do_in<F, Args>(
+    n: &Arc<Node>,
+    f: F,
+    pid: Pid,
+    args: Args,
+) -> Result<(), CallError>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Send + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
     if pid == n.myid() {
+        let n = n.clone();
         crate::runtime::handle().spawn_blocking(move || {
-            if let Err(e) = call_catching(&f, args) {
+            if let Err(e) = call_catching(&n, &f, args) {
                 eprintln!("error in remote_do: {e}");
             }
         });
         return Ok(());
     }
-    let env = build_call(&f, pid, &args, CallMode::RemoteDo, 0, None)?;
+    let env = build_call(n, &f, pid, &args, CallMode::RemoteDo, 0, None)?;
     n.send(pid, env)
 }
 
@@ -333,11 +418,19 @@ where
     F: RemoteFn<()>,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let pid = match target.into() {
+    spawnat_in(&current(), target.into(), f)
+}
+
+pub(crate) fn spawnat_in<F>(n: &Arc<Node>, target: Target, f: F) -> Future<F::Output>
+where
+    F: RemoteFn<()>,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let pid = match target {
         Target::Pid(p) => p,
-        Target::Any => node().next_worker(),
+        Target::Any => n.next_worker(),
     };
-    remotecall(f, pid, ())
+    remotecall_in(n, f, pid, ())
 }
 
 /// Runs the zero-argument function `f` on `pid` and waits for its value (Julia's
@@ -352,12 +445,15 @@ where
 /// assert_eq!(v, 1);
 /// # });
 /// ```
-pub async fn fetchfrom<F>(pid: Pid, f: F) -> Result<F::Output, CallError>
+pub fn fetchfrom<F>(
+    pid: Pid,
+    f: F,
+) -> impl std::future::Future<Output = Result<F::Output, CallError>>
 where
     F: RemoteFn<()>,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
-    remotecall_fetch(f, pid, ()).await
+    remotecall_fetch(f, pid, ())
 }
 
 /// Blocking form of [`fetchfrom`].

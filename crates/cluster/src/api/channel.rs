@@ -20,13 +20,14 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::api::cluster::Cluster;
 use crate::api::future::live;
 use crate::codec;
 use crate::core::Reply;
 use crate::error::{CallError, ErrorKind, Failure};
 use crate::registry::RemoteFn;
 use crate::shell::channel_ops::{ChannelSlot, ErasedChannel};
-use crate::shell::node::node;
+use crate::shell::node::{current, enter, Node};
 
 /// What a channel value must be to travel: serde both ways, shareable, and `Clone`
 /// (for `fetch`, which copies without removing).
@@ -48,10 +49,10 @@ struct Typed<T>(Arc<dyn AbstractChannel<T>>);
 
 impl<T: ChannelValue> ErasedChannel for Typed<T> {
     fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
+        let v: Result<T, CallError> = codec::decode(&bytes).map_err(decode_err);
         Box::pin(async move {
-            let v: T = codec::decode(&bytes).map_err(decode_err)?;
             self.0
-                .put((), v)
+                .put((), v?)
                 .await
                 .map_err(|_| CallError::ChannelClosed)
         })
@@ -79,13 +80,13 @@ impl<T: ChannelValue> ErasedChannel for Typed<T> {
     }
 }
 
-/// Puts a channel made by a factory into this process's store under `id`.
-fn install<T: ChannelValue>(id: RefId, chan: Arc<dyn AbstractChannel<T>>) {
+/// Puts a channel made by a factory into `node`'s store under `id`.
+fn install<T: ChannelValue>(node: &Node, id: RefId, chan: Arc<dyn AbstractChannel<T>>) {
     let slot = ChannelSlot {
         erased: Arc::new(Typed(chan.clone())),
         typed: Arc::new(chan),
     };
-    node().store().install_channel(id, slot);
+    node.store().install_channel(id, slot);
 }
 
 /// The call that runs a factory on the owner and installs its channel there.
@@ -104,7 +105,8 @@ where
     type Output = ();
 
     fn call(&self, (): ()) {
-        install::<T>(self.id, Arc::new(self.factory.call(())));
+        // Runs on the owner, for the node that received the call.
+        install::<T>(&current(), self.id, Arc::new(self.factory.call(())));
     }
 
     fn encode_state(&self) -> Result<Vec<u8>, Failure> {
@@ -122,6 +124,8 @@ where
 }
 
 struct Inner<T> {
+    /// The node (cluster) this handle belongs to.
+    node: Arc<Node>,
     id: RefId,
     owner: Pid,
     /// Set by `finalize`: this process no longer claims the channel.
@@ -132,9 +136,9 @@ struct Inner<T> {
 impl<T> Drop for Inner<T> {
     fn drop(&mut self) {
         if !self.finalized.load(std::sync::atomic::Ordering::Acquire) {
-            node().store().dropped(self.id);
+            self.node.store().dropped(self.id);
         }
-        live().lock().remove(&self.id);
+        live(&self.node).lock().remove(&self.id);
     }
 }
 
@@ -206,8 +210,9 @@ impl<T> SendError<T> {
 }
 
 impl<T: ChannelValue> RemoteChannel<T> {
-    fn handle(id: RefId, owner: Pid) -> Self {
+    fn handle(node: Arc<Node>, id: RefId, owner: Pid) -> Self {
         let inner = Arc::new(Inner {
+            node,
             id,
             owner,
             finalized: std::sync::atomic::AtomicBool::new(false),
@@ -215,8 +220,18 @@ impl<T: ChannelValue> RemoteChannel<T> {
         });
         let weak: Weak<dyn Any + Send + Sync> =
             Arc::downgrade(&(inner.clone() as Arc<dyn Any + Send + Sync>));
-        live().lock().insert(id, weak);
+        live(&inner.node).lock().insert(id, weak);
         RemoteChannel { inner }
+    }
+
+    /// The cluster this handle belongs to.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert_eq!(rc.cluster(), cohort_cluster::Cluster::current());
+    /// ```
+    pub fn cluster(&self) -> Cluster {
+        Cluster::from_node(self.inner.node.clone())
     }
 
     /// A channel of capacity 1 on `pid` (Julia's `RemoteChannel(pid)`).
@@ -231,8 +246,8 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// assert_eq!(rc.take().await.unwrap(), "hi");
     /// # });
     /// ```
-    pub async fn new(pid: Pid) -> Result<Self, CallError> {
-        Self::with_capacity(pid, 1).await
+    pub fn new(pid: Pid) -> impl std::future::Future<Output = Result<Self, CallError>> {
+        Self::with_capacity(pid, 1)
     }
 
     /// Blocking form of [`new`](Self::new).
@@ -258,15 +273,27 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity(1, 10).await.unwrap();
     /// # });
     /// ```
-    pub async fn with_capacity(pid: Pid, cap: usize) -> Result<Self, CallError> {
-        Self::with_factory(
+    pub fn with_capacity(
+        pid: Pid,
+        cap: usize,
+    ) -> impl std::future::Future<Output = Result<Self, CallError>> {
+        Self::with_capacity_in(current(), pid, cap)
+    }
+
+    /// [`with_capacity`](Self::with_capacity) in `n`'s cluster.
+    pub(crate) fn with_capacity_in(
+        n: Arc<Node>,
+        pid: Pid,
+        cap: usize,
+    ) -> impl std::future::Future<Output = Result<Self, CallError>> {
+        Self::with_factory_in(
+            n,
             pid,
             NewChannel::<T> {
                 cap,
                 _t: PhantomData,
             },
         )
-        .await
     }
 
     /// Blocking form of [`with_capacity`](Self::with_capacity).
@@ -298,28 +325,43 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// let rc = cohort_cluster::RemoteChannel::<i64>::with_factory(1, || Channel::new(10)).await.unwrap();
     /// # });
     /// ```
-    pub async fn with_factory<F, C>(pid: Pid, factory: F) -> Result<Self, CallError>
+    pub fn with_factory<F, C>(
+        pid: Pid,
+        factory: F,
+    ) -> impl std::future::Future<Output = Result<Self, CallError>>
     where
         F: RemoteFn<(), Output = C>,
         C: AbstractChannel<T> + 'static,
     {
-        let n = node();
+        Self::with_factory_in(current(), pid, factory)
+    }
+
+    /// [`with_factory`](Self::with_factory) in `n`'s cluster.
+    pub(crate) async fn with_factory_in<F, C>(
+        n: Arc<Node>,
+        pid: Pid,
+        factory: F,
+    ) -> Result<Self, CallError>
+    where
+        F: RemoteFn<(), Output = C>,
+        C: AbstractChannel<T> + 'static,
+    {
         let id = n.new_ref();
         if pid == n.myid() {
             n.store().created(id, pid);
-            install::<T>(id, Arc::new(factory.call(())));
-            return Ok(Self::handle(id, pid));
+            install::<T>(&n, id, Arc::new(factory.call(())));
+            return Ok(Self::handle(n, id, pid));
         }
         // Count our handle before the channel exists, so the owner cannot free it
         // between its creation and our first use.
         n.store().created(id, pid);
-        let rc = Self::handle(id, pid);
+        let rc = Self::handle(n.clone(), id, pid);
         let install = Install::<T, F> {
             id,
             factory,
             _t: PhantomData,
         };
-        crate::api::call::remotecall_wait(install, pid, ()).await?;
+        crate::api::call::remotecall_wait_in(n, install, pid, ()).await?;
         Ok(rc)
     }
 
@@ -372,7 +414,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     pub fn finalize(&self) {
         use std::sync::atomic::Ordering;
         if !self.inner.finalized.swap(true, Ordering::AcqRel) {
-            node().store().released(self.inner.id);
+            self.inner.node.store().released(self.inner.id);
         }
     }
 
@@ -389,13 +431,13 @@ impl<T: ChannelValue> RemoteChannel<T> {
     }
 
     fn local(&self) -> Option<Arc<dyn AbstractChannel<T>>> {
-        (self.inner.owner == node().myid())
-            .then(|| channel_from_id::<T>(self.inner.id))
+        (self.inner.owner == self.inner.node.myid())
+            .then(|| channel_in::<T>(&self.inner.node, self.inner.id))
             .flatten()
     }
 
     async fn ask(&self, kind: RefRequestKind, value: Vec<u8>) -> Reply {
-        let n = node();
+        let n = &self.inner.node;
         let owner = self.inner.owner;
         let call_id = n.new_call_id();
         let env = Envelope {
@@ -439,7 +481,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
         if let Err(error) = self.check_finalized() {
             return Err(SendError { value, error });
         }
-        if self.inner.owner == node().myid() {
+        if self.inner.owner == self.inner.node.myid() {
             let Some(ch) = self.local() else {
                 return Err(SendError {
                     value,
@@ -451,7 +493,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
                 error: CallError::ChannelClosed,
             });
         }
-        let bytes = match codec::with_target(self.inner.owner, || codec::encode(&value)) {
+        let bytes = match codec::with_target(&self.inner.node, self.inner.owner, || {
+            codec::encode(&value)
+        }) {
             Ok(b) => b,
             Err(f) => {
                 return Err(SendError {
@@ -482,7 +526,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
 
     async fn get(&self, kind: RefRequestKind) -> Result<T, CallError> {
         self.check_finalized()?;
-        if self.inner.owner == node().myid() {
+        if self.inner.owner == self.inner.node.myid() {
             let ch = self.local().ok_or_else(|| self.gone())?;
             let r = if kind == RefRequestKind::Take {
                 ch.take(()).await
@@ -492,7 +536,8 @@ impl<T: ChannelValue> RemoteChannel<T> {
             return r.map_err(channel_error);
         }
         let b = self.ask(kind, Vec::new()).await?;
-        codec::decode(&b).map_err(decode_err)
+        // Handles inside the value are this channel's cluster's.
+        enter(&self.inner.node, || codec::decode(&b)).map_err(decode_err)
     }
 
     /// Removes and returns the oldest value, waiting for one (Julia's `take!`).
@@ -573,7 +618,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
         if self.check_finalized().is_err() {
             return false;
         }
-        if self.inner.owner == node().myid() {
+        if self.inner.owner == self.inner.node.myid() {
             return self.local().is_some_and(|c| c.isready(()));
         }
         matches!(self.ask(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
@@ -605,7 +650,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// ```
     pub async fn wait(&self) -> Result<(), CallError> {
         self.check_finalized()?;
-        if self.inner.owner == node().myid() {
+        if self.inner.owner == self.inner.node.myid() {
             let ch = self.local().ok_or_else(|| self.gone())?;
             return ch.wait(()).await.map_err(channel_error);
         }
@@ -639,7 +684,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
         if self.check_finalized().is_err() {
             return;
         }
-        if self.inner.owner == node().myid() {
+        if self.inner.owner == self.inner.node.myid() {
             if let Some(c) = self.local() {
                 c.close();
             }
@@ -697,7 +742,11 @@ impl<T: ChannelValue> RemoteFn<()> for NewChannel<T> {
 /// assert!(!ch.isready(()));
 /// ```
 pub fn channel_from_id<T: Send + 'static>(id: RefId) -> Option<Arc<dyn AbstractChannel<T>>> {
-    let slot = node().store().channel(id)?;
+    channel_in(&current(), id)
+}
+
+fn channel_in<T: Send + 'static>(node: &Node, id: RefId) -> Option<Arc<dyn AbstractChannel<T>>> {
+    let slot = node.store().channel(id)?;
     slot.typed
         .downcast_ref::<Arc<dyn AbstractChannel<T>>>()
         .cloned()
@@ -713,8 +762,14 @@ struct Carried {
 
 impl<T: ChannelValue> Serialize for RemoteChannel<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if let Some(dest) = codec::serializing_for() {
-            node().store().serialized(self.inner.id, dest);
+        if let Some((node_id, dest)) = codec::target() {
+            if node_id != self.inner.node.id {
+                return Err(codec::refuse(format!(
+                    "a RemoteChannel of another cluster cannot travel in this message (reference {})",
+                    self.inner.id
+                )));
+            }
+            self.inner.node.store().serialized(self.inner.id, dest);
         }
         Carried {
             whence: self.inner.id.whence,
@@ -729,8 +784,9 @@ impl<'de, T: ChannelValue> Deserialize<'de> for RemoteChannel<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let c = Carried::deserialize(d)?;
         let id = RefId::new(c.whence, c.id);
-        let n = node();
-        let existing = live().lock().get(&id).and_then(Weak::upgrade);
+        // The node that receives the message (see `shell::node::enter`).
+        let n = current();
+        let existing = live(&n).lock().get(&id).and_then(Weak::upgrade);
         if let Some(existing) = existing {
             if let Ok(inner) = existing.downcast::<Inner<T>>() {
                 n.store().deserialized(id, c.owner, false);
@@ -738,6 +794,6 @@ impl<'de, T: ChannelValue> Deserialize<'de> for RemoteChannel<T> {
             }
         }
         n.store().deserialized(id, c.owner, true);
-        Ok(Self::handle(id, c.owner))
+        Ok(Self::handle(n, id, c.owner))
     }
 }

@@ -2,7 +2,6 @@
 //! `Future`).
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,14 +14,17 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::api::cluster::Cluster;
 use crate::codec;
 use crate::core::Reply;
 use crate::error::{CallError, ErrorKind, RemoteException};
-use crate::shell::node::node;
+use crate::shell::node::{current, enter, Node};
 
 type Publisher<T> = Box<dyn FnOnce(&Result<T, CallError>) + Send>;
 
 struct Inner<T> {
+    /// The node (cluster) this handle belongs to.
+    node: Arc<Node>,
     id: RefId,
     owner: Pid,
     /// The value once known here: fetched, put, or computed by a local call.
@@ -44,18 +46,17 @@ struct Inner<T> {
 impl<T> Drop for Inner<T> {
     fn drop(&mut self) {
         if self.tracked.load(Ordering::Acquire) {
-            node().store().dropped(self.id);
+            self.node.store().dropped(self.id);
         }
-        live().lock().remove(&self.id);
+        self.node.live.lock().remove(&self.id);
     }
 }
 
-/// One handle per reference per process, so that a release (fetch, finalize) covers
+/// One handle per reference per node, so that a release (fetch, finalize) covers
 /// every copy the process holds and registrations stay balanced. Shared by futures and
-/// channels: reference ids are unique within a process whatever their kind.
-pub(crate) fn live() -> &'static Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>> {
-    static LIVE: OnceLock<Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>>> = OnceLock::new();
-    LIVE.get_or_init(Default::default)
+/// channels: reference ids are unique within a node whatever their kind.
+pub(crate) fn live(node: &Node) -> &crate::shell::node::LiveTable {
+    &node.live
 }
 
 /// A reference to a value that will be computed (or put) once, possibly on another
@@ -117,8 +118,9 @@ impl<T: Send + Sync + 'static> Future<T> {
         }
     }
 
-    fn make(id: RefId, owner: Pid, local: bool, tracked: bool) -> Self {
+    fn make(node: Arc<Node>, id: RefId, owner: Pid, local: bool, tracked: bool) -> Self {
         Future::from_inner(Inner {
+            node,
             id,
             owner,
             cell: OnceLock::new(),
@@ -130,41 +132,55 @@ impl<T: Send + Sync + 'static> Future<T> {
         })
     }
 
-    /// An unset future whose value will be stored on process `pid` (Julia's
-    /// `Future(pid)`); set it with [`put`](Self::put).
+    /// An unset future whose value will be stored on process `pid` of the
+    /// [current](Cluster::current) cluster (Julia's `Future(pid)`); set it with
+    /// [`put`](Self::put). [`Cluster::future`] makes one in a given cluster.
     ///
     /// ```
     /// let f = cohort_cluster::Future::<String>::new(1);
     /// assert_eq!(f.owner(), 1);
     /// ```
     pub fn new(pid: Pid) -> Self {
-        let n = node();
+        Future::new_in(current(), pid)
+    }
+
+    /// An unset future of `node`'s cluster, stored on `pid`.
+    pub(crate) fn new_in(n: Arc<Node>, pid: Pid) -> Self {
         let id = n.new_ref();
         if pid == n.myid() {
-            Future::make(id, pid, true, false)
+            Future::make(n, id, pid, true, false)
         } else {
             n.store().created(id, pid);
-            Future::make(id, pid, false, true)
+            Future::make(n, id, pid, false, true)
         }
     }
 
     /// A future for the result of a call sent to `owner`.
-    pub(crate) fn remote(id: RefId, owner: Pid) -> Self {
-        node().store().created(id, owner);
-        Future::make(id, owner, false, true)
+    pub(crate) fn remote(n: &Arc<Node>, id: RefId, owner: Pid) -> Self {
+        n.store().created(id, owner);
+        Future::make(n.clone(), id, owner, false, true)
     }
 
     /// A future computed in this process.
-    pub(crate) fn local() -> Self {
-        let n = node();
-        Future::make(n.new_ref(), n.myid(), true, false)
+    pub(crate) fn local(n: &Arc<Node>) -> Self {
+        Future::make(n.clone(), n.new_ref(), n.myid(), true, false)
     }
 
     /// A future that already holds its outcome (a call that failed before it left).
-    pub(crate) fn ready(owner: Pid, value: Result<T, CallError>) -> Self {
-        let f = Future::make(node().new_ref(), owner, true, false);
+    pub(crate) fn ready(n: &Arc<Node>, owner: Pid, value: Result<T, CallError>) -> Self {
+        let f = Future::make(n.clone(), n.new_ref(), owner, true, false);
         let _ = f.inner.cell.set(value);
         f
+    }
+
+    /// The cluster this handle belongs to.
+    ///
+    /// ```
+    /// let f = cohort_cluster::Future::<u8>::new(1);
+    /// assert_eq!(f.cluster(), cohort_cluster::Cluster::current());
+    /// ```
+    pub fn cluster(&self) -> Cluster {
+        Cluster::from_node(self.inner.node.clone())
     }
 
     /// Sets the value of a local future and wakes its waiters.
@@ -219,7 +235,7 @@ impl<T: Send + Sync + 'static> Future<T> {
     }
 
     async fn ask_owner(&self, kind: RefRequestKind, value: Vec<u8>) -> Reply {
-        let n = node();
+        let n = &self.inner.node;
         let owner = self.inner.owner;
         let id = self.inner.id;
         if owner == n.myid() {
@@ -249,7 +265,7 @@ impl<T: Send + Sync + 'static> Future<T> {
 
     fn release(&self) {
         if self.inner.tracked.swap(false, Ordering::AcqRel) {
-            node().store().released(self.inner.id);
+            self.inner.node.store().released(self.inner.id);
         }
     }
 
@@ -383,8 +399,11 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
             return self.wait_local().await.as_ref().map_err(Clone::clone);
         }
         let reply = self.ask_owner(RefRequestKind::Fetch, Vec::new()).await;
-        let value = reply
-            .and_then(|b| codec::decode::<T>(&b).map_err(|f| CallError::Serialization(f.message)));
+        // Handles inside the value are this future's cluster's.
+        let value = reply.and_then(|b| {
+            enter(&self.inner.node, || codec::decode::<T>(&b))
+                .map_err(|f| CallError::Serialization(f.message))
+        });
         let _ = self.inner.cell.set(value);
         self.release();
         self.inner.ready.notify_waiters();
@@ -460,8 +479,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
                 Err(CallError::AlreadySet)
             };
         }
-        let bytes = codec::with_target(self.inner.owner, || codec::encode(&value))
-            .map_err(|f| CallError::Serialization(f.message))?;
+        let bytes =
+            codec::with_target(&self.inner.node, self.inner.owner, || codec::encode(&value))
+                .map_err(|f| CallError::Serialization(f.message))?;
         match self.ask_owner(RefRequestKind::Put, bytes).await {
             Ok(_) => {
                 let _ = self.inner.cell.set(Ok(value));
@@ -523,8 +543,14 @@ where
             }
             None => {}
         }
-        let n = node();
-        if let Some(dest) = codec::serializing_for() {
+        let n = &inner.node;
+        if let Some((node_id, dest)) = codec::target() {
+            if node_id != n.id {
+                return Err(codec::refuse(format!(
+                    "a Future of another cluster cannot travel in this message (reference {})",
+                    inner.id
+                )));
+            }
             if inner.local {
                 // The value will be produced here: have it copied into the reference
                 // store when it arrives, so the receiver can fetch it from us.
@@ -533,20 +559,21 @@ where
                     n.store().created(inner.id, n.myid());
                     inner.tracked.store(true, Ordering::Release);
                     let id = inner.id;
+                    let node = n.clone();
                     *publish = Some(Box::new(move |v: &Result<T, CallError>| {
                         let stored = match v {
                             Ok(v) => codec::encode(v)
                                 .map(Bytes::from)
-                                .map_err(|f| RemoteException::from_failure(node().myid(), "", f)),
+                                .map_err(|f| RemoteException::from_failure(node.myid(), "", f)),
                             Err(e) => Err(RemoteException {
-                                pid: node().myid(),
+                                pid: node.myid(),
                                 kind: ErrorKind::Error,
                                 function: String::new(),
                                 message: e.to_string(),
                                 context: String::new(),
                             }),
                         };
-                        let _ = node().store().set(id, stored);
+                        let _ = node.store().set(id, stored);
                     }));
                 }
             }
@@ -556,7 +583,7 @@ where
         }
         let weak: Weak<dyn Any + Send + Sync> =
             Arc::downgrade(&(self.inner.clone() as Arc<dyn Any + Send + Sync>));
-        live().lock().entry(inner.id).or_insert(weak);
+        live(n).lock().entry(inner.id).or_insert(weak);
         Carried::<&T>::Handle {
             whence: inner.id.whence,
             id: inner.id.id,
@@ -571,9 +598,12 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The node that receives the message (see `shell::node::enter`).
+        let n = current();
         match Carried::<T>::deserialize(d)? {
-            Carried::Value(v) => Ok(Future::ready(node().myid(), Ok(v))),
+            Carried::Value(v) => Ok(Future::ready(&n, n.myid(), Ok(v))),
             Carried::Failed { pid, message } => Ok(Future::ready(
+                &n,
                 pid,
                 Err(CallError::Remote(RemoteException {
                     pid,
@@ -585,30 +615,37 @@ where
             )),
             Carried::Handle { whence, id, owner } => {
                 let id = RefId::new(whence, id);
-                let n = node();
-                let mut map = live().lock();
+                let mut map = live(&n).lock();
+                // A handle of another type under the same id (a confused peer) is
+                // dropped only after the table's lock is released: if it was the
+                // last one, its `Drop` takes that lock.
+                let mut confused = None;
                 if let Some(existing) = map.get(&id).and_then(Weak::upgrade) {
-                    if let Ok(inner) = existing.downcast::<Inner<T>>() {
-                        drop(map);
-                        if inner.tracked.load(Ordering::Acquire) {
-                            n.store().deserialized(id, owner, false);
-                        } else {
-                            // Our handle already let go of the owner (it fetched), but
-                            // the sender registered us again: give that back.
-                            n.store().deserialized(id, owner, true);
-                            n.store().dropped(id);
+                    match existing.downcast::<Inner<T>>() {
+                        Err(other) => confused = Some(other),
+                        Ok(inner) => {
+                            drop(map);
+                            if inner.tracked.load(Ordering::Acquire) {
+                                n.store().deserialized(id, owner, false);
+                            } else {
+                                // Our handle already let go of the owner (it fetched), but
+                                // the sender registered us again: give that back.
+                                n.store().deserialized(id, owner, true);
+                                n.store().dropped(id);
+                            }
+                            return Ok(Future {
+                                inner,
+                                _t: PhantomData,
+                            });
                         }
-                        return Ok(Future {
-                            inner,
-                            _t: PhantomData,
-                        });
                     }
                 }
-                let f = Future::make(id, owner, false, true);
+                let f = Future::make(n.clone(), id, owner, false, true);
                 let weak: Weak<dyn Any + Send + Sync> =
                     Arc::downgrade(&(f.inner.clone() as Arc<dyn Any + Send + Sync>));
                 map.insert(id, weak);
                 drop(map);
+                drop(confused);
                 n.store().deserialized(id, owner, true);
                 Ok(f)
             }

@@ -14,7 +14,7 @@ use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, Envelope};
 
 use crate::error::CallError;
-use crate::shell::node::node;
+use crate::shell::node::{current, Node};
 
 /// Interrupts the calls running on `pids` (Julia's `interrupt`): each worker answers
 /// its running calls with a [`CallError::Remote`] of kind
@@ -30,7 +30,11 @@ use crate::shell::node::node;
 /// cohort_cluster::interrupt(&[]).unwrap();
 /// ```
 pub fn interrupt(pids: &[Pid]) -> Result<(), CallError> {
-    let n = node();
+    interrupt_in(&current(), pids)
+}
+
+/// [`interrupt`] in `n`'s cluster.
+pub(crate) fn interrupt_in(n: &Node, pids: &[Pid]) -> Result<(), CallError> {
     let mut first_err = None;
     for &pid in pids {
         if pid == n.myid() {

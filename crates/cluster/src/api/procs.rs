@@ -11,7 +11,7 @@ use cohort_wire::ids::{Pid, MASTER};
 
 use crate::error::ClusterError;
 use crate::shell::launch::launch;
-use crate::shell::node::node;
+use crate::shell::node::{current, Node};
 use crate::shell::tls::TlsMode;
 
 /// Options for adding workers (Julia's `addprocs` keyword arguments), and the launch
@@ -187,9 +187,17 @@ impl AddProcs {
     /// TLS was asked for in a cluster that already has plaintext workers);
     /// [`ClusterError::Connect`] if one could not be reached or failed the TLS or
     /// cookie handshake. Workers that did join stay in the cluster.
-    pub async fn launch(self) -> Result<Vec<Pid>, ClusterError> {
+    ///
+    /// The workers join the [current](crate::Cluster::current) cluster (as of this
+    /// call); [`Cluster::launch`](crate::Cluster::launch) adds them to a given one.
+    pub fn launch(self) -> impl std::future::Future<Output = Result<Vec<Pid>, ClusterError>> {
+        self.launch_in(current())
+    }
+
+    /// [`launch`](Self::launch) into `n`'s cluster.
+    pub(crate) async fn launch_in(self, n: Arc<Node>) -> Result<Vec<Pid>, ClusterError> {
         crate::runtime::handle()
-            .spawn(launch(self.manager, self.params, self.tls))
+            .spawn(launch(n, self.manager, self.params, self.tls))
             .await
             .unwrap_or_else(|_| {
                 Err(ClusterError::Connect {
@@ -204,7 +212,7 @@ impl AddProcs {
     /// # Errors
     /// As [`launch`](Self::launch).
     pub fn launch_blocking(self) -> Result<Vec<Pid>, ClusterError> {
-        crate::runtime::block_on(launch(self.manager, self.params, self.tls))
+        crate::runtime::block_on(launch(current(), self.manager, self.params, self.tls))
     }
 }
 
@@ -218,8 +226,8 @@ impl AddProcs {
 /// let pids = cohort_cluster::addprocs(2).await.unwrap();
 /// # }
 /// ```
-pub async fn addprocs(n: usize) -> Result<Vec<Pid>, ClusterError> {
-    AddProcs::local(n).launch().await
+pub fn addprocs(n: usize) -> impl std::future::Future<Output = Result<Vec<Pid>, ClusterError>> {
+    AddProcs::local(n).launch()
 }
 
 /// Blocking form of [`addprocs`].
@@ -261,8 +269,20 @@ pub enum RmStatus {
 /// cohort_cluster::rmprocs(&pids, None).await.unwrap();
 /// # }
 /// ```
-pub async fn rmprocs(pids: &[Pid], waitfor: Option<Duration>) -> Result<RmStatus, ClusterError> {
-    let task = rmprocs_nowait(pids)?;
+pub fn rmprocs(
+    pids: &[Pid],
+    waitfor: Option<Duration>,
+) -> impl std::future::Future<Output = Result<RmStatus, ClusterError>> {
+    let task = rmprocs_nowait(pids);
+    wait_removal(task, waitfor)
+}
+
+/// Waits for a removal started by [`rmprocs_nowait`] (up to `waitfor`).
+pub(crate) async fn wait_removal(
+    task: Result<RmprocsTask, ClusterError>,
+    waitfor: Option<Duration>,
+) -> Result<RmStatus, ClusterError> {
+    let task = task?;
     match waitfor {
         None => {
             task.wait().await;
@@ -291,8 +311,7 @@ pub async fn rmprocs(pids: &[Pid], waitfor: Option<Duration>) -> Result<RmStatus
 /// cohort_cluster::rmprocs_blocking(&pids, None).unwrap();
 /// ```
 pub fn rmprocs_blocking(pids: &[Pid], waitfor: Option<Duration>) -> Result<RmStatus, ClusterError> {
-    let pids = pids.to_vec();
-    crate::runtime::block_on(async move { rmprocs(&pids, waitfor).await })
+    crate::runtime::block_on(rmprocs(pids, waitfor))
 }
 
 /// The removal started by [`rmprocs_nowait`] (Julia's `rmprocs(...; waitfor=0)`
@@ -349,7 +368,11 @@ impl RmprocsTask {
 /// task.wait_blocking();
 /// ```
 pub fn rmprocs_nowait(pids: &[Pid]) -> Result<RmprocsTask, ClusterError> {
-    let n = node();
+    rmprocs_nowait_in(&current(), pids)
+}
+
+/// [`rmprocs_nowait`] in `n`'s cluster.
+pub(crate) fn rmprocs_nowait_in(n: &Node, pids: &[Pid]) -> Result<RmprocsTask, ClusterError> {
     if n.is_worker() {
         return Err(ClusterError::NotMaster);
     }
@@ -388,7 +411,7 @@ pub fn rmprocs_nowait(pids: &[Pid]) -> Result<RmprocsTask, ClusterError> {
 /// assert_eq!(cohort_cluster::myid(), 1);
 /// ```
 pub fn myid() -> Pid {
-    node().myid()
+    current().myid()
 }
 
 /// Every process id, the master's included (Julia's `procs()`).
@@ -397,7 +420,7 @@ pub fn myid() -> Pid {
 /// assert_eq!(cohort_cluster::procs(), vec![1]);
 /// ```
 pub fn procs() -> Vec<Pid> {
-    node().procs()
+    current().procs()
 }
 
 /// The processes on the same host as `pid` (Julia's `procs(pid)`), by host name.
@@ -406,7 +429,11 @@ pub fn procs() -> Vec<Pid> {
 /// assert_eq!(cohort_cluster::procs_of(1), vec![1]);
 /// ```
 pub fn procs_of(pid: Pid) -> Vec<Pid> {
-    let n = node();
+    procs_of_in(&current(), pid)
+}
+
+/// [`procs_of`] in `n`'s cluster.
+pub(crate) fn procs_of_in(n: &Node, pid: Pid) -> Vec<Pid> {
     let host_of = |p: Pid| -> Option<String> {
         if p == n.myid() && n.is_worker() {
             // A worker is not in its own table of the others.
@@ -432,7 +459,7 @@ pub fn procs_of(pid: Pid) -> Vec<Pid> {
 /// assert_eq!(cohort_cluster::nprocs(), 1);
 /// ```
 pub fn nprocs() -> usize {
-    node().procs().len()
+    current().procs().len()
 }
 
 /// The worker pids; with no workers, `[1]` (the master counts as the worker then).
@@ -441,7 +468,7 @@ pub fn nprocs() -> usize {
 /// assert_eq!(cohort_cluster::workers(), vec![1]);
 /// ```
 pub fn workers() -> Vec<Pid> {
-    node().workers()
+    current().workers()
 }
 
 /// The number of workers (`nprocs() - 1`, or 1 when there are none).
@@ -450,7 +477,7 @@ pub fn workers() -> Vec<Pid> {
 /// assert_eq!(cohort_cluster::nworkers(), 1);
 /// ```
 pub fn nworkers() -> usize {
-    node().workers().len()
+    current().workers().len()
 }
 
 /// The cluster cookie (random unless set).
@@ -459,7 +486,7 @@ pub fn nworkers() -> usize {
 /// assert!(!cohort_cluster::cluster_cookie().expose().is_empty());
 /// ```
 pub fn cluster_cookie() -> Cookie {
-    node().cookie()
+    current().cookie()
 }
 
 /// Sets the cluster cookie, before any worker is added.
@@ -473,8 +500,12 @@ pub fn cluster_cookie() -> Cookie {
 /// assert_eq!(cohort_cluster::cluster_cookie().expose(), "my-cluster-secret");
 /// ```
 pub fn set_cluster_cookie(cookie: &str) -> Result<(), ClusterError> {
+    set_cookie_in(&current(), cookie)
+}
+
+/// [`set_cluster_cookie`] in `n`'s cluster.
+pub(crate) fn set_cookie_in(n: &Node, cookie: &str) -> Result<(), ClusterError> {
     let c = Cookie::new(cookie)?;
-    let n = node();
     if n.peek(|c| c.membership().worker_infos().next().is_some()) || n.is_worker() {
         return Err(ClusterError::CookieInUse);
     }

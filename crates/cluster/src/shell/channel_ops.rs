@@ -9,12 +9,14 @@ use bytes::Bytes;
 use cohort_wire::proto::RefRequestKind;
 use futures::future::BoxFuture;
 
-use super::node::node;
+use super::node::{enter, Node};
 use crate::core::ChannelOp;
 use crate::error::{CallError, ProtocolError};
 
 /// The owner's channel, seen through bytes, for requests from other processes.
 pub(crate) trait ErasedChannel: Send + Sync {
+    /// Decodes `bytes` before it returns (on the thread of the call, with its
+    /// current node), then puts the value when polled.
     fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
     fn take(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
     fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
@@ -31,8 +33,8 @@ pub(crate) struct ChannelSlot {
     pub(crate) typed: Arc<dyn Any + Send + Sync>,
 }
 
-/// Runs `op` as a task and answers its requester when it is done.
-pub(crate) fn run(op: ChannelOp<ChannelSlot>) {
+/// Runs `op` as a task and answers its requester through `node` when it is done.
+pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
     let ChannelOp {
         from,
         call_id,
@@ -43,7 +45,9 @@ pub(crate) fn run(op: ChannelOp<ChannelSlot>) {
     super::runtime::handle().spawn(async move {
         let e = &channel.erased;
         let reply = match kind {
-            RefRequestKind::Put => e.put(value).await.map(|()| Bytes::new()),
+            // Handles inside the value are this node's.
+            // `put` decodes at once, here: handles inside the value are this node's.
+            RefRequestKind::Put => enter(&node, || e.put(value)).await.map(|()| Bytes::new()),
             RefRequestKind::Take => e.take().await,
             RefRequestKind::Fetch => e.fetch().await,
             RefRequestKind::Wait => e.wait().await.map(|()| Bytes::new()),
@@ -58,6 +62,6 @@ pub(crate) fn run(op: ChannelOp<ChannelSlot>) {
                 Err(CallError::Protocol(ProtocolError::RequestWithoutKind))
             }
         };
-        node().with_core(|c| c.reply(from, call_id, reply));
+        node.with_core(|c| c.reply(from, call_id, reply));
     });
 }

@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::handshake::{handshake, tls_client, write_one, ConnectError, Established};
-use super::node::node;
+use super::node::Node;
 
 /// A writer coalesces queued frames up to this many bytes into one write.
 const COALESCE_LIMIT: usize = 256 * 1024;
@@ -42,6 +42,8 @@ struct Outbox {
 /// A connected (or connecting) peer.
 pub(crate) struct Peer {
     pub pid: Pid,
+    /// The node this connection belongs to (weakly: the node holds its peers).
+    node: Weak<Node>,
     out: Mutex<Outbox>,
     /// Whether the peer runs this very executable (equal build fingerprints), so code
     /// offsets may be sent to it. Unknown (false) until the handshake is done.
@@ -52,9 +54,10 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    fn new(pid: Pid) -> Arc<Peer> {
+    fn new(node: &Node, pid: Pid) -> Arc<Peer> {
         Arc::new(Peer {
             pid,
+            node: Arc::downgrade(&node.arc()),
             out: Mutex::new(Outbox::default()),
             same_exe: AtomicBool::new(false),
             established: AtomicBool::new(false),
@@ -113,13 +116,15 @@ impl Peer {
             Err(e) => {
                 drop(guard);
                 self.close(&format!("write failed: {e}"));
-                node().peer_lost(self.pid, self, "write failed");
+                if let Some(n) = self.node.upgrade() {
+                    n.peer_lost(self.pid, self, "write failed");
+                }
             }
         }
     }
 
     /// Marks the connection closed and shuts our side down so the peer sees it end.
-    fn close(&self, reason: &str) {
+    pub(crate) fn close(&self, reason: &str) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -135,20 +140,21 @@ impl Peer {
     /// A peer whose connection is made in the background (lazy worker-to-worker).
     /// Messages queue until it is up; if it cannot be made, the peer is dropped and
     /// whatever waited on it fails.
-    pub(crate) fn connect_lazily(pid: Pid, info: proto::WorkerInfo) -> Arc<Peer> {
-        let peer = Peer::new(pid);
+    pub(crate) fn connect_lazily(node: &Node, pid: Pid, info: proto::WorkerInfo) -> Arc<Peer> {
+        let peer = Peer::new(node, pid);
         // In the table before the task starts, so that a failure finds it there.
-        node().peers.write().insert(pid, peer.clone());
+        node.peers.write().insert(pid, peer.clone());
         let p = peer.clone();
+        let n = node.arc();
         super::runtime::handle().spawn(async move {
             let result = async {
                 let conn =
                     cohort_transport::stream::tcp_connect(&info.host, info.port as u16).await?;
-                let conn = tls_client(conn).await?;
-                let mut est = handshake(conn, Role::Connector).await?;
+                let conn = tls_client(&n, conn).await?;
+                let mut est = handshake(&n, conn, Role::Connector).await?;
                 // Say who we are before anything queued by callers goes out.
                 let hello = Envelope {
-                    kind: Some(Kind::Identify(proto::Identify { pid: node().myid() })),
+                    kind: Some(Kind::Identify(proto::Identify { pid: n.myid() })),
                 };
                 write_one(&mut est, &hello).await?;
                 Ok::<_, ConnectError>(est)
@@ -159,7 +165,7 @@ impl Peer {
                 Err(reason) => {
                     tracing::warn!(pid, %reason, "could not connect to worker");
                     p.closed.store(true, Ordering::Release);
-                    node().peer_lost(pid, &p, &format!("could not connect: {reason}"));
+                    n.peer_lost(pid, &p, &format!("could not connect: {reason}"));
                 }
             }
         });
@@ -178,10 +184,10 @@ impl Peer {
     /// process already talks to `pid` over another connection, the new one is only
     /// read from (both sides keep sending on their first connection, which keeps each
     /// direction in order).
-    pub(crate) fn register(pid: Pid, est: Established) -> Arc<Peer> {
-        let peer = Peer::new(pid);
+    pub(crate) fn register(node: &Node, pid: Pid, est: Established) -> Arc<Peer> {
+        let peer = Peer::new(node, pid);
         {
-            let mut peers = node().peers.write();
+            let mut peers = node.peers.write();
             peers.entry(pid).or_insert_with(|| peer.clone());
         }
         peer.start(est);
@@ -272,7 +278,11 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let reason = loop {
         match decoder.decode(&mut buf) {
             Ok(Some(frame)) => match decode_envelope(frame) {
-                Ok(env) => node().with_core(|c| c.handle_envelope(peer.pid, env, Instant::now())),
+                Ok(env) => match peer.node.upgrade() {
+                    // Handles inside the message belong to this connection's node.
+                    Some(n) => n.with_core(|c| c.handle_envelope(peer.pid, env, Instant::now())),
+                    None => break "the node is gone".to_string(),
+                },
                 Err(e) => break format!("bad message: {e}"),
             },
             Ok(None) => {
@@ -293,5 +303,7 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     }
     // Close our side too, so the peer sees the connection end.
     peer.close(&reason);
-    node().peer_lost(peer.pid, &peer, &reason);
+    if let Some(n) = peer.node.upgrade() {
+        n.peer_lost(peer.pid, &peer, &reason);
+    }
 }

@@ -4,12 +4,13 @@
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use cohort_wire::proto::{self, function_ref::Target};
 
-use super::node::node;
+use super::node::{current, enter, Node};
 use crate::codec;
 use crate::core::{own, RunCall};
 use crate::error::{ErrorKind, Failure, RemoteException};
@@ -21,27 +22,28 @@ thread_local! {
 }
 
 /// Whether this process was interrupted since the call running on this thread
-/// started. Long computations may poll it and return early; their result is discarded
+/// started (on the [current](crate::Cluster::current) cluster). Long computations may poll it and return early; their result is discarded
 /// anyway, as the caller has already been answered with `Interrupted`.
 ///
 /// ```
 /// assert!(!cohort_cluster::interrupted());
 /// ```
 pub fn interrupted() -> bool {
-    node().interrupts.load(Ordering::Acquire) > STARTED_AT.with(Cell::get)
+    current().interrupts.load(Ordering::Acquire) > STARTED_AT.with(Cell::get)
 }
 
-/// Marks the current thread as running a call from now (for [`interrupted`]).
-fn enter_call() {
-    STARTED_AT.with(|s| s.set(node().interrupts.load(Ordering::Acquire)));
+/// Marks the current thread as running a call for `node` from now (for
+/// [`interrupted`]).
+fn enter_call(node: &Node) {
+    STARTED_AT.with(|s| s.set(node.interrupts.load(Ordering::Acquire)));
 }
 
 /// Finds the code a call names.
 fn resolve(
+    me: cohort_wire::ids::Pid,
     function: Option<proto::FunctionRef>,
     same_exe: bool,
 ) -> (String, Result<Trampoline, Failure>) {
-    let me = node().myid();
     let f = function.unwrap_or_default();
     let display = f.display;
     let t = match f.target {
@@ -65,26 +67,29 @@ fn resolve(
 }
 
 /// Runs shipped code off the message loop, on a call runner (see
-/// [`super::runners`]), and gives the outcome to the core.
-pub(crate) fn run_call(run: RunCall) {
+/// [`super::runners`]), and gives the outcome to `node`'s core. The call runs with
+/// `node` [current](super::node::current): handles in its arguments, and the
+/// cluster functions it calls, are that node's.
+pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
     let RunCall { seq, from, call } = run;
-    let same_exe = node().peers.read().get(&from).is_some_and(|p| p.same_exe());
-    let (display, trampoline) = resolve(call.function, same_exe);
+    let me = node.myid();
+    let same_exe = node.peers.read().get(&from).is_some_and(|p| p.same_exe());
+    let (display, trampoline) = resolve(me, call.function, same_exe);
     let args = own(call.args);
+    let node = node.clone();
     super::runners::submit(Box::new(move || {
-        let me = node().myid();
         // On a call runner: a long computation stalls no connection and no other
         // call; a stream of short ones costs no wake-up per call.
         let out = match trampoline {
             Ok(t) => {
-                enter_call();
-                codec::with_target(from, || t(&args))
+                enter_call(&node);
+                enter(&node, || codec::with_target(&node, from, || t(&args)))
             }
             Err(f) => Err(f),
         };
         let out = out
             .map(Bytes::from)
             .map_err(|f| RemoteException::from_failure(me, &display, f));
-        node().with_core(|c| c.finish_call(seq, out, Instant::now()));
+        node.with_core(|c| c.finish_call(seq, out, Instant::now()));
     }));
 }

@@ -13,7 +13,7 @@ use cohort_wire::proto::{Envelope, Role};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::node::node;
+use super::node::Node;
 use crate::fingerprint::build_fingerprint;
 
 /// How long a handshake may take before the connection is dropped.
@@ -86,16 +86,18 @@ pub(crate) struct Established {
 }
 
 /// Wraps an outgoing connection in TLS when TLS is on.
-pub(crate) async fn tls_client(conn: Connection) -> Result<Connection, ConnectError> {
-    match super::tls::cluster_tls() {
+pub(crate) async fn tls_client(node: &Node, conn: Connection) -> Result<Connection, ConnectError> {
+    let tls = node.tls.read().clone();
+    match tls {
         None => Ok(conn),
         Some(t) => t.wrap_client(conn).await.map_err(ConnectError::Tls),
     }
 }
 
 /// Wraps an accepted connection in TLS when TLS is on.
-pub(crate) async fn tls_server(conn: Connection) -> Result<Connection, ConnectError> {
-    match super::tls::cluster_tls() {
+pub(crate) async fn tls_server(node: &Node, conn: Connection) -> Result<Connection, ConnectError> {
+    let tls = node.tls.read().clone();
+    match tls {
         None => Ok(conn),
         Some(t) => t.wrap_server(conn).await.map_err(ConnectError::Tls),
     }
@@ -105,13 +107,17 @@ pub(crate) async fn tls_server(conn: Connection) -> Result<Connection, ConnectEr
 ///
 /// # Errors
 /// Any [`ConnectError`] (bad cookie, version, timeout, I/O).
-pub(crate) async fn handshake(conn: Connection, role: Role) -> Result<Established, ConnectError> {
+pub(crate) async fn handshake(
+    node: &Node,
+    conn: Connection,
+    role: Role,
+) -> Result<Established, ConnectError> {
     let Connection {
         mut reader,
         mut writer,
         peer: _,
     } = conn;
-    let mut hs = Handshake::new(role, node().cookie(), build_fingerprint().to_vec());
+    let mut hs = Handshake::new(role, node.cookie(), build_fingerprint().to_vec());
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
     let run = async {

@@ -12,36 +12,35 @@ use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use super::driver::Peer;
 use super::handshake::{handshake, read_one, tls_client, write_one, ConnectError};
-use super::node::node;
+use super::node::Node;
 use super::tls::TlsMode;
 use crate::error::ClusterError;
 
 /// How long a new worker may take to finish joining.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Serializes the join phase: each new worker is told a consistent membership.
-static JOIN_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
+/// Launches workers with `manager` and joins them to `n`'s cluster.
 pub(crate) async fn launch(
+    n: Arc<Node>,
     manager: Arc<dyn ClusterManager>,
     mut params: LaunchParams,
     tls: Option<TlsMode>,
 ) -> Result<Vec<Pid>, ClusterError> {
-    let n = node();
     if n.is_worker() {
         return Err(ClusterError::NotMaster);
     }
     let has_workers = n.workers().iter().any(|&p| p != MASTER);
-    params.tls = super::tls::resolve(tls, has_workers)?;
+    params.tls = super::tls::resolve(&n, tls, has_workers)?;
     params.cookie = n.cookie().expose().to_string();
     n.with_core(|c| c.set_topology(params.topology, params.lazy));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let m = manager.clone();
     let p = params.clone();
-    let launcher = tokio::spawn(async move { m.launch(&p, tx).await });
+    let launcher = super::runtime::handle().spawn(async move { m.launch(&p, tx).await });
     let mut joins = Vec::new();
     while let Some(config) = rx.recv().await {
-        joins.push(tokio::spawn(join_worker(
+        joins.push(super::runtime::handle().spawn(join_worker(
+            n.clone(),
             manager.clone(),
             config,
             params.clone(),
@@ -77,11 +76,11 @@ pub(crate) async fn launch(
 }
 
 async fn join_worker(
+    n: Arc<Node>,
     manager: Arc<dyn ClusterManager>,
     config: WorkerConfig,
     params: LaunchParams,
 ) -> Result<Pid, ClusterError> {
-    let n = node();
     let addr = format!(
         "{}:{}",
         config.host.as_deref().unwrap_or("?"),
@@ -100,21 +99,21 @@ async fn join_worker(
         }
     };
     // TLS (when on) goes under the cookie handshake.
-    let conn = match tls_client(conn).await {
+    let conn = match tls_client(&n, conn).await {
         Ok(c) => c,
         Err(e) => {
             manager.kill(pid, &config).await;
             return Err(fail(e));
         }
     };
-    let mut est = match handshake(conn, Role::Connector).await {
+    let mut est = match handshake(&n, conn, Role::Connector).await {
         Ok(e) => e,
         Err(e) => {
             manager.kill(pid, &config).await;
             return Err(fail(e));
         }
     };
-    let _serial = JOIN_LOCK.lock().await;
+    let _serial = n.join_lock.lock().await;
     let (known, custom_links): (Vec<proto::WorkerInfo>, Vec<proto::WorkerInfo>) = {
         let known: Vec<proto::WorkerInfo> =
             n.peek(|c| c.membership().worker_infos().cloned().collect());
@@ -192,7 +191,7 @@ async fn join_worker(
     n.managed
         .write()
         .insert(pid, (manager.clone(), config.clone()));
-    Peer::register(pid, est);
+    Peer::register(&n, pid, est);
     let announce = params.topology != Topology::MasterWorker;
     n.with_core(|c| c.handle_connected(pid, Some(info), announce));
     manager.manage(pid, &config, ManageEvent::Register);

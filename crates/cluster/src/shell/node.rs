@@ -12,14 +12,28 @@
 //! that produced outputs, wakes the pump task, which carries them out. A drop never
 //! writes to a socket or opens a connection.
 //!
-//! There is one [`Node`] per process (Julia's process group is process-global too).
+//! # Which node
+//!
+//! A [`Node`] is one process's membership of one cluster. Every process has a
+//! default node ([`global`]) — the one a worker serves with, and the one the free
+//! functions (`myid()`, `remotecall`, …) use — and a master may make more
+//! ([`Node::new`], public as `Cluster::new`), each with its own workers. Handles
+//! (`Future`, `RemoteChannel`) hold an `Arc` of the node they belong to.
+//!
+//! Code that runs *for* a node — a call it received, the decoding of a message it
+//! received (a handle inside gets that node) — runs inside [`enter`], which makes it
+//! the thread's [`current`] node; elsewhere the current node is the default one
+//! (rayon's global pool and `ThreadPool::install` are the model).
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
+use cohort_transport::tls::ClusterTls;
 use cohort_transport::{ClusterManager, ManageEvent, WorkerConfig};
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::{Pid, RefId};
@@ -41,8 +55,17 @@ pub(crate) type NodeCore = Core<Waiter, ChannelSlot>;
 /// The manager that launched a worker, and its config (master only).
 pub(crate) type Managed = (Arc<dyn ClusterManager>, WorkerConfig);
 
-/// The process-global state of the shell.
+/// The weak handles of the references this node holds, by id (see
+/// `api::future::live`).
+pub(crate) type LiveTable = Mutex<HashMap<RefId, Weak<dyn Any + Send + Sync>>>;
+
+/// One process's membership of one cluster: the core and the I/O around it.
 pub(crate) struct Node {
+    /// Tells nodes of one process apart (in the serialization context).
+    pub(crate) id: u64,
+    /// This node, for the tasks it spawns (which hold it only weakly or while they
+    /// run).
+    me_arc: Weak<Node>,
     core: Mutex<NodeCore>,
     /// The core's pid and role, mirrored for reads without its lock (they change once,
     /// when a worker joins, before it serves anything).
@@ -54,21 +77,69 @@ pub(crate) struct Node {
     pub(crate) peers: RwLock<HashMap<Pid, Arc<Peer>>>,
     /// Master only: the manager that launched each worker, and its config.
     pub(crate) managed: RwLock<HashMap<Pid, Managed>>,
-    /// Wakes the pump task (outputs recorded by a `Drop`).
-    pump: Notify,
+    /// Wakes the pump task (outputs recorded by a `Drop`); shared with the task,
+    /// which holds the node itself only weakly.
+    pump: Arc<Notify>,
     /// The batch deadline the timer task is armed for.
     timer: Mutex<Option<Instant>>,
+    /// The timer task's channel (started on first use).
+    pub(crate) timer_task: OnceLock<tokio::sync::watch::Sender<Option<Instant>>>,
     /// Interrupts received (mirrors the core, read without its lock by `interrupted`).
     pub(crate) interrupts: AtomicU64,
+    /// One handle per reference held here (see `api::future::live`).
+    pub(crate) live: LiveTable,
+    /// The TLS credentials of this node's connections, once TLS is on.
+    pub(crate) tls: RwLock<Option<ClusterTls>>,
+    /// Serializes the join phase of `addprocs`: each new worker is told a consistent
+    /// membership.
+    pub(crate) join_lock: tokio::sync::Mutex<()>,
+    /// Counts membership changes (a worker joined or left), for waiters.
+    pub(crate) membership: tokio::sync::watch::Sender<u64>,
 }
 
-/// The node of this process.
-pub(crate) fn node() -> &'static Node {
-    static NODE: OnceLock<Node> = OnceLock::new();
-    NODE.get_or_init(|| {
+/// The default node of this process: a worker's only one, and the one the free
+/// functions use unless code runs [inside](enter) another.
+pub(crate) fn global() -> &'static Arc<Node> {
+    static NODE: OnceLock<Arc<Node>> = OnceLock::new();
+    NODE.get_or_init(Node::new)
+}
+
+thread_local! {
+    /// The node code on this thread runs for, if not the default one.
+    static CURRENT: RefCell<Option<Arc<Node>>> = const { RefCell::new(None) };
+}
+
+/// The node this thread works for: the one [`enter`]ed, else the default one.
+pub(crate) fn current() -> Arc<Node> {
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .unwrap_or_else(|| global().clone())
+}
+
+/// Runs `f` with `node` as the thread's [`current`] node (restored afterwards, also
+/// when `f` panics).
+pub(crate) fn enter<R>(node: &Arc<Node>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<Node>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = prev);
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(node.clone())));
+    f()
+}
+
+static NEXT_NODE_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Node {
+    /// A new node: a master with no workers yet, its cookie random.
+    pub(crate) fn new() -> Arc<Node> {
         crate::panics::install_hook();
         super::serve::keep_worker_hook();
-        let n = Node {
+        let node = Arc::new_cyclic(|me| Node {
+            id: NEXT_NODE_ID.fetch_add(1, Ordering::Relaxed),
+            me_arc: me.clone(),
             core: Mutex::new(Core::new()),
             me: AtomicU32::new(cohort_wire::ids::MASTER),
             worker: AtomicBool::new(false),
@@ -76,18 +147,44 @@ pub(crate) fn node() -> &'static Node {
             master_hostname: RwLock::new(cohort_transport::listen::hostname()),
             peers: RwLock::new(HashMap::new()),
             managed: RwLock::new(HashMap::new()),
-            pump: Notify::new(),
+            pump: Arc::new(Notify::new()),
             timer: Mutex::new(None),
+            timer_task: OnceLock::new(),
             interrupts: AtomicU64::new(0),
-        };
-        super::runtime::handle().spawn(async {
+            live: Mutex::new(HashMap::new()),
+            tls: RwLock::new(None),
+            join_lock: tokio::sync::Mutex::const_new(()),
+            membership: tokio::sync::watch::Sender::new(0),
+        });
+        // The pump holds the node weakly: it ends when the node goes.
+        let weak = Arc::downgrade(&node);
+        let pump = node.pump.clone();
+        super::runtime::handle().spawn(async move {
             loop {
-                node().pump.notified().await;
-                node().with_core(|_| ());
+                pump.notified().await;
+                let Some(n) = weak.upgrade() else { return };
+                n.with_core(|_| ());
             }
         });
-        n
-    })
+        node
+    }
+
+    /// This node as an `Arc`, for tasks and handles it makes.
+    pub(crate) fn arc(&self) -> Arc<Node> {
+        self.me_arc
+            .upgrade()
+            .expect("a node is used only while something holds it")
+    }
+}
+
+impl Drop for Node {
+    /// The last handle to this cluster went (the default one never goes): its
+    /// connections are shut, so its workers see their master leave and exit.
+    fn drop(&mut self) {
+        for peer in self.peers.get_mut().values() {
+            peer.close("the cluster was dropped");
+        }
+    }
 }
 
 impl Node {
@@ -113,7 +210,7 @@ impl Node {
                 Output::Connect(info) => {
                     // Made here, under the lock, so that transmits after it wait in
                     // the new connection's queue.
-                    Peer::connect_lazily(info.pid, info);
+                    Peer::connect_lazily(self, info.pid, info);
                 }
                 Output::Interrupted => {
                     self.interrupts
@@ -173,10 +270,11 @@ impl Node {
             Output::Complete { waiter, reply } => {
                 let _ = waiter.send(reply);
             }
-            Output::Run(run) => super::execute::run_call(run),
-            Output::Channel(op) => super::channel_ops::run(op),
+            Output::Run(run) => super::execute::run_call(&self.arc(), run),
+            Output::Channel(op) => super::channel_ops::run(self.arc(), op),
             Output::Freed(_, slot) => drop(slot),
             Output::Membership(change) => {
+                self.membership.send_modify(|g| *g += 1);
                 if let Change::Removed(pid) = change {
                     if let Some((manager, config)) = self.managed.write().remove(&pid) {
                         super::runtime::handle().spawn(async move {
@@ -207,7 +305,7 @@ impl Node {
             }
             *armed = Some(at);
         }
-        super::timer::arm(at);
+        super::timer::arm(self, at);
     }
 
     /// The timer fired.
@@ -312,7 +410,10 @@ impl Node {
     /// that comes later is dropped. What the request did on the peer stands.
     pub(crate) async fn request(&self, pid: Pid, call_id: u64, env: Envelope) -> Reply {
         let rx = self.start_request(pid, call_id, env)?;
-        let guard = Abandon { call_id };
+        let guard = Abandon {
+            node: self,
+            call_id,
+        };
         let r = rx.await;
         std::mem::forget(guard);
         r.unwrap_or_else(|_| Err(lost(pid)))
@@ -360,14 +461,15 @@ impl Node {
 }
 
 /// Abandons a request whose future was dropped before its reply came.
-struct Abandon {
+struct Abandon<'a> {
+    node: &'a Node,
     call_id: u64,
 }
 
-impl Drop for Abandon {
+impl Drop for Abandon<'_> {
     fn drop(&mut self) {
         let call_id = self.call_id;
-        node().record(|c| {
+        self.node.record(|c| {
             c.abandon(call_id);
         });
     }

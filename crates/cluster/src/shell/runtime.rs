@@ -1,15 +1,12 @@
 //! The runtime's tokio runtime, and the bridge that gives every async operation a
 //! blocking twin.
 //!
-//! Connections, accept loops and call execution always run on this runtime. The
-//! public async functions must be awaited inside a tokio runtime context — cohort's
-//! own (an `async fn main` under `#[cohort::main]`, or a future passed to
-//! [`block_on`]) or the caller's own tokio runtime: some of their paths use tokio
-//! ambiently (`tokio::task::spawn_blocking` for a call to this process in
-//! `remotecall_fetch`, `tokio::time::timeout` in `rmprocs`, `tokio::spawn` in
-//! `addprocs` and in `cohort-pool`'s `pmap`), and those panic when polled outside any
-//! tokio runtime, for instance on another executor. The blocking forms work from a
-//! plain `fn main` or any thread that is not one of this runtime's own workers.
+//! Connections, accept loops, timers and call execution always run on this runtime,
+//! so the public async functions work from any executor: where they need tokio (a
+//! timer, a blocking task, a spawned task) they hand that part to this runtime and
+//! await its join handle or a channel, which any executor can poll. The blocking
+//! forms work from a plain `fn main` or any thread that is not one of this runtime's
+//! own workers.
 
 use std::future::Future;
 use std::sync::OnceLock;

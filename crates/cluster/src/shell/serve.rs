@@ -36,7 +36,7 @@ use thiserror::Error;
 use super::driver::Peer;
 use super::handshake::{handshake, read_one, tls_server, write_one, ConnectError};
 use super::launch::topology_from_wire;
-use super::node::node;
+use super::node::global;
 use crate::core::Joined;
 
 /// Why the worker arguments after `--cohort-worker` cannot be used.
@@ -212,15 +212,17 @@ impl WorkerOptions {
             None if self.tls_from_stdin => Some(cohort_transport::tls::read_bundle_from_stdin()?),
             None => None,
         };
-        if node().is_worker() || INITIALIZED.swap(true, Ordering::AcqRel) {
+        // A worker serves with the process's default node.
+        let n = global();
+        if n.is_worker() || INITIALIZED.swap(true, Ordering::AcqRel) {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 "this process is already a worker",
             ));
         }
-        node().set_cookie(cookie);
+        n.set_cookie(cookie);
         if let Some(t) = tls {
-            super::tls::set(t);
+            super::tls::set(n, t);
         }
         start_master_timer(self.timeout);
         Ok(())
@@ -427,7 +429,8 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
             Cookie::new(line).map_err(|e| e.to_string())?
         }
     };
-    node().set_cookie(cookie);
+    let n = global();
+    n.set_cookie(cookie);
     let tls = match opts.tls {
         Some(t) => Some(t),
         None if opts.tls_from_stdin => Some(
@@ -439,7 +442,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
         None => None,
     };
     if let Some(t) = tls {
-        super::tls::set(t);
+        super::tls::set(n, t);
     }
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
@@ -448,7 +451,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     start_master_timer(opts.timeout);
     loop {
         let (stream, addr) = listener.accept().await.map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
+        super::runtime::handle().spawn(async move {
             if let Err(e) = accept(stream).await {
                 tracing::warn!(%addr, error = %e, "refused a connection");
             }
@@ -464,15 +467,15 @@ async fn accept(stream: tokio::net::TcpStream) -> Result<(), ConnectError> {
 /// The accepting side of any connection: TLS (when on), handshake, then `Join` or
 /// `Identify`.
 async fn accept_connection(conn: Connection) -> Result<(), ConnectError> {
-    let conn = tls_server(conn).await?;
-    let mut est = handshake(conn, Role::Acceptor).await?;
+    let n = global();
+    let conn = tls_server(n, conn).await?;
+    let mut est = handshake(n, conn, Role::Acceptor).await?;
     let first = read_one(&mut est, Duration::from_secs(30)).await?;
     match first.kind {
         Some(Kind::Join(join)) => {
             if JOINED.swap(true, Ordering::AcqRel) {
                 return Err(ConnectError::SecondMaster);
             }
-            let n = node();
             *n.master_hostname.write() = join.master_hostname.clone();
             n.join_as_worker(Joined {
                 pid: join.pid,
@@ -498,15 +501,14 @@ async fn accept_connection(conn: Connection) -> Result<(), ConnectError> {
                 },
             )
             .await?;
-            Peer::register(MASTER, est);
+            Peer::register(n, MASTER, est);
             Ok(())
         }
         Some(Kind::Identify(id)) => {
-            let n = node();
             if n.peek(|c| c.membership().topology().0) == Topology::MasterWorker {
                 return Err(ConnectError::TopologyForbids { pid: id.pid });
             }
-            Peer::register(id.pid, est);
+            Peer::register(n, id.pid, est);
             n.with_core(|c| c.handle_connected(id.pid, None, false));
             Ok(())
         }

@@ -1,6 +1,7 @@
 //! Whether this process's connections run over TLS, and with which credentials.
 //!
-//! The setting is process-wide: once a master has launched workers with TLS (see
+//! The setting belongs to a node (a process's membership of one cluster): once a
+//! master has launched workers with TLS (see
 //! [`AddProcs::tls`](crate::AddProcs::tls)), every later connection it makes — and
 //! every connection its workers make or accept — runs mutually authenticated TLS 1.3
 //! under the cookie handshake. A worker gets the credentials from its master over
@@ -8,10 +9,9 @@
 
 use std::path::PathBuf;
 
-use cohort_transport::tls::ClusterTls;
-use parking_lot::RwLock;
-
+use super::node::Node;
 use crate::error::ClusterError;
+use cohort_transport::tls::ClusterTls;
 
 /// How a master gets the cluster's TLS credentials.
 ///
@@ -42,30 +42,30 @@ pub enum TlsMode {
     Credentials(ClusterTls),
 }
 
-static TLS: RwLock<Option<ClusterTls>> = RwLock::new(None);
-
-/// The TLS credentials this process's connections use, if TLS is on.
+/// The TLS credentials the current cluster's connections use, if TLS is on (see
+/// [`Cluster::tls`](crate::Cluster::tls)).
 ///
 /// ```
 /// // TLS is off until a launch with `AddProcs::tls` turns it on.
 /// assert!(cohort_cluster::cluster_tls().is_none());
 /// ```
 pub fn cluster_tls() -> Option<ClusterTls> {
-    TLS.read().clone()
+    super::node::current().tls.read().clone()
 }
 
-pub(crate) fn set(tls: ClusterTls) {
-    *TLS.write() = Some(tls);
+pub(crate) fn set(node: &Node, tls: ClusterTls) {
+    *node.tls.write() = Some(tls);
 }
 
-/// The credentials a launch should use, turning TLS on for this process if `mode`
+/// The credentials a launch should use, turning TLS on for `node` if `mode`
 /// asks for it. Once on, TLS stays on (with the same credentials) for every later
 /// launch, since the workers already running refuse anything else.
 pub(crate) fn resolve(
+    node: &Node,
     mode: Option<TlsMode>,
     has_workers: bool,
 ) -> Result<Option<ClusterTls>, ClusterError> {
-    let mut current = TLS.write();
+    let mut current = node.tls.write();
     let wanted = match mode {
         None => return Ok(current.clone()),
         Some(TlsMode::Generate) => {
