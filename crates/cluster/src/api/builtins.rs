@@ -95,6 +95,9 @@ fn rss_bytes() -> u64 {
 /// # Errors
 /// As [`remotecall_fetch`](crate::remotecall_fetch).
 ///
+/// # Cancel safety
+/// As [`remotecall_fetch`](crate::remotecall_fetch).
+///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
 /// let s = cohort_cluster::stats_of(1).await.unwrap();

@@ -188,6 +188,10 @@ where
 /// [`CallError::WorkerExited`] if the worker died first; [`CallError::NoSuchProcess`];
 /// [`CallError::CannotShipCode`]; [`CallError::Serialization`].
 ///
+/// # Cancel safety
+/// Dropping the future abandons the wait (the reply is dropped when it comes);
+/// the call itself still runs on `pid`, and a call to this process runs to its end.
+///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
 /// fn square(x: u64) -> u64 { x * x }
@@ -291,6 +295,10 @@ where
 /// # Errors
 /// As [`remotecall_fetch`]: the call's failure is reported here (and stays in the
 /// future).
+///
+/// # Cancel safety
+/// As [`remotecall_fetch`]; the handle to the result goes with the future, so the
+/// owner frees the result once it is stored.
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
@@ -437,6 +445,9 @@ where
 /// `@fetchfrom`).
 ///
 /// # Errors
+/// As [`remotecall_fetch`].
+///
+/// # Cancel safety
 /// As [`remotecall_fetch`].
 ///
 /// ```

@@ -299,6 +299,10 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// The call's [`RemoteException`] if it failed; [`CallError::WorkerExited`] if the
     /// owner died.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request (a late reply is dropped);
+    /// the value stays with its owner and this handle stays usable.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
@@ -342,6 +346,10 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// Whether the value is available now (Julia's `isready`). For a remote future not
     /// yet fetched, this asks the owner.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request (a late reply is dropped);
+    /// nothing changes anywhere.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
@@ -383,6 +391,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// [`CallError::WorkerExited`] if the owner died first;
     /// [`CallError::Serialization`] if the value is not a `T`.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request (a late reply is dropped);
+    /// the value stays with its owner, and this process keeps its claim on it.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let f = cohort_cluster::Future::<Vec<u8>>::new(cohort_cluster::myid());
@@ -418,6 +430,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// Waits for the value and returns a copy of it (Julia's `fetch`).
     ///
     /// # Errors
+    /// As [`fetch_ref`](Self::fetch_ref).
+    ///
+    /// # Cancel safety
     /// As [`fetch_ref`](Self::fetch_ref).
     ///
     /// ```
@@ -459,6 +474,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// # Errors
     /// [`CallError::AlreadySet`] if it has a value already (set here, or by any other
     /// process); [`CallError::WorkerExited`] if the owner is gone.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: once the value has been sent, dropping the future does not
+    /// take it back; the owner may or may not have stored it (a later `put` then
+    /// reports [`CallError::AlreadySet`]).
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
@@ -508,6 +528,31 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
     pub fn put_blocking(&self, value: T) -> Result<(), CallError> {
         let f = self.clone();
         crate::runtime::block_on(async move { f.put(value).await })
+    }
+}
+
+/// `(&future).await` fetches, as [`fetch`](Future::fetch) does (the handle stays
+/// usable: later fetches are local).
+///
+/// # Cancel safety
+/// As [`fetch`](Future::fetch).
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// let f = cohort_cluster::remotecall(|| 6 * 7, 1, ());
+/// assert_eq!((&f).await.unwrap(), 42);
+/// assert_eq!(f.fetch().await.unwrap(), 42);
+/// # });
+/// ```
+impl<'a, T> std::future::IntoFuture for &'a Future<T>
+where
+    T: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Output = Result<T, CallError>;
+    type IntoFuture = futures::future::BoxFuture<'a, Result<T, CallError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.fetch())
     }
 }
 

@@ -190,6 +190,10 @@ impl AddProcs {
     ///
     /// The workers join the [current](crate::Cluster::current) cluster (as of this
     /// call); [`Cluster::launch`](crate::Cluster::launch) adds them to a given one.
+    /// # Cancel safety
+    /// Not cancel-safe in effect: the launch runs as a task of cohort's runtime and
+    /// goes on if this future is dropped; the workers it starts still join.
+    ///
     pub fn launch(self) -> impl std::future::Future<Output = Result<Vec<Pid>, ClusterError>> {
         self.launch_in(current())
     }
@@ -219,6 +223,9 @@ impl AddProcs {
 /// Adds `n` workers on this host with default options (Julia's `addprocs(n)`).
 ///
 /// # Errors
+/// As [`AddProcs::launch`].
+///
+/// # Cancel safety
 /// As [`AddProcs::launch`].
 ///
 /// ```no_run
@@ -262,6 +269,10 @@ pub enum RmStatus {
 /// # Errors
 /// [`ClusterError::NotMaster`] on a worker; [`ClusterError::NotAWorker`] for a pid
 /// that is not a worker (nothing is removed then).
+///
+/// # Cancel safety
+/// Cancel-safe: the workers are out of the cluster when this is called, and their
+/// removal finishes in the background if the future is dropped.
 ///
 /// ```no_run
 /// # async fn demo() {
@@ -323,6 +334,9 @@ pub struct RmprocsTask {
 
 impl RmprocsTask {
     /// Waits until every removed worker has exited.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future stops only the waiting; the removal goes on.
     ///
     /// ```no_run
     /// # async fn demo() {
