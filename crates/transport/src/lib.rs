@@ -50,7 +50,7 @@ pub use local::LocalManager;
 pub use machines::{Count, MachineSpec, MachineSpecError};
 pub use manager::{
     AnnounceFailure, ClusterManager, LaunchError, LaunchParams, ManageEvent, Topology,
-    WorkerConfig, WorkerProcess,
+    WorkerConfig, WorkerProcess, WorkerTransport,
 };
 pub use ssh::SshManager;
 pub use stream::{BoxedReader, BoxedWriter, Connection};
