@@ -107,9 +107,10 @@ pub enum WorkerArgsError {
 /// let opts = WorkerOptions {
 ///     // Its connect is how this worker reaches the others: over their sockets.
 ///     manager: Some(Arc::new(UnixManager::new(socket.parent().unwrap()))),
-///     ..Default::default()
+///     // The manager's flags: `--tls-stdin` when the cluster uses TLS.
+///     ..WorkerOptions::from_args(std::env::args().skip(1)).unwrap()
 /// };
-/// opts.init_worker()?; // the cookie (and TLS bundle) from stdin
+/// opts.init_worker()?; // the cookie (and the TLS bundle) from stdin
 /// cohort_cluster::runtime::block_on(async move {
 ///     let listener = stream::unix_listen(&socket)?;
 ///     unix::announce(&socket)?;
