@@ -372,4 +372,53 @@ pub enum ClusterError {
     /// A pid that is not a worker was given to `rmprocs`.
     #[error("process {0} is not a worker of this cluster")]
     NotAWorker(Pid),
+    /// The manager's workers cannot connect to each other
+    /// ([`WorkerTransport::MasterOnly`](cohort_transport::WorkerTransport::MasterOnly)),
+    /// and the topology asked for needs them to: only
+    /// [`Topology::MasterWorker`](cohort_transport::Topology::MasterWorker) works with
+    /// it. Returned before anything is launched.
+    ///
+    /// ```
+    /// use cohort_cluster::{ClusterError, Topology, WorkerTransport};
+    /// let e = ClusterError::TopologyUnsupported {
+    ///     topology: Topology::AllToAll,
+    ///     transport: WorkerTransport::MasterOnly,
+    /// };
+    /// assert!(e.to_string().contains("MasterWorker"));
+    /// ```
+    #[error(
+        "topology {topology:?} needs workers that connect to each other, but this \
+         cluster manager's have {transport}; use Topology::MasterWorker"
+    )]
+    TopologyUnsupported {
+        /// The topology asked for.
+        topology: cohort_transport::Topology,
+        /// What the manager's workers use to reach each other.
+        transport: cohort_transport::WorkerTransport,
+    },
+    /// All-to-all was asked for with a manager whose workers reach each other over
+    /// another transport than a worker already in the cluster, so the two could not
+    /// connect. Returned before anything is launched.
+    ///
+    /// ```
+    /// use cohort_cluster::{ClusterError, WorkerTransport};
+    /// let e = ClusterError::TransportMismatch {
+    ///     transport: WorkerTransport::Tcp,
+    ///     pid: 2,
+    ///     other: WorkerTransport::Custom("unix"),
+    /// };
+    /// assert!(e.to_string().contains("worker 2"));
+    /// ```
+    #[error(
+        "all-to-all needs one worker-to-worker transport, but the new workers use \
+         {transport} and worker {pid} uses {other}"
+    )]
+    TransportMismatch {
+        /// What the new workers would use.
+        transport: cohort_transport::WorkerTransport,
+        /// A worker already in the cluster.
+        pid: Pid,
+        /// What that worker uses.
+        other: cohort_transport::WorkerTransport,
+    },
 }

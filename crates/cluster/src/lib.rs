@@ -63,6 +63,7 @@ pub use api::procs::{
 };
 pub use cohort_transport::{
     ClusterManager, ClusterTls, LaunchParams, LocalManager, TlsError, Topology, WorkerConfig,
+    WorkerTransport,
 };
 pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};

@@ -77,7 +77,7 @@ pub use cohort_shared as shared;
 pub use cohort_shared::SharedArray;
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
-pub use cohort_transport::{Count, MachineSpec, SshManager};
+pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTransport};
 /// The wire protocol.
 pub use cohort_wire as wire;
 

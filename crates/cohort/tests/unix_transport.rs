@@ -1,150 +1,71 @@
-//! A cluster manager with a custom transport, built only on the public interface
-//! (the seed's `clustermanager/simple`, over Unix-domain sockets instead of TCP).
+//! The library's [`UnixManager`]: a custom transport over Unix-domain sockets, for
+//! master–worker and worker–worker connections alike, with the worker side built
+//! only on the public interface (the seed's `clustermanager/simple`, over Unix
+//! sockets instead of TCP).
 //!
-//! Master side: `launch` starts this test binary with `COHORT_UNIX_WORKER=<socket>`,
-//! which makes its `main` run `unix_worker_main` below instead of the test, writes the
-//! cookie to its stdin and waits for its ready line; `connect` opens the Unix socket
-//! and hands the runtime the pair of byte streams.
+//! Master side: `UnixManager` starts this test binary with `COHORT_UNIX_SOCKET=<path>`,
+//! which makes its `main` run `unix_worker_main` below instead of the tests, writes
+//! the cookie to its stdin, waits for its ready line and connects to the socket.
 //!
-//! Worker side: `WorkerOptions::init_worker` (Julia's `init_worker`), then a loop that
-//! accepts on the Unix socket and hands each connection to
+//! Worker side: `WorkerOptions::init_worker` with a `UnixManager` as
+//! `WorkerOptions::manager` (Julia's `init_worker(cookie, manager)`: the manager's
+//! `connect` is how this worker reaches the others), then a loop that accepts on the
+//! Unix socket and hands each connection — the master's, then other workers' — to
 //! `WorkerOptions::process_messages` (Julia's `process_messages`).
+//!
+//! The tests: lazy and eager all-to-all calls between workers, checked to go over
+//! the sockets (no worker holds a TCP socket), plain and under TLS; the up-front
+//! refusals (`ClusterError::TransportMismatch` for TCP workers joining these in an
+//! all-to-all cluster, `ClusterError::TopologyUnsupported` for a manager whose
+//! workers cannot reach each other).
 //!
 //! The worker must be this very executable (closures travel as code offsets, valid
 //! only between identical builds), so the target has its own `main` (`harness = false`
 //! in Cargo.toml, with libtest-mimic for the test-harness command line and report):
 //! the worker is a mode of the binary, not a `#[test]` that would count as passing.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cohort::prelude::*;
 use cohort::transport::{
-    BoxFuture, ClusterManager, Connection, LaunchError, LaunchParams, WorkerConfig, WorkerProcess,
+    stream, unix, BoxFuture, ClusterManager, Connection, LaunchError, LaunchParams, WorkerConfig,
+    WorkerTransport,
 };
-use cohort::{Topology, WorkerOptions};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use cohort::{ClusterError, TlsMode, Topology, UnixManager, WorkerOptions};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::UnboundedSender;
 
-const SOCKET_ENV: &str = "COHORT_UNIX_WORKER";
-const READY: &str = "unix_worker_ready:";
-
-/// Starts local workers reachable only through Unix-domain sockets.
-struct UnixManager {
-    dir: PathBuf,
-    seq: AtomicUsize,
-}
-
-/// What the manager keeps per worker: its socket.
-struct UnixWorker {
-    socket: PathBuf,
-}
-
-impl ClusterManager for UnixManager {
-    fn launch<'a>(
-        &'a self,
-        params: &'a LaunchParams,
-        launched: UnboundedSender<WorkerConfig>,
-    ) -> BoxFuture<'a, Result<(), LaunchError>> {
-        Box::pin(async move {
-            let exe = std::env::current_exe().map_err(|source| LaunchError::Spawn {
-                exe: "<test binary>".into(),
-                source,
-            })?;
-            for _ in 0..params.count {
-                let socket = self.dir.join(format!(
-                    "w{}.sock",
-                    self.seq.fetch_add(1, Ordering::Relaxed)
-                ));
-                let mut child = tokio::process::Command::new(&exe)
-                    .env(SOCKET_ENV, &socket)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .map_err(|source| LaunchError::Spawn {
-                        exe: exe.display().to_string(),
-                        source,
-                    })?;
-                // The cookie goes over stdin.
-                let mut stdin = child.stdin.take().unwrap();
-                let _ = stdin
-                    .write_all(format!("{}\n", params.cookie).as_bytes())
-                    .await;
-                drop(stdin);
-                let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-                let process = WorkerProcess::new(child);
-                let ready = tokio::time::timeout(Duration::from_secs(30), async {
-                    while let Ok(Some(l)) = lines.next_line().await {
-                        if l.contains(READY) {
-                            return true;
-                        }
-                    }
-                    false
-                })
-                .await;
-                if ready != Ok(true) {
-                    process.kill().await;
-                    return Err(LaunchError::NoAddress {
-                        what: "unix worker did not get ready".into(),
-                    });
-                }
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                let config = WorkerConfig {
-                    process: Some(process),
-                    userdata: Some(std::sync::Arc::new(UnixWorker { socket })),
-                    ..Default::default()
-                };
-                let _ = launched.send(config);
-            }
-            Ok(())
-        })
-    }
-
-    fn connect<'a>(
-        &'a self,
-        _pid: u32,
-        config: &'a WorkerConfig,
-    ) -> BoxFuture<'a, std::io::Result<Connection>> {
-        Box::pin(async move {
-            let w = config
-                .userdata
-                .as_ref()
-                .and_then(|u| u.downcast_ref::<UnixWorker>())
-                .ok_or_else(|| std::io::Error::other("not a unix worker"))?;
-            let s = tokio::net::UnixStream::connect(&w.socket).await?;
-            let (r, wr) = s.into_split();
-            Ok(Connection::new(
-                Box::new(r),
-                Box::new(wr),
-                w.socket.display().to_string(),
-            ))
-        })
-    }
-}
-
-/// The worker's program, run by `main` when `UnixManager` started this binary (with
-/// `COHORT_UNIX_WORKER=<socket>`); serves until the master removes the worker.
-fn unix_worker_main(socket: std::ffi::OsString) {
+/// The worker's program, run by `main` when a `UnixManager` started this binary
+/// (with `COHORT_UNIX_SOCKET=<socket>`); serves until the master removes the worker.
+fn unix_worker_main(socket: PathBuf) {
+    // The manager's flags (`--tls-stdin` when the cluster uses TLS).
+    let flags = WorkerOptions::from_args(std::env::args().skip(1)).expect("worker flags");
     let opts = WorkerOptions {
         timeout: Duration::from_secs(20),
-        ..Default::default()
+        // Worker-to-worker connections over the other workers' sockets.
+        manager: Some(Arc::new(UnixManager::new(socket.parent().unwrap()))),
+        ..flags
     };
     opts.init_worker().expect("init_worker");
-    cohort::runtime::block_on(async move {
-        let listener = tokio::net::UnixListener::bind(&socket).expect("bind the unix socket");
-        println!("{READY}{}", PathBuf::from(&socket).display());
+    let served: std::io::Result<()> = cohort::runtime::block_on(async move {
+        let listener = stream::unix_listen(&socket)?;
+        unix::announce(&socket)?;
         loop {
-            let (s, _) = listener.accept().await.expect("accept");
-            let (r, w) = s.into_split();
-            let conn = Connection::new(Box::new(r), Box::new(w), "unix peer");
-            if let Err(e) = opts.process_messages(conn).await {
-                eprintln!("{e}");
-            }
+            let conn = stream::unix_accept(&listener).await?;
+            let opts = opts.clone();
+            tokio::spawn(async move {
+                if let Err(e) = opts.process_messages(conn).await {
+                    eprintln!("{e}");
+                }
+            });
         }
     });
+    // Only an accept or bind failure gets here (the master's exit request ends the
+    // process); fail loudly so that the launch or the test sees it.
+    panic!("unix worker stopped serving: {served:?}");
 }
 
 #[cohort::remote]
@@ -152,28 +73,152 @@ fn whoami() -> (u32, u32) {
     (myid(), std::process::id())
 }
 
-fn unix_socket_transport_runs_calls() {
+/// How many TCP sockets (in any state) process `pid` holds: its socket inodes
+/// (`/proc/PID/fd`) matched against its network namespace's TCP tables.
+fn tcp_sockets(pid: u32) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let mut n = 0;
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        n += text
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                f.len() > 9 && inodes.contains(f[9])
+            })
+            .count();
+    }
+    n
+}
+
+/// The socket files in `dir`.
+fn sockets_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn unix_sockets_carry_all_to_all() {
     let dir = std::env::temp_dir().join(format!("cohort-unix-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pids = AddProcs::with_manager(UnixManager {
-        dir: dir.clone(),
-        seq: AtomicUsize::new(0),
-    })
-    .count(2)
-    .topology(Topology::MasterWorker)
-    .launch_blocking()
-    .unwrap();
+    let manager = UnixManager::new(&dir).ready_timeout(Duration::from_secs(30));
+    assert_eq!(manager.worker_transport(), WorkerTransport::Custom("unix"));
+    // All-to-all (the default topology), lazy (the default).
+    let pids = AddProcs::with_manager(manager)
+        .count(2)
+        .launch_blocking()
+        .unwrap();
     assert_eq!(pids.len(), 2);
+    let (a, b) = (pids[0], pids[1]);
+    let mut os = Vec::new();
     for &p in &pids {
-        let (id, os) = remotecall_fetch_blocking(whoami, p, ()).unwrap();
+        let (id, os_pid) = remotecall_fetch_blocking(whoami, p, ()).unwrap();
         assert_eq!(id, p);
-        assert_ne!(os, std::process::id());
+        assert_ne!(os_pid, std::process::id());
+        os.push(os_pid);
     }
     // A futures round trip too, over the Unix sockets.
-    let f = remotecall(|a: u64, b: u64| a + b, pids[0], (40, 2));
+    let f = remotecall(|a: u64, b: u64| a + b, a, (40, 2));
     assert_eq!(f.fetch_blocking().unwrap(), 42);
+
+    // Worker a calls worker b: the first call makes the a–b connection, through a's
+    // UnixManager, over b's socket.
+    let before = cohort::runtime::block_on(cohort::stats_of(a)).unwrap();
+    assert_eq!(
+        before.connected,
+        vec![1],
+        "no worker-to-worker connection yet"
+    );
+    let seen = remotecall_fetch_blocking(
+        cohort::closure!([b] || remotecall_fetch_blocking(whoami, *b, ()).unwrap()),
+        a,
+        (),
+    )
+    .unwrap();
+    assert_eq!(seen, (b, os[1]));
+    // And back, on the connection that call made.
+    let back = remotecall_fetch_blocking(
+        cohort::closure!([a] || remotecall_fetch_blocking(whoami, *a, ()).unwrap()),
+        b,
+        (),
+    )
+    .unwrap();
+    assert_eq!(back, (a, os[0]));
+    let after = cohort::runtime::block_on(cohort::stats_of(a)).unwrap();
+    assert_eq!(after.connected, vec![1, b]);
+    let after_b = cohort::runtime::block_on(cohort::stats_of(b)).unwrap();
+    assert_eq!(after_b.connected, vec![1, a]);
+    // Nothing went over TCP: neither worker holds a TCP socket of any kind.
+    for &os_pid in &os {
+        assert_eq!(tcp_sockets(os_pid), 0, "worker process {os_pid}");
+    }
+
+    // TCP workers cannot reach these in an all-to-all cluster: refused up front.
+    let mixed = AddProcs::local(1).launch_blocking().unwrap_err();
+    assert!(
+        matches!(
+            mixed,
+            ClusterError::TransportMismatch {
+                transport: WorkerTransport::Tcp,
+                other: WorkerTransport::Custom("unix"),
+                ..
+            }
+        ),
+        "{mixed:?}"
+    );
+    assert_eq!(workers(), pids, "the refused launch started nobody");
+
+    // Eager all-to-all: a third worker, from another manager on the same directory,
+    // connects to both at once as it joins, over their sockets.
+    let c = AddProcs::with_manager(UnixManager::new(&dir))
+        .count(1)
+        .lazy(false)
+        .launch_blocking()
+        .unwrap()[0];
+    // It started both connections while joining, before any call.
+    let joined = cohort::runtime::block_on(cohort::stats_of(c)).unwrap();
+    assert_eq!(joined.connected, vec![1, a, b]);
+    let (_, os_c) = remotecall_fetch_blocking(whoami, c, ()).unwrap();
+    let seen = remotecall_fetch_blocking(
+        cohort::closure!(
+            [a, b]
+                || (
+                    remotecall_fetch_blocking(whoami, *a, ()).unwrap(),
+                    remotecall_fetch_blocking(whoami, *b, ()).unwrap()
+                )
+        ),
+        c,
+        (),
+    )
+    .unwrap();
+    assert_eq!(seen, ((a, os[0]), (b, os[1])));
+    for (w, expected) in [(a, vec![1, b, c]), (b, vec![1, a, c])] {
+        let s = cohort::runtime::block_on(cohort::stats_of(w)).unwrap();
+        assert_eq!(s.connected, expected, "worker {w}");
+    }
+    assert_eq!(tcp_sockets(os_c), 0);
+    let pids = vec![a, b, c];
+
     // A connection without the cookie is refused by the worker.
-    let socket = dir.join("w0.sock");
+    let socket = sockets_in(&dir)[0].clone();
     let refused = cohort::runtime::block_on(async move {
         use tokio::io::AsyncReadExt;
         let mut s = tokio::net::UnixStream::connect(&socket).await.unwrap();
@@ -184,24 +229,124 @@ fn unix_socket_transport_runs_calls() {
             .is_ok()
     });
     assert!(refused, "worker kept a connection that sent garbage");
-    rmprocs_blocking(&pids, Some(Duration::from_secs(20))).unwrap();
+    // Waits for the manager's kill, which removes each worker's socket.
+    rmprocs_blocking(&pids, None).unwrap();
+    assert!(sockets_in(&dir).is_empty(), "{:?}", sockets_in(&dir));
+
+    // Last (TLS stays on in this process once on): every connection under TLS,
+    // worker to worker too, still over the sockets.
+    let pids = AddProcs::with_manager(UnixManager::new(&dir))
+        .count(2)
+        .tls(TlsMode::Generate)
+        .launch_blocking()
+        .unwrap();
+    let (a, b) = (pids[0], pids[1]);
+    let (tls_on, seen) = remotecall_fetch_blocking(
+        cohort::closure!(
+            [b] || (
+                cohort::cluster_tls().is_some(),
+                remotecall_fetch_blocking(whoami, *b, ()).unwrap().0
+            )
+        ),
+        a,
+        (),
+    )
+    .unwrap();
+    assert!(tls_on, "worker {a} runs without TLS");
+    assert_eq!(seen, b);
+    let (_, os_a) = remotecall_fetch_blocking(whoami, a, ()).unwrap();
+    assert_eq!(tcp_sockets(os_a), 0);
+    rmprocs_blocking(&pids, None).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// This target's `main` (`harness = false`): a worker when `UnixManager` started it,
-/// the test otherwise.
-fn main() -> std::process::ExitCode {
-    if let Some(socket) = std::env::var_os(SOCKET_ENV) {
-        unix_worker_main(socket);
-        return std::process::ExitCode::SUCCESS;
+/// A custom manager whose workers cannot reach each other; it counts its launches.
+struct MasterOnly {
+    launches: Arc<AtomicUsize>,
+}
+
+impl ClusterManager for MasterOnly {
+    fn launch<'a>(
+        &'a self,
+        _params: &'a LaunchParams,
+        _launched: UnboundedSender<WorkerConfig>,
+    ) -> BoxFuture<'a, Result<(), LaunchError>> {
+        self.launches.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err(LaunchError::Other("this test launches nothing".into())) })
     }
-    let args = libtest_mimic::Arguments::from_args();
-    let tests = vec![libtest_mimic::Trial::test(
-        "unix_socket_transport_runs_calls",
-        || {
-            unix_socket_transport_runs_calls();
+
+    fn connect<'a>(
+        &'a self,
+        _pid: u32,
+        _config: &'a WorkerConfig,
+    ) -> BoxFuture<'a, std::io::Result<Connection>> {
+        Box::pin(async { Err(std::io::Error::other("never connected")) })
+    }
+
+    fn worker_transport(&self) -> WorkerTransport {
+        WorkerTransport::MasterOnly
+    }
+}
+
+fn master_only_manager_refuses_worker_to_worker_topologies() {
+    let launches = Arc::new(AtomicUsize::new(0));
+    for topology in [Topology::AllToAll, Topology::Custom] {
+        let e = AddProcs::with_manager(MasterOnly {
+            launches: launches.clone(),
+        })
+        .count(2)
+        .topology(topology)
+        .launch_blocking()
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ClusterError::TopologyUnsupported {
+                    topology: t,
+                    transport: WorkerTransport::MasterOnly,
+                } if t == topology
+            ),
+            "{e:?}"
+        );
+    }
+    assert_eq!(launches.load(Ordering::SeqCst), 0, "refused before launch");
+    // Master–worker is what it serves: that launch is tried (and fails its own way).
+    let e = AddProcs::with_manager(MasterOnly {
+        launches: launches.clone(),
+    })
+    .count(2)
+    .topology(Topology::MasterWorker)
+    .launch_blocking()
+    .unwrap_err();
+    assert!(
+        matches!(e, ClusterError::Launch(LaunchError::Other(_))),
+        "{e:?}"
+    );
+    assert_eq!(launches.load(Ordering::SeqCst), 1);
+}
+
+/// This target's `main` (`harness = false`): a worker when a `UnixManager` started
+/// it, the tests otherwise.
+fn main() -> std::process::ExitCode {
+    if let Some(socket) = unix::socket_from_env() {
+        unix_worker_main(socket);
+    }
+    let mut args = libtest_mimic::Arguments::from_args();
+    // The trials share one cluster, whose master this process is (and a launch sets
+    // the cluster's topology): one at a time.
+    args.test_threads = Some(1);
+    let tests = vec![
+        libtest_mimic::Trial::test("unix_sockets_carry_all_to_all", || {
+            unix_sockets_carry_all_to_all();
             Ok(())
-        },
-    )];
+        }),
+        libtest_mimic::Trial::test(
+            "master_only_manager_refuses_worker_to_worker_topologies",
+            || {
+                master_only_manager_refuses_worker_to_worker_topologies();
+                Ok(())
+            },
+        ),
+    ];
     libtest_mimic::run(&args, tests).exit_code()
 }

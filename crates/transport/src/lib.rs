@@ -9,14 +9,16 @@
 //!   Unix-domain-socket helpers.
 //! - [`manager`]: the [`ClusterManager`] trait — `launch`, `manage`, `kill`, `connect` —
 //!   with the [`WorkerConfig`] a manager fills in for each worker it starts, mirroring
-//!   Julia's `ClusterManager` interface.
+//!   Julia's `ClusterManager` interface, and `worker_transport`: how its workers reach
+//!   each other ([`WorkerTransport`]; a worker of a custom transport runs the
+//!   manager's `connect` for its peers, as Julia's `connect(manager, pid, config)`).
 //! - [`local`]: [`LocalManager`], which starts workers as processes on this host.
 //! - [`ssh`]: [`SshManager`], which starts workers on other machines over OpenSSH,
 //!   optionally tunnelled and multiplexed; [`machines`] parses its machine specs.
 //! - [`listen`]: the worker side — bind, announce the address on stdout, read the
 //!   cookie from stdin.
 //! - [`unix`]: [`UnixManager`], which starts local workers that listen on Unix-domain
-//!   sockets and connects to them there.
+//!   sockets and connects to them there; the workers connect to each other there too.
 //! - `tls` (feature `tls`, on by default): `ClusterTls`, the cluster's TLS
 //!   credentials, and the wrapping of a connection in mutually authenticated TLS 1.3.
 //!   Without the feature, rustls, ring and rcgen are not built.
@@ -50,7 +52,7 @@ pub use local::LocalManager;
 pub use machines::{Count, MachineSpec, MachineSpecError};
 pub use manager::{
     AnnounceFailure, ClusterManager, LaunchError, LaunchParams, ManageEvent, Topology,
-    WorkerConfig, WorkerProcess,
+    WorkerConfig, WorkerProcess, WorkerTransport,
 };
 pub use ssh::SshManager;
 pub use stream::{BoxedReader, BoxedWriter, Connection};

@@ -31,6 +31,68 @@ pub enum Topology {
     Custom,
 }
 
+/// How the workers a manager starts reach each other, which decides the topologies
+/// it can serve ([`ClusterManager::worker_transport`]).
+///
+/// In Julia a worker opens its connections to other workers with
+/// `connect(manager, pid, config)` of the manager it was started with
+/// (`init_worker(cookie, manager)`; the default manager connects over TCP). cohort
+/// does the same: a worker started in worker mode (`--cohort-worker`) connects to its
+/// peers over TCP, and a worker of a custom transport uses the manager its program
+/// handed to the runtime (cohort's `WorkerOptions::manager`), whose
+/// [`connect`](ClusterManager::connect) then runs on the worker.
+///
+/// ```
+/// use cohort_transport::WorkerTransport;
+/// assert!(WorkerTransport::Tcp.connects_workers());
+/// assert!(WorkerTransport::Custom("unix").connects_workers());
+/// assert!(!WorkerTransport::MasterOnly.connects_workers());
+/// assert_eq!(WorkerTransport::Custom("unix").to_string(), "the unix transport");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum WorkerTransport {
+    /// Workers connect to each other over TCP, to the address each announced
+    /// ([`WorkerConfig::bind_addr`], else `host`, and `port`). What workers started in
+    /// worker mode do, and the default (what [`ClusterManager::connect`]'s default
+    /// does).
+    #[default]
+    Tcp,
+    /// Workers connect to each other through the manager's own
+    /// [`connect`](ClusterManager::connect), run on the worker: the worker program
+    /// hands the runtime a manager of this kind (cohort's `WorkerOptions::manager`).
+    /// The name tells transports apart: under [`Topology::AllToAll`] every worker must
+    /// reach every other, so the runtime refuses to mix workers of different
+    /// transports there.
+    Custom(&'static str),
+    /// Workers cannot connect to each other: the manager serves
+    /// [`Topology::MasterWorker`] only, and the runtime refuses other topologies
+    /// before it launches anything.
+    MasterOnly,
+}
+
+impl WorkerTransport {
+    /// Whether workers can open connections to each other (every variant but
+    /// [`MasterOnly`](Self::MasterOnly)).
+    ///
+    /// ```
+    /// assert!(cohort_transport::WorkerTransport::default().connects_workers());
+    /// ```
+    pub fn connects_workers(self) -> bool {
+        !matches!(self, WorkerTransport::MasterOnly)
+    }
+}
+
+impl std::fmt::Display for WorkerTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerTransport::Tcp => f.write_str("TCP"),
+            WorkerTransport::Custom(name) => write!(f, "the {name} transport"),
+            WorkerTransport::MasterOnly => f.write_str("no worker-to-worker transport"),
+        }
+    }
+}
+
 /// What the runtime asks a manager to launch, and with what (Julia's `params`).
 ///
 /// Its `Debug` output never shows the cookie (it prints `"<redacted>"`), so params can
@@ -114,8 +176,14 @@ impl std::fmt::Debug for LaunchParams {
 
 impl LaunchParams {
     /// What a launched worker reads from its stdin: the cookie line, then the TLS
-    /// bundle when the cluster uses TLS.
-    pub(crate) fn stdin_payload(&self) -> String {
+    /// bundle when the cluster uses TLS. A custom manager writes it to each worker's
+    /// stdin (never its argv) and closes stdin, as this crate's managers do.
+    ///
+    /// ```
+    /// let p = cohort_transport::LaunchParams { cookie: "s3cret".into(), ..Default::default() };
+    /// assert_eq!(p.stdin_payload(), "s3cret\n");
+    /// ```
+    pub fn stdin_payload(&self) -> String {
         #[cfg(feature = "tls")]
         return crate::tls::stdin_payload(&self.cookie, self.tls.as_ref());
         #[cfg(not(feature = "tls"))]
@@ -123,8 +191,13 @@ impl LaunchParams {
     }
 
     /// The flag telling a launched worker that a TLS bundle follows the cookie, when
-    /// the cluster uses TLS.
-    pub(crate) fn tls_flag(&self) -> Option<&'static str> {
+    /// the cluster uses TLS (`--tls-stdin`, which cohort's `WorkerOptions::from_args`
+    /// reads): a custom manager passes it on the worker's command line.
+    ///
+    /// ```
+    /// assert_eq!(cohort_transport::LaunchParams::default().tls_flag(), None);
+    /// ```
+    pub fn tls_flag(&self) -> Option<&'static str> {
         #[cfg(feature = "tls")]
         return self.tls.as_ref().map(|_| crate::tls::TLS_STDIN_FLAG);
         #[cfg(not(feature = "tls"))]
@@ -238,7 +311,11 @@ pub struct WorkerConfig {
     pub host: Option<String>,
     /// The port the master connects to.
     pub port: Option<u16>,
-    /// The address other workers use to reach this one, if not `host`.
+    /// The address other workers use to reach this one, if not `host`. It travels to
+    /// the other workers as this worker's address (with `port`), and becomes the
+    /// `host` of the config their [`ClusterManager::connect`] gets; for a custom
+    /// transport it is whatever its `connect` understands (for
+    /// [`UnixManager`](crate::UnixManager), the socket's path).
     pub bind_addr: Option<String>,
     /// The worker's identity for [`Topology::Custom`].
     pub ident: Option<String>,
@@ -421,6 +498,17 @@ pub trait ClusterManager: Send + Sync + 'static {
     /// Opens a connection to a worker. The default connects over TCP to the config's
     /// `host:port` with `TCP_NODELAY`.
     ///
+    /// On the master, `config` is the one [`launch`](Self::launch) sent. On a worker
+    /// that was handed this manager for its peers (Julia's
+    /// `init_worker(cookie, manager)`; cohort's `WorkerOptions::manager`), the
+    /// runtime calls it to reach worker `pid`, with a config made from what the master
+    /// announced of that worker: `host` is its [`bind_addr`](WorkerConfig::bind_addr)
+    /// (or else `host`), with its `port` and `ident`; no `process` or `userdata`. A
+    /// manager that overrides this for a transport its workers can use for each other
+    /// too returns [`WorkerTransport::Custom`] from
+    /// [`worker_transport`](Self::worker_transport), one whose workers cannot returns
+    /// [`WorkerTransport::MasterOnly`].
+    ///
     /// # Errors
     /// The I/O error of the connect, or `InvalidInput` if the config has no address.
     fn connect<'a>(
@@ -438,6 +526,25 @@ pub trait ClusterManager: Send + Sync + 'static {
                 )),
             }
         })
+    }
+
+    /// How the workers this manager starts reach each other. The runtime asks before
+    /// it launches anything, and refuses a topology the answer cannot serve.
+    ///
+    /// The default, [`WorkerTransport::Tcp`], matches the default
+    /// [`connect`](Self::connect): workers in worker mode listen on TCP and connect to
+    /// each other there. A manager that overrides `connect` says what its workers
+    /// use: [`WorkerTransport::Custom`] when their program hands the runtime this
+    /// manager for its peers, [`WorkerTransport::MasterOnly`] when they cannot reach
+    /// each other (only [`Topology::MasterWorker`] then).
+    ///
+    /// ```
+    /// use cohort_transport::{ClusterManager, LocalManager, UnixManager, WorkerTransport};
+    /// assert_eq!(LocalManager::new(1).worker_transport(), WorkerTransport::Tcp);
+    /// assert_eq!(UnixManager::new("/tmp/s").worker_transport(), WorkerTransport::Custom("unix"));
+    /// ```
+    fn worker_transport(&self) -> WorkerTransport {
+        WorkerTransport::Tcp
     }
 
     /// Stops a worker the runtime has already asked to exit. The default waits a

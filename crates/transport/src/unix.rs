@@ -1,11 +1,14 @@
-//! [`UnixManager`]: local workers reached over Unix-domain sockets instead of TCP.
+//! [`UnixManager`]: local workers reached over Unix-domain sockets instead of TCP,
+//! master–worker and worker–worker alike.
 //!
 //! The manager side only moves bytes and starts processes, so it lives here; the
 //! worker side is a program of yours that speaks the cohort protocol on the socket
-//! (with `cohort`: `WorkerOptions::init_worker`, then [`unix_listen`](crate::stream::unix_listen)
-//! on the path in [`SOCKET_ENV`], [`announce`] it, and hand each
+//! (with `cohort`: `WorkerOptions::init_worker` with a `UnixManager` as
+//! `WorkerOptions::manager`, then [`unix_listen`](crate::stream::unix_listen) on the
+//! path in [`SOCKET_ENV`], [`announce`] it, and hand each
 //! [`unix_accept`](crate::stream::unix_accept)ed connection to
-//! `WorkerOptions::process_messages`).
+//! `WorkerOptions::process_messages`; `crates/cohort/tests/unix_transport.rs` is such
+//! a program).
 //!
 //! The protocol between the two:
 //!
@@ -21,11 +24,16 @@
 //!    does.
 //! 4. The runtime's connection to the worker goes through
 //!    [`ClusterManager::connect`], which opens the socket.
+//! 5. The socket's path is the worker's address for the other workers
+//!    ([`WorkerConfig::bind_addr`]). A worker whose program handed the runtime a
+//!    `UnixManager` for its peers reaches another worker by calling that manager's
+//!    [`connect`](ClusterManager::connect) with the peer's path as `host`, and accepts
+//!    the other workers' connections on its own socket like the master's.
 //!
-//! **Topology.** Only the connections the runtime opens through
-//! [`ClusterManager::connect`] use the socket. cohort-cluster opens worker-to-worker
-//! connections over TCP itself, so launch these workers with
-//! `Topology::MasterWorker`.
+//! **Topology.** With step 5, every topology works: all-to-all (lazy or eager),
+//! master–worker and custom. [`UnixManager::worker_transport`] says
+//! [`WorkerTransport::Custom`]`("unix")`, so the runtime refuses to mix these workers
+//! with TCP workers in an all-to-all cluster, where they could not reach each other.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,7 +48,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::manager::{
     AnnounceFailure, ClusterManager, LaunchError, LaunchParams, ManageEvent, WorkerConfig,
-    WorkerProcess,
+    WorkerProcess, WorkerTransport,
 };
 use crate::stream::{unix_connect, Connection};
 use crate::WORKER_TIMEOUT_ENV;
@@ -105,16 +113,20 @@ pub fn socket_from_env() -> Option<PathBuf> {
 }
 
 /// A [`ClusterManager`] that starts workers on this host and reaches each over its
-/// own Unix-domain socket (see the [module docs](self) for the protocol the worker
-/// program follows, and why the workers should use `Topology::MasterWorker`).
+/// own Unix-domain socket; the workers reach each other over those sockets too (see
+/// the [module docs](self) for the protocol the worker program follows).
+///
+/// The same type serves on both sides: the master launches with it, and each worker
+/// program hands one to the runtime (cohort's `WorkerOptions::manager`) to connect
+/// to its peers. On a worker only [`connect`](ClusterManager::connect) is used, so
+/// any directory will do there.
 ///
 /// ```no_run
 /// use cohort_transport::UnixManager;
-/// // The test binary itself as the worker program, running one entry test.
+/// // A program that serves as its own worker when it finds `COHORT_UNIX_SOCKET` set.
 /// let manager = UnixManager::new(std::env::temp_dir().join("my-cluster"))
-///     .executable(std::env::current_exe().unwrap())
-///     .args(["--exact", "unix_worker_entry", "--ignored", "--nocapture"]);
-/// // cohort: AddProcs::with_manager(manager).count(2).topology(Topology::MasterWorker)
+///     .executable(std::env::current_exe().unwrap());
+/// // cohort: AddProcs::with_manager(manager).count(2).launch_blocking()
 /// # drop(manager);
 /// ```
 #[derive(Debug)]
@@ -123,8 +135,12 @@ pub struct UnixManager {
     executable: Option<PathBuf>,
     args: Vec<String>,
     ready_timeout: Duration,
-    seq: AtomicUsize,
 }
+
+/// Numbers the sockets of this process's launches: one sequence for every
+/// `UnixManager`, so that two on the same directory never pick the same path (a
+/// launch removes a stale file at its path before the worker binds it).
+static SOCKET_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// What the manager keeps per worker.
 struct UnixWorker {
@@ -147,7 +163,6 @@ impl UnixManager {
             executable: None,
             args: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
-            seq: AtomicUsize::new(0),
         }
     }
 
@@ -203,7 +218,7 @@ impl UnixManager {
         self.dir.join(format!(
             "w{}.{}.sock",
             std::process::id(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
+            SOCKET_SEQ.fetch_add(1, Ordering::Relaxed)
         ))
     }
 
@@ -217,6 +232,13 @@ impl UnixManager {
             exe: exe.display().to_string(),
             source,
         };
+        if socket.to_str().is_none() {
+            // It travels to the other workers as a string.
+            return Err(spawn_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the socket path {} is not UTF-8", socket.display()),
+            )));
+        }
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(spawn_err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -292,6 +314,8 @@ impl UnixManager {
             }
         });
         Ok(WorkerConfig {
+            // The other workers' address for this one (step 5).
+            bind_addr: Some(worker.socket.to_string_lossy().into_owned()),
             process: Some(process),
             userdata: Some(worker),
             ..Default::default()
@@ -355,25 +379,36 @@ impl ClusterManager for UnixManager {
         }
     }
 
-    /// Opens the worker's Unix socket.
+    /// Opens the worker's Unix socket: the one this manager launched it on (master),
+    /// or the path in `config.host` (on a worker, reaching a peer whose address the
+    /// master announced; see [`ClusterManager::connect`]).
     ///
     /// # Errors
-    /// `InvalidInput` for a config this manager did not make; the I/O error of the
-    /// connect.
+    /// `InvalidInput` for a config this manager did not make that names no absolute
+    /// socket path; the I/O error of the connect (`NotFound`, `ConnectionRefused`).
     fn connect<'a>(
         &'a self,
         _pid: u32,
         config: &'a WorkerConfig,
     ) -> BoxFuture<'a, std::io::Result<Connection>> {
         Box::pin(async move {
-            let w = worker_of(config).ok_or_else(|| {
-                std::io::Error::new(
+            if let Some(w) = worker_of(config) {
+                return unix_connect(&w.socket).await;
+            }
+            match config.host.as_deref().or(config.bind_addr.as_deref()) {
+                Some(path) if Path::new(path).is_absolute() => unix_connect(path).await,
+                _ => Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    "this worker was not launched by a UnixManager",
-                )
-            })?;
-            unix_connect(&w.socket).await
+                    "this worker was not launched by a UnixManager (no socket path)",
+                )),
+            }
         })
+    }
+
+    /// [`WorkerTransport::Custom`]`("unix")`: the workers connect to each other over
+    /// their sockets (step 5 of the [module docs](self)).
+    fn worker_transport(&self) -> WorkerTransport {
+        WorkerTransport::Custom("unix")
     }
 
     /// Waits a moment for the worker's process to exit, kills it otherwise, and

@@ -137,7 +137,9 @@ impl Peer {
         }
     }
 
-    /// A peer whose connection is made in the background (lazy worker-to-worker).
+    /// A peer whose connection is made in the background (lazy worker-to-worker),
+    /// through this worker's manager when it was given one (Julia's
+    /// `connect(manager, pid, config)` on a worker), over TCP otherwise.
     /// Messages queue until it is up; if it cannot be made, the peer is dropped and
     /// whatever waited on it fails.
     pub(crate) fn connect_lazily(node: &Node, pid: Pid, info: proto::WorkerInfo) -> Arc<Peer> {
@@ -148,8 +150,7 @@ impl Peer {
         let n = node.arc();
         super::runtime::handle().spawn(async move {
             let result = async {
-                let conn =
-                    cohort_transport::stream::tcp_connect(&info.host, info.port as u16).await?;
+                let conn = connect_to_peer(pid, &info).await?;
                 let conn = tls_client(&n, conn).await?;
                 let mut est = handshake(&n, conn, Role::Connector).await?;
                 // Say who we are before anything queued by callers goes out.
@@ -192,6 +193,31 @@ impl Peer {
         }
         peer.start(est);
         peer
+    }
+}
+
+/// Opens the bytes of a worker-to-worker connection to `pid`: with the manager this
+/// worker was given ([`WorkerOptions::manager`](crate::WorkerOptions::manager)), on a
+/// config made from what the master announced of `pid`; without one, over TCP to the
+/// announced address.
+async fn connect_to_peer(
+    pid: Pid,
+    info: &proto::WorkerInfo,
+) -> Result<cohort_transport::Connection, ConnectError> {
+    if let Some(manager) = super::serve::peer_manager() {
+        let config = cohort_transport::WorkerConfig {
+            host: (!info.host.is_empty()).then(|| info.host.clone()),
+            port: u16::try_from(info.port).ok().filter(|&p| p != 0),
+            ident: (!info.ident.is_empty()).then(|| info.ident.clone()),
+            ..Default::default()
+        };
+        return Ok(manager.connect(pid, &config).await?);
+    }
+    match u16::try_from(info.port) {
+        Ok(port) if port != 0 && !info.host.is_empty() => {
+            Ok(cohort_transport::stream::tcp_connect(&info.host, port).await?)
+        }
+        _ => Err(ConnectError::NoPeerTransport { pid }),
     }
 }
 

@@ -71,6 +71,17 @@ pub enum ConnectError {
         /// The worker.
         pid: u32,
     },
+    /// A worker was asked to connect to another that has no TCP address (it runs
+    /// a custom transport), and was given no manager to connect with
+    /// (`WorkerOptions::manager`).
+    #[error(
+        "worker {pid} has no TCP address, and this worker was given no cluster manager \
+         to reach it with (WorkerOptions::manager)"
+    )]
+    NoPeerTransport {
+        /// The worker to connect to.
+        pid: u32,
+    },
     /// The task setting the connection up ended without a result.
     #[error("the connection task ended without a result")]
     TaskLost,

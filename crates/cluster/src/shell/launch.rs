@@ -3,16 +3,19 @@
 //! with and told its pid and the cluster in a `Join`; the core records it and tells
 //! the others.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cohort_transport::{ClusterManager, LaunchParams, ManageEvent, Topology, WorkerConfig};
+use cohort_transport::{
+    ClusterManager, LaunchParams, ManageEvent, Topology, WorkerConfig, WorkerTransport,
+};
 use cohort_wire::ids::{Pid, MASTER};
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use super::driver::Peer;
 use super::handshake::{handshake, read_one, tls_client, write_one, ConnectError};
-use super::node::Node;
+use super::node::{Managed, Node};
 use super::tls::TlsMode;
 use crate::error::ClusterError;
 
@@ -29,6 +32,7 @@ pub(crate) async fn launch(
     if n.is_worker() {
         return Err(ClusterError::NotMaster);
     }
+    check_topology(manager.as_ref(), params.topology, &n.managed.read())?;
     let has_workers = n.workers().iter().any(|&p| p != MASTER);
     params.tls = super::tls::resolve(&n, tls, has_workers)?;
     params.cookie = n.cookie().expose().to_string();
@@ -75,17 +79,55 @@ pub(crate) async fn launch(
     Ok(pids)
 }
 
+/// Refuses, before anything is launched, a topology whose worker-to-worker
+/// connections the manager's workers could not make: any but master–worker when they
+/// cannot reach each other at all, and all-to-all when a worker already in the
+/// cluster (`managed`) reaches its peers over another transport.
+fn check_topology(
+    manager: &dyn ClusterManager,
+    topology: Topology,
+    managed: &HashMap<Pid, Managed>,
+) -> Result<(), ClusterError> {
+    if topology == Topology::MasterWorker {
+        return Ok(());
+    }
+    let transport = manager.worker_transport();
+    if !transport.connects_workers() {
+        return Err(ClusterError::TopologyUnsupported {
+            topology,
+            transport,
+        });
+    }
+    if topology == Topology::AllToAll {
+        let mut others: Vec<(Pid, WorkerTransport)> = managed
+            .iter()
+            .map(|(&pid, (m, _))| (pid, m.worker_transport()))
+            .filter(|&(_, t)| t != transport)
+            .collect();
+        others.sort_unstable_by_key(|&(pid, _)| pid);
+        if let Some(&(pid, other)) = others.first() {
+            return Err(ClusterError::TransportMismatch {
+                transport,
+                pid,
+                other,
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn join_worker(
     n: Arc<Node>,
     manager: Arc<dyn ClusterManager>,
     config: WorkerConfig,
     params: LaunchParams,
 ) -> Result<Pid, ClusterError> {
-    let addr = format!(
-        "{}:{}",
-        config.host.as_deref().unwrap_or("?"),
-        config.port.unwrap_or(0)
-    );
+    // Where the worker is, for errors: a TCP address, or a custom transport's.
+    let addr = match (&config.host, config.port, &config.bind_addr) {
+        (Some(h), Some(p), _) => format!("{h}:{p}"),
+        (Some(a), None, _) | (None, _, Some(a)) => a.clone(),
+        (None, _, None) => "the address its manager knows".to_string(),
+    };
     let fail = |source: ConnectError| ClusterError::Connect {
         addr: addr.clone(),
         source,

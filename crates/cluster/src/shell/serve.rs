@@ -23,13 +23,15 @@
 use std::ffi::{c_char, c_int, CStr};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_transport::listen::{self, parse_bind};
-use cohort_transport::{Connection, Topology, WORKER_FLAG};
+use cohort_transport::{ClusterManager, Connection, Topology, WORKER_FLAG};
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::MASTER;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
+use parking_lot::RwLock;
 
 use thiserror::Error;
 
@@ -89,8 +91,41 @@ pub enum WorkerArgsError {
 /// ```
 /// let o = cohort_cluster::WorkerOptions::from_args(["--bind-to", "127.0.0.1:0"]).unwrap();
 /// assert_eq!(o.bind_to.port(), 0);
+/// assert!(o.manager.is_none()); // worker-to-worker over TCP
 /// ```
-#[derive(Debug, Clone)]
+///
+/// A worker of a custom transport hands the runtime its manager (Julia's
+/// `init_worker(cookie, manager)`), here the program a
+/// [`UnixManager`](cohort_transport::UnixManager) starts:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use cohort_cluster::WorkerOptions;
+/// use cohort_transport::{stream, unix, UnixManager};
+///
+/// let socket = unix::socket_from_env().expect("started by a UnixManager");
+/// let opts = WorkerOptions {
+///     // Its connect is how this worker reaches the others: over their sockets.
+///     manager: Some(Arc::new(UnixManager::new(socket.parent().unwrap()))),
+///     // The manager's flags: `--tls-stdin` when the cluster uses TLS.
+///     ..WorkerOptions::from_args(std::env::args().skip(1)).unwrap()
+/// };
+/// opts.init_worker()?; // the cookie (and the TLS bundle) from stdin
+/// cohort_cluster::runtime::block_on(async move {
+///     let listener = stream::unix_listen(&socket)?;
+///     unix::announce(&socket)?;
+///     loop {
+///         // The master's connection, then other workers'.
+///         let conn = stream::unix_accept(&listener).await?;
+///         let opts = opts.clone();
+///         tokio::spawn(async move { opts.process_messages(conn).await });
+///     }
+///     #[allow(unreachable_code)]
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
 pub struct WorkerOptions {
     /// Where to listen (`--bind-to addr[:port]`; default 127.0.0.1, any port).
     pub bind_to: SocketAddr,
@@ -104,6 +139,13 @@ pub struct WorkerOptions {
     /// Read the TLS credentials from stdin after the cookie (`--tls-stdin`, which
     /// the stock managers pass when the cluster uses TLS).
     pub tls_from_stdin: bool,
+    /// The cluster manager whose [`connect`](ClusterManager::connect) this worker
+    /// uses to reach other workers (Julia's `init_worker(cookie, manager)`): set it
+    /// for a custom transport whose
+    /// [`worker_transport`](ClusterManager::worker_transport) says
+    /// [`Custom`](cohort_transport::WorkerTransport::Custom). `None` (the default,
+    /// and worker mode's): TCP to the address the master announced.
+    pub manager: Option<Arc<dyn ClusterManager>>,
 }
 
 impl Default for WorkerOptions {
@@ -114,8 +156,43 @@ impl Default for WorkerOptions {
             timeout: listen::worker_timeout(),
             tls: None,
             tls_from_stdin: false,
+            manager: None,
         }
     }
+}
+
+impl std::fmt::Debug for WorkerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be forgotten here.
+        let WorkerOptions {
+            bind_to,
+            cookie,
+            timeout,
+            tls,
+            tls_from_stdin,
+            manager,
+        } = self;
+        f.debug_struct("WorkerOptions")
+            .field("bind_to", bind_to)
+            .field("cookie", cookie)
+            .field("timeout", timeout)
+            .field("tls", tls)
+            .field("tls_from_stdin", tls_from_stdin)
+            .field(
+                "manager",
+                &manager.as_ref().map(|m| m.worker_transport().to_string()),
+            )
+            .finish()
+    }
+}
+
+/// The manager a worker reaches its peers through ([`WorkerOptions::manager`]), if it
+/// was given one.
+static PEER_MANAGER: RwLock<Option<Arc<dyn ClusterManager>>> = RwLock::new(None);
+
+/// The manager this worker connects to other workers with; `None`: TCP.
+pub(crate) fn peer_manager() -> Option<Arc<dyn ClusterManager>> {
+    PEER_MANAGER.read().clone()
 }
 
 impl WorkerOptions {
@@ -189,6 +266,9 @@ impl WorkerOptions {
     /// stdin when `tls_from_stdin`), and starts the no-master timer (`timeout`). The program
     /// then accepts connections its own way and hands each to
     /// [`process_messages`](Self::process_messages). (`run_worker` does both over TCP.)
+    /// The worker opens its connections to other workers with `manager`'s
+    /// [`connect`](ClusterManager::connect) (Julia's `init_worker(cookie, manager)`),
+    /// or over TCP without one.
     ///
     /// # Errors
     /// `UnexpectedEof` if stdin closed before the cookie; `InvalidData` for an invalid
@@ -224,6 +304,7 @@ impl WorkerOptions {
         if let Some(t) = tls {
             super::tls::set(n, t);
         }
+        *PEER_MANAGER.write() = self.manager.clone();
         start_master_timer(self.timeout);
         Ok(())
     }
@@ -444,6 +525,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     if let Some(t) = tls {
         super::tls::set(n, t);
     }
+    *PEER_MANAGER.write() = opts.manager;
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
