@@ -150,7 +150,7 @@ impl Peer {
         let n = node.arc();
         super::runtime::handle().spawn(async move {
             let result = async {
-                let conn = connect_to_peer(pid, &info).await?;
+                let conn = connect_to_peer(&n, pid, &info).await?;
                 let conn = tls_client(&n, conn).await?;
                 let mut est = handshake(&n, conn, Role::Connector).await?;
                 // Say who we are before anything queued by callers goes out.
@@ -201,10 +201,12 @@ impl Peer {
 /// config made from what the master announced of `pid`; without one, over TCP to the
 /// announced address.
 async fn connect_to_peer(
+    node: &Node,
     pid: Pid,
     info: &proto::WorkerInfo,
 ) -> Result<cohort_transport::Connection, ConnectError> {
-    if let Some(manager) = super::serve::peer_manager() {
+    let manager = node.peer_manager.read().clone();
+    if let Some(manager) = manager {
         let config = cohort_transport::WorkerConfig {
             host: (!info.host.is_empty()).then(|| info.host.clone()),
             port: u16::try_from(info.port).ok().filter(|&p| p != 0),

@@ -95,6 +95,9 @@ pub(crate) struct Node {
     pub(crate) join_lock: tokio::sync::Mutex<()>,
     /// Counts membership changes (a worker joined or left), for waiters.
     pub(crate) membership: tokio::sync::watch::Sender<u64>,
+    /// On a worker given one ([`WorkerOptions::manager`](crate::WorkerOptions)):
+    /// the manager it connects to other workers through; `None`: TCP.
+    pub(crate) peer_manager: RwLock<Option<Arc<dyn ClusterManager>>>,
 }
 
 /// The default node of this process: a worker's only one, and the one the free
@@ -155,6 +158,7 @@ impl Node {
             tls: RwLock::new(None),
             join_lock: tokio::sync::Mutex::const_new(()),
             membership: tokio::sync::watch::Sender::new(0),
+            peer_manager: RwLock::new(None),
         });
         // The pump holds the node weakly: it ends when the node goes.
         let weak = Arc::downgrade(&node);

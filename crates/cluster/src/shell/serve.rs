@@ -31,7 +31,6 @@ use cohort_transport::{ClusterManager, Connection, Topology, WORKER_FLAG};
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::MASTER;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
-use parking_lot::RwLock;
 
 use thiserror::Error;
 
@@ -186,15 +185,6 @@ impl std::fmt::Debug for WorkerOptions {
     }
 }
 
-/// The manager a worker reaches its peers through ([`WorkerOptions::manager`]), if it
-/// was given one.
-static PEER_MANAGER: RwLock<Option<Arc<dyn ClusterManager>>> = RwLock::new(None);
-
-/// The manager this worker connects to other workers with; `None`: TCP.
-pub(crate) fn peer_manager() -> Option<Arc<dyn ClusterManager>> {
-    PEER_MANAGER.read().clone()
-}
-
 impl WorkerOptions {
     /// Parses the worker arguments that follow `--cohort-worker`: `--bind-to
     /// addr[:port]`, `--tls-stdin`, `--tls-bundle FILE`; anything else is left for
@@ -304,7 +294,7 @@ impl WorkerOptions {
         if let Some(t) = tls {
             super::tls::set(n, t);
         }
-        *PEER_MANAGER.write() = self.manager.clone();
+        *n.peer_manager.write() = self.manager.clone();
         start_master_timer(self.timeout);
         Ok(())
     }
@@ -525,7 +515,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     if let Some(t) = tls {
         super::tls::set(n, t);
     }
-    *PEER_MANAGER.write() = opts.manager;
+    *n.peer_manager.write() = opts.manager;
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
