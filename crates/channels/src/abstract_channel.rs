@@ -51,6 +51,12 @@ pub trait AbstractChannel<T, K = ()>: Send + Sync {
     /// Stores `value` under `key` (Julia's `put!(c, args...)`), waiting for
     /// room if the implementation is bounded.
     ///
+    /// # Cancel safety
+    ///
+    /// Up to the implementation; [`Channel`]'s is as
+    /// [`Channel::put`]: a dropped put did not put its value (except on an
+    /// unbuffered channel where a taker already received it) and drops it.
+    ///
     /// # Errors
     ///
     /// [`PutError`] carrying `value` back if the channel is closed (the key
@@ -69,6 +75,13 @@ pub trait AbstractChannel<T, K = ()>: Send + Sync {
 
     /// Removes and returns the value selected by `key` (for a FIFO channel:
     /// the oldest), waiting until there is one (Julia's `take!`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Up to the implementation, and an implementation should make it
+    /// cancel-safe: a `RemoteChannel` owner runs a remote take through it and
+    /// drops the future when the taker cancels. [`Channel`]'s is: a dropped
+    /// take removes nothing.
     ///
     /// # Errors
     ///
@@ -89,6 +102,11 @@ pub trait AbstractChannel<T, K = ()>: Send + Sync {
 
     /// Returns a copy of the value selected by `key` without removing it,
     /// waiting until there is one (Julia's `fetch`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Up to the implementation; the default and [`Channel`]'s are
+    /// cancel-safe (they remove nothing).
     ///
     /// # Errors
     ///
@@ -130,6 +148,11 @@ pub trait AbstractChannel<T, K = ()>: Send + Sync {
 
     /// Waits until the value selected by `key` is available (Julia's `wait`).
     ///
+    /// # Cancel safety
+    ///
+    /// Up to the implementation; [`Channel`]'s is cancel-safe (it changes
+    /// nothing).
+    ///
     /// # Errors
     ///
     /// [`ChannelError::Closed`] if the channel is closed and the value is
@@ -146,6 +169,45 @@ pub trait AbstractChannel<T, K = ()>: Send + Sync {
     /// assert_eq!(block_on(ch.wait(())), Ok(()));
     /// ```
     fn wait(&self, key: K) -> BoxFuture<'_, Result<(), ChannelError>>;
+
+    /// Hands back `value`, which a [`take`](Self::take) with `key` removed but
+    /// could not deliver, so that it is taken again first: a `RemoteChannel`
+    /// owner calls it when a remote take was cancelled after it had removed
+    /// the value. It should neither lose the value nor wait: [`Channel`] puts it
+    /// at the front with [`Channel::put_front`], beyond its capacity and even
+    /// when closed.
+    ///
+    /// The default puts it with [`put`](Self::put), at the back, waiting for
+    /// room; an implementation that can keep the order should override it.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError`] carrying `value` back if it cannot be taken back (the
+    /// default: the channel is closed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Up to the implementation; [`Channel`]'s puts the value back when it is
+    /// called, before the future is polled, so dropping the future loses
+    /// nothing. The default is as `put`'s (a dropped one drops the value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    /// use futures::executor::block_on;
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(1));
+    /// block_on(ch.put((), 1)).unwrap();
+    /// let v = block_on(ch.take(())).unwrap();
+    /// block_on(ch.put((), 2)).unwrap();
+    /// block_on(ch.put_front((), v)).unwrap(); // first again, beyond the capacity
+    /// assert_eq!(block_on(ch.take(())), Ok(1));
+    /// assert_eq!(block_on(ch.take(())), Ok(2));
+    /// ```
+    fn put_front(&self, key: K, value: T) -> BoxFuture<'_, Result<(), PutError<T>>> {
+        self.put(key, value)
+    }
 
     /// Closes the channel: later puts fail, waiters are woken, readers drain
     /// what is left and then fail with [`ChannelError::Closed`]. Idempotent.
@@ -188,6 +250,11 @@ impl<T: Clone + Send + 'static> AbstractChannel<T> for Channel<T> {
 
     fn fetch(&self, _key: ()) -> BoxFuture<'_, Result<T, ChannelError>> {
         Box::pin(Channel::fetch(self))
+    }
+
+    fn put_front(&self, _key: (), value: T) -> BoxFuture<'_, Result<(), PutError<T>>> {
+        Channel::put_front(self, value);
+        Box::pin(async { Ok(()) })
     }
 
     fn isready(&self, _key: ()) -> bool {

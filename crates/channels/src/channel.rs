@@ -93,13 +93,10 @@ impl<T> State<T> {
 
     /// Whether a `take` would return a value right now.
     fn is_ready(&self, capacity: usize) -> bool {
-        if capacity == 0 {
-            // Once closed, pending offers are being handed back to their
-            // putters and may no longer be taken.
-            !self.closed && !self.offers.is_empty()
-        } else {
-            !self.buffer.is_empty()
-        }
+        // A value in `buffer` can be taken; on an unbuffered channel it is one
+        // handed back by `put_front`. Once closed, pending offers are being
+        // handed back to their putters and may no longer be taken.
+        !self.buffer.is_empty() || (capacity == 0 && !self.closed && !self.offers.is_empty())
     }
 
     /// One attempt at `take`: `None` means "would wait".
@@ -108,14 +105,14 @@ impl<T> State<T> {
         capacity: usize,
         wake: &mut Vec<Waker>,
     ) -> Option<Result<T, ChannelError>> {
-        let value = if capacity == 0 {
-            if self.closed {
-                None
-            } else {
+        // Values handed back by `put_front` come first, also on an unbuffered
+        // channel (whose `buffer` holds nothing else).
+        let value = match self.buffer.pop_front() {
+            Some(v) => Some(v),
+            None if capacity == 0 && !self.closed => {
                 self.offers.pop_front().map(|offer| offer.value)
             }
-        } else {
-            self.buffer.pop_front()
+            None => None,
         };
         match value {
             Some(v) => {
@@ -286,9 +283,10 @@ impl<T> Channel<T> {
         self.shared.capacity
     }
 
-    /// Number of values currently buffered. Always 0 for an unbuffered
-    /// channel: a value offered by a waiting `put` is not "in" the channel
-    /// (use [`isready`](Self::isready) to see whether one is waiting).
+    /// Number of values currently buffered. For an unbuffered channel only
+    /// the values handed back with [`put_front`](Self::put_front) count: a
+    /// value offered by a waiting `put` is not "in" the channel (use
+    /// [`isready`](Self::isready) to see whether one is waiting).
     ///
     /// # Examples
     ///
@@ -394,10 +392,14 @@ impl<T> Channel<T> {
     /// Waits while a buffered channel is full; on an unbuffered channel waits
     /// until a taker has received the value.
     ///
-    /// **Cancellation:** if the returned future is dropped before it
-    /// completes, the value was not put — except on an unbuffered channel
-    /// where a taker may already have received it in the meantime; it is then
-    /// delivered exactly once. The value is never duplicated.
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in the sense that nothing is lost or duplicated: if the
+    /// returned future is dropped before it completes, the value was not put
+    /// and is dropped with the future — except on an unbuffered channel where
+    /// a taker may already have received it in the meantime; it is then
+    /// delivered exactly once. To keep the value of a put that may be
+    /// cancelled, keep the [`Put`] future and poll it again.
     ///
     /// # Errors
     ///
@@ -423,6 +425,43 @@ impl<T> Channel<T> {
             id: None,
             offered: false,
         }
+    }
+
+    /// Puts `value` at the *front* of the channel, so that the next
+    /// [`take`](Self::take) returns it: for handing back a value that a take
+    /// removed but could not deliver (a cancelled remote take), so that no
+    /// value is lost and the order is kept for the next taker.
+    ///
+    /// It never waits and never fails: the value was in the channel, so it
+    /// may exceed the capacity (puts wait until the channel is below its
+    /// capacity again), it is accepted on a closed channel (readers drain it
+    /// before they see [`ChannelError::Closed`]), and on an unbuffered channel
+    /// it is held like a buffered value (taken before any waiting `put`'s
+    /// offer; [`fetch`](Self::fetch) still refuses an unbuffered channel).
+    /// Waiting readers are woken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::Channel;
+    ///
+    /// let c = Channel::new(1);
+    /// c.put_blocking(2).unwrap();
+    /// let taken = c.take_blocking().unwrap();
+    /// c.put_blocking(3).unwrap();
+    /// c.put_front(taken); // capacity 1, now holding 2 values
+    /// assert_eq!(c.len(), 2);
+    /// c.close();
+    /// assert_eq!(c.iter().collect::<Vec<_>>(), [2, 3]);
+    /// ```
+    pub fn put_front(&self, value: T) {
+        let mut wake = Vec::new();
+        {
+            let mut st = self.shared.state.lock();
+            st.buffer.push_front(value);
+            st.readers.drain_into(&mut wake);
+        }
+        wake_all(wake);
     }
 
     /// Blocking form of [`put`](Self::put): parks the calling thread. Works
@@ -453,8 +492,12 @@ impl<T> Channel<T> {
     /// Removes and returns the oldest value, waiting while there is none
     /// (Julia's `take!`).
     ///
-    /// **Cancellation:** dropping the future before it completes never loses
-    /// a value: values are removed only by the poll that returns them.
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future before it completes never loses a
+    /// value, because values are removed only by the poll that returns them.
+    /// A dropped take consumes nothing, and a value it was woken for goes to
+    /// another taker (every waiting reader is woken).
     ///
     /// # Errors
     ///
@@ -502,6 +545,11 @@ impl<T> Channel<T> {
     /// Waits until a value is available (Julia's `wait(::Channel)`), without
     /// taking it.
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it changes nothing in the channel, so dropping it loses
+    /// nothing.
+    ///
     /// # Errors
     ///
     /// [`ChannelError::Closed`] if the channel is closed and nothing is
@@ -548,6 +596,11 @@ impl<T> Channel<T> {
     /// [`take`](Self::take); the stream ends when the channel is closed and
     /// drained. Several streams (and other takers) share the values, each
     /// value going to exactly one of them.
+    ///
+    /// # Cancel safety
+    ///
+    /// `next()` on the stream is cancel-safe, as [`take`](Self::take) is:
+    /// dropping a pending `next()` (or the stream) loses no value.
     ///
     /// # Examples
     ///
@@ -604,6 +657,10 @@ impl<T> Channel<T> {
 impl<T: Clone> Channel<T> {
     /// Returns a clone of the oldest value without removing it, waiting while
     /// there is none (Julia's `fetch(::Channel)`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it removes nothing, so dropping it loses nothing.
     ///
     /// # Errors
     ///

@@ -602,3 +602,118 @@ fn default_fetch_is_unsupported() {
         Err(ChannelError::Unsupported)
     );
 }
+
+#[test]
+fn put_front_is_taken_first_and_may_exceed_the_capacity() {
+    let ch = Channel::new(2);
+    ch.put_blocking(1).unwrap();
+    ch.put_blocking(2).unwrap();
+    let first = ch.take_blocking().unwrap();
+    ch.put_blocking(3).unwrap();
+    ch.put_front(first);
+    assert_eq!(ch.len(), 3, "a value handed back may exceed the capacity");
+    // Puts wait until the channel is below its capacity again.
+    let mut put = ch.put(4);
+    assert!(poll_once(&mut put).is_pending());
+    assert_eq!(ch.take_blocking(), Ok(1));
+    assert!(poll_once(&mut put).is_pending(), "still at capacity");
+    assert_eq!(ch.take_blocking(), Ok(2));
+    assert!(matches!(poll_once(&mut put), Poll::Ready(Ok(()))));
+    assert_eq!(ch.take_blocking(), Ok(3));
+    assert_eq!(ch.take_blocking(), Ok(4));
+}
+
+#[test]
+fn put_front_wakes_a_waiting_taker() {
+    let ch = Channel::<u8>::new(1);
+    let mut take = ch.take();
+    assert!(poll_once(&mut take).is_pending());
+    ch.put_front(9);
+    assert_eq!(poll_once(&mut take), Poll::Ready(Ok(9)));
+}
+
+#[test]
+fn put_front_on_a_closed_channel_is_drained_before_closed() {
+    let ch = Channel::new(1);
+    ch.put_blocking(1).unwrap();
+    ch.close();
+    let v = ch.take_blocking().unwrap();
+    assert_eq!(ch.take_blocking(), Err(ChannelError::Closed));
+    ch.put_front(v);
+    assert!(ch.isready());
+    assert_eq!(ch.take_blocking(), Ok(1));
+    assert_eq!(ch.take_blocking(), Err(ChannelError::Closed));
+}
+
+#[test]
+fn put_front_on_an_unbuffered_channel_comes_before_offers() {
+    let ch = Channel::new(0);
+    let mut put = ch.put(2);
+    assert!(
+        poll_once(&mut put).is_pending(),
+        "offered, waiting for a taker"
+    );
+    ch.put_front(1);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch.take_blocking(), Ok(1));
+    assert!(poll_once(&mut put).is_pending(), "the offer is still there");
+    assert_eq!(ch.take_blocking(), Ok(2));
+    assert!(matches!(poll_once(&mut put), Poll::Ready(Ok(()))));
+    assert_eq!(
+        ch.fetch_blocking(),
+        Err(ChannelError::Unbuffered),
+        "fetch still refuses an unbuffered channel"
+    );
+}
+
+#[test]
+fn put_front_through_the_trait_and_its_default() {
+    /// A channel that implements only the required methods, so `put_front`
+    /// is the default (a `put` at the back).
+    struct Plain(Channel<u8>);
+    impl AbstractChannel<u8> for Plain {
+        fn put(
+            &self,
+            key: (),
+            v: u8,
+        ) -> futures::future::BoxFuture<'_, Result<(), cohort_channels::PutError<u8>>> {
+            AbstractChannel::put(&self.0, key, v)
+        }
+        fn take(&self, key: ()) -> futures::future::BoxFuture<'_, Result<u8, ChannelError>> {
+            AbstractChannel::take(&self.0, key)
+        }
+        fn isready(&self, key: ()) -> bool {
+            AbstractChannel::isready(&self.0, key)
+        }
+        fn wait(&self, key: ()) -> futures::future::BoxFuture<'_, Result<(), ChannelError>> {
+            AbstractChannel::wait(&self.0, key)
+        }
+        fn close(&self) {
+            self.0.close()
+        }
+        fn is_open(&self) -> bool {
+            self.0.is_open()
+        }
+    }
+    use futures::executor::block_on;
+    let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(4));
+    block_on(ch.put((), 1)).unwrap();
+    // Channel's put_front acts when called, even if its future is dropped.
+    drop(ch.put_front((), 0));
+    assert_eq!(block_on(ch.take(())), Ok(0));
+
+    let plain = Plain(Channel::new(4));
+    block_on(plain.put((), 1)).unwrap();
+    block_on(plain.put_front((), 0)).unwrap();
+    assert_eq!(
+        block_on(plain.take(())),
+        Ok(1),
+        "the default puts at the back"
+    );
+    assert_eq!(block_on(plain.take(())), Ok(0));
+    plain.close();
+    assert_eq!(
+        block_on(plain.put_front((), 5)).unwrap_err().into_inner(),
+        5
+    );
+}

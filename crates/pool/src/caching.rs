@@ -317,6 +317,15 @@ impl CachingPool {
     /// # Errors
     /// As [`WorkerPool::remotecall_fetch`].
     ///
+    /// # Cancel safety
+    /// Not cancel-safe once a worker is taken. Dropped while it waits for a worker,
+    /// nothing was started. Dropped while the function's state is on its way to the
+    /// worker, the worker goes back to the pool; the state may still be stored there,
+    /// and the next call to that worker sends it again (another caller waiting for the
+    /// same send then sends it itself).
+    /// Dropped after the call was sent, as [`WorkerPool::remotecall_fetch`]: the call
+    /// still runs, its value is dropped, and the worker goes back at once.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::CachingPool::new([1]);
@@ -364,6 +373,14 @@ impl CachingPool {
     /// # Errors
     /// As [`WorkerPool::remotecall`].
     ///
+    /// # Cancel safety
+    /// Dropped while it waits for a worker, nothing was started. Dropped while the
+    /// function's state is on its way to the worker, the worker goes back to the pool;
+    /// the state may still be stored there, and the next call to that worker sends it
+    /// again (another caller waiting for the same send then sends it itself).
+    /// Once the state is there the call starts and this returns in the same poll, so a
+    /// dropped `remotecall` started no call.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::CachingPool::new([1]);
@@ -393,6 +410,14 @@ impl CachingPool {
     /// # Errors
     /// As [`WorkerPool::remotecall_wait`].
     ///
+    /// # Cancel safety
+    /// Not cancel-safe once a worker is taken. Dropped while it waits for a worker,
+    /// nothing was started. Dropped while the function's state is on its way to the
+    /// worker, the worker goes back to the pool; the state may still be stored there,
+    /// and the next call to that worker sends it again (another caller waiting for the
+    /// same send then sends it itself).
+    /// Dropped after the call was sent, as [`WorkerPool::remotecall_wait`].
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::CachingPool::new([1]);
@@ -421,6 +446,14 @@ impl CachingPool {
     ///
     /// # Errors
     /// [`PoolError::EmptyPool`], or a failure to send the function's state.
+    ///
+    /// # Cancel safety
+    /// Dropped while it waits for a worker, nothing was started. Dropped while the
+    /// function's state is on its way to the worker, the worker goes back to the pool;
+    /// the state may still be stored there, and the next call to that worker sends it
+    /// again (another caller waiting for the same send then sends it itself).
+    /// Once the state is there the call runs in the background and this returns in the
+    /// same poll.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {

@@ -111,6 +111,10 @@ where
 /// # Errors
 /// [`PoolError::EmptyReduction`] for an empty range; a chunk's failure.
 ///
+/// # Cancel safety
+/// Not cancel-safe: the chunks are sent at the first poll, and a dropped reduction
+/// does not stop them; each still runs on its worker and its partial result is dropped.
+///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
 /// let sum = cohort_pool::distributed_reduce(1..101, |i: i64| i, |a: i64, b: i64| a + b)
@@ -287,6 +291,11 @@ impl SyncGroup {
     /// A [`CompositeError`] holding each failure (a panicked task as
     /// [`PoolError::TaskPanicked`]).
     ///
+    /// # Cancel safety
+    /// Not cancel-safe: the group is moved in, so dropping the future drops it. Its
+    /// tasks are not stopped — each goes on waiting for its call — but their failures are
+    /// no longer reported to anyone.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// cohort_pool::SyncGroup::new().wait().await.unwrap();
@@ -382,6 +391,9 @@ pub fn timedwait(
 }
 
 /// Async form of [`timedwait`].
+///
+/// # Cancel safety
+/// Cancel-safe: it only calls `test` and sleeps; a dropped wait stops calling `test`.
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {

@@ -18,6 +18,9 @@ use crate::error::{CompositeError, PoolError};
 /// # Errors
 /// Every process's failure, in one [`CompositeError`].
 ///
+/// # Cancel safety
+/// As [`everywhere_on`].
+///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
 /// let ids = cohort_pool::everywhere(|| cohort_cluster::myid()).await.unwrap();
@@ -54,6 +57,11 @@ where
 ///
 /// # Errors
 /// Every failure, in one [`CompositeError`].
+///
+/// # Cancel safety
+/// Not cancel-safe: the calls are started at the first poll (on this process, on a
+/// blocking thread), and a dropped `everywhere_on` does not stop them; each still runs,
+/// and its result is dropped.
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
@@ -183,6 +191,11 @@ pub fn global_names_here() -> Vec<String> {
 ///
 /// # Errors
 /// Every process's failure, in one [`CompositeError`].
+///
+/// # Cancel safety
+/// Not cancel-safe: the value is sent to every process at the first poll, and a
+/// dropped call does not stop it; some or all of `pids` may have the name defined, and
+/// which is not reported.
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {

@@ -421,6 +421,11 @@ fn item_error(pid: Pid, function: &str, e: ItemFailure) -> CallError {
 /// # Errors
 /// The first item's failure ([`PoolError::Call`]), or [`PoolError::EmptyPool`].
 ///
+/// # Cancel safety
+/// Not cancel-safe: the map runs as a task of cohort's runtime, which dropping the
+/// future does not stop. It goes on taking workers and running batches until every item
+/// has run (or one has failed), and then drops the results.
+///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
 /// let v = cohort_pool::pmap(|x: u64| x * x, (1..=4).collect()).await.unwrap();
@@ -458,6 +463,9 @@ where
 ///
 /// # Errors
 /// As [`pmap`]; with [`PmapOptions::on_error`], failed items hold its value instead.
+///
+/// # Cancel safety
+/// As [`pmap`]: the map goes on after the future is dropped.
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
@@ -510,6 +518,9 @@ where
 ///
 /// # Errors
 /// As [`pmap_with`].
+///
+/// # Cancel safety
+/// As [`pmap`]: the map goes on after the future is dropped.
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {

@@ -307,6 +307,10 @@ impl WorkerPool {
     /// # Errors
     /// [`PoolError::EmptyPool`] if the pool has no member left.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: a worker is taken only by the poll that returns its [`Lease`], so a
+    /// dropped `take` takes none, and a wake-up it had received passes to the next waiter.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::WorkerPool::new([1]);
@@ -417,6 +421,11 @@ impl WorkerPool {
     /// # Errors
     /// [`PoolError::EmptyPool`]; the call's own failures are in the future.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: it waits only to take a worker (as [`take`](Self::take)) and then
+    /// starts the call and returns in the same poll, so a dropped `remotecall` took no
+    /// worker and started nothing; `f` and `args` are dropped with it.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::WorkerPool::new([1]);
@@ -467,6 +476,12 @@ impl WorkerPool {
     /// # Errors
     /// [`PoolError::EmptyPool`], or the call's failure as [`PoolError::Call`].
     ///
+    /// # Cancel safety
+    /// Not cancel-safe once a worker is taken. Dropped while it waits for a worker, nothing
+    /// was started. Dropped after, the call (sent at once) still runs on the worker — or,
+    /// for this process, on a blocking thread — its value is dropped, and the worker goes
+    /// back to the pool at once, so it may be lent out again while that call still runs.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::WorkerPool::new([1]);
@@ -510,6 +525,11 @@ impl WorkerPool {
     ///
     /// # Errors
     /// [`PoolError::EmptyPool`], or the call's failure.
+    ///
+    /// # Cancel safety
+    /// As [`remotecall_fetch`](Self::remotecall_fetch): dropped after a worker was taken,
+    /// the call still runs there, its [`Future`] is dropped (so its result is freed), and
+    /// the worker goes back to the pool at once.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
@@ -561,6 +581,10 @@ impl WorkerPool {
     ///
     /// # Errors
     /// [`PoolError::EmptyPool`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`remotecall`](Self::remotecall): once a worker is taken the call
+    /// runs in the background and this returns in the same poll.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
@@ -645,6 +669,10 @@ impl<F> Remote<F> {
     ///
     /// # Errors
     /// As [`WorkerPool::remotecall_fetch`].
+    ///
+    /// # Cancel safety
+    /// As [`WorkerPool::remotecall_fetch`]: dropped after a worker was taken, the call
+    /// still runs and its value is dropped.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {

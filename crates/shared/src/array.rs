@@ -860,6 +860,12 @@ impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D,
     /// # Errors
     /// As [`build`](Self::build).
     ///
+    /// # Cancel safety
+    /// Not cancel-safe: dropped before it completes, no array is returned and what it
+    /// made is undone the way a dropped array is — the segment's name is removed and the
+    /// participants are told to let go of their mappings, so the memory is freed — but the
+    /// mapping and `init` calls it already sent still run on the participants.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let s = cohort_shared::SharedArray::<u8, ndarray::Ix1>::builder(3)

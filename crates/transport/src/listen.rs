@@ -88,6 +88,10 @@ pub fn parse_bind(s: &str) -> io::Result<SocketAddr> {
 /// # Errors
 /// The I/O error of the bind (address in use, not an address of this host).
 ///
+/// # Cancel safety
+/// Cancel-safe: if the future is dropped, no listener is left bound (one that was
+/// bound is dropped with it, freeing the port).
+///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
 /// let (listener, host, port) = cohort_transport::listen::bind("127.0.0.1:0".parse().unwrap()).await?;

@@ -270,6 +270,13 @@ impl WorkerProcess {
     /// Waits up to `grace` for the process to exit on its own, then kills it; reaps it
     /// either way so no zombie is left.
     ///
+    /// # Cancel safety
+    /// Nothing is lost, but a dropped stop may leave its work half done: dropped
+    /// while it waits (for another stop or kill of this process, or for the process
+    /// to exit), the process is left running; dropped after the kill was sent, the
+    /// process is killed but maybe not reaped yet. Calling `stop` or
+    /// [`kill`](Self::kill) again finishes the job.
+    ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
     /// let p = cohort_transport::WorkerProcess::new(tokio::process::Command::new("sleep").arg("10").spawn()?);
@@ -285,6 +292,11 @@ impl WorkerProcess {
     }
 
     /// Sends SIGKILL at once and reaps the process.
+    ///
+    /// # Cancel safety
+    /// As [`stop`](Self::stop): dropped before its first poll gets the process's lock,
+    /// nothing is sent; dropped after, the process is killed but maybe not reaped
+    /// yet. Calling it again finishes the job.
     ///
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
@@ -484,6 +496,14 @@ pub trait ClusterManager: Send + Sync + 'static {
     /// # Errors
     /// A [`LaunchError`] if workers could not be started; configs already sent are
     /// still connected.
+    ///
+    /// # Cancel safety
+    /// Up to the implementation. This crate's managers ([`LocalManager`](crate::LocalManager),
+    /// [`SshManager`](crate::SshManager), [`UnixManager`](crate::UnixManager)) are not
+    /// cancel-safe: if the future is dropped, the configs already sent on `launched`
+    /// stay there, and workers started but not yet sent are neither sent nor killed —
+    /// each exits by itself when no master connects to it in time (the worker's wait
+    /// for its first message, `worker_timeout`).
     fn launch<'a>(
         &'a self,
         params: &'a LaunchParams,
@@ -511,6 +531,11 @@ pub trait ClusterManager: Send + Sync + 'static {
     ///
     /// # Errors
     /// The I/O error of the connect, or `InvalidInput` if the config has no address.
+    ///
+    /// # Cancel safety
+    /// Up to the implementation. The default and this crate's managers' are
+    /// cancel-safe: a connection made but not returned is closed (for an ssh tunnel,
+    /// its ssh process is killed).
     fn connect<'a>(
         &'a self,
         pid: u32,
@@ -549,6 +574,10 @@ pub trait ClusterManager: Send + Sync + 'static {
 
     /// Stops a worker the runtime has already asked to exit. The default waits a
     /// moment for its process to exit, then kills it.
+    ///
+    /// # Cancel safety
+    /// Up to the implementation. The default is as [`WorkerProcess::stop`]: dropped
+    /// early, the process may be left running or unreaped.
     fn kill<'a>(&'a self, pid: u32, config: &'a WorkerConfig) -> BoxFuture<'a, ()> {
         let _ = pid;
         Box::pin(async move {

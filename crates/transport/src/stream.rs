@@ -105,6 +105,10 @@ impl std::fmt::Debug for Connection {
 /// # Errors
 /// The I/O error of the connect (refused, unreachable, bad host name).
 ///
+/// # Cancel safety
+/// Cancel-safe: nothing is lost but the attempt. A connection half made when the
+/// future is dropped is closed; the peer may see a connection open and close.
+///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
 /// let _conn = cohort_transport::stream::tcp_connect("127.0.0.1", 9000).await?;
@@ -121,6 +125,9 @@ pub async fn tcp_connect(host: &str, port: u16) -> io::Result<Connection> {
 /// # Errors
 /// The I/O error of the connect (`NotFound` for no socket there,
 /// `ConnectionRefused` for a socket nobody listens on).
+///
+/// # Cancel safety
+/// Cancel-safe, as [`tcp_connect`]: a connection made but not returned is closed.
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -163,6 +170,11 @@ pub fn unix_listen(path: impl AsRef<Path>) -> io::Result<UnixListener> {
 ///
 /// # Errors
 /// The I/O error of the accept.
+///
+/// # Cancel safety
+/// Cancel-safe: it waits in `tokio::net::UnixListener::accept`, which is, so a
+/// dropped call accepts nothing and a connection waiting in the backlog is left for
+/// the next call.
 ///
 /// ```no_run
 /// # async fn demo(listener: tokio::net::UnixListener) -> std::io::Result<()> {

@@ -408,6 +408,10 @@ impl ClusterTls {
     /// The handshake's error (`InvalidData` for a certificate that does not verify),
     /// or `TimedOut` after 30 s.
     ///
+    /// # Cancel safety
+    /// Not cancel-safe: `conn` is moved in, and a handshake dropped before it
+    /// completes drops it, closing the connection (the peer's handshake fails).
+    ///
     /// ```
     /// # async fn demo(conn: cohort_transport::Connection) -> std::io::Result<()> {
     /// let tls = cohort_transport::tls::ClusterTls::generate().unwrap();
@@ -434,6 +438,10 @@ impl ClusterTls {
     /// # Errors
     /// The handshake's error (a peer with no or a foreign certificate, or one that
     /// does not speak TLS), or `TimedOut` after 30 s.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe, as [`wrap_client`](Self::wrap_client): a dropped handshake
+    /// closes `conn`.
     ///
     /// ```
     /// # async fn demo(conn: cohort_transport::Connection) -> std::io::Result<()> {

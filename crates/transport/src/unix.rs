@@ -386,6 +386,9 @@ impl ClusterManager for UnixManager {
     /// # Errors
     /// `InvalidInput` for a config this manager did not make that names no absolute
     /// socket path; the I/O error of the connect (`NotFound`, `ConnectionRefused`).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`unix_connect`].
     fn connect<'a>(
         &'a self,
         _pid: u32,
@@ -413,6 +416,10 @@ impl ClusterManager for UnixManager {
 
     /// Waits a moment for the worker's process to exit, kills it otherwise, and
     /// removes its socket file.
+    ///
+    /// # Cancel safety
+    /// As [`WorkerProcess::stop`](crate::WorkerProcess::stop); dropped before it
+    /// finishes, the socket file is left too.
     fn kill<'a>(&'a self, _pid: u32, config: &'a WorkerConfig) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Some(p) = &config.process {

@@ -63,6 +63,15 @@ impl<T: ChannelValue> ErasedChannel for Typed<T> {
             codec::encode(&v).map(Bytes::from).map_err(decode_err)
         })
     }
+    fn put_front(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
+        let v: Result<T, CallError> = codec::decode(&bytes).map_err(decode_err);
+        Box::pin(async move {
+            self.0
+                .put_front((), v?)
+                .await
+                .map_err(|_| CallError::ChannelClosed)
+        })
+    }
     fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>> {
         Box::pin(async move {
             let v = self.0.fetch(()).await.map_err(channel_error)?;
@@ -82,10 +91,7 @@ impl<T: ChannelValue> ErasedChannel for Typed<T> {
 
 /// Puts a channel made by a factory into `node`'s store under `id`.
 fn install<T: ChannelValue>(node: &Node, id: RefId, chan: Arc<dyn AbstractChannel<T>>) {
-    let slot = ChannelSlot {
-        erased: Arc::new(Typed(chan.clone())),
-        typed: Arc::new(chan),
-    };
+    let slot = ChannelSlot::new(Arc::new(Typed(chan.clone())), Arc::new(chan));
     node.store().install_channel(id, slot);
 }
 
@@ -148,6 +154,14 @@ impl<T> Drop for Inner<T> {
 /// results, and inside other channels.
 ///
 /// Every waiting operation has an async form and a `_blocking` twin.
+///
+/// # Cancel safety
+///
+/// [`take`](Self::take) is cancel-safe: a take given up (its future dropped by
+/// `select!`, a timeout) loses no value, and [`fetch`](Self::fetch),
+/// [`wait`](Self::wait) and [`isready`](Self::isready) change nothing. A
+/// [`put`](Self::put) that is dropped may still put its value. Each method says what
+/// it keeps and loses.
 ///
 /// ```
 /// use cohort_cluster::RemoteChannel;
@@ -239,6 +253,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// # Errors
     /// As [`with_factory`](Self::with_factory).
     ///
+    /// # Cancel safety
+    /// As [`with_factory`](Self::with_factory).
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let rc = cohort_cluster::RemoteChannel::<String>::new(cohort_cluster::myid()).await.unwrap();
@@ -266,6 +283,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// A [`Channel<T>`] of capacity `cap` on `pid` (0 = unbuffered).
     ///
     /// # Errors
+    /// As [`with_factory`](Self::with_factory).
+    ///
+    /// # Cancel safety
     /// As [`with_factory`](Self::with_factory).
     ///
     /// ```
@@ -318,6 +338,13 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// [`CallError::NoSuchProcess`], [`CallError::WorkerExited`],
     /// [`CallError::CannotShipCode`], or the factory's panic as
     /// [`CallError::Remote`].
+    ///
+    /// # Cancel safety
+    /// Nothing to lose, but dropping the future does not undo what it started. On
+    /// this process the channel is made at the first poll. On another, the call that
+    /// makes the channel is sent at the first poll and runs there even if the future
+    /// is dropped; the handle goes with the future, so the channel is freed once that
+    /// release reaches `pid`, as for any channel nobody holds.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
@@ -471,6 +498,14 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// A [`SendError`] holding the value back: [`CallError::ChannelClosed`], or the
     /// owner is gone.
     ///
+    /// # Cancel safety
+    /// Not cancel-safe for the value: a dropped put never hands it back. Nothing is
+    /// put twice. On the owner itself, a put dropped before it completes did not put
+    /// the value (as [`Channel::put`], for a [`Channel`]) and drops it. On another
+    /// process, the value travels at the first poll, and a put dropped after that is
+    /// still carried out by the owner — waiting there for room if the channel is
+    /// full — though nobody learns how it ended.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
@@ -546,6 +581,24 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// [`CallError::ChannelClosed`] once the channel is closed and drained; the owner
     /// is gone.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: a take whose future is dropped before it completes loses no
+    /// value, whichever process owns the channel, so it can be raced in `select!` or
+    /// put under a timeout, and the next take gets the value.
+    ///
+    /// - On the owner itself the take goes straight to the channel, and a
+    ///   [`Channel`]'s take removes a value only in the poll that returns it. (A
+    ///   channel made by a factory is as cancel-safe as its
+    ///   [`AbstractChannel::take`].)
+    /// - On another process, the owner is told to stop the take; if it had removed a
+    ///   value already (the value was on its way), the value is sent back and put at
+    ///   the front of the channel, ahead of the values behind it (`docs/protocol.md`,
+    ///   "Given-up takes"). Until it is back, other takes may get the values behind
+    ///   it, and [`isready`](Self::isready) may say there is none.
+    ///
+    /// What stays unavoidable: if the owner dies, its channel and the value on its
+    /// way back are gone; if this process dies, so is a value on its way here.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
@@ -579,6 +632,10 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// As [`take`](Self::take); [`CallError::ChannelUnsupported`] on an unbuffered
     /// channel.
     ///
+    /// # Cancel safety
+    /// Cancel-safe: it removes nothing. On another process the owner's fetch goes on
+    /// waiting for a value, and its answer is then dropped.
+    ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
@@ -607,6 +664,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     }
 
     /// Whether a value can be taken now (Julia's `isready`).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it changes nothing; an answer that comes late is dropped.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
@@ -640,6 +700,10 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// # Errors
     /// [`CallError::ChannelClosed`] if the channel is closed and empty; the owner is
     /// gone.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it changes nothing. On another process the owner's wait goes on
+    /// until there is a value, and its answer is then dropped.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {

@@ -96,6 +96,11 @@ impl Membership {
         pid == MASTER || pid == self.me || self.workers.contains_key(&pid)
     }
 
+    /// Whether `pid` left the cluster (died, or was removed).
+    pub(crate) fn has_left(&self, pid: Pid) -> bool {
+        self.exited.contains(&pid)
+    }
+
     /// Records a worker (joined, or announced by the master).
     pub(crate) fn add_worker(&mut self, info: WorkerInfo) {
         self.exited.remove(&info.pid);

@@ -26,6 +26,8 @@ pub(crate) mod replies;
 #[cfg(test)]
 mod sim;
 pub(crate) mod store;
+#[cfg(test)]
+mod take_tests;
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -144,6 +146,27 @@ fn reply_envelope(me: Pid, call_id: u64, reply: Reply) -> Envelope {
         kind: Some(Kind::Result(proto::CallResult {
             call_id,
             outcome: Some(outcome),
+        })),
+    }
+}
+
+/// The channel a request is a `TAKE` on, if it is one.
+fn take_of(env: &Envelope) -> Option<RefId> {
+    match &env.kind {
+        Some(Kind::RefRequest(r)) if r.kind() == RefRequestKind::Take => r.ref_id.map(Into::into),
+        _ => None,
+    }
+}
+
+/// A request on channel `id` that its owner does not answer (`CANCEL`, `PUT_FRONT`).
+fn channel_request(call_id: u64, id: RefId, kind: RefRequestKind, value: Bytes) -> Envelope {
+    Envelope {
+        kind: Some(Kind::RefRequest(proto::RefRequest {
+            call_id,
+            ref_id: Some(id.into()),
+            kind: kind as i32,
+            value,
+            creator: id.whence,
         })),
     }
 }
@@ -450,22 +473,65 @@ impl<W, C: Clone> Core<W, C> {
         env: Envelope,
         waiter: W,
     ) -> Result<(), CallError> {
+        let take = take_of(&env);
         self.send(pid, env)?;
-        self.replies.expect(call_id, pid, waiter);
+        self.replies.expect(call_id, pid, take, waiter);
         Ok(())
     }
 
     /// Gives up waiting for `call_id` (the caller went away); returns whether it was
-    /// still pending.
+    /// still pending. A later reply is dropped — except for a channel `TAKE`: its
+    /// owner is told to stop the take (`CANCEL`), and a value that comes anyway (it
+    /// was removed before the owner heard) is put back at the front of the channel
+    /// (`PUT_FRONT`), so that a cancelled take loses nothing.
     pub(crate) fn abandon(&mut self, call_id: u64) -> bool {
-        self.replies.take(call_id).is_some()
+        let Some(a) = self.replies.abandon(call_id) else {
+            return false;
+        };
+        if let Some(id) = a.take {
+            self.out.push(Output::Transmit {
+                to: a.pid,
+                env: channel_request(call_id, id, RefRequestKind::Cancel, Bytes::new()),
+            });
+        }
+        true
     }
 
-    /// Answers request `call_id` of `to` (a channel operation finished).
+    /// Puts `value`, removed from channel `id` on `owner` by a take of this process
+    /// whose caller gave up, back at the front of that channel. For a value that
+    /// reached the caller's waiter but not the caller; one that comes after
+    /// [`abandon`](Self::abandon) is put back by the core itself.
+    pub(crate) fn put_back(&mut self, owner: Pid, id: RefId, value: Bytes) {
+        self.out.push(Output::Transmit {
+            to: owner,
+            env: channel_request(0, id, RefRequestKind::PutFront, value),
+        });
+    }
+
+    /// Answers request `call_id` of `to` (a channel operation finished). A value
+    /// taken for a requester that is gone is put back at the front of the channel.
     pub(crate) fn reply(&mut self, to: Pid, call_id: u64, reply: Reply) {
         let me = self.me();
-        if to == me {
+        let take = self.store.channel_op_done(to, call_id);
+        if to == me || call_id == 0 {
             return;
+        }
+        if let Some((id, requester_lost)) = take {
+            if requester_lost || self.membership.has_left(to) || self.membership.route(to).is_err()
+            {
+                // Nobody to answer (a lost connection failed the requester's waiter).
+                if let (Ok(value), Some(channel)) = (reply, self.store.channel(id)) {
+                    tracing::debug!(pid = to, %id, "taken for a lost requester; put back");
+                    self.out.push(Output::Channel(ChannelOp {
+                        from: me,
+                        call_id: 0,
+                        channel,
+                        kind: RefRequestKind::PutFront,
+                        value,
+                    }));
+                }
+                return;
+            }
         }
         self.out.reply(me, to, call_id, reply);
     }
@@ -484,9 +550,14 @@ impl<W, C: Clone> Core<W, C> {
                     }
                     None => Ok(Bytes::new()),
                 };
-                // A reply nobody waits for (the caller gave up) is dropped.
+                // A reply nobody waits for (the caller gave up) is dropped, unless it
+                // carries a value a given-up take removed: that goes back.
                 if let Some((_, waiter)) = self.replies.take(r.call_id) {
                     self.out.push(Output::Complete { waiter, reply });
+                } else if let Some((owner, id)) = self.replies.take_abandoned(r.call_id) {
+                    if let Ok(value) = reply {
+                        self.put_back(owner, id, value);
+                    }
                 }
             }
             Some(Kind::RefRequest(r)) => {
@@ -527,7 +598,10 @@ impl<W, C: Clone> Core<W, C> {
                     // this process has a connection to it, what it sent before it died
                     // may still be on that connection (a registration for a handle it
                     // passed on, say): its end, which comes after, does this instead.
-                    if !connected {
+                    // Its takes stop now either way, so that they remove nothing more.
+                    if connected {
+                        self.store.stop_takes_of(&mut self.out, pid);
+                    } else {
                         self.store.peer_died(&mut self.out, pid, now);
                     }
                     self.out.push(Output::Membership(Change::Removed(pid)));
@@ -758,6 +832,11 @@ impl<W, C: Clone> Core<W, C> {
     #[cfg(test)]
     pub(crate) fn pending_replies(&self) -> usize {
         self.replies.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn abandoned_takes(&self) -> usize {
+        self.replies.abandoned_takes()
     }
 
     #[cfg(test)]

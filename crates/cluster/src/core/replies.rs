@@ -1,9 +1,10 @@
 //! The pending-reply table: which call ids wait for an answer, from whom, and who is
-//! told when it comes.
+//! told when it comes — and the channel takes whose caller gave up, whose value must
+//! go back to the channel if it comes after all.
 
 use std::collections::HashMap;
 
-use cohort_wire::ids::Pid;
+use cohort_wire::ids::{Pid, RefId};
 
 use super::Reply;
 use crate::error::CallError;
@@ -11,7 +12,20 @@ use crate::error::CallError;
 /// One waiting request.
 struct Pending<W> {
     pid: Pid,
+    /// For a channel `TAKE`: the channel, so that a value that comes after the caller
+    /// gave up can be put back.
+    take: Option<RefId>,
     waiter: W,
+}
+
+/// A request given up by its caller while it was still pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Abandoned {
+    /// Whom it was sent to.
+    pub(crate) pid: Pid,
+    /// For a channel `TAKE`: the channel (its reply is still awaited, see
+    /// [`Replies::take_abandoned`]).
+    pub(crate) take: Option<RefId>,
 }
 
 /// `call_id → waiter`, generic over how the shell is told (a oneshot sender there, a
@@ -19,6 +33,9 @@ struct Pending<W> {
 pub(crate) struct Replies<W> {
     next_call: u64,
     pending: HashMap<u64, Pending<W>>,
+    /// Takes given up while pending: `call_id → (owner, channel)`, until their reply
+    /// comes (a value is put back) or the owner is lost.
+    abandoned_takes: HashMap<u64, (Pid, RefId)>,
 }
 
 impl<W> Default for Replies<W> {
@@ -26,6 +43,7 @@ impl<W> Default for Replies<W> {
         Replies {
             next_call: 1,
             pending: HashMap::new(),
+            abandoned_takes: HashMap::new(),
         }
     }
 }
@@ -38,22 +56,56 @@ impl<W> Replies<W> {
         id
     }
 
-    /// Registers `waiter` for the answer to `call_id` from `pid`.
-    pub(crate) fn expect(&mut self, call_id: u64, pid: Pid, waiter: W) {
-        self.pending.insert(call_id, Pending { pid, waiter });
+    /// Registers `waiter` for the answer to `call_id` from `pid`; `take` names the
+    /// channel when the request is a `TAKE`.
+    pub(crate) fn expect(&mut self, call_id: u64, pid: Pid, take: Option<RefId>, waiter: W) {
+        self.pending.insert(call_id, Pending { pid, take, waiter });
     }
 
-    /// Takes the waiter of `call_id` (the answer came, or the request was abandoned).
+    /// Takes the waiter of `call_id` (the answer came).
     pub(crate) fn take(&mut self, call_id: u64) -> Option<(Pid, W)> {
+        let p = self.remove(call_id)?;
+        Some((p.pid, p.waiter))
+    }
+
+    fn remove(&mut self, call_id: u64) -> Option<Pending<W>> {
         let p = self.pending.remove(&call_id)?;
         if self.pending.capacity() > 1024 && self.pending.len() * 4 < self.pending.capacity() {
             self.pending.shrink_to_fit();
         }
-        Some((p.pid, p.waiter))
+        Some(p)
     }
 
-    /// Takes every waiter of `pid`, each with the error that answers it.
+    /// The caller of `call_id` gave up: drops its waiter, if it still waits. A take
+    /// is remembered until its reply comes ([`take_abandoned`](Self::take_abandoned)),
+    /// since that reply may carry a value removed from the channel.
+    pub(crate) fn abandon(&mut self, call_id: u64) -> Option<Abandoned> {
+        let p = self.remove(call_id)?;
+        if let Some(id) = p.take {
+            self.abandoned_takes.insert(call_id, (p.pid, id));
+        }
+        Some(Abandoned {
+            pid: p.pid,
+            take: p.take,
+        })
+    }
+
+    /// The reply to `call_id` came, and `call_id` is a take its caller gave up: the
+    /// owner and channel, to put a value back to.
+    pub(crate) fn take_abandoned(&mut self, call_id: u64) -> Option<(Pid, RefId)> {
+        let t = self.abandoned_takes.remove(&call_id)?;
+        if self.abandoned_takes.capacity() > 1024
+            && self.abandoned_takes.len() * 4 < self.abandoned_takes.capacity()
+        {
+            self.abandoned_takes.shrink_to_fit();
+        }
+        Some(t)
+    }
+
+    /// Takes every waiter of `pid`, each with the error that answers it, and forgets
+    /// the takes abandoned on it (their channel went with it).
     pub(crate) fn fail_peer(&mut self, pid: Pid, reason: &str) -> Vec<(W, Reply)> {
+        self.abandoned_takes.retain(|_, (owner, _)| *owner != pid);
         let ids: Vec<u64> = self
             .pending
             .iter()
@@ -79,6 +131,12 @@ impl<W> Replies<W> {
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
+
+    /// How many abandoned takes still wait for their reply.
+    #[cfg(test)]
+    pub(crate) fn abandoned_takes(&self) -> usize {
+        self.abandoned_takes.len()
+    }
 }
 
 #[cfg(test)]
@@ -92,8 +150,8 @@ mod tests {
         let b = r.new_call_id();
         assert_ne!(a, b);
         assert_ne!(a, 0);
-        r.expect(a, 2, "a");
-        r.expect(b, 3, "b");
+        r.expect(a, 2, None, "a");
+        r.expect(b, 3, None, "b");
         let failed = r.fail_peer(2, "gone");
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].0, "a");
@@ -103,6 +161,37 @@ mod tests {
         ));
         assert_eq!(r.take(b), Some((3, "b")));
         assert_eq!(r.take(b), None);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_take_is_remembered_until_its_reply_or_its_owner_goes() {
+        let mut r = Replies::default();
+        let id = RefId::new(1, 7);
+        let (take, call, other) = (r.new_call_id(), r.new_call_id(), r.new_call_id());
+        r.expect(take, 2, Some(id), "take");
+        r.expect(call, 2, None, "call");
+        r.expect(other, 3, Some(RefId::new(1, 8)), "other");
+        assert_eq!(
+            r.abandon(take),
+            Some(Abandoned {
+                pid: 2,
+                take: Some(id)
+            })
+        );
+        assert_eq!(r.abandon(take), None, "abandoned once");
+        assert_eq!(r.take(take), None, "no waiter any more");
+        assert_eq!(r.abandon(call), Some(Abandoned { pid: 2, take: None }));
+        assert_eq!(r.take_abandoned(call), None, "only takes are remembered");
+        assert_eq!(r.abandoned_takes(), 1);
+        assert_eq!(r.take_abandoned(take), Some((2, id)));
+        assert_eq!(r.take_abandoned(take), None);
+
+        // An owner that is lost takes its abandoned takes with it.
+        r.abandon(other);
+        assert_eq!(r.abandoned_takes(), 1);
+        assert!(r.fail_peer(3, "gone").is_empty());
+        assert_eq!(r.abandoned_takes(), 0);
         assert_eq!(r.len(), 0);
     }
 }

@@ -5,6 +5,7 @@
 //! The store never sends anything itself: replies, reference batches, channel
 //! operations to run and freed slots to drop all go out as [`Output`]s.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -58,12 +59,25 @@ fn answer(value: &Result<Bytes, RemoteException>, kind: RefRequestKind) -> Reply
 /// The reference store of one process.
 pub(crate) struct Store<W, C> {
     tracker: RefTracker<Slot<W, C>>,
+    /// `TAKE`s of other processes running on channels stored here, by requester and
+    /// call id, until the shell answers them ([`channel_op_done`](Self::channel_op_done)):
+    /// a `CANCEL` or the requester's death stops them.
+    takes: HashMap<(Pid, u64), RunningTake>,
+}
+
+/// A remote `TAKE` the shell runs.
+struct RunningTake {
+    channel: RefId,
+    /// Its requester is gone (it was stopped then): a value it removed anyway goes
+    /// back to the channel.
+    requester_lost: bool,
 }
 
 impl<W, C: Clone> Store<W, C> {
     pub(crate) fn new(me: Pid) -> Self {
         Store {
             tracker: RefTracker::new(me, BatchPolicy::default()),
+            takes: HashMap::new(),
         }
     }
 
@@ -193,8 +207,21 @@ impl<W, C: Clone> Store<W, C> {
         let me = self.me();
         if local.is_none() {
             if let Some(channel) = self.channel(id) {
+                match kind {
+                    // A take that was answered already has nothing to stop.
+                    RefRequestKind::Cancel if !self.takes.contains_key(&(from, call_id)) => return,
+                    RefRequestKind::Take => {
+                        let run = RunningTake {
+                            channel: id,
+                            requester_lost: false,
+                        };
+                        self.takes.insert((from, call_id), run);
+                    }
+                    _ => {}
+                }
                 // A channel operation may wait (for room, for a value): the shell
-                // runs it and answers with `Core::reply`.
+                // runs it and answers with `Core::reply` (`CANCEL` and `PUT_FRONT`
+                // are not answered).
                 out.push(Output::Channel(ChannelOp {
                     from,
                     call_id,
@@ -209,7 +236,19 @@ impl<W, C: Clone> Store<W, C> {
             Some(waiter) => Waiter::Local { waiter, kind },
             None => Waiter::Remote { pid, call_id, kind },
         };
-        if matches!(kind, RefRequestKind::Take | RefRequestKind::Close) {
+        if local.is_none() && matches!(kind, RefRequestKind::Cancel | RefRequestKind::PutFront) {
+            // No channel (any more): nothing to stop, nowhere to put back; neither
+            // is answered.
+            tracing::debug!(%id, ?kind, "request for a channel that is not here; ignored");
+            return;
+        }
+        if matches!(
+            kind,
+            RefRequestKind::Take
+                | RefRequestKind::Close
+                | RefRequestKind::Cancel
+                | RefRequestKind::PutFront
+        ) {
             let reply = Err(CallError::NotAChannel { id, pid: me });
             self.answer_to(out, waiter(from, call_id, local), reply);
             return;
@@ -266,9 +305,47 @@ impl<W, C: Clone> Store<W, C> {
         self.drive(out, now);
     }
 
-    /// A peer is gone: forget its registrations and the requests it waits on, free
-    /// what it alone held.
+    /// A channel operation of `from` run by the shell is done (it is being answered):
+    /// if it was a `TAKE`, its channel, and whether its requester is gone.
+    pub(crate) fn channel_op_done(&mut self, from: Pid, call_id: u64) -> Option<(RefId, bool)> {
+        let run = self.takes.remove(&(from, call_id))?;
+        if self.takes.capacity() > 1024 && self.takes.len() * 4 < self.takes.capacity() {
+            self.takes.shrink_to_fit();
+        }
+        Some((run.channel, run.requester_lost))
+    }
+
+    /// `pid` is gone: stops the takes it waits on, so that they remove nothing for it
+    /// (each is still answered by the shell, to nobody, which ends its entry).
+    pub(crate) fn stop_takes_of(&mut self, out: &mut Outputs<W, C>, pid: Pid) {
+        let mut stop: Vec<(u64, RefId)> = self
+            .takes
+            .iter_mut()
+            .filter(|((p, _), run)| *p == pid && !run.requester_lost)
+            .map(|((_, call_id), run)| {
+                run.requester_lost = true;
+                (*call_id, run.channel)
+            })
+            .collect();
+        stop.sort_unstable_by_key(|(call_id, _)| *call_id);
+        for (call_id, id) in stop {
+            if let Some(channel) = self.channel(id) {
+                out.push(Output::Channel(ChannelOp {
+                    from: pid,
+                    call_id,
+                    channel,
+                    kind: RefRequestKind::Cancel,
+                    value: Bytes::new(),
+                }));
+            }
+        }
+    }
+
+    /// A peer is gone: stop the takes it waits on, forget its registrations and the
+    /// requests it waits on, free what it alone held.
     pub(crate) fn peer_died(&mut self, out: &mut Outputs<W, C>, pid: Pid, now: Instant) {
+        // Before the tracker frees a channel only it held.
+        self.stop_takes_of(out, pid);
         self.tracker.handle_peer_died(pid);
         self.drive(out, now);
     }

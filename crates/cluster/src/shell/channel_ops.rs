@@ -1,17 +1,27 @@
 //! Running operations on stored channels for other processes
 //! ([`Output::Channel`](crate::core::Output::Channel)): an operation may wait (for
 //! room, for a value), so each runs as a task and answers through the core when done.
+//!
+//! A `TAKE` can be stopped: its requester gave up (`CANCEL`) or is gone. It waits
+//! for a value *or* its stop, the stop first, and a stopped take has removed nothing
+//! (the channel's take is cancel-safe) and is answered with an `INTERRUPTED` error. A
+//! take that removed its value before its stop is answered with the value, which the
+//! requester (or the core, for a requester that is gone) puts back (`PUT_FRONT`).
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use cohort_wire::ids::Pid;
 use cohort_wire::proto::RefRequestKind;
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture, Either};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
 
 use super::node::{enter, Node};
 use crate::core::ChannelOp;
-use crate::error::{CallError, ProtocolError};
+use crate::error::{CallError, ErrorKind, ProtocolError, RemoteException};
 
 /// The owner's channel, seen through bytes, for requests from other processes.
 pub(crate) trait ErasedChannel: Send + Sync {
@@ -19,6 +29,8 @@ pub(crate) trait ErasedChannel: Send + Sync {
     /// current node), then puts the value when polled.
     fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
     fn take(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
+    /// Hands back a value a take removed (`AbstractChannel::put_front`).
+    fn put_front(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
     fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
     fn wait(&self) -> BoxFuture<'_, Result<(), CallError>>;
     fn isready(&self) -> bool;
@@ -31,9 +43,37 @@ pub(crate) trait ErasedChannel: Send + Sync {
 pub(crate) struct ChannelSlot {
     pub(crate) erased: Arc<dyn ErasedChannel>,
     pub(crate) typed: Arc<dyn Any + Send + Sync>,
+    /// The remote takes running on it.
+    takes: Arc<Mutex<RunningTakes>>,
 }
 
-/// Runs `op` as a task and answers its requester through `node` when it is done.
+/// Remote takes running on a channel, by requester and call id: dropping the sender
+/// stops the take.
+type RunningTakes = HashMap<(Pid, u64), oneshot::Sender<()>>;
+
+impl ChannelSlot {
+    pub(crate) fn new(erased: Arc<dyn ErasedChannel>, typed: Arc<dyn Any + Send + Sync>) -> Self {
+        ChannelSlot {
+            erased,
+            typed,
+            takes: Arc::default(),
+        }
+    }
+}
+
+/// The answer of `node` to a take stopped before it removed anything.
+fn stopped(node: &Node) -> CallError {
+    CallError::Remote(RemoteException {
+        pid: node.myid(),
+        kind: ErrorKind::Interrupted,
+        function: String::new(),
+        message: "take cancelled by its requester".into(),
+        context: String::new(),
+    })
+}
+
+/// Runs `op` as a task and answers its requester through `node` when it is done
+/// (`CANCEL` and `PUT_FRONT` are not answered).
 pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
     let ChannelOp {
         from,
@@ -42,13 +82,47 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
         kind,
         value,
     } = op;
+    match kind {
+        RefRequestKind::Cancel => {
+            // Stops the take if it still runs; it answers itself.
+            drop(channel.takes.lock().remove(&(from, call_id)));
+            return;
+        }
+        RefRequestKind::PutFront => {
+            super::runtime::handle().spawn(async move {
+                // `put_front` decodes at once, here: handles inside are this node's.
+                let put = enter(&node, || channel.erased.put_front(value));
+                if let Err(e) = put.await {
+                    tracing::warn!(error = %e, "a value handed back to a channel was lost");
+                }
+            });
+            return;
+        }
+        _ => {}
+    }
+    // Registered before the task starts, so a stop handled after this finds it.
+    let stop = (kind == RefRequestKind::Take).then(|| {
+        let (tx, rx) = oneshot::channel::<()>();
+        channel.takes.lock().insert((from, call_id), tx);
+        rx
+    });
     super::runtime::handle().spawn(async move {
         let e = &channel.erased;
         let reply = match kind {
-            // Handles inside the value are this node's.
             // `put` decodes at once, here: handles inside the value are this node's.
             RefRequestKind::Put => enter(&node, || e.put(value)).await.map(|()| Bytes::new()),
-            RefRequestKind::Take => e.take().await,
+            RefRequestKind::Take => match stop {
+                Some(stop) => {
+                    // The stop first: once stopped, the take is not polled again.
+                    let r = match future::select(stop, e.take()).await {
+                        Either::Left(_) => Err(stopped(&node)),
+                        Either::Right((r, _)) => r,
+                    };
+                    channel.takes.lock().remove(&(from, call_id));
+                    r
+                }
+                None => e.take().await,
+            },
             RefRequestKind::Fetch => e.fetch().await,
             RefRequestKind::Wait => e.wait().await.map(|()| Bytes::new()),
             RefRequestKind::IsReady => {
@@ -60,6 +134,9 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
             }
             RefRequestKind::Unspecified => {
                 Err(CallError::Protocol(ProtocolError::RequestWithoutKind))
+            }
+            RefRequestKind::Cancel | RefRequestKind::PutFront => {
+                unreachable!("handled above")
             }
         };
         node.with_core(|c| c.reply(from, call_id, reply));

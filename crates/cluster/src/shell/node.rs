@@ -37,7 +37,7 @@ use cohort_transport::tls::ClusterTls;
 use cohort_transport::{ClusterManager, ManageEvent, WorkerConfig};
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::{Pid, RefId};
-use cohort_wire::proto::{Envelope, RefRequestKind};
+use cohort_wire::proto::{envelope::Kind, Envelope, RefRequestKind};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{oneshot, Notify};
 
@@ -411,15 +411,27 @@ impl Node {
     ///
     /// # Cancel safety
     /// Dropping the future abandons the request: its waiter is removed, and a reply
-    /// that comes later is dropped. What the request did on the peer stands.
+    /// that comes later is dropped. What the request did on the peer stands — except
+    /// for a channel `TAKE`, which loses nothing: the owner is told to stop it, and a
+    /// value it removed anyway (the reply was on its way, or already here but not
+    /// yet seen by the caller) is put back at the front of the channel.
     pub(crate) async fn request(&self, pid: Pid, call_id: u64, env: Envelope) -> Reply {
+        let take = match &env.kind {
+            Some(Kind::RefRequest(r)) if r.kind() == RefRequestKind::Take => {
+                r.ref_id.map(RefId::from)
+            }
+            _ => None,
+        };
         let rx = self.start_request(pid, call_id, env)?;
-        let guard = Abandon {
+        let mut guard = Abandon {
             node: self,
             call_id,
+            pid,
+            take,
+            rx: Some(rx),
         };
-        let r = rx.await;
-        std::mem::forget(guard);
+        let r = guard.rx.as_mut().expect("set above").await;
+        guard.rx = None;
         r.unwrap_or_else(|_| Err(lost(pid)))
     }
 
@@ -468,14 +480,43 @@ impl Node {
 struct Abandon<'a> {
     node: &'a Node,
     call_id: u64,
+    pid: Pid,
+    /// For a channel `TAKE`: the channel, to put back a value that came.
+    take: Option<RefId>,
+    /// `None` once the caller has its reply.
+    rx: Option<oneshot::Receiver<Reply>>,
 }
 
 impl Drop for Abandon<'_> {
     fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
         let call_id = self.call_id;
-        self.node.record(|c| {
-            c.abandon(call_id);
-        });
+        let mut pending = false;
+        self.node.record(|c| pending = c.abandon(call_id));
+        if pending {
+            // The core stops a take and puts back what comes for it.
+            return;
+        }
+        let Some(id) = self.take else {
+            return;
+        };
+        // The reply was handed to this waiter already: a value is put back.
+        let owner = self.pid;
+        match rx.try_recv() {
+            Ok(Ok(value)) => self.node.record(|c| c.put_back(owner, id, value)),
+            Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {}
+            Err(oneshot::error::TryRecvError::Empty) => {
+                // On its way from another thread (taken out of the core, not sent yet).
+                let node = self.node.arc();
+                super::runtime::handle().spawn(async move {
+                    if let Ok(Ok(value)) = rx.await {
+                        node.with_core(|c| c.put_back(owner, id, value));
+                    }
+                });
+            }
+        }
     }
 }
 

@@ -256,7 +256,7 @@ pub struct RefBatch {
     pub ops: ::prost::alloc::vec::Vec<RefOp>,
 }
 /// A request on a reference stored by the receiver. Answered by a `CallResult` with the
-/// same `call_id`.
+/// same `call_id` (except CANCEL and PUT_FRONT).
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RefRequest {
     #[prost(uint64, tag = "1")]
@@ -456,6 +456,12 @@ pub enum RefRequestKind {
     Take = 5,
     /// Close the channel.
     Close = 6,
+    /// The requester gave up its TAKE `call_id` (channels): a take still waiting stops
+    /// and is answered with an INTERRUPTED error. No answer of its own.
+    Cancel = 7,
+    /// Put `value` back at the front of the channel: a take removed it, but its
+    /// requester had given up. `call_id` is 0; no answer.
+    PutFront = 8,
 }
 impl RefRequestKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -471,6 +477,8 @@ impl RefRequestKind {
             Self::Put => "REF_REQUEST_KIND_PUT",
             Self::Take => "REF_REQUEST_KIND_TAKE",
             Self::Close => "REF_REQUEST_KIND_CLOSE",
+            Self::Cancel => "REF_REQUEST_KIND_CANCEL",
+            Self::PutFront => "REF_REQUEST_KIND_PUT_FRONT",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -483,6 +491,8 @@ impl RefRequestKind {
             "REF_REQUEST_KIND_PUT" => Some(Self::Put),
             "REF_REQUEST_KIND_TAKE" => Some(Self::Take),
             "REF_REQUEST_KIND_CLOSE" => Some(Self::Close),
+            "REF_REQUEST_KIND_CANCEL" => Some(Self::Cancel),
+            "REF_REQUEST_KIND_PUT_FRONT" => Some(Self::PutFront),
             _ => None,
         }
     }
