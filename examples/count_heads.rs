@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000_000);
-    let pids = addprocs_blocking(2)?;
+    let pids = blocking::addprocs(2)?;
     let start = std::time::Instant::now();
     let a = spawnat(Target::Any, cohort::closure!([n] || count_heads(*n)));
     let b = spawnat(Target::Any, cohort::closure!([n] || count_heads(*n)));
@@ -46,6 +46,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let ratio = heads as f64 / (2 * n) as f64;
     assert!((ratio - 0.5).abs() < 0.01, "a fair coin: {ratio}");
-    rmprocs_blocking(&pids, None)?;
+    blocking::rmprocs(&pids, None)?;
     Ok(())
 }

@@ -47,7 +47,7 @@ fn do_work(jobs: RemoteChannel<u32>, results: RemoteChannel<(u32, f64, Pid)>) {
 
 #[cohort::main]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pids = addprocs_blocking(4)?;
+    let pids = blocking::addprocs(4)?;
     let jobs = RemoteChannel::<u32>::with_capacity_blocking(myid(), 32)?;
     let results = RemoteChannel::<(u32, f64, Pid)>::with_capacity_blocking(myid(), 32)?;
 
@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     feeder.join().expect("feeder");
     seen.sort_unstable();
     assert_eq!(seen, (1..=n).collect::<Vec<_>>());
-    jobs.close();
-    rmprocs_blocking(&pids, None)?;
+    jobs.close_blocking()?;
+    blocking::rmprocs(&pids, None)?;
     Ok(())
 }

@@ -57,12 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Num Unique objects : {}", unique(&result));
     assert_eq!(unique(&result), 1);
 
-    let pids = addprocs_blocking(1)?;
+    let pids = blocking::addprocs(1)?;
     let rc = RemoteChannel::<Shared>::with_factory_blocking(pids[0], || Channel::new(3))?;
     let result = fill_and_drain(&rc);
     println!("{}", show(&result));
     println!("Num Unique objects : {}", unique(&result));
     assert_eq!(unique(&result), 3);
-    rmprocs_blocking(&pids, None)?;
+    blocking::rmprocs(&pids, None)?;
     Ok(())
 }

@@ -14,11 +14,11 @@ fn echo(v: Vec<u64>) -> Vec<u64> {
 
 #[cohort::main]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pids = addprocs_blocking(1)?;
+    let pids = blocking::addprocs(1)?;
 
     let v = vec![1u64, 2, 3];
     let addr = v.as_ptr();
-    let back = remotecall_fetch_blocking(echo, myid(), (v,))?;
+    let back = blocking::remotecall_fetch(echo, myid(), (v,))?;
     println!(
         "call to myid() = {}: same buffer back? {}",
         myid(),
@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let v = vec![1u64, 2, 3];
     let addr = v.as_ptr();
-    let back = remotecall_fetch_blocking(echo, pids[0], (v,))?;
+    let back = blocking::remotecall_fetch(echo, pids[0], (v,))?;
     println!(
         "call to worker {}: same buffer back? {} (a copy, equal contents: {})",
         pids[0],
@@ -37,6 +37,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_ne!(back.as_ptr(), addr);
 
-    rmprocs_blocking(&pids, None)?;
+    blocking::rmprocs(&pids, None)?;
     Ok(())
 }

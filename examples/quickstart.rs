@@ -10,6 +10,7 @@
 //! Run: `cargo run --release -p cohort-examples --example quickstart`
 
 use cohort::prelude::*;
+use cohort::Future;
 
 /// A `rows × cols` matrix of uniform random numbers, row-major.
 #[cohort::remote]
@@ -33,7 +34,7 @@ fn show(m: &[Vec<f64>]) -> String {
 
 #[cohort::main]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pids = addprocs_blocking(2)?;
+    let pids = blocking::addprocs(2)?;
     println!("workers: {pids:?}");
 
     // r = remotecall(rand, 2, 2, 2): returns at once with a Future.
@@ -61,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("fetch(s) =\n{}", show(&s.fetch_blocking()?));
 
     // remotecall_fetch(r -> fetch(r)[1, 1], 2, r)
-    let first = remotecall_fetch_blocking(
+    let first = blocking::remotecall_fetch(
         |r: Future<Vec<Vec<f64>>>| r.fetch_blocking().map(|m| m[0][0]).unwrap_or(f64::NAN),
         2,
         (r.clone(),),
@@ -69,6 +70,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("r[1, 1] fetched from worker 2: {first:.5}");
     assert_eq!(first, r.fetch_blocking()?[0][0]);
 
-    rmprocs_blocking(&pids, None)?;
+    blocking::rmprocs(&pids, None)?;
     Ok(())
 }

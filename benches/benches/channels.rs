@@ -51,7 +51,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .configure_from_args();
     let mut echo = Peer::spawn(Child::Echo);
-    let pids: Vec<Pid> = cohort::addprocs_blocking(2).expect("addprocs");
+    let pids: Vec<Pid> = cohort::blocking::addprocs(2).expect("addprocs");
     let (a, b) = (pids[0], pids[1]);
     let input = RemoteChannel::<u64>::with_capacity_blocking(b, 1).expect("input");
     let output = RemoteChannel::<u64>::with_capacity_blocking(b, 1).expect("output");
@@ -61,7 +61,7 @@ fn main() {
     g.bench_function("raw_tcp_pingpong_16B", |bch| bch.iter(|| echo.ping()));
     g.bench_function("put_take_roundtrip", |bch| {
         bch.iter_custom(|iters| {
-            let secs = cohort::remotecall_fetch_blocking(
+            let secs = cohort::blocking::remotecall_fetch(
                 roundtrips,
                 a,
                 (input.clone(), output.clone(), iters),
@@ -99,8 +99,8 @@ fn main() {
         batches as f64 / N as f64
     );
 
-    input.close();
+    input.close_blocking().unwrap();
     drop(echo);
-    cohort::rmprocs_blocking(&pids, Some(Duration::from_secs(10))).expect("rmprocs");
+    cohort::blocking::rmprocs(&pids, Some(Duration::from_secs(10))).expect("rmprocs");
     c.final_summary();
 }

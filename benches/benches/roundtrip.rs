@@ -66,14 +66,14 @@ fn main() {
         .configure_from_args();
 
     let mut echo = Peer::spawn(Child::Echo);
-    let pids: Vec<Pid> = cohort::addprocs_blocking(2).expect("addprocs");
+    let pids: Vec<Pid> = cohort::blocking::addprocs(2).expect("addprocs");
     let w = pids[0];
-    cohort::remotecall_fetch_blocking(noop, w, ()).expect("first call");
+    cohort::blocking::remotecall_fetch(noop, w, ()).expect("first call");
 
     let mut g = c.benchmark_group("roundtrip");
     g.bench_function("raw_tcp_pingpong_16B", |b| b.iter(|| echo.ping()));
     g.bench_function("remotecall_fetch_noop", |b| {
-        b.iter(|| cohort::remotecall_fetch_blocking(noop, w, ()).unwrap())
+        b.iter(|| cohort::blocking::remotecall_fetch(noop, w, ()).unwrap())
     });
     // The async form, awaited in a task on cohort's runtime (what `block_on` and
     // `#[cohort::main]` code does): includes the hand-off to and from that task.
@@ -87,7 +87,7 @@ fn main() {
 
     // Per-call distribution, same processes, interleaved blocks.
     let me = std::process::id();
-    let worker_os = cohort::remotecall_fetch_blocking(os_pid, w, ()).expect("os pid");
+    let worker_os = cohort::blocking::remotecall_fetch(os_pid, w, ()).expect("os pid");
     for _ in 0..2 {
         per_call(
             "raw_tcp_pingpong_16B",
@@ -96,11 +96,11 @@ fn main() {
             || echo.ping(),
         );
         per_call("remotecall_fetch_noop", 20_000, &[me, worker_os], || {
-            cohort::remotecall_fetch_blocking(noop, w, ()).unwrap()
+            cohort::blocking::remotecall_fetch(noop, w, ()).unwrap()
         });
     }
 
     drop(echo);
-    cohort::rmprocs_blocking(&pids, Some(Duration::from_secs(10))).expect("rmprocs");
+    cohort::blocking::rmprocs(&pids, Some(Duration::from_secs(10))).expect("rmprocs");
     c.final_summary();
 }

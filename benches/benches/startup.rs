@@ -13,15 +13,15 @@ fn noop() {}
 
 fn start_two() -> (Vec<Pid>, Duration) {
     let t = Instant::now();
-    let pids = cohort::addprocs_blocking(2).expect("addprocs");
+    let pids = cohort::blocking::addprocs(2).expect("addprocs");
     for &p in &pids {
-        cohort::remotecall_fetch_blocking(noop, p, ()).expect("call");
+        cohort::blocking::remotecall_fetch(noop, p, ()).expect("call");
     }
     (pids, t.elapsed())
 }
 
 fn stop(pids: &[Pid]) {
-    cohort::rmprocs_blocking(pids, Some(Duration::from_secs(10))).expect("rmprocs");
+    cohort::blocking::rmprocs(pids, Some(Duration::from_secs(10))).expect("rmprocs");
 }
 
 fn main() {

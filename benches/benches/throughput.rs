@@ -76,14 +76,14 @@ fn bulk(c: &mut Criterion, pid: Pid) {
     g.bench_function("raw_tcp", |b| b.iter(|| peer.pull(black_box(&mut buf))));
     g.bench_function("fetch_vec_f64", |b| {
         b.iter(|| {
-            let v = cohort::remotecall_fetch_blocking(make, pid, (BULK_BYTES / 8,)).unwrap();
+            let v = cohort::blocking::remotecall_fetch(make, pid, (BULK_BYTES / 8,)).unwrap();
             assert_eq!(v.len(), BULK_BYTES / 8);
             black_box(v)
         })
     });
     g.bench_function("fetch_bulk_f64", |b| {
         b.iter(|| {
-            let v = cohort::remotecall_fetch_blocking(make_bulk, pid, (BULK_BYTES / 8,)).unwrap();
+            let v = cohort::blocking::remotecall_fetch(make_bulk, pid, (BULK_BYTES / 8,)).unwrap();
             assert_eq!(v.len(), BULK_BYTES / 8);
             black_box(v)
         })
@@ -101,9 +101,9 @@ fn main() {
         return;
     }
     let mut c = Criterion::default().configure_from_args();
-    let pids: Vec<Pid> = cohort::addprocs_blocking(2).expect("addprocs");
+    let pids: Vec<Pid> = cohort::blocking::addprocs(2).expect("addprocs");
     for &p in &pids {
-        cohort::remotecall_fetch_blocking(noop, p, ()).expect("first call");
+        cohort::blocking::remotecall_fetch(noop, p, ()).expect("first call");
     }
     if want_pipe {
         pipelined(&mut c, &pids);
@@ -111,6 +111,6 @@ fn main() {
     if want_bulk {
         bulk(&mut c, pids[0]);
     }
-    cohort::rmprocs_blocking(&pids, Some(Duration::from_secs(10))).expect("rmprocs");
+    cohort::blocking::rmprocs(&pids, Some(Duration::from_secs(10))).expect("rmprocs");
     c.final_summary();
 }

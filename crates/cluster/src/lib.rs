@@ -38,7 +38,11 @@
 //! assert_eq!(f.fetch_blocking().unwrap(), 42);
 //! ```
 
+// The generated blocking forms name `::cohort_cluster` from inside this crate too.
+extern crate self as cohort_cluster;
+
 mod api;
+pub mod blocking;
 pub mod codec;
 mod core;
 mod error;
@@ -50,16 +54,20 @@ mod shell;
 pub use api::builtins;
 pub use api::builtins::{stats, stats_of, Stats};
 pub use api::call::{
-    fetchfrom, fetchfrom_blocking, remote_do, remotecall, remotecall_fetch,
-    remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, spawnat, Target,
+    fetchfrom, remote_do, remotecall, remotecall_fetch, remotecall_wait, spawnat, Target,
 };
 pub use api::channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
 pub use api::cluster::Cluster;
+#[allow(deprecated)]
+pub use api::deprecated::{
+    addprocs_blocking, fetchfrom_blocking, remotecall_fetch_blocking, remotecall_wait_blocking,
+    rmprocs_blocking,
+};
 pub use api::future::Future;
 pub use api::interrupt::interrupt;
 pub use api::procs::{
-    addprocs, addprocs_blocking, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs,
-    rmprocs_blocking, rmprocs_nowait, set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
+    addprocs, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs, rmprocs_nowait,
+    set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
 };
 pub use cohort_transport::{
     ClusterManager, ClusterTls, LaunchParams, LocalManager, TlsError, Topology, WorkerConfig,

@@ -6,6 +6,20 @@ use std::sync::Once;
 
 thread_local! {
     static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Set while a panic is expected and caught (a probe): the hook stays silent.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's panics not printed (they are caught by the caller).
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            QUIET.with(|q| q.set(self.0));
+        }
+    }
+    let _restore = Restore(QUIET.with(|q| q.replace(true)));
+    f()
 }
 
 /// Installs the hook once; it keeps the previous hook's behaviour (printing) too.
@@ -18,7 +32,9 @@ pub(crate) fn install_hook() {
                 let s = format!("panicked at {}:{}:{}", loc.file(), loc.line(), loc.column());
                 LAST.with(|l| *l.borrow_mut() = Some(s));
             }
-            prev(info);
+            if !QUIET.with(|q| q.get()) {
+                prev(info);
+            }
         }));
     });
 }

@@ -18,7 +18,7 @@
 //!
 //! #[cohort::main]
 //! fn main() {
-//!     cohort::addprocs_blocking(2).unwrap();
+//!     cohort::blocking::addprocs(2).unwrap();
 //!     let a = cohort::spawnat(2, || count_heads(1_000_000));
 //!     let b = cohort::spawnat(3, || count_heads(1_000_000));
 //!     let heads = a.fetch_blocking().unwrap() + b.fetch_blocking().unwrap();
@@ -40,14 +40,18 @@
 
 pub use cohort_cluster::codec::Bulk;
 pub use cohort_cluster::{
-    addprocs, addprocs_blocking, builtins, channel_from_id, closure, cluster_cookie, fetchfrom,
-    fetchfrom_blocking, init, interrupt, interrupted, myid, nprocs, nworkers, procs, procs_of,
-    remote_do, remotecall, remotecall_fetch, remotecall_fetch_blocking, remotecall_wait,
-    remotecall_wait_blocking, rmprocs, rmprocs_blocking, rmprocs_nowait, run_worker, runtime,
-    set_cluster_cookie, spawnat, stats, stats_of, workers, AddProcs, CallError, Closure, Cluster,
-    ClusterError, ClusterManager, ConnectError, Cookie, ErrorKind, Failure, Future, LaunchParams,
-    LocalManager, Pid, ProtocolError, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus,
-    RmprocsTask, SendError, Stats, Target, Topology, WorkerArgsError, WorkerConfig, WorkerOptions,
+    addprocs, builtins, channel_from_id, closure, cluster_cookie, fetchfrom, init, interrupt,
+    interrupted, myid, nprocs, nworkers, procs, procs_of, remote_do, remotecall, remotecall_fetch,
+    remotecall_wait, rmprocs, rmprocs_nowait, run_worker, runtime, set_cluster_cookie, spawnat,
+    stats, stats_of, workers, AddProcs, CallError, Closure, Cluster, ClusterError, ClusterManager,
+    ConnectError, Cookie, ErrorKind, Failure, Future, LaunchParams, LocalManager, Pid,
+    ProtocolError, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus, RmprocsTask,
+    SendError, Stats, Target, Topology, WorkerArgsError, WorkerConfig, WorkerOptions,
+};
+#[allow(deprecated)]
+pub use cohort_cluster::{
+    addprocs_blocking, fetchfrom_blocking, remotecall_fetch_blocking, remotecall_wait_blocking,
+    rmprocs_blocking,
 };
 pub use cohort_cluster::{cluster_tls, ClusterTls, TlsError, TlsMode};
 pub use cohort_macros::{main, remote};
@@ -68,9 +72,12 @@ pub use cohort_channels as channels;
 /// `everywhere` and per-process named values.
 pub use cohort_pool as pool;
 pub use cohort_pool::{
-    default_worker_pool, distributed_reduce, distributed_reduce_blocking, everywhere,
-    everywhere_blocking, pmap, pmap_blocking, pmap_with, pmap_with_blocking, CachingPool,
-    PmapOptions, SyncGroup, WorkerPool,
+    default_worker_pool, distributed_reduce, everywhere, pmap, pmap_with, CachingPool, PmapOptions,
+    SyncGroup, WorkerPool,
+};
+#[allow(deprecated)]
+pub use cohort_pool::{
+    distributed_reduce_blocking, everywhere_blocking, pmap_blocking, pmap_with_blocking,
 };
 /// `SharedArray`: one array in shared memory, used by every process on the host.
 pub use cohort_shared as shared;
@@ -81,7 +88,8 @@ pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTr
 /// The wire protocol.
 pub use cohort_wire as wire;
 
-/// The names most programs use.
+/// The names most async programs use. (`Future` is not in it: it would shadow
+/// `std::future::Future` under a glob import; name it `cohort::Future`.)
 ///
 /// ```
 /// use cohort::prelude::*;
@@ -89,12 +97,49 @@ pub use cohort_wire as wire;
 /// ```
 pub mod prelude {
     pub use crate::{
-        addprocs, addprocs_blocking, closure, fetchfrom, fetchfrom_blocking, myid, nprocs,
-        nworkers, pmap, pmap_blocking, procs, remote_do, remotecall, remotecall_fetch,
-        remotecall_fetch_blocking, remotecall_wait, remotecall_wait_blocking, rmprocs,
-        rmprocs_blocking, spawnat, workers, AddProcs, CallError, Cluster, Future, Pid, PmapOptions,
-        RemoteChannel, Target, WorkerPool,
+        addprocs, blocking, closure, fetchfrom, myid, nprocs, nworkers, pmap, procs, remote_do,
+        remotecall, remotecall_fetch, remotecall_wait, rmprocs, spawnat, workers, AddProcs,
+        CallError, Cluster, Pid, PmapOptions, RemoteChannel, Target, WorkerPool,
     };
+}
+
+/// The blocking API: every free function of cohort that waits, under the same name
+/// as its async form, waiting on the calling thread (reqwest's `blocking` module is
+/// the model), and a [`prelude`](blocking::prelude) for programs written in the
+/// blocking style. Methods of handles have their blocking form beside the async one,
+/// with the `_blocking` suffix (`Future::fetch_blocking`,
+/// `RemoteChannel::take_blocking`). Each blocking form is generated from its async
+/// definition, so the two cannot drift; called from async code on a runtime thread,
+/// it panics with a message saying to `.await` the async form.
+///
+/// ```
+/// use cohort::blocking::prelude::*;
+/// fn double(x: u64) -> u64 { x * 2 }
+/// assert_eq!(remotecall_fetch(double, myid(), (21,)).unwrap(), 42);
+/// assert_eq!(pmap(double, vec![1, 2]).unwrap(), vec![2, 4]);
+/// ```
+pub mod blocking {
+    pub use cohort_cluster::blocking::*;
+    pub use cohort_pool::blocking::*;
+    pub use cohort_shared::blocking::*;
+
+    /// The names most blocking programs use: the blocking free functions and the
+    /// names that do not wait.
+    ///
+    /// ```
+    /// use cohort::blocking::prelude::*;
+    /// assert_eq!(fetchfrom(myid(), || 7).unwrap(), 7);
+    /// ```
+    pub mod prelude {
+        pub use super::{
+            addprocs, everywhere, fetchfrom, pmap, pmap_with, remotecall_fetch, remotecall_wait,
+            rmprocs,
+        };
+        pub use crate::{
+            closure, myid, nprocs, nworkers, procs, remote_do, remotecall, spawnat, workers,
+            AddProcs, CallError, Cluster, Pid, PmapOptions, RemoteChannel, Target, WorkerPool,
+        };
+    }
 }
 
 /// The registry paths `#[cohort::remote]` expands to (`cohort::registry::…`, the same

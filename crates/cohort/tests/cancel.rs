@@ -56,7 +56,7 @@ async fn wait_for_front(rc: &RemoteChannel<u64>, v: u64) {
 
 #[test]
 fn a_take_given_up_on_a_worker_channel_loses_nothing_and_keeps_the_order() {
-    let w = addprocs_blocking(1).unwrap();
+    let w = blocking::addprocs(1).unwrap();
     let owner = w[0];
     cohort::runtime::block_on(async move {
         let rc = RemoteChannel::<u64>::with_capacity(owner, 8).await.unwrap();
@@ -79,12 +79,12 @@ fn a_take_given_up_on_a_worker_channel_loses_nothing_and_keeps_the_order() {
         }
         assert!(!rc.isready().await);
     });
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[test]
 fn a_take_given_up_after_it_removed_its_value_puts_it_back() {
-    let w = addprocs_blocking(1).unwrap();
+    let w = blocking::addprocs(1).unwrap();
     let owner = w[0];
     cohort::runtime::block_on(async move {
         let rc = RemoteChannel::<u64>::with_capacity(owner, 4).await.unwrap();
@@ -122,7 +122,7 @@ fn a_take_given_up_after_it_removed_its_value_puts_it_back() {
             break;
         }
     });
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[cohort::remote]
@@ -136,7 +136,7 @@ fn give_up_then_take(given_up: RemoteChannel<u64>, rc: RemoteChannel<u64>) -> u6
 
 #[test]
 fn a_take_given_up_by_a_worker_on_another_workers_channel_loses_nothing() {
-    let w = addprocs_blocking(2).unwrap();
+    let w = blocking::addprocs(2).unwrap();
     let given_up = RemoteChannel::<u64>::new_blocking(myid()).unwrap();
     let rc = RemoteChannel::<u64>::with_capacity_blocking(w[1], 2).unwrap();
     let f = remotecall(give_up_then_take, w[0], (given_up.clone(), rc.clone()));
@@ -145,7 +145,7 @@ fn a_take_given_up_by_a_worker_on_another_workers_channel_loses_nothing() {
     rc.put_blocking(7).unwrap();
     assert_eq!(f.fetch_blocking().unwrap(), 7);
     assert!(!rc.isready_blocking());
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn take_then_mark(marker: RemoteChannel<u64>, rc: RemoteChannel<u64>) {
 
 #[test]
 fn the_take_of_a_worker_that_is_removed_loses_nothing() {
-    let w = addprocs_blocking(2).unwrap();
+    let w = blocking::addprocs(2).unwrap();
     let (taker, owner) = (w[0], w[1]);
     let marker = RemoteChannel::<u64>::new_blocking(owner).unwrap();
     let rc = RemoteChannel::<u64>::with_capacity_blocking(owner, 2).unwrap();
@@ -192,9 +192,9 @@ fn the_take_of_a_worker_that_is_removed_loses_nothing() {
     assert_eq!(marker.take_blocking().unwrap(), 1);
     // The owner has the taker's take; it must not keep the value put after the taker
     // is gone.
-    rmprocs_blocking(&[taker], None).unwrap();
+    blocking::rmprocs(&[taker], None).unwrap();
     rc.put_blocking(5).unwrap();
     let r = rc.clone();
     cohort::runtime::block_on(async move { assert_eq!(take(&r).await, 5) });
-    rmprocs_blocking(&[owner], None).unwrap();
+    blocking::rmprocs(&[owner], None).unwrap();
 }

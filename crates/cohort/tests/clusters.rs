@@ -5,6 +5,7 @@
 
 use cohort::prelude::*;
 use cohort::CallError;
+use cohort::Future;
 
 #[cohort::remote]
 fn os_pid() -> u32 {
@@ -137,7 +138,7 @@ fn async_functions_run_on_another_executor() {
             squares.await.unwrap(),
             (0..10u64).map(|x| x * x).collect::<Vec<_>>()
         );
-        let r = cohort::pool::timedwait_async(
+        let r = cohort::pool::timedwait(
             || false,
             std::time::Duration::from_millis(5),
             std::time::Duration::from_millis(1),

@@ -101,10 +101,10 @@ fn custom_ring_topology_makes_exactly_the_named_connections() {
     // Linked neighbours call each other; workers the topology does not link may not.
     let (w0, w1, w2) = (by_ident[&0], by_ident[&1], by_ident[&2]);
     let call = |from: u32, to: u32| {
-        cohort::remotecall_fetch_blocking(
+        cohort::blocking::remotecall_fetch(
             cohort::closure!(
                 [to] || {
-                    cohort::remotecall_fetch_blocking(cohort::builtins::remote_myid, *to, ())
+                    cohort::blocking::remotecall_fetch(cohort::builtins::remote_myid, *to, ())
                         .map_err(|e| e.to_string())
                 }
             ),
@@ -118,5 +118,5 @@ fn custom_ring_topology_makes_exactly_the_named_connections() {
         call(w0, w2),
         Err(cohort::CallError::TopologyForbids { from: w0, to: w2 }.to_string())
     );
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
 }

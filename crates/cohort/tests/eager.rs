@@ -25,5 +25,5 @@ fn eager_all_to_all_connects_every_worker_pair_at_join() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
 }

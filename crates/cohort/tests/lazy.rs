@@ -4,7 +4,7 @@ use cohort::prelude::*;
 
 #[test]
 fn lazy_all_to_all_connects_a_worker_pair_at_first_call() {
-    let pids = addprocs_blocking(2).unwrap();
+    let pids = blocking::addprocs(2).unwrap();
     let (a, b) = (pids[0], pids[1]);
     let before = cohort::runtime::block_on(cohort::stats_of(a)).unwrap();
     assert_eq!(
@@ -12,9 +12,9 @@ fn lazy_all_to_all_connects_a_worker_pair_at_first_call() {
         vec![1],
         "no worker-to-worker connection yet"
     );
-    let seen = remotecall_fetch_blocking(
+    let seen = blocking::remotecall_fetch(
         cohort::closure!(
-            [b] || remotecall_fetch_blocking(cohort::builtins::remote_myid, *b, ()).unwrap()
+            [b] || blocking::remotecall_fetch(cohort::builtins::remote_myid, *b, ()).unwrap()
         ),
         a,
         (),
@@ -24,7 +24,7 @@ fn lazy_all_to_all_connects_a_worker_pair_at_first_call() {
     let after = cohort::runtime::block_on(cohort::stats_of(a)).unwrap();
     assert_eq!(after.connected, vec![1, b]);
     // Every process of this one-host cluster is on the worker's host too.
-    let same_host = remotecall_fetch_blocking(|| cohort::procs_of(cohort::myid()), a, ()).unwrap();
+    let same_host = blocking::remotecall_fetch(|| cohort::procs_of(cohort::myid()), a, ()).unwrap();
     assert_eq!(same_host, vec![1, a, b]);
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
 }

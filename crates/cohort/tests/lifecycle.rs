@@ -33,9 +33,9 @@ fn patient(secs: f64) -> String {
 
 #[test]
 fn interrupt_cancels_running_calls_and_the_worker_goes_on() {
-    let pids = addprocs_blocking(1).unwrap();
+    let pids = blocking::addprocs(1).unwrap();
     let w = pids[0];
-    let in_flight = std::thread::spawn(move || remotecall_fetch_blocking(patient, w, (30.0,)));
+    let in_flight = std::thread::spawn(move || blocking::remotecall_fetch(patient, w, (30.0,)));
     let stored = remotecall(patient, w, (30.0,));
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
@@ -53,10 +53,10 @@ fn interrupt_cancels_running_calls_and_the_worker_goes_on() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     // The worker serves the next call normally.
     assert_eq!(
-        remotecall_fetch_blocking(patient, w, (0.0,)).unwrap(),
+        blocking::remotecall_fetch(patient, w, (0.0,)).unwrap(),
         "finished"
     );
-    let _ = cohort::rmprocs_blocking(&pids, None);
+    let _ = cohort::blocking::rmprocs(&pids, None);
 }
 
 #[cohort::remote]
@@ -66,11 +66,11 @@ fn identity(v: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn killed_worker_fails_its_calls_by_name_and_the_rest_go_on() {
-    let pids = addprocs_blocking(2).unwrap();
+    let pids = blocking::addprocs(2).unwrap();
     let (victim, other) = (pids[0], pids[1]);
-    let os = remotecall_fetch_blocking(os_pid, victim, ()).unwrap();
+    let os = blocking::remotecall_fetch(os_pid, victim, ()).unwrap();
     let pending = remotecall(slow, victim, (30.0,));
-    let in_flight = std::thread::spawn(move || remotecall_fetch_blocking(slow, victim, (30.0,)));
+    let in_flight = std::thread::spawn(move || blocking::remotecall_fetch(slow, victim, (30.0,)));
     std::thread::sleep(Duration::from_millis(300));
     Command::new("kill")
         .arg("-9")
@@ -87,30 +87,30 @@ fn killed_worker_fails_its_calls_by_name_and_the_rest_go_on() {
         matches!(pending.fetch_blocking(), Err(CallError::WorkerExited { pid, .. }) if pid == victim)
     );
     // The other worker is unaffected.
-    assert_eq!(remotecall_fetch_blocking(slow, other, (0.0,)).unwrap(), 1);
-    let _ = cohort::rmprocs_blocking(&pids, Some(Duration::from_secs(10)));
+    assert_eq!(blocking::remotecall_fetch(slow, other, (0.0,)).unwrap(), 1);
+    let _ = cohort::blocking::rmprocs(&pids, Some(Duration::from_secs(10)));
 }
 
 #[test]
 fn rmprocs_removes_workers_and_their_processes_exit() {
-    let pids = addprocs_blocking(2).unwrap();
+    let pids = blocking::addprocs(2).unwrap();
     let os: Vec<u32> = pids
         .iter()
-        .map(|p| remotecall_fetch_blocking(os_pid, *p, ()).unwrap())
+        .map(|p| blocking::remotecall_fetch(os_pid, *p, ()).unwrap())
         .collect();
     let task = cohort::rmprocs_nowait(&pids[..1]).unwrap();
     assert!(!cohort::workers().contains(&pids[0]));
     task.wait_blocking();
     assert!(!std::path::Path::new(&format!("/proc/{}", os[0])).exists());
-    let st = cohort::rmprocs_blocking(&pids[1..], Some(Duration::from_secs(10))).unwrap();
+    let st = cohort::blocking::rmprocs(&pids[1..], Some(Duration::from_secs(10))).unwrap();
     assert_eq!(st, cohort::RmStatus::Ok);
     assert!(!std::path::Path::new(&format!("/proc/{}", os[1])).exists());
     assert!(matches!(
-        remotecall_fetch_blocking(os_pid, pids[1], ()),
+        blocking::remotecall_fetch(os_pid, pids[1], ()),
         Err(CallError::NoSuchProcess { .. } | CallError::WorkerExited { .. })
     ));
     assert!(matches!(
-        cohort::rmprocs_blocking(&[999], None),
+        cohort::blocking::rmprocs(&[999], None),
         Err(cohort::ClusterError::NotAWorker(999))
     ));
 }
@@ -119,18 +119,18 @@ fn rmprocs_removes_workers_and_their_processes_exit() {
 fn a_call_to_self_works_on_the_same_values() {
     let v = vec![1u8, 2, 3];
     let ptr = v.as_ptr();
-    let back = remotecall_fetch_blocking(identity, myid(), (v,)).unwrap();
+    let back = blocking::remotecall_fetch(identity, myid(), (v,)).unwrap();
     assert_eq!(
         back.as_ptr(),
         ptr,
         "a local call must not copy its arguments"
     );
-    let pids = addprocs_blocking(1).unwrap();
+    let pids = blocking::addprocs(1).unwrap();
     let v = vec![1u8, 2, 3];
     let ptr = v.as_ptr();
-    let back = remotecall_fetch_blocking(identity, pids[0], (v,)).unwrap();
+    let back = blocking::remotecall_fetch(identity, pids[0], (v,)).unwrap();
     assert_ne!(back.as_ptr(), ptr, "a remote call works on a copy");
-    let _ = cohort::rmprocs_blocking(&pids, None);
+    let _ = cohort::blocking::rmprocs(&pids, None);
 }
 
 /// A worker nobody connects to exits after COHORT_WORKER_TIMEOUT.

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cohort::prelude::*;
+use cohort::Future;
 use cohort::{CallError, RemoteChannel};
 
 /// Handles a worker keeps alive until told to let go.
@@ -90,7 +91,7 @@ fn eventually_in(
 
 #[test]
 fn remote_channel_between_processes() {
-    let w = addprocs_blocking(2).unwrap();
+    let w = blocking::addprocs(2).unwrap();
     let rc = RemoteChannel::<u64>::with_capacity_blocking(w[0], 10).unwrap();
     for i in 0..5 {
         rc.put_blocking(i).unwrap();
@@ -99,7 +100,7 @@ fn remote_channel_between_processes() {
     assert_eq!(rc.fetch_blocking().unwrap(), 0);
     // A third process takes through its own handle, which arrived inside the call.
     let r = rc.clone();
-    let taken: Vec<u64> = remotecall_fetch_blocking(
+    let taken: Vec<u64> = blocking::remotecall_fetch(
         cohort::closure!(
             [r] || (0..5)
                 .map(|_| r.take_blocking().unwrap())
@@ -112,7 +113,7 @@ fn remote_channel_between_processes() {
     assert_eq!(taken, vec![0, 1, 2, 3, 4]);
     assert!(!rc.isready_blocking());
     rc.put_blocking(9).unwrap();
-    rc.close();
+    rc.close_blocking().unwrap();
     assert_eq!(
         rc.take_blocking().unwrap(),
         9,
@@ -124,12 +125,12 @@ fn remote_channel_between_processes() {
     assert_eq!(e.error, CallError::ChannelClosed);
     drop(rc);
     eventually(w[0], "channel freed", |s| s.live_values == 0);
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[test]
 fn factory_channels_and_channels_inside_channels() {
-    let w = addprocs_blocking(1).unwrap();
+    let w = blocking::addprocs(1).unwrap();
     let outer = RemoteChannel::<RemoteChannel<u64>>::with_factory_blocking(w[0], || {
         cohort::channels::Channel::new(4)
     })
@@ -141,12 +142,12 @@ fn factory_channels_and_channels_inside_channels() {
     back.put_blocking(42).unwrap();
     assert_eq!(inner.take_blocking().unwrap(), 42);
     assert_eq!(back.id(), inner.id());
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[test]
 fn unit_and_none_results_are_distinct_from_not_ready() {
-    let w = addprocs_blocking(1).unwrap();
+    let w = blocking::addprocs(1).unwrap();
     let f: Future<Option<u8>> = Future::new(w[0]);
     assert!(!f.isready_blocking());
     f.put_blocking(None).unwrap();
@@ -154,26 +155,26 @@ fn unit_and_none_results_are_distinct_from_not_ready() {
     assert_eq!(f.fetch_blocking().unwrap(), None);
     let g = remotecall(nothing, w[0], ());
     assert_eq!(g.fetch_blocking().unwrap(), None);
-    let u = remotecall_wait_blocking(unit, w[0], ()).unwrap();
+    let u = blocking::remotecall_wait(unit, w[0], ()).unwrap();
     assert!(u.isready_blocking());
     u.fetch_blocking().unwrap();
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[test]
 fn a_forwarded_reference_keeps_the_value_until_the_third_process_is_done() {
-    let w = addprocs_blocking(2).unwrap();
+    let w = blocking::addprocs(2).unwrap();
     let (owner, third) = (w[0], w[1]);
     let f = remotecall(make_values, owner, (1000,));
     f.wait_blocking().unwrap();
-    remotecall_wait_blocking(hold_future, third, (f.clone(),)).unwrap();
+    blocking::remotecall_wait(hold_future, third, (f.clone(),)).unwrap();
     drop(f);
     // The master let go; the third process still holds a handle.
     std::thread::sleep(Duration::from_millis(100));
     let s = eventually(owner, "value kept", |s| s.pending_ref_ops == 0);
     assert_eq!(s.live_values, 1, "{s:?}");
     // The third process can still fetch it.
-    let got = remotecall_fetch_blocking(
+    let got = blocking::remotecall_fetch(
         || {
             HELD_FUTURES.lock().unwrap()[0]
                 .fetch_blocking()
@@ -185,14 +186,14 @@ fn a_forwarded_reference_keeps_the_value_until_the_third_process_is_done() {
     )
     .unwrap();
     assert_eq!(got, 1000);
-    remotecall_fetch_blocking(release_held, third, ()).unwrap();
+    blocking::remotecall_fetch(release_held, third, ()).unwrap();
     eventually(owner, "value released", |s| s.live_values == 0);
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[test]
 fn finalize_releases_early_and_a_fetched_future_carries_its_value() {
-    let w = addprocs_blocking(2).unwrap();
+    let w = blocking::addprocs(2).unwrap();
     let (owner, other) = (w[0], w[1]);
     // finalize gives the owner's copy up before the handle is dropped.
     let f = remotecall(make_values, owner, (10,));
@@ -211,34 +212,34 @@ fn finalize_releases_early_and_a_fetched_future_carries_its_value() {
     let g = remotecall(make_values, owner, (5,));
     assert_eq!(g.fetch_blocking().unwrap().len(), 5);
     eventually(owner, "freed after fetch", |s| s.live_values == 0);
-    let len = remotecall_fetch_blocking(
+    let len = blocking::remotecall_fetch(
         |g: Future<Vec<u64>>| g.fetch_blocking().unwrap().len(),
         other,
         (g,),
     )
     .unwrap();
     assert_eq!(len, 5);
-    rmprocs_blocking(&w, None).unwrap();
+    blocking::rmprocs(&w, None).unwrap();
 }
 
 #[test]
 fn a_dead_client_is_removed_from_every_client_set() {
-    let w = addprocs_blocking(2).unwrap();
+    let w = blocking::addprocs(2).unwrap();
     let (owner, client) = (w[0], w[1]);
     let rc = RemoteChannel::<u64>::new_blocking(owner).unwrap();
-    remotecall_wait_blocking(hold_channel, client, (rc.clone(),)).unwrap();
+    blocking::remotecall_wait(hold_channel, client, (rc.clone(),)).unwrap();
     drop(rc);
     std::thread::sleep(Duration::from_millis(100));
     let s = eventually(owner, "held by the client", |s| s.pending_ref_ops == 0);
     assert_eq!(s.live_values, 1, "{s:?}");
-    let os = remotecall_fetch_blocking(os_pid, client, ()).unwrap();
+    let os = blocking::remotecall_fetch(os_pid, client, ()).unwrap();
     std::process::Command::new("kill")
         .arg("-9")
         .arg(os.to_string())
         .status()
         .unwrap();
     eventually(owner, "released on death", |s| s.live_values == 0);
-    rmprocs_blocking(&[owner], None).unwrap();
+    blocking::rmprocs(&[owner], None).unwrap();
 }
 
 #[test]

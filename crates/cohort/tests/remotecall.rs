@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use cohort::prelude::*;
+use cohort::Future;
 use cohort::{CallError, ErrorKind};
 
 #[cohort::remote]
@@ -28,7 +29,7 @@ fn unregistered_square(x: u64) -> u64 {
 /// One cluster for the whole test binary: tests run in parallel threads.
 fn cluster() -> Vec<Pid> {
     static W: OnceLock<Vec<Pid>> = OnceLock::new();
-    W.get_or_init(|| addprocs_blocking(2).expect("addprocs"))
+    W.get_or_init(|| blocking::addprocs(2).expect("addprocs"))
         .clone()
 }
 
@@ -36,8 +37,8 @@ fn cluster() -> Vec<Pid> {
 fn registered_function_runs_on_each_worker() {
     let w = cluster();
     for &p in &w {
-        assert_eq!(remotecall_fetch_blocking(add, p, (40, 2)).unwrap(), 42);
-        assert_eq!(remotecall_fetch_blocking(whoami, p, ()).unwrap(), p);
+        assert_eq!(blocking::remotecall_fetch(add, p, (40, 2)).unwrap(), 42);
+        assert_eq!(blocking::remotecall_fetch(whoami, p, ()).unwrap(), p);
     }
     assert_eq!(cohort::nprocs(), 3);
     assert_eq!(cohort::workers(), w);
@@ -47,13 +48,13 @@ fn registered_function_runs_on_each_worker() {
 fn closures_and_unregistered_functions_ship_by_offset() {
     let w = cluster();
     assert_eq!(
-        remotecall_fetch_blocking(unregistered_square, w[0], (12,)).unwrap(),
+        blocking::remotecall_fetch(unregistered_square, w[0], (12,)).unwrap(),
         144
     );
     let base = 1000u64;
     let c = cohort::closure!([base] |x: u64| base + x + cohort::myid() as u64);
     assert_eq!(
-        remotecall_fetch_blocking(c, w[1], (5,)).unwrap(),
+        blocking::remotecall_fetch(c, w[1], (5,)).unwrap(),
         1005 + w[1] as u64
     );
 }
@@ -66,7 +67,7 @@ fn futures_fetch_wait_isready() {
     assert!(f.isready_blocking());
     assert_eq!(f.fetch_blocking().unwrap(), 3);
     assert_eq!(f.fetch_blocking().unwrap(), 3);
-    let g = remotecall_wait_blocking(whoami, w[1], ()).unwrap();
+    let g = blocking::remotecall_wait(whoami, w[1], ()).unwrap();
     assert!(g.isready_blocking());
     assert_eq!(g.fetch_blocking().unwrap(), w[1]);
 }
@@ -74,7 +75,7 @@ fn futures_fetch_wait_isready() {
 #[test]
 fn panics_come_back_as_remote_exceptions_and_worker_survives() {
     let w = cluster();
-    let err = remotecall_fetch_blocking(boom, w[0], ("kaboom".to_string(),)).unwrap_err();
+    let err = blocking::remotecall_fetch(boom, w[0], ("kaboom".to_string(),)).unwrap_err();
     match err {
         CallError::Remote(e) => {
             assert_eq!(e.pid, w[0]);
@@ -84,7 +85,7 @@ fn panics_come_back_as_remote_exceptions_and_worker_survives() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(remotecall_fetch_blocking(add, w[0], (1, 1)).unwrap(), 2);
+    assert_eq!(blocking::remotecall_fetch(add, w[0], (1, 1)).unwrap(), 2);
     let f = remotecall(boom, w[1], ("later".to_string(),));
     assert!(matches!(f.fetch_blocking(), Err(CallError::Remote(_))));
 }
@@ -98,7 +99,7 @@ fn future_put_is_write_once_across_processes() {
     assert_eq!(f.put_blocking("second".into()), Err(CallError::AlreadySet));
     // A second put from another worker is refused by the owner too.
     let g = f.clone();
-    let r = remotecall_fetch_blocking(
+    let r = blocking::remotecall_fetch(
         cohort::closure!([g] || g.put_blocking("from worker".into()).is_err()),
         w[1],
         (),
@@ -116,7 +117,7 @@ fn spawnat_any_goes_round_robin_and_fetchfrom_works() {
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), w);
     assert_eq!(
-        fetchfrom_blocking(w[1], || cohort::myid() * 10).unwrap(),
+        blocking::fetchfrom(w[1], || cohort::myid() * 10).unwrap(),
         w[1] * 10
     );
 }
@@ -125,8 +126,8 @@ fn spawnat_any_goes_round_robin_and_fetchfrom_works() {
 fn worker_to_worker_calls_connect_lazily() {
     let w = cluster();
     let (a, b) = (w[0], w[1]);
-    let v = remotecall_fetch_blocking(
-        cohort::closure!([b] || remotecall_fetch_blocking(whoami, *b, ()).unwrap()),
+    let v = blocking::remotecall_fetch(
+        cohort::closure!([b] || blocking::remotecall_fetch(whoami, *b, ()).unwrap()),
         a,
         (),
     )
@@ -137,7 +138,7 @@ fn worker_to_worker_calls_connect_lazily() {
 #[test]
 fn unknown_pid_is_a_clear_error() {
     let _ = cluster();
-    let e = remotecall_fetch_blocking(add, 99, (1, 2)).unwrap_err();
+    let e = blocking::remotecall_fetch(add, 99, (1, 2)).unwrap_err();
     assert_eq!(e, CallError::NoSuchProcess { pid: 99 });
 }
 

@@ -134,7 +134,7 @@ fn exercise(c: &Cluster, pids: &[Pid]) {
 
 #[cohort::remote]
 fn call_peer(peer: u32) -> u32 {
-    remotecall_fetch_blocking(cohort::builtins::remote_myid, peer, ()).unwrap()
+    blocking::remotecall_fetch(cohort::builtins::remote_myid, peer, ()).unwrap()
 }
 
 #[test]
@@ -295,7 +295,7 @@ fn machine_file_child() {
     println!("machine-file workers: {:?}", cohort::workers());
     for p in cohort::workers() {
         assert_eq!(
-            remotecall_fetch_blocking(cohort::builtins::remote_myid, p, ()).unwrap(),
+            blocking::remotecall_fetch(cohort::builtins::remote_myid, p, ()).unwrap(),
             p
         );
     }

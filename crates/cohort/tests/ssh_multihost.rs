@@ -12,8 +12,8 @@ use cohort::transport::SshManager;
 
 #[cohort::remote]
 fn call_peer(peer: u32) -> (u32, String) {
-    let id = remotecall_fetch_blocking(cohort::builtins::remote_myid, peer, ()).unwrap();
-    let host = remotecall_fetch_blocking(cohort::builtins::gethostname, peer, ()).unwrap();
+    let id = blocking::remotecall_fetch(cohort::builtins::remote_myid, peer, ()).unwrap();
+    let host = blocking::remotecall_fetch(cohort::builtins::gethostname, peer, ()).unwrap();
     (id, host)
 }
 
@@ -68,11 +68,11 @@ fn workers_on_two_network_namespace_hosts() {
     assert_eq!(pids.len(), 4);
     let mut by_host = std::collections::BTreeMap::<String, Vec<Pid>>::new();
     for &p in &pids {
-        let h = remotecall_fetch_blocking(cohort::builtins::gethostname, p, ()).unwrap();
+        let h = blocking::remotecall_fetch(cohort::builtins::gethostname, p, ()).unwrap();
         by_host.entry(h).or_default().push(p);
     }
     assert_eq!(by_host.len(), 2, "two hosts: {by_host:?}");
-    let master_host = remotecall_fetch_blocking(cohort::builtins::gethostname, 1, ()).unwrap();
+    let master_host = blocking::remotecall_fetch(cohort::builtins::gethostname, 1, ()).unwrap();
     assert!(!by_host.contains_key(&master_host));
     for group in by_host.values() {
         for &p in group {
@@ -83,11 +83,11 @@ fn workers_on_two_network_namespace_hosts() {
     for &a in &pids {
         for &b in &pids {
             if a != b {
-                let (id, host) = remotecall_fetch_blocking(call_peer, a, (b,)).unwrap();
+                let (id, host) = blocking::remotecall_fetch(call_peer, a, (b,)).unwrap();
                 assert_eq!(id, b);
                 assert!(by_host[&host].contains(&b));
             }
         }
     }
-    rmprocs_blocking(&pids, Some(Duration::from_secs(20))).unwrap();
+    blocking::rmprocs(&pids, Some(Duration::from_secs(20))).unwrap();
 }

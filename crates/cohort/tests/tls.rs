@@ -33,7 +33,7 @@ fn echo(s: String) -> String {
 
 #[cohort::remote]
 fn echo_via(other: Pid, s: String) -> String {
-    remotecall_fetch_blocking(echo, other, (s,)).expect("worker-to-worker call")
+    blocking::remotecall_fetch(echo, other, (s,)).expect("worker-to-worker call")
 }
 
 type Wire = Arc<Mutex<Vec<u8>>>;
@@ -162,14 +162,14 @@ fn tls_encrypts_every_connection_and_refuses_strangers() {
         .unwrap();
     assert!(cluster_tls().is_none());
     assert_eq!(
-        remotecall_fetch_blocking(echo, pids[0], (marker.clone(),)).unwrap(),
+        blocking::remotecall_fetch(echo, pids[0], (marker.clone(),)).unwrap(),
         marker
     );
     assert!(
         contains(&plain_wire.lock().unwrap(), MARKER.as_bytes()),
         "the control run should see the marker in plaintext"
     );
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
 
     // TLS: the same traffic is unreadable.
     let manager = Recording::new(2);
@@ -185,17 +185,17 @@ fn tls_encrypts_every_connection_and_refuses_strangers() {
     let (a, b) = (pids[0], pids[1]);
     for &w in &pids {
         assert_eq!(
-            remotecall_fetch_blocking(echo, w, (marker.clone(),)).unwrap(),
+            blocking::remotecall_fetch(echo, w, (marker.clone(),)).unwrap(),
             marker
         );
     }
     // Worker to worker (both ends TLS; a plaintext side would be refused).
     assert_eq!(
-        remotecall_fetch_blocking(echo_via, a, (b, marker.clone())).unwrap(),
+        blocking::remotecall_fetch(echo_via, a, (b, marker.clone())).unwrap(),
         marker
     );
     assert_eq!(
-        remotecall_fetch_blocking(echo_via, b, (a, marker.clone())).unwrap(),
+        blocking::remotecall_fetch(echo_via, b, (a, marker.clone())).unwrap(),
         marker
     );
     // Futures.
@@ -246,7 +246,7 @@ fn tls_encrypts_every_connection_and_refuses_strangers() {
     assert_eq!(refused, (true, true, true));
     for &w in &pids {
         assert_eq!(
-            remotecall_fetch_blocking(echo, w, (marker.clone(),)).unwrap(),
+            blocking::remotecall_fetch(echo, w, (marker.clone(),)).unwrap(),
             marker
         );
     }
@@ -259,7 +259,7 @@ fn tls_encrypts_every_connection_and_refuses_strangers() {
         .launch_blocking()
         .unwrap();
     assert_eq!(
-        remotecall_fetch_blocking(echo_via, more[0], (a, marker.clone())).unwrap(),
+        blocking::remotecall_fetch(echo_via, more[0], (a, marker.clone())).unwrap(),
         marker
     );
     assert!(!contains(&later_wire.lock().unwrap(), MARKER.as_bytes()));
@@ -270,5 +270,5 @@ fn tls_encrypts_every_connection_and_refuses_strangers() {
     assert!(err.is_err());
 
     let all: Vec<Pid> = workers();
-    rmprocs_blocking(&all, None).unwrap();
+    blocking::rmprocs(&all, None).unwrap();
 }

@@ -5,7 +5,7 @@ use cohort::{CallError, Topology};
 
 #[cohort::remote]
 fn call_peer(peer: u32) -> String {
-    match remotecall_fetch_blocking(cohort::builtins::remote_myid, peer, ()) {
+    match blocking::remotecall_fetch(cohort::builtins::remote_myid, peer, ()) {
         Ok(p) => format!("reached {p}"),
         Err(e) => e.to_string(),
     }
@@ -17,7 +17,7 @@ fn master_worker_topology_forbids_worker_to_worker_calls() {
         .topology(Topology::MasterWorker)
         .launch_blocking()
         .unwrap();
-    let msg = remotecall_fetch_blocking(call_peer, pids[0], (pids[1],)).unwrap();
+    let msg = blocking::remotecall_fetch(call_peer, pids[0], (pids[1],)).unwrap();
     let expected = CallError::TopologyForbids {
         from: pids[0],
         to: pids[1],
@@ -26,7 +26,7 @@ fn master_worker_topology_forbids_worker_to_worker_calls() {
     assert_eq!(msg, expected);
     // Master to worker is fine.
     assert_eq!(
-        remotecall_fetch_blocking(cohort::builtins::remote_myid, pids[1], ()).unwrap(),
+        blocking::remotecall_fetch(cohort::builtins::remote_myid, pids[1], ()).unwrap(),
         pids[1]
     );
 }

@@ -130,7 +130,7 @@ fn unix_sockets_carry_all_to_all() {
     let (a, b) = (pids[0], pids[1]);
     let mut os = Vec::new();
     for &p in &pids {
-        let (id, os_pid) = remotecall_fetch_blocking(whoami, p, ()).unwrap();
+        let (id, os_pid) = blocking::remotecall_fetch(whoami, p, ()).unwrap();
         assert_eq!(id, p);
         assert_ne!(os_pid, std::process::id());
         os.push(os_pid);
@@ -147,16 +147,16 @@ fn unix_sockets_carry_all_to_all() {
         vec![1],
         "no worker-to-worker connection yet"
     );
-    let seen = remotecall_fetch_blocking(
-        cohort::closure!([b] || remotecall_fetch_blocking(whoami, *b, ()).unwrap()),
+    let seen = blocking::remotecall_fetch(
+        cohort::closure!([b] || blocking::remotecall_fetch(whoami, *b, ()).unwrap()),
         a,
         (),
     )
     .unwrap();
     assert_eq!(seen, (b, os[1]));
     // And back, on the connection that call made.
-    let back = remotecall_fetch_blocking(
-        cohort::closure!([a] || remotecall_fetch_blocking(whoami, *a, ()).unwrap()),
+    let back = blocking::remotecall_fetch(
+        cohort::closure!([a] || blocking::remotecall_fetch(whoami, *a, ()).unwrap()),
         b,
         (),
     )
@@ -196,13 +196,13 @@ fn unix_sockets_carry_all_to_all() {
     // It started both connections while joining, before any call.
     let joined = cohort::runtime::block_on(cohort::stats_of(c)).unwrap();
     assert_eq!(joined.connected, vec![1, a, b]);
-    let (_, os_c) = remotecall_fetch_blocking(whoami, c, ()).unwrap();
-    let seen = remotecall_fetch_blocking(
+    let (_, os_c) = blocking::remotecall_fetch(whoami, c, ()).unwrap();
+    let seen = blocking::remotecall_fetch(
         cohort::closure!(
             [a, b]
                 || (
-                    remotecall_fetch_blocking(whoami, *a, ()).unwrap(),
-                    remotecall_fetch_blocking(whoami, *b, ()).unwrap()
+                    blocking::remotecall_fetch(whoami, *a, ()).unwrap(),
+                    blocking::remotecall_fetch(whoami, *b, ()).unwrap()
                 )
         ),
         c,
@@ -230,7 +230,7 @@ fn unix_sockets_carry_all_to_all() {
     });
     assert!(refused, "worker kept a connection that sent garbage");
     // Waits for the manager's kill, which removes each worker's socket.
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
     assert!(sockets_in(&dir).is_empty(), "{:?}", sockets_in(&dir));
 
     // Last (TLS stays on in this process once on): every connection under TLS,
@@ -241,11 +241,11 @@ fn unix_sockets_carry_all_to_all() {
         .launch_blocking()
         .unwrap();
     let (a, b) = (pids[0], pids[1]);
-    let (tls_on, seen) = remotecall_fetch_blocking(
+    let (tls_on, seen) = blocking::remotecall_fetch(
         cohort::closure!(
             [b] || (
                 cohort::cluster_tls().is_some(),
-                remotecall_fetch_blocking(whoami, *b, ()).unwrap().0
+                blocking::remotecall_fetch(whoami, *b, ()).unwrap().0
             )
         ),
         a,
@@ -254,9 +254,9 @@ fn unix_sockets_carry_all_to_all() {
     .unwrap();
     assert!(tls_on, "worker {a} runs without TLS");
     assert_eq!(seen, b);
-    let (_, os_a) = remotecall_fetch_blocking(whoami, a, ()).unwrap();
+    let (_, os_a) = blocking::remotecall_fetch(whoami, a, ()).unwrap();
     assert_eq!(tcp_sockets(os_a), 0);
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -21,7 +21,7 @@
 //! ```no_run
 //! # #[cfg(feature = "grpc")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use cohort_cluster::{remotecall_fetch_blocking, AddProcs, WorkerOptions};
+//! use cohort_cluster::{blocking, AddProcs, WorkerOptions};
 //! use cohort_grpc::GrpcManager;
 //!
 //! if cohort_grpc::worker_requested() {
@@ -33,9 +33,9 @@
 //! }
 //! // All-to-all (the default): workers call each other over gRPC streams too.
 //! let pids = AddProcs::with_manager(GrpcManager::new()).count(2).launch_blocking()?;
-//! let sum = remotecall_fetch_blocking(|a: u64, b: u64| a + b, pids[0], (40, 2))?;
+//! let sum = blocking::remotecall_fetch(|a: u64, b: u64| a + b, pids[0], (40, 2))?;
 //! assert_eq!(sum, 42);
-//! cohort_cluster::rmprocs_blocking(&pids, None)?;
+//! cohort_cluster::blocking::rmprocs(&pids, None)?;
 //! # Ok(()) }
 //! # #[cfg(not(feature = "grpc"))]
 //! # fn main() {}

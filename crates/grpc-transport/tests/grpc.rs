@@ -68,7 +68,7 @@ fn grpc_transport_runs_calls_over_one_port() {
     assert_eq!(pids.len(), 2);
     let mut os = Vec::new();
     for &p in &pids {
-        let (id, os_pid) = remotecall_fetch_blocking(whoami, p, ()).unwrap();
+        let (id, os_pid) = blocking::remotecall_fetch(whoami, p, ()).unwrap();
         assert_eq!(id, p);
         assert_ne!(os_pid, std::process::id());
         os.push(os_pid);
@@ -76,15 +76,15 @@ fn grpc_transport_runs_calls_over_one_port() {
     let (a, b) = (pids[0], pids[1]);
     // Worker a calls worker b and back: the a–b connection is a stream that a's
     // GrpcManager opened on b's port.
-    let seen = remotecall_fetch_blocking(
-        cohort::closure!([b] || remotecall_fetch_blocking(whoami, *b, ()).unwrap()),
+    let seen = blocking::remotecall_fetch(
+        cohort::closure!([b] || blocking::remotecall_fetch(whoami, *b, ()).unwrap()),
         a,
         (),
     )
     .unwrap();
     assert_eq!(seen, (b, os[1]));
-    let back = remotecall_fetch_blocking(
-        cohort::closure!([a] || remotecall_fetch_blocking(whoami, *a, ()).unwrap()),
+    let back = blocking::remotecall_fetch(
+        cohort::closure!([a] || blocking::remotecall_fetch(whoami, *a, ()).unwrap()),
         b,
         (),
     )
@@ -107,9 +107,9 @@ fn grpc_transport_runs_calls_over_one_port() {
     let g = remotecall(|v: Vec<u8>| v.len(), pids[1], (vec![7u8; 1 << 20],));
     assert_eq!(f.fetch_blocking().unwrap(), 42);
     assert_eq!(g.fetch_blocking().unwrap(), 1 << 20);
-    let big = remotecall_fetch_blocking(|n: usize| vec![1u8; n], pids[0], (300_000,)).unwrap();
+    let big = blocking::remotecall_fetch(|n: usize| vec![1u8; n], pids[0], (300_000,)).unwrap();
     assert_eq!(big.len(), 300_000);
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
 
     // Last (TLS stays on in this process once on): TLS inside the gRPC streams,
     // worker to worker too.
@@ -119,11 +119,11 @@ fn grpc_transport_runs_calls_over_one_port() {
         .launch_blocking()
         .unwrap();
     let (a, b) = (pids[0], pids[1]);
-    let (tls_on, seen) = remotecall_fetch_blocking(
+    let (tls_on, seen) = blocking::remotecall_fetch(
         cohort::closure!(
             [b] || (
                 cohort::cluster_tls().is_some(),
-                remotecall_fetch_blocking(whoami, *b, ()).unwrap().0
+                blocking::remotecall_fetch(whoami, *b, ()).unwrap().0
             )
         ),
         a,
@@ -132,7 +132,7 @@ fn grpc_transport_runs_calls_over_one_port() {
     .unwrap();
     assert!(tls_on, "worker {a} runs without TLS");
     assert_eq!(seen, b);
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
 }
 
 /// This target's `main` (`harness = false`): a worker when `GrpcManager` started it,

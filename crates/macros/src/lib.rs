@@ -5,6 +5,8 @@
 //!   executable.
 //! - `#[cohort::main]` marks `main`: a program started in worker mode serves as a
 //!   worker instead of running `main`; an `async fn main` runs on cohort's runtime.
+//! - `#[twin]` and `#[twin_fn]` (used inside cohort's crates) generate the blocking
+//!   form of an async method or function from its one definition.
 //!
 //! Use them through the `cohort` crate, which re-exports both. A crate that depends on
 //! a layer (`cohort-cluster`) rather than on the facade names it with
@@ -20,6 +22,65 @@
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, FnArg, ItemFn};
+
+mod twin;
+
+/// Generates the blocking form `name_blocking` of an async method (an `async fn` or
+/// a `fn` returning `impl Future<Output = T>`) from its one definition: same
+/// generics, arguments and bounds, returning `T`, waiting on the calling thread
+/// through `runtime::block_here` (which panics with a clear message on a thread that
+/// runs async tasks). `example = "..."` is the blocking form's doc test; `rt = path`
+/// names the crate with `runtime::block_here` (default `::cohort_cluster`).
+///
+/// ```
+/// struct Counter(u8);
+/// impl Counter {
+///     /// The value.
+///     #[cohort_macros::twin(example = "assert_eq!(1, 1);")]
+///     pub async fn get(&self) -> u8 {
+///         self.0
+///     }
+/// }
+/// assert_eq!(Counter(3).get_blocking(), 3);
+/// ```
+#[proc_macro_attribute]
+pub fn twin(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args = match twin::parse_args(attr) {
+        Ok(a) => a,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let item = parse_macro_input!(item as syn::ImplItemFn);
+    twin::method(args, item)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
+
+/// Generates the blocking form of an async free function from its one definition,
+/// under the same name in a hidden module `__twin_<name>` beside it, for a `blocking`
+/// module to re-export (`pub use …::__twin_<name>::<name>;`). Arguments as
+/// [`macro@twin`].
+///
+/// ```
+/// mod api {
+///     /// Doubles.
+///     #[cohort_macros::twin_fn(example = "assert_eq!(1, 1);")]
+///     pub async fn double(x: u8) -> u8 {
+///         x * 2
+///     }
+/// }
+/// assert_eq!(api::__twin_double::double(4), 8);
+/// ```
+#[proc_macro_attribute]
+pub fn twin_fn(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args = match twin::parse_args(attr) {
+        Ok(a) => a,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let item = parse_macro_input!(item as ItemFn);
+    twin::free(args, item)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
 
 /// The crate the expansion names: `crate = path` or `crate = "path"`, else `::cohort`.
 fn crate_path(attr: TokenStream, macro_name: &str) -> syn::Result<syn::Path> {
@@ -59,7 +120,7 @@ fn crate_path(attr: TokenStream, macro_name: &str) -> syn::Result<syn::Path> {
 /// #[cohort::remote]
 /// fn add(a: i64, b: i64) -> i64 { a + b }
 ///
-/// let v = cohort::remotecall_fetch_blocking(add, 2, (1, 2))?;
+/// let v = cohort::blocking::remotecall_fetch(add, 2, (1, 2))?;
 /// ```
 ///
 /// Without the facade:
@@ -72,7 +133,7 @@ fn crate_path(attr: TokenStream, macro_name: &str) -> syn::Result<syn::Path> {
 ///
 /// // A call to this process itself runs the function in place.
 /// let me = cohort_cluster::myid();
-/// assert_eq!(cohort_cluster::remotecall_fetch_blocking(add, me, (1, 2)).unwrap(), 3);
+/// assert_eq!(cohort_cluster::blocking::remotecall_fetch(add, me, (1, 2)).unwrap(), 3);
 /// ```
 ///
 /// A remote function cannot be generic (it is registered under one name):

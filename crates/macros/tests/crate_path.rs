@@ -44,15 +44,15 @@ fn remote_functions_register_under_their_module_paths() {
 fn remote_functions_run_when_called() {
     let me = cohort_cluster::myid();
     assert_eq!(
-        cohort_cluster::remotecall_fetch_blocking(add, me, (40, 2)).unwrap(),
+        cohort_cluster::blocking::remotecall_fetch(add, me, (40, 2)).unwrap(),
         42
     );
     assert_eq!(
-        cohort_cluster::remotecall_fetch_blocking(greet, me, ("cohort".to_string(),)).unwrap(),
+        cohort_cluster::blocking::remotecall_fetch(greet, me, ("cohort".to_string(),)).unwrap(),
         "hello cohort"
     );
     assert_eq!(
-        cohort_cluster::remotecall_fetch_blocking(nested::twice, me, (21,)).unwrap(),
+        cohort_cluster::blocking::remotecall_fetch(nested::twice, me, (21,)).unwrap(),
         42
     );
 }

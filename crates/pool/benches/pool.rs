@@ -37,7 +37,7 @@ fn benches(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    let w = cohort::addprocs_blocking(n).expect("addprocs");
+    let w = cohort::blocking::addprocs(n).expect("addprocs");
     let nw = w.len();
 
     let items: Vec<u64> = (0..100_000).collect();
@@ -48,7 +48,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| items.iter().map(|&x| trivial(x)).collect::<Vec<_>>())
     });
     g.bench_function("pmap_default", |b| {
-        b.iter(|| cohort_pool::pmap_blocking(trivial, items.clone()).unwrap())
+        b.iter(|| cohort_pool::blocking::pmap(trivial, items.clone()).unwrap())
     });
     g.finish();
 
@@ -60,7 +60,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| items.iter().map(|&x| one_ms(x)).collect::<Vec<_>>())
     });
     g.bench_function(format!("pmap_default_{nw}_workers"), |b| {
-        b.iter(|| cohort_pool::pmap_blocking(one_ms, items.clone()).unwrap())
+        b.iter(|| cohort_pool::blocking::pmap(one_ms, items.clone()).unwrap())
     });
     g.finish();
 
@@ -75,7 +75,7 @@ fn benches(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("serial", |b| b.iter(|| (0..n).map(flip).sum::<u64>()));
     g.bench_function(format!("distributed_{nw}_workers"), |b| {
-        b.iter(|| cohort_pool::distributed_reduce_blocking(0..n, flip, add).unwrap())
+        b.iter(|| cohort_pool::blocking::distributed_reduce(0..n, flip, add).unwrap())
     });
     g.finish();
 }

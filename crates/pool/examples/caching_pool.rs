@@ -10,12 +10,10 @@
 //!
 //! `cargo run --release -p cohort-pool --example caching_pool`
 
-use cohort_pool::{
-    cache_stats_of_blocking, pmap_with_blocking, BatchSize, CachingPool, PmapOptions,
-};
+use cohort_pool::{blocking, BatchSize, CachingPool, PmapOptions};
 
 fn main() {
-    let workers = cohort::addprocs_blocking(2).expect("addprocs");
+    let workers = cohort::blocking::addprocs(2).expect("addprocs");
     let results = {
         let ones = vec![1.0f64; 10_000];
         let wp = CachingPool::new(cohort::workers());
@@ -24,9 +22,9 @@ fn main() {
         let opts = PmapOptions::new()
             .caching_pool(wp.clone())
             .batch_size(BatchSize::Fixed(1));
-        let r = pmap_with_blocking(f, (1..=100).collect(), opts).unwrap();
+        let r = blocking::pmap_with(f, (1..=100).collect(), opts).unwrap();
         for &p in &workers {
-            let s = cache_stats_of_blocking(p).unwrap();
+            let s = blocking::cache_stats_of(p).unwrap();
             println!(
                 "worker {p}: the captured data arrived {} time(s), {} bytes",
                 s.puts, s.bytes

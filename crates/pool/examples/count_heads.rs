@@ -27,11 +27,11 @@ fn main() {
     let t = Instant::now();
     let serial: u64 = (0..n).map(flip).sum();
     let ts = t.elapsed();
-    cohort::addprocs_blocking(nw).expect("addprocs");
+    cohort::blocking::addprocs(nw).expect("addprocs");
     // Warm up the workers' code paths once.
-    cohort_pool::distributed_reduce_blocking(0..1000, flip, add).unwrap();
+    cohort_pool::blocking::distributed_reduce(0..1000, flip, add).unwrap();
     let t = Instant::now();
-    let heads = cohort_pool::distributed_reduce_blocking(0..n, flip, add).unwrap();
+    let heads = cohort_pool::blocking::distributed_reduce(0..n, flip, add).unwrap();
     let tp = t.elapsed();
     println!("serial:      {serial} heads in {ts:?}");
     println!("distributed: {heads} heads in {tp:?} on {nw} workers");

@@ -25,10 +25,10 @@ fn main() {
     let ms: Vec<(usize, Vec<f64>)> = (0..10)
         .map(|_| (n, (0..n * n).map(|_| rand::random::<f64>()).collect()))
         .collect();
-    cohort::addprocs_blocking(2).expect("addprocs");
+    cohort::blocking::addprocs(2).expect("addprocs");
     let t = Instant::now();
     let vals =
-        cohort_pool::pmap_args_blocking(svdvals, ms, cohort_pool::PmapOptions::new()).unwrap();
+        cohort_pool::blocking::pmap_args(svdvals, ms, cohort_pool::PmapOptions::new()).unwrap();
     println!(
         "pmap(svdvals, M) of ten {n}×{n} matrices: {:?}",
         t.elapsed()

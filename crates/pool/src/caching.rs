@@ -70,21 +70,24 @@ pub fn cache_stats() -> CacheStats {
     }
 }
 
-/// The [`CacheStats`] of process `pid`.
+/// The [`CacheStats`] of process `pid` (of the current cluster).
 ///
 /// # Errors
 /// As [`remotecall_fetch`](cohort_cluster::remotecall_fetch).
 ///
+/// # Cancel safety
+/// As [`remotecall_fetch`](cohort_cluster::remotecall_fetch).
+///
 /// ```
-/// let s = cohort_pool::cache_stats_of_blocking(1).unwrap();
+/// # cohort_cluster::runtime::block_on(async {
+/// let s = cohort_pool::cache_stats_of(1).await.unwrap();
 /// assert_eq!(s.entries, 0);
+/// # });
 /// ```
-pub fn cache_stats_of_blocking(pid: Pid) -> Result<CacheStats, PoolError> {
-    Ok(cohort_cluster::remotecall_fetch_blocking(
-        cache_stats,
-        pid,
-        (),
-    )?)
+#[cohort_macros::twin_fn(example = " let s = cohort_pool::blocking::cache_stats_of(1).unwrap();
+ assert_eq!(s.entries, 0);")]
+pub async fn cache_stats_of(pid: Pid) -> Result<CacheStats, PoolError> {
+    Ok(cohort_cluster::remotecall_fetch(cache_stats, pid, ()).await?)
 }
 
 fn cache_put(pool: u64, hash: u64, state: Vec<u8>) {
@@ -332,6 +335,8 @@ impl CachingPool {
     /// assert_eq!(pool.remotecall_fetch(|x: u8| x * 2, (4,)).await.unwrap(), 8);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::CachingPool::new([1]);
+ assert_eq!(pool.remotecall_fetch_blocking(|| 3u8, ()).unwrap(), 3);")]
     pub async fn remotecall_fetch<F, Args>(&self, f: F, args: Args) -> Result<F::Output, PoolError>
     where
         F: RemoteFn<Args>,
@@ -342,29 +347,6 @@ impl CachingPool {
         let lease = self.pool.take().await?;
         self.ensure(&c, &state, lease.pid()).await?;
         lease.fetch(c, args).await
-    }
-
-    /// Blocking form of [`remotecall_fetch`](Self::remotecall_fetch).
-    ///
-    /// # Errors
-    /// As [`remotecall_fetch`](Self::remotecall_fetch).
-    ///
-    /// ```
-    /// let pool = cohort_pool::CachingPool::new([1]);
-    /// assert_eq!(pool.remotecall_fetch_blocking(|| 3u8, ()).unwrap(), 3);
-    /// ```
-    pub fn remotecall_fetch_blocking<F, Args>(
-        &self,
-        f: F,
-        args: Args,
-    ) -> Result<F::Output, PoolError>
-    where
-        F: RemoteFn<Args>,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let p = self.clone();
-        cohort_cluster::runtime::block_on(async move { p.remotecall_fetch(f, args).await })
     }
 
     /// Calls `f(args…)` on a free worker and returns its [`Future`] once the worker is
@@ -388,6 +370,9 @@ impl CachingPool {
     /// assert_eq!(f.fetch().await.unwrap(), 9);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::CachingPool::new([1]);
+ let f = pool.remotecall_blocking(|| 9u8, ()).unwrap();
+ assert_eq!(f.fetch_blocking().unwrap(), 9);")]
     pub async fn remotecall<F, Args>(
         &self,
         f: F,
@@ -425,6 +410,9 @@ impl CachingPool {
     /// assert!(f.isready().await);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::CachingPool::new([1]);
+ let f = pool.remotecall_wait_blocking(|| 9u8, ()).unwrap();
+ assert!(f.isready_blocking());")]
     pub async fn remotecall_wait<F, Args>(
         &self,
         f: F,
@@ -461,6 +449,8 @@ impl CachingPool {
     /// pool.remote_do(|| (), ()).await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::CachingPool::new([1]);
+ pool.remote_do_blocking(|| (), ()).unwrap();")]
     pub async fn remote_do<F, Args>(&self, f: F, args: Args) -> Result<(), PoolError>
     where
         F: RemoteFn<Args>,
@@ -492,11 +482,19 @@ impl CachingPool {
     /// Removes this pool's cached functions from every worker (Julia's
     /// `clear!(pool)`); later calls send them again.
     ///
+    /// # Cancel safety
+    /// The pool forgets at once what it sent; a dropped future may leave some
+    /// workers' copies in place (they are freed when the pool goes).
+    ///
     /// ```
+    /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::CachingPool::new([1]);
-    /// pool.clear();
+    /// pool.clear().await;
+    /// # });
     /// ```
-    pub fn clear(&self) {
+    #[cohort_macros::twin(example = " let pool = cohort_pool::CachingPool::new([1]);
+ pool.clear_blocking();")]
+    pub async fn clear(&self) {
         let pids: Vec<Pid> = {
             let mut sent = self.cache.sent.lock();
             let mut v: Vec<Pid> = sent.keys().map(|k| k.0).collect();
@@ -506,10 +504,11 @@ impl CachingPool {
             v
         };
         for pid in pids {
-            let _ =
-                self.cache
-                    .cluster
-                    .remotecall_fetch_blocking(cache_clear, pid, (self.cache.id,));
+            let _ = self
+                .cache
+                .cluster
+                .remotecall_fetch(cache_clear, pid, (self.cache.id,))
+                .await;
         }
     }
 
@@ -549,16 +548,25 @@ impl<F> CachingRemote<F> {
     /// # Errors
     /// As [`CachingPool::remotecall_fetch`].
     ///
+    /// # Cancel safety
+    /// As [`CachingPool::remotecall_fetch`].
+    ///
     /// ```
+    /// # cohort_cluster::runtime::block_on(async {
     /// let r = cohort_pool::CachingPool::new([1]).remote(|x: u8| x);
-    /// assert_eq!(r.call_blocking((2,)).unwrap(), 2);
+    /// assert_eq!(r.call((2,)).await.unwrap(), 2);
+    /// # });
     /// ```
-    pub fn call_blocking<Args>(&self, args: Args) -> Result<F::Output, PoolError>
+    #[cohort_macros::twin(
+        example = " let r = cohort_pool::CachingPool::new([1]).remote(|x: u8| x);
+ assert_eq!(r.call_blocking((2,)).unwrap(), 2);"
+    )]
+    pub async fn call<Args>(&self, args: Args) -> Result<F::Output, PoolError>
     where
         F: RemoteFn<Args> + Clone,
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.pool.remotecall_fetch_blocking(self.f.clone(), args)
+        self.pool.remotecall_fetch(self.f.clone(), args).await
     }
 }

@@ -123,6 +123,10 @@ where
 /// assert_eq!(sum, 5050);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(
+    example = " let n = cohort_pool::blocking::distributed_reduce(0..10, |_i: i64| 1u64, |a: u64, b: u64| a + b);
+ assert_eq!(n.unwrap(), 10);"
+)]
 pub async fn distributed_reduce<B, R, T>(
     range: Range<i64>,
     body: B,
@@ -158,28 +162,6 @@ where
         });
     }
     acc.ok_or(PoolError::EmptyReduction)
-}
-
-/// Blocking form of [`distributed_reduce`].
-///
-/// # Errors
-/// As [`distributed_reduce`].
-///
-/// ```
-/// let n = cohort_pool::distributed_reduce_blocking(0..10, |_i: i64| 1u64, |a: u64, b: u64| a + b);
-/// assert_eq!(n.unwrap(), 10);
-/// ```
-pub fn distributed_reduce_blocking<B, R, T>(
-    range: Range<i64>,
-    body: B,
-    reducer: R,
-) -> Result<T, PoolError>
-where
-    B: RemoteFn<(i64,), Output = T> + Clone,
-    R: RemoteFn<(T, T), Output = T> + Clone,
-    T: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    cohort_cluster::runtime::block_on(distributed_reduce(range, body, reducer))
 }
 
 /// The form without a reducer (Julia's `@distributed for i in range body end`): splits
@@ -301,6 +283,7 @@ impl SyncGroup {
     /// cohort_pool::SyncGroup::new().wait().await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " cohort_pool::SyncGroup::new().wait_blocking().unwrap();")]
     pub async fn wait(self) -> Result<(), CompositeError> {
         let mut errors = Vec::new();
         for t in self.tasks {
@@ -311,18 +294,6 @@ impl SyncGroup {
             }
         }
         CompositeError::check(errors)
-    }
-
-    /// Blocking form of [`wait`](Self::wait).
-    ///
-    /// # Errors
-    /// As [`wait`](Self::wait).
-    ///
-    /// ```
-    /// cohort_pool::SyncGroup::new().wait_blocking().unwrap();
-    /// ```
-    pub fn wait_blocking(self) -> Result<(), CompositeError> {
-        cohort_cluster::runtime::block_on(self.wait())
     }
 }
 
@@ -362,35 +333,8 @@ pub enum TimedWait {
     TimedOut,
 }
 
-/// Polls `test` every `pollint` until it returns true or `timeout` has passed (Julia's
-/// `timedwait(testcb, timeout; pollint)`).
-///
-/// ```
-/// use std::time::Duration;
-/// use cohort_pool::{timedwait, TimedWait};
-/// let r = timedwait(|| false, Duration::from_millis(20), Duration::from_millis(5));
-/// assert_eq!(r, TimedWait::TimedOut);
-/// assert_eq!(timedwait(|| true, Duration::ZERO, Duration::from_millis(5)), TimedWait::Ok);
-/// ```
-pub fn timedwait(
-    mut test: impl FnMut() -> bool,
-    timeout: Duration,
-    pollint: Duration,
-) -> TimedWait {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if test() {
-            return TimedWait::Ok;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return TimedWait::TimedOut;
-        }
-        std::thread::sleep(pollint.min(deadline - now));
-    }
-}
-
-/// Async form of [`timedwait`].
+/// Calls `test` every `pollint` until it returns true or `timeout` has passed
+/// (Julia's `timedwait`).
 ///
 /// # Cancel safety
 /// Cancel-safe: it only calls `test` and sleeps; a dropped wait stops calling `test`.
@@ -398,11 +342,14 @@ pub fn timedwait(
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
 /// use std::time::Duration;
-/// let r = cohort_pool::timedwait_async(|| true, Duration::from_secs(1), Duration::from_millis(1)).await;
+/// let r = cohort_pool::timedwait(|| true, Duration::from_secs(1), Duration::from_millis(1)).await;
 /// assert_eq!(r, cohort_pool::TimedWait::Ok);
 /// # });
 /// ```
-pub async fn timedwait_async(
+#[cohort_macros::twin_fn(example = " use std::time::Duration;
+ let r = cohort_pool::blocking::timedwait(|| false, Duration::from_millis(5), Duration::from_millis(1));
+ assert_eq!(r, cohort_pool::TimedWait::TimedOut);")]
+pub async fn timedwait(
     mut test: impl FnMut() -> bool,
     timeout: Duration,
     pollint: Duration,

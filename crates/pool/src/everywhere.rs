@@ -27,29 +27,16 @@ use crate::error::{CompositeError, PoolError};
 /// assert_eq!(ids, cohort_cluster::procs());
 /// # });
 /// ```
+#[cohort_macros::twin_fn(
+    example = " let n = cohort_pool::blocking::everywhere(|| 1u8).unwrap();
+ assert_eq!(n.len(), cohort_cluster::nprocs());"
+)]
 pub async fn everywhere<F>(f: F) -> Result<Vec<F::Output>, CompositeError>
 where
     F: RemoteFn<()> + Clone,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     everywhere_on(&cohort_cluster::procs(), f).await
-}
-
-/// Blocking form of [`everywhere`].
-///
-/// # Errors
-/// As [`everywhere`].
-///
-/// ```
-/// let n = cohort_pool::everywhere_blocking(|| 1u8).unwrap();
-/// assert_eq!(n.len(), cohort_cluster::nprocs());
-/// ```
-pub fn everywhere_blocking<F>(f: F) -> Result<Vec<F::Output>, CompositeError>
-where
-    F: RemoteFn<()> + Clone,
-    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    cohort_cluster::runtime::block_on(everywhere(f))
 }
 
 /// Runs `f` on each of `pids` at once (Julia's `@everywhere pids expr`) and returns
@@ -69,6 +56,9 @@ where
 /// assert_eq!(v, vec![5]);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(
+    example = " assert_eq!(cohort_pool::blocking::everywhere_on(&[1], || 2u8).unwrap(), vec![2]);"
+)]
 pub async fn everywhere_on<F>(pids: &[Pid], f: F) -> Result<Vec<F::Output>, CompositeError>
 where
     F: RemoteFn<()> + Clone,
@@ -88,23 +78,6 @@ where
     }
     CompositeError::check(errors)?;
     Ok(out)
-}
-
-/// Blocking form of [`everywhere_on`].
-///
-/// # Errors
-/// As [`everywhere_on`].
-///
-/// ```
-/// assert_eq!(cohort_pool::everywhere_on_blocking(&[1], || 2u8).unwrap(), vec![2]);
-/// ```
-pub fn everywhere_on_blocking<F>(pids: &[Pid], f: F) -> Result<Vec<F::Output>, CompositeError>
-where
-    F: RemoteFn<()> + Clone,
-    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    let pids = pids.to_vec();
-    cohort_cluster::runtime::block_on(async move { everywhere_on(&pids, f).await })
 }
 
 fn globals() -> &'static RwLock<HashMap<String, Vec<u8>>> {
@@ -203,6 +176,10 @@ pub fn global_names_here() -> Vec<String> {
 /// assert_eq!(cohort_pool::global::<Vec<i32>>("bar").unwrap(), vec![1, 2, 3]);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(
+    example = " cohort_pool::blocking::set_global_everywhere(\"n\", &3u8, &[1]).unwrap();
+ assert_eq!(cohort_pool::global::<u8>(\"n\").unwrap(), 3);"
+)]
 pub async fn set_global_everywhere<T: Serialize + ?Sized>(
     name: &str,
     value: &T,
@@ -225,65 +202,42 @@ pub async fn set_global_everywhere<T: Serialize + ?Sized>(
     CompositeError::check(errors)
 }
 
-/// Blocking form of [`set_global_everywhere`].
-///
-/// # Errors
-/// As [`set_global_everywhere`].
-///
-/// ```
-/// cohort_pool::set_global_everywhere_blocking("n", &3u8, &[1]).unwrap();
-/// assert_eq!(cohort_pool::global::<u8>("n").unwrap(), 3);
-/// ```
-pub fn set_global_everywhere_blocking<T: Serialize + ?Sized>(
-    name: &str,
-    value: &T,
-    pids: &[Pid],
-) -> Result<(), CompositeError> {
-    let bytes = cohort_cluster::codec::encode(value).map_err(|e| CompositeError {
-        errors: vec![PoolError::Serialization(e.message)],
-    })?;
-    let (name, pids) = (name.to_string(), pids.to_vec());
-    cohort_cluster::runtime::block_on(async move {
-        let futs: Vec<_> = pids
-            .iter()
-            .map(|&p| {
-                cohort_cluster::remotecall_fetch(global_set, p, (name.clone(), bytes.clone()))
-            })
-            .collect();
-        let errors = futures::future::join_all(futs)
-            .await
-            .into_iter()
-            .filter_map(|r| r.err().map(PoolError::Call))
-            .collect();
-        CompositeError::check(errors)
-    })
-}
-
 /// Removes the named values `names` on each of `pids` (Julia's `clear!(syms, pids)`).
 ///
 /// # Errors
 /// Every process's failure, in one [`CompositeError`].
 ///
+/// # Cancel safety
+/// The requests are sent when this is called; a dropped future stops only the
+/// waiting.
+///
 /// ```
-/// cohort_pool::set_global("tmp", &1u8).unwrap();
-/// cohort_pool::clear_blocking(&["tmp"], &[1]).unwrap();
-/// assert!(cohort_pool::global::<u8>("tmp").is_err());
+/// # cohort_cluster::runtime::block_on(async {
+/// cohort_pool::set_global("tmp2", &1u8).unwrap();
+/// cohort_pool::clear(&["tmp2"], &[1]).await.unwrap();
+/// assert!(cohort_pool::global::<u8>("tmp2").is_err());
+/// # });
 /// ```
-pub fn clear_blocking(names: &[&str], pids: &[Pid]) -> Result<(), CompositeError> {
+#[cohort_macros::twin_fn(example = " cohort_pool::set_global(\"tmp\", &1u8).unwrap();
+ cohort_pool::blocking::clear(&[\"tmp\"], &[1]).unwrap();
+ assert!(cohort_pool::global::<u8>(\"tmp\").is_err());")]
+pub fn clear(
+    names: &[&str],
+    pids: &[Pid],
+) -> impl std::future::Future<Output = Result<(), CompositeError>> {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let pids = pids.to_vec();
-    cohort_cluster::runtime::block_on(async move {
-        let futs: Vec<_> = pids
-            .iter()
-            .map(|&p| cohort_cluster::remotecall_fetch(global_clear, p, (names.clone(),)))
-            .collect();
+    let futs: Vec<_> = pids
+        .iter()
+        .map(|&p| cohort_cluster::remotecall_fetch(global_clear, p, (names.clone(),)))
+        .collect();
+    async move {
         let errors = futures::future::join_all(futs)
             .await
             .into_iter()
             .filter_map(|r| r.err().map(PoolError::Call))
             .collect();
         CompositeError::check(errors)
-    })
+    }
 }
 
 /// The names defined on process `pid`, sorted.
@@ -291,13 +245,17 @@ pub fn clear_blocking(names: &[&str], pids: &[Pid]) -> Result<(), CompositeError
 /// # Errors
 /// As [`remotecall_fetch`](cohort_cluster::remotecall_fetch).
 ///
+/// # Cancel safety
+/// As [`remotecall_fetch`](cohort_cluster::remotecall_fetch).
+///
 /// ```
-/// let _names = cohort_pool::global_names_of_blocking(1).unwrap();
+/// # cohort_cluster::runtime::block_on(async {
+/// let _names = cohort_pool::global_names_of(1).await.unwrap();
+/// # });
 /// ```
-pub fn global_names_of_blocking(pid: Pid) -> Result<Vec<String>, PoolError> {
-    Ok(cohort_cluster::remotecall_fetch_blocking(
-        global_names,
-        pid,
-        (),
-    )?)
+#[cohort_macros::twin_fn(
+    example = " let _names = cohort_pool::blocking::global_names_of(1).unwrap();"
+)]
+pub async fn global_names_of(pid: Pid) -> Result<Vec<String>, PoolError> {
+    Ok(cohort_cluster::remotecall_fetch(global_names, pid, ()).await?)
 }

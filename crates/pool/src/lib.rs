@@ -15,8 +15,10 @@
 //!   without a reducer, split like Julia's [`splitrange`]; [`SyncGroup`] and [`sync`]
 //!   are `@sync`.
 //! - [`everywhere`] runs on every process; [`set_global_everywhere`], [`global`] and
-//!   [`clear_blocking`] are per-process named values (`@everywhere bar = $foo`).
+//!   [`clear`] are per-process named values (`@everywhere bar = $foo`).
 //! - [`interrupt`] cancels the calls running on workers; [`timedwait`] polls.
+//! - [`blocking`] has the blocking forms of the free functions under the same names;
+//!   methods have theirs beside them (`WorkerPool::remotecall_fetch_blocking`).
 //!
 //! Functions travel as in `cohort-cluster`: the wrappers this crate builds (a batch of
 //! items, a loop chunk, a cached function) ship by code offset, so the workers must run
@@ -26,36 +28,39 @@
 //!
 //! ```
 //! use cohort_pool::{pmap_with, BatchSize, PmapOptions};
-//! let squares = cohort_pool::pmap_blocking(|x: u64| x * x, (0..10).collect()).unwrap();
+//! let squares = cohort_pool::blocking::pmap(|x: u64| x * x, (0..10).collect()).unwrap();
 //! assert_eq!(squares[3], 9);
-//! let total = cohort_pool::distributed_reduce_blocking(0..100, |i: i64| i, |a: i64, b: i64| a + b);
+//! let total = cohort_pool::blocking::distributed_reduce(0..100, |i: i64| i, |a: i64, b: i64| a + b);
 //! assert_eq!(total.unwrap(), 4950);
 //! ```
 
+pub mod blocking;
 mod caching;
+mod deprecated;
 mod distributed;
 mod error;
 mod everywhere;
 mod pmap;
 mod pool;
 
-pub use caching::{
-    cache_stats, cache_stats_of_blocking, CacheStats, Cached, CachingPool, CachingRemote,
+pub use caching::{cache_stats, cache_stats_of, CacheStats, Cached, CachingPool, CachingRemote};
+#[allow(deprecated)]
+pub use deprecated::{
+    asyncmap_blocking, cache_stats_of_blocking, clear_blocking, distributed_reduce_blocking,
+    everywhere_blocking, everywhere_on_blocking, global_names_of_blocking, pmap_args_blocking,
+    pmap_blocking, pmap_with_blocking, set_global_everywhere_blocking, timedwait_async,
 };
 pub use distributed::{
-    distributed_for, distributed_reduce, distributed_reduce_blocking, splitrange, sync, timedwait,
-    timedwait_async, SyncGroup, TimedWait,
+    distributed_for, distributed_reduce, splitrange, sync, timedwait, SyncGroup, TimedWait,
 };
 pub use error::{CompositeError, PoolError};
 pub use everywhere::{
-    clear_blocking, everywhere, everywhere_blocking, everywhere_on, everywhere_on_blocking, global,
-    global_names_here, global_names_of_blocking, set_global, set_global_everywhere,
-    set_global_everywhere_blocking,
+    clear, everywhere, everywhere_on, global, global_names_here, global_names_of, set_global,
+    set_global_everywhere,
 };
 pub use pmap::{
-    asyncmap_blocking, exponential_backoff, pmap, pmap_args, pmap_args_blocking, pmap_blocking,
-    pmap_with, pmap_with_blocking, zip2, zip3, BatchSize, Batched, ItemFailure, PmapOptions,
-    MAX_AUTO_BATCH,
+    asyncmap, exponential_backoff, pmap, pmap_args, pmap_with, zip2, zip3, BatchSize, Batched,
+    ItemFailure, PmapOptions, MAX_AUTO_BATCH,
 };
 pub use pool::{default_worker_pool, remote, Lease, Remote, WorkerPool};
 

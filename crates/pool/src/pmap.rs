@@ -432,6 +432,10 @@ fn item_error(pid: Pid, function: &str, e: ItemFailure) -> CallError {
 /// assert_eq!(v, vec![1, 4, 9, 16]);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(
+    example = " let v = cohort_pool::blocking::pmap(|s: String| s.len(), vec![\"ab\".into(), \"c\".into()]).unwrap();
+ assert_eq!(v, vec![2, 1]);"
+)]
 pub async fn pmap<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
 where
     F: RemoteFn<(T,)>,
@@ -439,24 +443,6 @@ where
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     pmap_with(f, items, PmapOptions::new()).await
-}
-
-/// Blocking form of [`pmap`].
-///
-/// # Errors
-/// As [`pmap`].
-///
-/// ```
-/// let v = cohort_pool::pmap_blocking(|s: String| s.len(), vec!["ab".into(), "c".into()]).unwrap();
-/// assert_eq!(v, vec![2, 1]);
-/// ```
-pub fn pmap_blocking<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
-where
-    F: RemoteFn<(T,)>,
-    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    cohort_cluster::runtime::block_on(pmap(f, items))
 }
 
 /// [`pmap`] with options.
@@ -475,6 +461,9 @@ where
 /// assert_eq!(v, vec![1, -1, 3]);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(example = " use cohort_pool::{blocking, PmapOptions};
+ let v = blocking::pmap_with(|x: u8| x + 1, vec![1, 2], PmapOptions::new().distributed(false)).unwrap();
+ assert_eq!(v, vec![2, 3]);")]
 pub async fn pmap_with<F, T>(
     f: F,
     items: Vec<T>,
@@ -487,29 +476,6 @@ where
 {
     let args: Vec<(T,)> = items.into_iter().map(|x| (x,)).collect();
     pmap_args(f, args, opts).await
-}
-
-/// Blocking form of [`pmap_with`].
-///
-/// # Errors
-/// As [`pmap_with`].
-///
-/// ```
-/// use cohort_pool::{pmap_with_blocking, PmapOptions};
-/// let v = pmap_with_blocking(|x: u8| x + 1, vec![1, 2], PmapOptions::new().distributed(false)).unwrap();
-/// assert_eq!(v, vec![2, 3]);
-/// ```
-pub fn pmap_with_blocking<F, T>(
-    f: F,
-    items: Vec<T>,
-    opts: PmapOptions<F::Output>,
-) -> Result<Vec<F::Output>, PoolError>
-where
-    F: RemoteFn<(T,)>,
-    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    cohort_cluster::runtime::block_on(pmap_with(f, items, opts))
 }
 
 /// Maps `f` over several collections element-wise (Julia's `pmap(f, c1, c2)`): each
@@ -531,6 +497,10 @@ where
 /// assert_eq!(v, vec![11, 22]);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(example = " use cohort_pool::{blocking, zip3, PmapOptions};
+ let v = blocking::pmap_args(|a: u8, b: u8, c: u8| a + b + c,
+     zip3(vec![1], vec![2], vec![3]), PmapOptions::new()).unwrap();
+ assert_eq!(v, vec![6]);")]
 pub async fn pmap_args<F, Args>(
     f: F,
     items: Vec<Args>,
@@ -548,30 +518,6 @@ where
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(PoolError::TaskPanicked(e.to_string())),
     }
-}
-
-/// Blocking form of [`pmap_args`].
-///
-/// # Errors
-/// As [`pmap_args`].
-///
-/// ```
-/// use cohort_pool::{pmap_args_blocking, zip3, PmapOptions};
-/// let v = pmap_args_blocking(|a: u8, b: u8, c: u8| a + b + c,
-///     zip3(vec![1], vec![2], vec![3]), PmapOptions::new()).unwrap();
-/// assert_eq!(v, vec![6]);
-/// ```
-pub fn pmap_args_blocking<F, Args>(
-    f: F,
-    items: Vec<Args>,
-    opts: PmapOptions<F::Output>,
-) -> Result<Vec<F::Output>, PoolError>
-where
-    F: RemoteFn<Args>,
-    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    cohort_cluster::runtime::block_on(pmap_args(f, items, opts))
 }
 
 /// Pairs two collections element-wise, stopping at the shorter.
@@ -602,17 +548,26 @@ pub fn zip3<A, B, C>(a: Vec<A>, b: Vec<B>, c: Vec<C>) -> Vec<(A, B, C)> {
 /// # Errors
 /// As [`pmap`].
 ///
+/// # Cancel safety
+/// As [`pmap`].
+///
 /// ```
-/// let v = cohort_pool::asyncmap_blocking(|x: u32| x + 1, vec![1, 2, 3]).unwrap();
+/// # cohort_cluster::runtime::block_on(async {
+/// let v = cohort_pool::asyncmap(|x: u32| x + 1, vec![1, 2, 3]).await.unwrap();
 /// assert_eq!(v, vec![2, 3, 4]);
+/// # });
 /// ```
-pub fn asyncmap_blocking<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
+#[cohort_macros::twin_fn(
+    example = " let v = cohort_pool::blocking::asyncmap(|x: u32| x + 1, vec![1, 2, 3]).unwrap();
+ assert_eq!(v, vec![2, 3, 4]);"
+)]
+pub async fn asyncmap<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
 where
     F: RemoteFn<(T,)>,
     T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    pmap_with_blocking(f, items, PmapOptions::new().distributed(false))
+    pmap_with(f, items, PmapOptions::new().distributed(false)).await
 }
 
 async fn run<F, Args>(

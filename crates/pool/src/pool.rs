@@ -317,22 +317,10 @@ impl WorkerPool {
     /// assert_eq!(pool.take().await.unwrap().pid(), 1);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::WorkerPool::new([1]);
+ assert_eq!(pool.take_blocking().unwrap().pid(), 1);")]
     pub async fn take(&self) -> Result<Lease, PoolError> {
         self.take_avoiding(None).await
-    }
-
-    /// Blocking form of [`take`](Self::take).
-    ///
-    /// # Errors
-    /// As [`take`](Self::take).
-    ///
-    /// ```
-    /// let pool = cohort_pool::WorkerPool::new([1]);
-    /// assert_eq!(pool.take_blocking().unwrap().pid(), 1);
-    /// ```
-    pub fn take_blocking(&self) -> Result<Lease, PoolError> {
-        let p = self.clone();
-        cohort_cluster::runtime::block_on(async move { p.take().await })
     }
 
     /// Takes a free worker other than `avoid` when the pool has another live member
@@ -433,6 +421,9 @@ impl WorkerPool {
     /// assert_eq!(f.fetch().await.unwrap(), 42);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::WorkerPool::new([1]);
+ let f = pool.remotecall_blocking(|| 5u8, ()).unwrap();
+ assert_eq!(f.fetch_blocking().unwrap(), 5);")]
     pub async fn remotecall<F, Args>(
         &self,
         f: F,
@@ -444,30 +435,6 @@ impl WorkerPool {
         F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         Ok(self.take().await?.call(f, args))
-    }
-
-    /// Blocking form of [`remotecall`](Self::remotecall).
-    ///
-    /// # Errors
-    /// As [`remotecall`](Self::remotecall).
-    ///
-    /// ```
-    /// let pool = cohort_pool::WorkerPool::new([1]);
-    /// let f = pool.remotecall_blocking(|| 5u8, ()).unwrap();
-    /// assert_eq!(f.fetch_blocking().unwrap(), 5);
-    /// ```
-    pub fn remotecall_blocking<F, Args>(
-        &self,
-        f: F,
-        args: Args,
-    ) -> Result<Future<F::Output>, PoolError>
-    where
-        F: RemoteFn<Args>,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-    {
-        let p = self.clone();
-        cohort_cluster::runtime::block_on(async move { p.remotecall(f, args).await })
     }
 
     /// Calls `f(args…)` on a free worker and waits for the value (Julia's
@@ -488,6 +455,8 @@ impl WorkerPool {
     /// assert_eq!(pool.remotecall_fetch(|| String::from("hi"), ()).await.unwrap(), "hi");
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::WorkerPool::new([1]);
+ assert_eq!(pool.remotecall_fetch_blocking(|x: u8| x, (3,)).unwrap(), 3);")]
     pub async fn remotecall_fetch<F, Args>(&self, f: F, args: Args) -> Result<F::Output, PoolError>
     where
         F: RemoteFn<Args>,
@@ -495,29 +464,6 @@ impl WorkerPool {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
         self.take().await?.fetch(f, args).await
-    }
-
-    /// Blocking form of [`remotecall_fetch`](Self::remotecall_fetch).
-    ///
-    /// # Errors
-    /// As [`remotecall_fetch`](Self::remotecall_fetch).
-    ///
-    /// ```
-    /// let pool = cohort_pool::WorkerPool::new([1]);
-    /// assert_eq!(pool.remotecall_fetch_blocking(|x: u8| x, (3,)).unwrap(), 3);
-    /// ```
-    pub fn remotecall_fetch_blocking<F, Args>(
-        &self,
-        f: F,
-        args: Args,
-    ) -> Result<F::Output, PoolError>
-    where
-        F: RemoteFn<Args>,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let p = self.clone();
-        cohort_cluster::runtime::block_on(async move { p.remotecall_fetch(f, args).await })
     }
 
     /// Calls `f(args…)` on a free worker, waits until it has finished, and returns the
@@ -538,6 +484,9 @@ impl WorkerPool {
     /// assert!(f.isready().await);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::WorkerPool::new([1]);
+ let f = pool.remotecall_wait_blocking(|| 1u8, ()).unwrap();
+ assert_eq!(f.fetch_blocking().unwrap(), 1);")]
     pub async fn remotecall_wait<F, Args>(
         &self,
         f: F,
@@ -549,30 +498,6 @@ impl WorkerPool {
         F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         self.take().await?.wait(f, args).await
-    }
-
-    /// Blocking form of [`remotecall_wait`](Self::remotecall_wait).
-    ///
-    /// # Errors
-    /// As [`remotecall_wait`](Self::remotecall_wait).
-    ///
-    /// ```
-    /// let pool = cohort_pool::WorkerPool::new([1]);
-    /// let f = pool.remotecall_wait_blocking(|| 1u8, ()).unwrap();
-    /// assert_eq!(f.fetch_blocking().unwrap(), 1);
-    /// ```
-    pub fn remotecall_wait_blocking<F, Args>(
-        &self,
-        f: F,
-        args: Args,
-    ) -> Result<Future<F::Output>, PoolError>
-    where
-        F: RemoteFn<Args>,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-    {
-        let p = self.clone();
-        cohort_cluster::runtime::block_on(async move { p.remotecall_wait(f, args).await })
     }
 
     /// Runs `f(args…)` on a free worker for its effect (Julia's `remote_do(f, pool,
@@ -592,6 +517,8 @@ impl WorkerPool {
     /// pool.remote_do(|| (), ()).await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let pool = cohort_pool::WorkerPool::new([1]);
+ pool.remote_do_blocking(|| (), ()).unwrap();")]
     pub async fn remote_do<F, Args>(&self, f: F, args: Args) -> Result<(), PoolError>
     where
         F: RemoteFn<Args>,
@@ -600,25 +527,6 @@ impl WorkerPool {
     {
         self.take().await?.remote_do(f, args);
         Ok(())
-    }
-
-    /// Blocking form of [`remote_do`](Self::remote_do).
-    ///
-    /// # Errors
-    /// As [`remote_do`](Self::remote_do).
-    ///
-    /// ```
-    /// let pool = cohort_pool::WorkerPool::new([1]);
-    /// pool.remote_do_blocking(|| (), ()).unwrap();
-    /// ```
-    pub fn remote_do_blocking<F, Args>(&self, f: F, args: Args) -> Result<(), PoolError>
-    where
-        F: RemoteFn<Args>,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-    {
-        let p = self.clone();
-        cohort_cluster::runtime::block_on(async move { p.remote_do(f, args).await })
     }
 
     /// `f` bound to this pool (Julia's `remote(pool, f)`): a callable that runs `f` on
@@ -680,6 +588,8 @@ impl<F> Remote<F> {
     /// assert_eq!(r.call((1,)).await.unwrap(), 2);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let r = cohort_pool::remote(|| 7u8);
+ assert_eq!(r.call_blocking(()).unwrap(), 7);")]
     pub async fn call<Args>(&self, args: Args) -> Result<F::Output, PoolError>
     where
         F: RemoteFn<Args> + Clone,
@@ -687,24 +597,6 @@ impl<F> Remote<F> {
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
         self.pool.remotecall_fetch(self.f.clone(), args).await
-    }
-
-    /// Blocking form of [`call`](Self::call).
-    ///
-    /// # Errors
-    /// As [`WorkerPool::remotecall_fetch`].
-    ///
-    /// ```
-    /// let r = cohort_pool::remote(|| 7u8);
-    /// assert_eq!(r.call_blocking(()).unwrap(), 7);
-    /// ```
-    pub fn call_blocking<Args>(&self, args: Args) -> Result<F::Output, PoolError>
-    where
-        F: RemoteFn<Args> + Clone,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-    {
-        self.pool.remotecall_fetch_blocking(self.f.clone(), args)
     }
 }
 

@@ -13,17 +13,17 @@ fn slow_where(x: u64) -> (u64, Pid) {
 
 #[test]
 fn dead_worker_items_are_retried_and_default_pool_follows() {
-    let w = cohort::addprocs_blocking(2).unwrap();
+    let w = cohort::blocking::addprocs(2).unwrap();
     assert_eq!(default_worker_pool().workers(), w);
     let victim = w[0];
-    let os_pid = cohort::remotecall_fetch_blocking(cohort::builtins::getpid, victim, ()).unwrap();
+    let os_pid = cohort::blocking::remotecall_fetch(cohort::builtins::getpid, victim, ()).unwrap();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         let _ = std::process::Command::new("kill")
             .args(["-9", &os_pid.to_string()])
             .status();
     });
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         slow_where,
         (0..100).collect(),
         PmapOptions::new()
@@ -35,16 +35,16 @@ fn dead_worker_items_are_retried_and_default_pool_follows() {
     assert!(v.iter().enumerate().all(|(i, r)| r.0 == i as u64));
     // The dead worker leaves the default pool; a new worker joins it.
     assert_eq!(
-        timedwait(
+        blocking::timedwait(
             || default_worker_pool().workers() == vec![w[1]],
             Duration::from_secs(10),
             Duration::from_millis(20)
         ),
         TimedWait::Ok
     );
-    let added = cohort::addprocs_blocking(1).unwrap();
+    let added = cohort::blocking::addprocs(1).unwrap();
     assert_eq!(default_worker_pool().workers(), vec![w[1], added[0]]);
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         slow_where,
         (0..20).collect(),
         PmapOptions::new().batch_size(BatchSize::Fixed(1)),

@@ -16,7 +16,7 @@ fn spin_until_interrupted() -> u64 {
 
 #[test]
 fn interrupt_cancels_the_running_call() {
-    let w = cohort::addprocs_blocking(2).unwrap();
+    let w = cohort::blocking::addprocs(2).unwrap();
     let pool = WorkerPool::new([w[1]]);
     let f = pool
         .remotecall_blocking(spin_until_interrupted, ())

@@ -9,7 +9,7 @@ use cohort_pool::*;
 
 fn cluster() -> Vec<Pid> {
     static W: OnceLock<Vec<Pid>> = OnceLock::new();
-    W.get_or_init(|| cohort::addprocs_blocking(2).expect("addprocs"))
+    W.get_or_init(|| cohort::blocking::addprocs(2).expect("addprocs"))
         .clone()
 }
 
@@ -34,7 +34,7 @@ fn pmap_keeps_order_for_every_batch_size() {
         BatchSize::Fixed(5000),
     ] {
         let v =
-            pmap_with_blocking(square, items.clone(), PmapOptions::new().batch_size(bs)).unwrap();
+            blocking::pmap_with(square, items.clone(), PmapOptions::new().batch_size(bs)).unwrap();
         assert_eq!(v, want, "{bs:?}");
     }
 }
@@ -46,7 +46,7 @@ fn pmap_spreads_over_every_worker() {
         std::thread::sleep(Duration::from_millis(5));
         double_where(x)
     };
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         slow,
         (0..64).collect(),
         PmapOptions::new()
@@ -64,11 +64,11 @@ fn pmap_spreads_over_every_worker() {
 #[test]
 fn empty_collections_give_empty_results() {
     cluster();
-    assert!(pmap_blocking(square, Vec::new()).unwrap().is_empty());
-    assert!(asyncmap_blocking(square, Vec::new()).unwrap().is_empty());
+    assert!(blocking::pmap(square, Vec::new()).unwrap().is_empty());
+    assert!(blocking::asyncmap(square, Vec::new()).unwrap().is_empty());
     assert!(distributed_for(0..0, |_i: i64| ()).is_empty());
     assert_eq!(
-        distributed_reduce_blocking(5..5, |i: i64| i, |a: i64, b: i64| a + b),
+        blocking::distributed_reduce(5..5, |i: i64| i, |a: i64, b: i64| a + b),
         Err(PoolError::EmptyReduction)
     );
 }
@@ -81,7 +81,7 @@ fn fails_on_odd(x: i64) -> i64 {
 #[test]
 fn on_error_values_appear_inline() {
     cluster();
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         fails_on_odd,
         (0..20).collect(),
         PmapOptions::new()
@@ -99,7 +99,7 @@ fn on_error_values_appear_inline() {
 #[test]
 fn first_failure_is_returned_without_on_error() {
     cluster();
-    let err = pmap_blocking(fails_on_odd, vec![0, 2, 3, 4]).unwrap_err();
+    let err = blocking::pmap(fails_on_odd, vec![0, 2, 3, 4]).unwrap_err();
     match err {
         PoolError::Call(CallError::Remote(r)) => {
             assert_eq!(r.kind, ErrorKind::Panic);
@@ -119,7 +119,7 @@ fn fails_on_first_worker(x: u64) -> (u64, Pid) {
 fn retries_land_on_a_healthy_worker() {
     let w = cluster();
     assert!(w.contains(&2));
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         fails_on_first_worker,
         (0..40).collect(),
         PmapOptions::new()
@@ -136,7 +136,7 @@ fn retries_land_on_a_healthy_worker() {
     // all items before worker 2 gets one), and the check is consulted exactly once.
     let consulted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = consulted.clone();
-    let err = pmap_with_blocking(
+    let err = blocking::pmap_with(
         fails_on_first_worker,
         vec![7],
         PmapOptions::new()
@@ -155,7 +155,7 @@ fn retries_land_on_a_healthy_worker() {
 #[test]
 fn local_asyncmap_runs_here() {
     cluster();
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         double_where,
         (0..10).collect(),
         PmapOptions::new().distributed(false),
@@ -167,7 +167,7 @@ fn local_asyncmap_runs_here() {
 #[test]
 fn several_collections_map_elementwise() {
     cluster();
-    let v = pmap_args_blocking(
+    let v = blocking::pmap_args(
         |a: i32, b: String| format!("{b}{a}"),
         zip2(vec![1, 2, 3], vec!["a".to_string(), "b".to_string()]),
         PmapOptions::new(),
@@ -180,7 +180,7 @@ fn several_collections_map_elementwise() {
 fn one_worker_pool() {
     let w = cluster();
     let pool = WorkerPool::new([w[1]]);
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         double_where,
         (0..100).collect(),
         PmapOptions::new().pool(pool),
@@ -207,7 +207,7 @@ fn a_worker_is_held_until_its_call_finishes() {
     );
     f.wait_blocking().unwrap();
     assert_eq!(
-        timedwait(
+        blocking::timedwait(
             || pool.isready(),
             Duration::from_secs(5),
             Duration::from_millis(5)
@@ -232,7 +232,7 @@ fn default_pool_holds_the_workers() {
 }
 
 fn nested(n: u64) -> u64 {
-    pmap_blocking(|x: u64| x * 2, (0..n).collect())
+    blocking::pmap(|x: u64| x * 2, (0..n).collect())
         .unwrap()
         .iter()
         .sum()
@@ -241,7 +241,7 @@ fn nested(n: u64) -> u64 {
 #[test]
 fn nested_pmap_from_a_worker_does_not_deadlock() {
     cluster();
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         nested,
         vec![10; 8],
         PmapOptions::new().batch_size(BatchSize::Fixed(1)),
@@ -256,11 +256,11 @@ fn caching_pool_sends_captured_data_once_per_worker() {
     let pool = CachingPool::new(w.clone());
     let before: Vec<CacheStats> = w
         .iter()
-        .map(|&p| cache_stats_of_blocking(p).unwrap())
+        .map(|&p| blocking::cache_stats_of(p).unwrap())
         .collect();
     let table: Vec<u64> = (0..100_000).collect();
     let f = cohort::closure!([table] |i: usize| table[i] * 2);
-    let v = pmap_with_blocking(
+    let v = blocking::pmap_with(
         f.clone(),
         (0..200).collect(),
         PmapOptions::new()
@@ -276,13 +276,13 @@ fn caching_pool_sends_captured_data_once_per_worker() {
     // One pmap wrapper and one plain function, on each worker used.
     assert!(cached.iter().all(|(_, n)| *n <= 2), "{cached:?}");
     for (i, &p) in w.iter().enumerate() {
-        let s = cache_stats_of_blocking(p).unwrap();
+        let s = blocking::cache_stats_of(p).unwrap();
         assert!(s.puts - before[i].puts <= 2, "{s:?}");
     }
-    pool.clear();
+    pool.clear_blocking();
     assert!(pool.cached().is_empty());
     for &p in &w {
-        assert_eq!(cache_stats_of_blocking(p).unwrap().entries, 0);
+        assert_eq!(blocking::cache_stats_of(p).unwrap().entries, 0);
     }
     // Works again after clear (sent again).
     assert_eq!(pool.remotecall_fetch_blocking(f, (3,)).unwrap(), 6);
@@ -295,12 +295,12 @@ fn heads(_i: i64) -> u64 {
 #[test]
 fn distributed_reduce_and_for() {
     let w = cluster();
-    let total = distributed_reduce_blocking(1..1001, |i: i64| i, |a: i64, b: i64| a + b).unwrap();
+    let total = blocking::distributed_reduce(1..1001, |i: i64| i, |a: i64, b: i64| a + b).unwrap();
     assert_eq!(total, 500_500);
-    let h = distributed_reduce_blocking(0..10_000, heads, |a: u64, b: u64| a + b).unwrap();
+    let h = blocking::distributed_reduce(0..10_000, heads, |a: u64, b: u64| a + b).unwrap();
     assert!(h > 4000 && h < 6000);
     // Chunks follow splitrange: one per worker, remainder first.
-    let who = distributed_reduce_blocking(
+    let who = blocking::distributed_reduce(
         0..5,
         |_i: i64| vec![cohort::myid()],
         |mut a: Vec<Pid>, b: Vec<Pid>| {
@@ -348,24 +348,24 @@ fn read_bar() -> Result<Vec<i32>, String> {
 #[test]
 fn everywhere_and_named_values() {
     let w = cluster();
-    let ids = everywhere_blocking(cohort::myid).unwrap();
+    let ids = blocking::everywhere(cohort::myid).unwrap();
     assert_eq!(ids, cohort::procs());
     let foo = vec![1, 2, 3];
-    set_global_everywhere_blocking("bar", &foo, &cohort::procs()).unwrap();
+    blocking::set_global_everywhere("bar", &foo, &cohort::procs()).unwrap();
     for &p in &w {
         assert_eq!(
-            cohort::remotecall_fetch_blocking(read_bar, p, ()).unwrap(),
+            cohort::blocking::remotecall_fetch(read_bar, p, ()).unwrap(),
             Ok(foo.clone())
         );
     }
-    clear_blocking(&["bar"], &[w[0]]).unwrap();
-    let gone = cohort::remotecall_fetch_blocking(read_bar, w[0], ()).unwrap();
+    blocking::clear(&["bar"], &[w[0]]).unwrap();
+    let gone = cohort::blocking::remotecall_fetch(read_bar, w[0], ()).unwrap();
     assert!(gone.unwrap_err().contains("not defined"));
-    assert!(cohort::remotecall_fetch_blocking(read_bar, w[1], ())
+    assert!(cohort::blocking::remotecall_fetch(read_bar, w[1], ())
         .unwrap()
         .is_ok());
     // Errors are collected from every process.
-    let err = everywhere_on_blocking(&w, || -> u8 { panic!("everywhere boom") }).unwrap_err();
+    let err = blocking::everywhere_on(&w, || -> u8 { panic!("everywhere boom") }).unwrap_err();
     assert_eq!(err.errors.len(), 2);
 }
 
@@ -373,6 +373,6 @@ fn everywhere_and_named_values() {
 fn progress_option_runs() {
     cluster();
     let v =
-        pmap_with_blocking(square, (0..50).collect(), PmapOptions::new().progress(true)).unwrap();
+        blocking::pmap_with(square, (0..50).collect(), PmapOptions::new().progress(true)).unwrap();
     assert_eq!(v.len(), 50);
 }

@@ -197,8 +197,8 @@ fn main() {
     );
     let mut c = Criterion::default().configure_from_args();
     access(&mut c);
-    let workers = cohort::addprocs_blocking(n).expect("addprocs");
+    let workers = cohort::blocking::addprocs(n).expect("addprocs");
     advection(&mut c, &workers);
     c.final_summary();
-    let _ = cohort::rmprocs_blocking(&workers, None);
+    let _ = cohort::blocking::rmprocs(&workers, None);
 }

@@ -168,7 +168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(cores);
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let reps: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
-    let workers = cohort::addprocs_blocking(n)?;
+    let workers = cohort::blocking::addprocs(n)?;
     let shape = (size, size, size);
     println!(
         "advection on {size}x{size}x{size} f64 ({} MB per array), {n} workers, {cores} cores",
@@ -230,6 +230,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         0.9 * n as f64
     );
     drop((q, u));
-    cohort::rmprocs_blocking(&workers, None)?;
+    cohort::blocking::rmprocs(&workers, None)?;
     Ok(())
 }

@@ -44,7 +44,7 @@ fn show(title: &str, s: &SharedArray<i64, Ix2>) {
 
 #[cohort::main]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let pids = cohort::addprocs_blocking(3)?;
+    let pids = cohort::blocking::addprocs(3)?;
     println!("addprocs(3) = {pids:?}");
 
     let s = SharedArray::<i64, Ix2>::builder((3, 4))
@@ -65,6 +65,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &t,
     );
     drop((s, t));
-    cohort::rmprocs_blocking(&pids, None)?;
+    cohort::blocking::rmprocs(&pids, None)?;
     Ok(())
 }

@@ -121,19 +121,37 @@ pub fn mapped_segments() -> usize {
 
 /// The number of shared-array segments process `pid` maps now.
 ///
-/// **This blocks** the calling thread until `pid` answers (it is a
-/// `remotecall_fetch_blocking`); do not call it from async code running on cohort's
-/// runtime. (An async form will come with the workspace's blocking-API rework.)
-///
 /// # Errors
 /// As `remotecall_fetch`.
 ///
+/// # Cancel safety
+/// As `remotecall_fetch`.
+///
 /// ```
-/// let n = cohort_shared::mapped_segments_on(cohort_cluster::myid()).unwrap();
+/// # cohort_cluster::runtime::block_on(async {
+/// let n = cohort_shared::mapped_segments_on(cohort_cluster::myid()).await.unwrap();
 /// assert_eq!(n, cohort_shared::mapped_segments());
+/// # });
 /// ```
-pub fn mapped_segments_on(pid: cohort_cluster::Pid) -> Result<usize, cohort_cluster::CallError> {
-    cohort_cluster::remotecall_fetch_blocking(segment::remote_mapped_count, pid, ())
+#[cohort_macros::twin_fn(
+    example = " let n = cohort_shared::blocking::mapped_segments_on(1).unwrap();
+ assert_eq!(n, cohort_shared::mapped_segments());"
+)]
+pub async fn mapped_segments_on(
+    pid: cohort_cluster::Pid,
+) -> Result<usize, cohort_cluster::CallError> {
+    cohort_cluster::remotecall_fetch(segment::remote_mapped_count, pid, ()).await
+}
+
+/// The blocking forms of this crate's async functions, under the same names (see
+/// `cohort_cluster::blocking`).
+///
+/// ```
+/// assert_eq!(cohort_shared::blocking::mapped_segments_on(1).unwrap(), cohort_shared::mapped_segments());
+/// ```
+pub mod blocking {
+    #[doc(inline)]
+    pub use crate::__twin_mapped_segments_on::mapped_segments_on;
 }
 
 /// The directory anonymous segments are made in: `$COHORT_SHM_DIR` if set, else

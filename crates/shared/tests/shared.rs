@@ -20,7 +20,7 @@ fn serial() -> MutexGuard<'static, ()> {
 /// Three workers shared by the tests that do not add or kill their own.
 fn cluster() -> Vec<Pid> {
     static W: OnceLock<Vec<Pid>> = OnceLock::new();
-    W.get_or_init(|| addprocs_blocking(3).expect("addprocs"))
+    W.get_or_init(|| blocking::addprocs(3).expect("addprocs"))
         .clone()
 }
 
@@ -139,7 +139,7 @@ fn seed_init_fills_localindices_with_myid() {
     s.set([2, 1], 7);
     for &p in &w {
         assert_eq!(
-            remotecall_fetch_blocking(read_at, p, (s.clone(), 2, 1)).unwrap(),
+            blocking::remotecall_fetch(read_at, p, (s.clone(), 2, 1)).unwrap(),
             7
         );
     }
@@ -168,15 +168,15 @@ fn writes_on_workers_are_seen_everywhere_and_nothing_is_copied() {
         .pids(&w)
         .build()
         .unwrap();
-    remotecall_fetch_blocking(write_at, w[0], (s.clone(), 5, 6, 42)).unwrap();
+    blocking::remotecall_fetch(write_at, w[0], (s.clone(), 5, 6, 42)).unwrap();
     assert_eq!(s.get([5, 6]), Some(42));
     assert_eq!(
-        remotecall_fetch_blocking(read_at, w[2], (s.clone(), 5, 6)).unwrap(),
+        blocking::remotecall_fetch(read_at, w[2], (s.clone(), 5, 6)).unwrap(),
         42
     );
     // Every participant maps the one segment (as a deleted file: nothing in /dev/shm).
     for &p in &w {
-        let os = remotecall_fetch_blocking(os_pid, p, ()).unwrap();
+        let os = blocking::remotecall_fetch(os_pid, p, ()).unwrap();
         assert!(maps_of(os) >= 1, "worker {p} does not map the segment");
     }
     assert!(files_of(std::process::id()).is_empty());
@@ -196,7 +196,7 @@ fn procs_indexpids_localindices_everywhere() {
         .unwrap();
     for (k, &p) in w.iter().enumerate() {
         let (idx, lo, hi, mapped, procs) =
-            remotecall_fetch_blocking(describe, p, (s.clone(),)).unwrap();
+            blocking::remotecall_fetch(describe, p, (s.clone(),)).unwrap();
         assert_eq!(idx, k + 1);
         assert_eq!(lo..hi, split_range(10, 3, k + 1));
         assert!(mapped);
@@ -219,7 +219,7 @@ fn procs_indexpids_localindices_everywhere() {
     let got: Vec<(usize, usize)> = w
         .iter()
         .map(|&p| {
-            let (_, lo, hi, _, _) = remotecall_fetch_blocking(describe, p, (t.clone(),)).unwrap();
+            let (_, lo, hi, _, _) = blocking::remotecall_fetch(describe, p, (t.clone(),)).unwrap();
             (lo, hi)
         })
         .collect();
@@ -229,7 +229,8 @@ fn procs_indexpids_localindices_everywhere() {
         .pids(&w[..2])
         .build()
         .unwrap();
-    let (idx, lo, hi, mapped, _) = remotecall_fetch_blocking(describe, w[2], (u.clone(),)).unwrap();
+    let (idx, lo, hi, mapped, _) =
+        blocking::remotecall_fetch(describe, w[2], (u.clone(),)).unwrap();
     assert_eq!((idx, lo, hi, mapped), (0, 0, 0, false));
 }
 
@@ -253,11 +254,11 @@ fn any_number_of_dimensions() {
         .build()
         .unwrap();
     for &p in &w {
-        remotecall_fetch_blocking(bump_dyn, p, (s.clone(),)).unwrap();
+        blocking::remotecall_fetch(bump_dyn, p, (s.clone(),)).unwrap();
     }
     assert_eq!(s.view().sum(), 120.0);
     assert_eq!(
-        remotecall_fetch_blocking(sum_dyn, w[1], (s.clone(),)).unwrap(),
+        blocking::remotecall_fetch(sum_dyn, w[1], (s.clone(),)).unwrap(),
         120.0
     );
     let t = SharedArray::<u16, Ix3>::builder((2, 2, 2)).build().unwrap();
@@ -321,7 +322,7 @@ fn init_failures_are_collected_and_nothing_leaks() {
     }
     wait_until("workers unmap the failed array", || {
         w.iter()
-            .all(|&p| cohort_shared::mapped_segments_on(p).unwrap() == 0)
+            .all(|&p| cohort_shared::blocking::mapped_segments_on(p).unwrap() == 0)
     });
 }
 
@@ -335,19 +336,19 @@ fn release_unmaps_everywhere_when_the_last_handle_goes() {
         .build()
         .unwrap();
     for &p in &w {
-        assert_eq!(cohort_shared::mapped_segments_on(p).unwrap(), 1);
+        assert_eq!(cohort_shared::blocking::mapped_segments_on(p).unwrap(), 1);
     }
     assert_eq!(cohort_shared::mapped_segments(), 1);
     let os: Vec<u32> = w
         .iter()
-        .map(|&p| remotecall_fetch_blocking(os_pid, p, ()).unwrap())
+        .map(|&p| blocking::remotecall_fetch(os_pid, p, ()).unwrap())
         .collect();
     drop(s);
     assert_eq!(cohort_shared::mapped_segments(), 0);
     assert_eq!(maps_of(std::process::id()), 0);
     wait_until("participants unmap", || {
         w.iter()
-            .all(|&p| cohort_shared::mapped_segments_on(p).unwrap() == 0)
+            .all(|&p| cohort_shared::blocking::mapped_segments_on(p).unwrap() == 0)
             && os.iter().all(|&o| maps_of(o) == 0)
     });
 }
@@ -410,13 +411,13 @@ fn views_are_borrow_checked_per_process() {
 #[test]
 fn a_killed_worker_leaves_no_file_and_the_rest_go_on() {
     let _g = serial();
-    let pids = addprocs_blocking(2).unwrap();
+    let pids = blocking::addprocs(2).unwrap();
     let s = SharedArray::<i64, Ix2>::builder((50, 50))
         .pids(&pids)
         .build()
         .unwrap();
-    let victim = remotecall_fetch_blocking(os_pid, pids[0], ()).unwrap();
-    let survivor = remotecall_fetch_blocking(os_pid, pids[1], ()).unwrap();
+    let victim = blocking::remotecall_fetch(os_pid, pids[0], ()).unwrap();
+    let survivor = blocking::remotecall_fetch(os_pid, pids[1], ()).unwrap();
     Command::new("kill")
         .args(["-9", &victim.to_string()])
         .status()
@@ -427,12 +428,12 @@ fn a_killed_worker_leaves_no_file_and_the_rest_go_on() {
     assert!(files_of(std::process::id()).is_empty());
     s.set([1, 1], 5);
     assert_eq!(
-        remotecall_fetch_blocking(read_at, pids[1], (s.clone(), 1, 1)).unwrap(),
+        blocking::remotecall_fetch(read_at, pids[1], (s.clone(), 1, 1)).unwrap(),
         5
     );
     drop(s); // releasing a dead participant is harmless
     wait_until("survivor unmaps", || maps_of(survivor) == 0);
-    let _ = rmprocs_blocking(&pids[1..], Some(Duration::from_secs(10)));
+    let _ = blocking::rmprocs(&pids[1..], Some(Duration::from_secs(10)));
 }
 
 #[test]
@@ -486,7 +487,7 @@ fn child_driver_scenario() {
     if std::env::var("COHORT_SHARED_CHILD").is_err() {
         return;
     }
-    let pids = addprocs_blocking(2).unwrap();
+    let pids = blocking::addprocs(2).unwrap();
     let s = SharedArray::<f64, Ix1>::builder(1 << 20)
         .pids(&pids)
         .build()
@@ -495,7 +496,7 @@ fn child_driver_scenario() {
     let os: Vec<String> = pids
         .iter()
         .map(|&p| {
-            remotecall_fetch_blocking(os_pid, p, ())
+            blocking::remotecall_fetch(os_pid, p, ())
                 .unwrap()
                 .to_string()
         })
@@ -537,7 +538,7 @@ fn create_on_worker(n: usize) -> Result<(Vec<u32>, usize), String> {
 fn a_worker_can_create_one_for_itself() {
     let _g = serial();
     let w = cluster();
-    let (procs, sum) = remotecall_fetch_blocking(create_on_worker, w[0], (5,))
+    let (procs, sum) = blocking::remotecall_fetch(create_on_worker, w[0], (5,))
         .unwrap()
         .unwrap();
     assert_eq!((procs, sum), (vec![w[0]], 5));

@@ -16,14 +16,14 @@ fn stock_worker_serves_builtins_and_names_what_it_lacks() {
         .launch_blocking()
         .unwrap();
     let w = pids[0];
-    let os = remotecall_fetch_blocking(cohort::builtins::getpid, w, ()).unwrap();
+    let os = blocking::remotecall_fetch(cohort::builtins::getpid, w, ()).unwrap();
     assert_ne!(os, std::process::id());
     assert_eq!(
-        remotecall_fetch_blocking(cohort::builtins::remote_myid, w, ()).unwrap(),
+        blocking::remotecall_fetch(cohort::builtins::remote_myid, w, ()).unwrap(),
         w
     );
 
-    match remotecall_fetch_blocking(only_in_this_test, w, (1,)).unwrap_err() {
+    match blocking::remotecall_fetch(only_in_this_test, w, (1,)).unwrap_err() {
         CallError::Remote(e) => {
             assert_eq!(e.kind, ErrorKind::UndefinedFunction);
             assert_eq!(e.pid, w);
@@ -34,13 +34,13 @@ fn stock_worker_serves_builtins_and_names_what_it_lacks() {
     }
 
     // A closure cannot run in another executable.
-    let err = remotecall_fetch_blocking(|| 1u8, w, ()).unwrap_err();
+    let err = blocking::remotecall_fetch(|| 1u8, w, ()).unwrap_err();
     assert!(
         matches!(err, CallError::CannotShipCode { pid, .. } if pid == w),
         "{err:?}"
     );
 
-    rmprocs_blocking(&pids, None).unwrap();
+    blocking::rmprocs(&pids, None).unwrap();
 }
 
 #[test]

@@ -104,6 +104,9 @@ fn rss_bytes() -> u64 {
 /// assert_eq!(s.pid, 1);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(
+    example = " assert_eq!(cohort_cluster::blocking::stats_of(1).unwrap().pid, 1);"
+)]
 pub fn stats_of(pid: Pid) -> impl std::future::Future<Output = Result<Stats, crate::CallError>> {
     stats_of_in(crate::shell::node::current(), pid)
 }

@@ -199,6 +199,8 @@ where
 /// assert_eq!(v, 81);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(example = " fn square(x: u64) -> u64 { x * x }
+ assert_eq!(cohort_cluster::blocking::remotecall_fetch(square, 1, (3,)).unwrap(), 9);")]
 pub fn remotecall_fetch<F, Args>(
     f: F,
     pid: Pid,
@@ -241,54 +243,6 @@ fn decode_result<T: DeserializeOwned>(n: &Arc<Node>, bytes: &[u8]) -> Result<T, 
     enter(n, || codec::decode(bytes)).map_err(|e| CallError::Serialization(e.message))
 }
 
-/// Blocking form of [`remotecall_fetch`]; a call to this process runs on the calling
-/// thread with the very values passed.
-///
-/// The calling thread sends the call itself and waits for the reply: it polls for up
-/// to 50 µs (environment variable `COHORT_SPIN_US`, read once; `0` turns polling off)
-/// before it sleeps, which saves a thread wake-up on quick calls at the price of that
-/// much CPU on slow ones.
-///
-/// # Errors
-/// As [`remotecall_fetch`].
-///
-/// ```
-/// fn square(x: u64) -> u64 { x * x }
-/// assert_eq!(cohort_cluster::remotecall_fetch_blocking(square, 1, (3,)).unwrap(), 9);
-/// ```
-pub fn remotecall_fetch_blocking<F, Args>(
-    f: F,
-    pid: Pid,
-    args: Args,
-) -> Result<F::Output, CallError>
-where
-    F: RemoteFn<Args>,
-    Args: Serialize + DeserializeOwned + Send + 'static,
-    F::Output: Serialize + DeserializeOwned + Send + 'static,
-{
-    remotecall_fetch_blocking_in(&current(), f, pid, args)
-}
-
-pub(crate) fn remotecall_fetch_blocking_in<F, Args>(
-    n: &Arc<Node>,
-    f: F,
-    pid: Pid,
-    args: Args,
-) -> Result<F::Output, CallError>
-where
-    F: RemoteFn<Args>,
-    Args: Serialize + DeserializeOwned + Send + 'static,
-    F::Output: Serialize + DeserializeOwned + Send + 'static,
-{
-    if pid == n.myid() {
-        return call_catching(n, &f, args);
-    }
-    let call_id = n.new_call_id();
-    let env = build_call(n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
-    let bytes = n.request_blocking(pid, call_id, env)?;
-    decode_result(n, &bytes)
-}
-
 /// Calls `f(args…)` on `pid`, waits until it has finished, and returns the
 /// [`Future`] holding its result, stored on `pid` (Julia's `remotecall_wait`).
 ///
@@ -307,6 +261,9 @@ where
 /// assert_eq!(f.fetch().await.unwrap(), 1);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(example = " fn one() -> i32 { 1 }
+ let f = cohort_cluster::blocking::remotecall_wait(one, 1, ()).unwrap();
+ assert!(f.isready_blocking());")]
 pub fn remotecall_wait<F, Args>(
     f: F,
     pid: Pid,
@@ -343,29 +300,6 @@ where
     let fut = Future::remote(&n, id, pid);
     n.request(pid, call_id, env).await?;
     Ok(fut)
-}
-
-/// Blocking form of [`remotecall_wait`].
-///
-/// # Errors
-/// As [`remotecall_wait`].
-///
-/// ```
-/// fn one() -> i32 { 1 }
-/// let f = cohort_cluster::remotecall_wait_blocking(one, 1, ()).unwrap();
-/// assert!(f.isready_blocking());
-/// ```
-pub fn remotecall_wait_blocking<F, Args>(
-    f: F,
-    pid: Pid,
-    args: Args,
-) -> Result<Future<F::Output>, CallError>
-where
-    F: RemoteFn<Args>,
-    Args: Serialize + DeserializeOwned + Send + 'static,
-    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    crate::runtime::block_on(remotecall_wait_in(current(), f, pid, args))
 }
 
 /// Runs `f(args…)` on `pid` for its effect: nothing is stored, nothing is waited for,
@@ -456,6 +390,9 @@ where
 /// assert_eq!(v, 1);
 /// # });
 /// ```
+#[cohort_macros::twin_fn(
+    example = " assert_eq!(cohort_cluster::blocking::fetchfrom(1, || 5).unwrap(), 5);"
+)]
 pub fn fetchfrom<F>(
     pid: Pid,
     f: F,
@@ -465,20 +402,4 @@ where
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
     remotecall_fetch(f, pid, ())
-}
-
-/// Blocking form of [`fetchfrom`].
-///
-/// # Errors
-/// As [`remotecall_fetch`].
-///
-/// ```
-/// assert_eq!(cohort_cluster::fetchfrom_blocking(1, || 5).unwrap(), 5);
-/// ```
-pub fn fetchfrom_blocking<F>(pid: Pid, f: F) -> Result<F::Output, CallError>
-where
-    F: RemoteFn<()>,
-    F::Output: Serialize + DeserializeOwned + Send + 'static,
-{
-    remotecall_fetch_blocking(f, pid, ())
 }

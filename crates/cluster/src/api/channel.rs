@@ -170,7 +170,7 @@ impl<T> Drop for Inner<T> {
 /// rc.put_blocking(2).unwrap();
 /// assert_eq!(rc.fetch_blocking().unwrap(), 1); // fetch does not remove
 /// assert_eq!(rc.take_blocking().unwrap(), 1);
-/// rc.close();
+/// rc.close_blocking().unwrap();
 /// assert_eq!(rc.take_blocking().unwrap(), 2); // a closed channel drains first
 /// assert!(rc.take_blocking().is_err());
 /// ```
@@ -263,21 +263,12 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// assert_eq!(rc.take().await.unwrap(), "hi");
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ assert!(!rc.isready_blocking());"
+    )]
     pub fn new(pid: Pid) -> impl std::future::Future<Output = Result<Self, CallError>> {
         Self::with_capacity(pid, 1)
-    }
-
-    /// Blocking form of [`new`](Self::new).
-    ///
-    /// # Errors
-    /// As [`with_factory`](Self::with_factory).
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
-    /// assert!(!rc.isready_blocking());
-    /// ```
-    pub fn new_blocking(pid: Pid) -> Result<Self, CallError> {
-        crate::runtime::block_on(Self::new(pid))
     }
 
     /// A [`Channel<T>`] of capacity `cap` on `pid` (0 = unbuffered).
@@ -293,6 +284,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity(1, 10).await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 10).unwrap();"
+    )]
     pub fn with_capacity(
         pid: Pid,
         cap: usize,
@@ -314,18 +308,6 @@ impl<T: ChannelValue> RemoteChannel<T> {
                 _t: PhantomData,
             },
         )
-    }
-
-    /// Blocking form of [`with_capacity`](Self::with_capacity).
-    ///
-    /// # Errors
-    /// As [`with_factory`](Self::with_factory).
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 10).unwrap();
-    /// ```
-    pub fn with_capacity_blocking(pid: Pid, cap: usize) -> Result<Self, CallError> {
-        crate::runtime::block_on(Self::with_capacity(pid, cap))
     }
 
     /// A channel made on `pid` by `factory`, which returns any [`AbstractChannel<T>`]
@@ -352,6 +334,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// let rc = cohort_cluster::RemoteChannel::<i64>::with_factory(1, || Channel::new(10)).await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<i64>::with_factory_blocking(1, || cohort_channels::Channel::new(2)).unwrap();"
+    )]
     pub fn with_factory<F, C>(
         pid: Pid,
         factory: F,
@@ -390,22 +375,6 @@ impl<T: ChannelValue> RemoteChannel<T> {
         };
         crate::api::call::remotecall_wait_in(n, install, pid, ()).await?;
         Ok(rc)
-    }
-
-    /// Blocking form of [`with_factory`](Self::with_factory).
-    ///
-    /// # Errors
-    /// As [`with_factory`](Self::with_factory).
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<i64>::with_factory_blocking(1, || cohort_channels::Channel::new(2)).unwrap();
-    /// ```
-    pub fn with_factory_blocking<F, C>(pid: Pid, factory: F) -> Result<Self, CallError>
-    where
-        F: RemoteFn<(), Output = C>,
-        C: AbstractChannel<T> + 'static,
-    {
-        crate::runtime::block_on(Self::with_factory(pid, factory))
     }
 
     /// The process that stores the channel.
@@ -512,6 +481,10 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// rc.put(3).await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(3).unwrap();"
+    )]
     pub async fn put(&self, value: T) -> Result<(), SendError<T>> {
         if let Err(error) = self.check_finalized() {
             return Err(SendError { value, error });
@@ -543,20 +516,6 @@ impl<T: ChannelValue> RemoteChannel<T> {
             Ok(_) => Ok(()),
             Err(error) => Err(SendError { value, error }),
         }
-    }
-
-    /// Blocking form of [`put`](Self::put).
-    ///
-    /// # Errors
-    /// As [`put`](Self::put).
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
-    /// rc.put_blocking(3).unwrap();
-    /// ```
-    pub fn put_blocking(&self, value: T) -> Result<(), SendError<T>> {
-        let rc = self.clone();
-        crate::runtime::block_on(async move { rc.put(value).await })
     }
 
     async fn get(&self, kind: RefRequestKind) -> Result<T, CallError> {
@@ -606,23 +565,13 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// assert_eq!(rc.take().await.unwrap(), 3);
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(3).unwrap();
+ assert_eq!(rc.take_blocking().unwrap(), 3);"
+    )]
     pub async fn take(&self) -> Result<T, CallError> {
         self.get(RefRequestKind::Take).await
-    }
-
-    /// Blocking form of [`take`](Self::take).
-    ///
-    /// # Errors
-    /// As [`take`](Self::take).
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
-    /// rc.put_blocking(3).unwrap();
-    /// assert_eq!(rc.take_blocking().unwrap(), 3);
-    /// ```
-    pub fn take_blocking(&self) -> Result<T, CallError> {
-        let rc = self.clone();
-        crate::runtime::block_on(async move { rc.take().await })
     }
 
     /// Returns a copy of the oldest value without removing it, waiting for one
@@ -644,23 +593,13 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// assert!(rc.isready().await);
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(3).unwrap();
+ assert_eq!(rc.fetch_blocking().unwrap(), 3);"
+    )]
     pub async fn fetch(&self) -> Result<T, CallError> {
         self.get(RefRequestKind::Fetch).await
-    }
-
-    /// Blocking form of [`fetch`](Self::fetch).
-    ///
-    /// # Errors
-    /// As [`fetch`](Self::fetch).
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
-    /// rc.put_blocking(3).unwrap();
-    /// assert_eq!(rc.fetch_blocking().unwrap(), 3);
-    /// ```
-    pub fn fetch_blocking(&self) -> Result<T, CallError> {
-        let rc = self.clone();
-        crate::runtime::block_on(async move { rc.fetch().await })
     }
 
     /// Whether a value can be taken now (Julia's `isready`).
@@ -674,6 +613,10 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// assert!(!rc.isready().await);
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ assert!(!rc.isready_blocking());"
+    )]
     pub async fn isready(&self) -> bool {
         if self.check_finalized().is_err() {
             return false;
@@ -682,17 +625,6 @@ impl<T: ChannelValue> RemoteChannel<T> {
             return self.local().is_some_and(|c| c.isready(()));
         }
         matches!(self.ask(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
-    }
-
-    /// Blocking form of [`isready`](Self::isready).
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
-    /// assert!(!rc.isready_blocking());
-    /// ```
-    pub fn isready_blocking(&self) -> bool {
-        let rc = self.clone();
-        crate::runtime::block_on(async move { rc.isready().await })
     }
 
     /// Waits until a value is available (Julia's `wait`).
@@ -712,6 +644,11 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// rc.wait().await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(1).unwrap();
+ rc.wait_blocking().unwrap();"
+    )]
     pub async fn wait(&self) -> Result<(), CallError> {
         self.check_finalized()?;
         if self.inner.owner == self.inner.node.myid() {
@@ -721,43 +658,40 @@ impl<T: ChannelValue> RemoteChannel<T> {
         self.ask(RefRequestKind::Wait, Vec::new()).await.map(|_| ())
     }
 
-    /// Blocking form of [`wait`](Self::wait).
+    /// Closes the channel for everyone (Julia's `close`): puts fail from now on, takes
+    /// drain what is left, then fail. Completes once the owner has closed it.
     ///
     /// # Errors
-    /// As [`wait`](Self::wait).
+    /// [`CallError::Finalized`] through a finalized handle; the owner's loss
+    /// ([`CallError::WorkerExited`]).
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes may or may not close the channel
+    /// (the request may have left already).
     ///
     /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
-    /// rc.put_blocking(1).unwrap();
-    /// rc.wait_blocking().unwrap();
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// rc.close().await.unwrap();
+    /// assert!(rc.put(1).await.is_err());
+    /// # });
     /// ```
-    pub fn wait_blocking(&self) -> Result<(), CallError> {
-        let rc = self.clone();
-        crate::runtime::block_on(async move { rc.wait().await })
-    }
-
-    /// Closes the channel for everyone (Julia's `close`): puts fail from now on, takes
-    /// drain what is left, then fail. Returns once the owner has closed it.
-    ///
-    /// ```
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
-    /// rc.close();
-    /// assert!(rc.put_blocking(1).is_err());
-    /// ```
-    pub fn close(&self) {
-        if self.check_finalized().is_err() {
-            return;
-        }
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.close_blocking().unwrap();
+ assert!(rc.put_blocking(1).is_err());"
+    )]
+    pub async fn close(&self) -> Result<(), CallError> {
+        self.check_finalized()?;
         if self.inner.owner == self.inner.node.myid() {
             if let Some(c) = self.local() {
                 c.close();
             }
-            return;
+            return Ok(());
         }
-        let rc = self.clone();
-        let _ = crate::runtime::block_on(
-            async move { rc.ask(RefRequestKind::Close, Vec::new()).await },
-        );
+        self.ask(RefRequestKind::Close, Vec::new())
+            .await
+            .map(|_| ())
     }
 
     /// A blocking iterator that takes values until the channel is closed and drained
@@ -766,7 +700,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// ```
     /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 4).unwrap();
     /// for i in 0..3 { rc.put_blocking(i).unwrap(); }
-    /// rc.close();
+    /// rc.close_blocking().unwrap();
     /// assert_eq!(rc.iter().collect::<Vec<_>>(), vec![0, 1, 2]);
     /// ```
     pub fn iter(&self) -> impl Iterator<Item = T> + '_ {

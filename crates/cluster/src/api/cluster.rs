@@ -3,7 +3,6 @@
 //! global pool is the model).
 
 use std::fmt;
-use std::future::Future as StdFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +14,7 @@ use serde::Serialize;
 
 use crate::api::builtins::{stats_in, stats_of_in, Stats};
 use crate::api::call::{
-    remote_do_in, remotecall_fetch_blocking_in, remotecall_fetch_in, remotecall_in,
-    remotecall_wait_in, spawnat_in, Target,
+    remote_do_in, remotecall_fetch_in, remotecall_in, remotecall_wait_in, spawnat_in, Target,
 };
 use crate::api::channel::{ChannelValue, RemoteChannel};
 use crate::api::future::Future;
@@ -246,24 +244,16 @@ impl Cluster {
     /// assert_eq!(c.workers(), pids);
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        no_run,
+        example = " let c = cohort_cluster::Cluster::new();
+ let pids = c.launch_blocking(cohort_cluster::AddProcs::local(1)).unwrap();"
+    )]
     pub fn launch(
         &self,
         spec: AddProcs,
-    ) -> impl StdFuture<Output = Result<Vec<Pid>, ClusterError>> {
+    ) -> impl std::future::Future<Output = Result<Vec<Pid>, ClusterError>> {
         spec.launch_in(self.node.clone())
-    }
-
-    /// Blocking form of [`launch`](Self::launch).
-    ///
-    /// # Errors
-    /// As [`AddProcs::launch`].
-    ///
-    /// ```no_run
-    /// let c = cohort_cluster::Cluster::new();
-    /// let pids = c.launch_blocking(cohort_cluster::AddProcs::local(1)).unwrap();
-    /// ```
-    pub fn launch_blocking(&self, spec: AddProcs) -> Result<Vec<Pid>, ClusterError> {
-        crate::runtime::block_on(spec.launch_in(self.node.clone()))
     }
 
     /// Adds `n` workers on this host with default options (Julia's `addprocs(n)`).
@@ -281,21 +271,16 @@ impl Cluster {
     /// assert_eq!(c.nworkers(), 2);
     /// # });
     /// ```
-    pub fn addprocs(&self, n: usize) -> impl StdFuture<Output = Result<Vec<Pid>, ClusterError>> {
+    #[cohort_macros::twin(
+        no_run,
+        example = " let c = cohort_cluster::Cluster::new();
+ c.addprocs_blocking(2).unwrap();"
+    )]
+    pub fn addprocs(
+        &self,
+        n: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<Pid>, ClusterError>> {
         self.launch(AddProcs::local(n))
-    }
-
-    /// Blocking form of [`addprocs`](Self::addprocs).
-    ///
-    /// # Errors
-    /// As [`AddProcs::launch`].
-    ///
-    /// ```no_run
-    /// let c = cohort_cluster::Cluster::new();
-    /// c.addprocs_blocking(2).unwrap();
-    /// ```
-    pub fn addprocs_blocking(&self, n: usize) -> Result<Vec<Pid>, ClusterError> {
-        self.launch_blocking(AddProcs::local(n))
     }
 
     /// Removes workers of this cluster (as [`rmprocs`](crate::rmprocs)).
@@ -315,29 +300,14 @@ impl Cluster {
     /// c.rmprocs(&pids, None).await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let c = cohort_cluster::Cluster::new();
+ assert!(c.rmprocs_blocking(&[7], None).is_err()); // not a worker")]
     pub fn rmprocs(
         &self,
         pids: &[Pid],
         waitfor: Option<Duration>,
-    ) -> impl StdFuture<Output = Result<RmStatus, ClusterError>> {
+    ) -> impl std::future::Future<Output = Result<RmStatus, ClusterError>> {
         wait_removal(rmprocs_nowait_in(&self.node, pids), waitfor)
-    }
-
-    /// Blocking form of [`rmprocs`](Self::rmprocs).
-    ///
-    /// # Errors
-    /// As [`rmprocs`](Self::rmprocs).
-    ///
-    /// ```
-    /// let c = cohort_cluster::Cluster::new();
-    /// assert!(c.rmprocs_blocking(&[7], None).is_err()); // not a worker
-    /// ```
-    pub fn rmprocs_blocking(
-        &self,
-        pids: &[Pid],
-        waitfor: Option<Duration>,
-    ) -> Result<RmStatus, ClusterError> {
-        crate::runtime::block_on(self.rmprocs(pids, waitfor))
     }
 
     /// Starts removing workers of this cluster and returns at once (as
@@ -386,41 +356,20 @@ impl Cluster {
     /// assert_eq!(c.remotecall_fetch(|| 5, 1, ()).await.unwrap(), 5);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let c = cohort_cluster::Cluster::new();
+ assert_eq!(c.remotecall_fetch_blocking(|| 5, 1, ()).unwrap(), 5);")]
     pub fn remotecall_fetch<F, Args>(
         &self,
         f: F,
         pid: Pid,
         args: Args,
-    ) -> impl StdFuture<Output = Result<F::Output, CallError>>
+    ) -> impl std::future::Future<Output = Result<F::Output, CallError>>
     where
         F: RemoteFn<Args>,
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
         remotecall_fetch_in(self.node.clone(), f, pid, args)
-    }
-
-    /// Blocking form of [`remotecall_fetch`](Self::remotecall_fetch).
-    ///
-    /// # Errors
-    /// As [`remotecall_fetch`](crate::remotecall_fetch).
-    ///
-    /// ```
-    /// let c = cohort_cluster::Cluster::new();
-    /// assert_eq!(c.remotecall_fetch_blocking(|| 5, 1, ()).unwrap(), 5);
-    /// ```
-    pub fn remotecall_fetch_blocking<F, Args>(
-        &self,
-        f: F,
-        pid: Pid,
-        args: Args,
-    ) -> Result<F::Output, CallError>
-    where
-        F: RemoteFn<Args>,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        F::Output: Serialize + DeserializeOwned + Send + 'static,
-    {
-        remotecall_fetch_blocking_in(&self.node, f, pid, args)
     }
 
     /// Calls `f(args…)` on `pid` of this cluster and waits until it has finished (as
@@ -440,12 +389,14 @@ impl Cluster {
     /// assert!(f.isready().await);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let c = cohort_cluster::Cluster::new();
+ assert!(c.remotecall_wait_blocking(|| 5, 1, ()).unwrap().isready_blocking());")]
     pub fn remotecall_wait<F, Args>(
         &self,
         f: F,
         pid: Pid,
         args: Args,
-    ) -> impl StdFuture<Output = Result<Future<F::Output>, CallError>>
+    ) -> impl std::future::Future<Output = Result<Future<F::Output>, CallError>>
     where
         F: RemoteFn<Args>,
         Args: Serialize + DeserializeOwned + Send + 'static,
@@ -519,11 +470,14 @@ impl Cluster {
     /// assert_eq!(ch.cluster(), c);
     /// # });
     /// ```
+    #[cohort_macros::twin(example = " let c = cohort_cluster::Cluster::new();
+ let ch = c.channel_blocking::<u8>(1, 4).unwrap();
+ ch.put_blocking(1).unwrap();")]
     pub fn channel<T: ChannelValue>(
         &self,
         pid: Pid,
         cap: usize,
-    ) -> impl StdFuture<Output = Result<RemoteChannel<T>, CallError>> {
+    ) -> impl std::future::Future<Output = Result<RemoteChannel<T>, CallError>> {
         RemoteChannel::with_capacity_in(self.node.clone(), pid, cap)
     }
 
@@ -577,7 +531,12 @@ impl Cluster {
     /// assert_eq!(c.stats_of(1).await.unwrap().pid, 1);
     /// # });
     /// ```
-    pub fn stats_of(&self, pid: Pid) -> impl StdFuture<Output = Result<Stats, CallError>> {
+    #[cohort_macros::twin(example = " let c = cohort_cluster::Cluster::new();
+ assert_eq!(c.stats_of_blocking(1).unwrap().pid, 1);")]
+    pub fn stats_of(
+        &self,
+        pid: Pid,
+    ) -> impl std::future::Future<Output = Result<Stats, CallError>> {
         stats_of_in(self.node.clone(), pid)
     }
 }

@@ -310,6 +310,11 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// f.wait().await.unwrap();
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+ f.put_blocking(1).unwrap();
+ f.wait_blocking().unwrap();"
+    )]
     pub async fn wait(&self) -> Result<(), CallError> {
         self.check_finalized()?;
         if let Some(v) = self.inner.cell.get() {
@@ -328,21 +333,6 @@ impl<T: Send + Sync + 'static> Future<T> {
             .map(|_| ())
     }
 
-    /// Blocking form of [`wait`](Self::wait).
-    ///
-    /// # Errors
-    /// As [`wait`](Self::wait).
-    ///
-    /// ```
-    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
-    /// f.put_blocking(1).unwrap();
-    /// f.wait_blocking().unwrap();
-    /// ```
-    pub fn wait_blocking(&self) -> Result<(), CallError> {
-        let f = self.clone();
-        crate::runtime::block_on(async move { f.wait().await })
-    }
-
     /// Whether the value is available now (Julia's `isready`). For a remote future not
     /// yet fetched, this asks the owner.
     ///
@@ -356,6 +346,10 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// assert!(!f.isready().await);
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+ assert!(!f.isready_blocking());"
+    )]
     pub async fn isready(&self) -> bool {
         if self.inner.cell.get().is_some() {
             return true;
@@ -367,17 +361,6 @@ impl<T: Send + Sync + 'static> Future<T> {
             return false;
         }
         matches!(self.ask_owner(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
-    }
-
-    /// Blocking form of [`isready`](Self::isready).
-    ///
-    /// ```
-    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
-    /// assert!(!f.isready_blocking());
-    /// ```
-    pub fn isready_blocking(&self) -> bool {
-        let f = self.clone();
-        crate::runtime::block_on(async move { f.isready().await })
     }
 }
 
@@ -442,29 +425,16 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// assert_eq!(f.fetch().await.unwrap(), 5);
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+ f.put_blocking(5).unwrap();
+ assert_eq!(f.fetch_blocking().unwrap(), 5);"
+    )]
     pub async fn fetch(&self) -> Result<T, CallError>
     where
         T: Clone,
     {
         self.fetch_ref().await.cloned()
-    }
-
-    /// Blocking form of [`fetch`](Self::fetch).
-    ///
-    /// # Errors
-    /// As [`fetch_ref`](Self::fetch_ref).
-    ///
-    /// ```
-    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
-    /// f.put_blocking(5).unwrap();
-    /// assert_eq!(f.fetch_blocking().unwrap(), 5);
-    /// ```
-    pub fn fetch_blocking(&self) -> Result<T, CallError>
-    where
-        T: Clone,
-    {
-        let f = self.clone();
-        crate::runtime::block_on(async move { f.fetch().await })
     }
 }
 
@@ -487,6 +457,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// assert_eq!(f.put(2).await, Err(cohort_cluster::CallError::AlreadySet));
     /// # });
     /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+ f.put_blocking(1).unwrap();"
+    )]
     pub async fn put(&self, value: T) -> Result<(), CallError> {
         if self.inner.cell.get().is_some() {
             return Err(CallError::AlreadySet);
@@ -514,20 +488,6 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// Blocking form of [`put`](Self::put).
-    ///
-    /// # Errors
-    /// As [`put`](Self::put).
-    ///
-    /// ```
-    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
-    /// f.put_blocking(1).unwrap();
-    /// ```
-    pub fn put_blocking(&self, value: T) -> Result<(), CallError> {
-        let f = self.clone();
-        crate::runtime::block_on(async move { f.put(value).await })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod builtins;
 pub(crate) mod call;
 pub(crate) mod channel;
 pub(crate) mod cluster;
+pub(crate) mod deprecated;
 pub(crate) mod future;
 pub(crate) mod interrupt;
 pub(crate) mod procs;

@@ -194,6 +194,10 @@ impl AddProcs {
     /// Not cancel-safe in effect: the launch runs as a task of cohort's runtime and
     /// goes on if this future is dropped; the workers it starts still join.
     ///
+    #[cohort_macros::twin(
+        no_run,
+        example = " let pids = cohort_cluster::AddProcs::local(2).launch_blocking().unwrap();"
+    )]
     pub fn launch(self) -> impl std::future::Future<Output = Result<Vec<Pid>, ClusterError>> {
         self.launch_in(current())
     }
@@ -210,14 +214,6 @@ impl AddProcs {
                 })
             })
     }
-
-    /// Blocking form of [`launch`](Self::launch).
-    ///
-    /// # Errors
-    /// As [`launch`](Self::launch).
-    pub fn launch_blocking(self) -> Result<Vec<Pid>, ClusterError> {
-        crate::runtime::block_on(launch(current(), self.manager, self.params, self.tls))
-    }
 }
 
 /// Adds `n` workers on this host with default options (Julia's `addprocs(n)`).
@@ -233,20 +229,12 @@ impl AddProcs {
 /// let pids = cohort_cluster::addprocs(2).await.unwrap();
 /// # }
 /// ```
+#[cohort_macros::twin_fn(
+    no_run,
+    example = " let pids = cohort_cluster::blocking::addprocs(2).unwrap();"
+)]
 pub fn addprocs(n: usize) -> impl std::future::Future<Output = Result<Vec<Pid>, ClusterError>> {
     AddProcs::local(n).launch()
-}
-
-/// Blocking form of [`addprocs`].
-///
-/// # Errors
-/// As [`AddProcs::launch`].
-///
-/// ```no_run
-/// let pids = cohort_cluster::addprocs_blocking(2).unwrap();
-/// ```
-pub fn addprocs_blocking(n: usize) -> Result<Vec<Pid>, ClusterError> {
-    AddProcs::local(n).launch_blocking()
 }
 
 /// How [`rmprocs`] ended.
@@ -280,6 +268,11 @@ pub enum RmStatus {
 /// cohort_cluster::rmprocs(&pids, None).await.unwrap();
 /// # }
 /// ```
+#[cohort_macros::twin_fn(
+    no_run,
+    example = " let pids = cohort_cluster::blocking::addprocs(1).unwrap();
+ cohort_cluster::blocking::rmprocs(&pids, None).unwrap();"
+)]
 pub fn rmprocs(
     pids: &[Pid],
     waitfor: Option<Duration>,
@@ -312,19 +305,6 @@ pub(crate) async fn wait_removal(
     }
 }
 
-/// Blocking form of [`rmprocs`].
-///
-/// # Errors
-/// As [`rmprocs`].
-///
-/// ```no_run
-/// let pids = cohort_cluster::addprocs_blocking(1).unwrap();
-/// cohort_cluster::rmprocs_blocking(&pids, None).unwrap();
-/// ```
-pub fn rmprocs_blocking(pids: &[Pid], waitfor: Option<Duration>) -> Result<RmStatus, ClusterError> {
-    crate::runtime::block_on(rmprocs(pids, waitfor))
-}
-
 /// The removal started by [`rmprocs_nowait`] (Julia's `rmprocs(...; waitfor=0)`
 /// returning a task).
 #[derive(Debug)]
@@ -344,6 +324,11 @@ impl RmprocsTask {
     /// cohort_cluster::rmprocs_nowait(&pids).unwrap().wait().await;
     /// # }
     /// ```
+    #[cohort_macros::twin(
+        no_run,
+        example = " let pids = cohort_cluster::blocking::addprocs(1).unwrap();
+ cohort_cluster::rmprocs_nowait(&pids).unwrap().wait_blocking();"
+    )]
     pub async fn wait(self) {
         let _ = self.handle.await;
     }
@@ -351,22 +336,12 @@ impl RmprocsTask {
     /// Whether the removal has finished.
     ///
     /// ```no_run
-    /// let pids = cohort_cluster::addprocs_blocking(1).unwrap();
+    /// let pids = cohort_cluster::blocking::addprocs(1).unwrap();
     /// let t = cohort_cluster::rmprocs_nowait(&pids).unwrap();
     /// let _ = t.is_finished();
     /// ```
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
-    }
-
-    /// Blocking form of [`wait`](Self::wait).
-    ///
-    /// ```no_run
-    /// let pids = cohort_cluster::addprocs_blocking(1).unwrap();
-    /// cohort_cluster::rmprocs_nowait(&pids).unwrap().wait_blocking();
-    /// ```
-    pub fn wait_blocking(self) {
-        let _ = futures::executor::block_on(self.handle);
     }
 }
 
@@ -377,7 +352,7 @@ impl RmprocsTask {
 /// As [`rmprocs`].
 ///
 /// ```no_run
-/// let pids = cohort_cluster::addprocs_blocking(1).unwrap();
+/// let pids = cohort_cluster::blocking::addprocs(1).unwrap();
 /// let task = cohort_cluster::rmprocs_nowait(&pids).unwrap();
 /// task.wait_blocking();
 /// ```

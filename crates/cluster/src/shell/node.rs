@@ -435,14 +435,6 @@ impl Node {
         r.unwrap_or_else(|_| Err(lost(pid)))
     }
 
-    /// Blocking form of [`request`](Self::request), run on the calling thread: no
-    /// hand-off to the runtime on the way out (the frame is written directly when the
-    /// socket has room), one wake-up on the way back.
-    pub(crate) fn request_blocking(&self, pid: Pid, call_id: u64, env: Envelope) -> Reply {
-        let rx = self.start_request(pid, call_id, env)?;
-        super::runtime::wait(rx).unwrap_or_else(|_| Err(lost(pid)))
-    }
-
     /// A request on a value this process owns; `waiter` gets the reply.
     pub(crate) fn local_request(
         &self,

@@ -44,14 +44,55 @@ pub fn handle() -> &'static Handle {
     runtime().handle()
 }
 
+/// Panics with a clear message if the calling thread runs async tasks (a tokio
+/// runtime's worker in the middle of polling one), where blocking would stall its
+/// other tasks or deadlock. Blocking is fine on any other thread — a plain thread, a
+/// `spawn_blocking` thread, or inside `block_in_place` (where cohort runs the calls
+/// it receives).
+fn assert_can_block(what: &str) {
+    if Handle::try_current().is_err() {
+        // In no runtime's context at all: a plain thread.
+        return;
+    }
+    // tokio knows whether this thread is driving tasks, and says so only by
+    // refusing `block_on` there: ask it with a no-op, quietly.
+    crate::panics::install_hook();
+    let refused = crate::panics::quietly(|| {
+        std::panic::catch_unwind(|| handle().block_on(async {})).is_err()
+    });
+    if refused {
+        panic!(
+            "cohort: `{what}` blocks the calling thread, but this thread is running async \
+             tasks (it would stall them, or deadlock): `.await` the async form instead"
+        );
+    }
+}
+
+/// Waits for `fut` on the calling thread, inside cohort's runtime context (what the
+/// generated blocking forms call; `what` names the blocking function for the panic
+/// message). The thread polls for the result for up to 50 µs (`COHORT_SPIN_US`)
+/// before it sleeps.
+///
+/// # Panics
+/// When called on a thread that runs async tasks (see the module docs); re-raises a
+/// panic of `fut`.
+///
+/// ```
+/// assert_eq!(cohort_cluster::runtime::block_here("demo", async { 5 }), 5);
+/// ```
+pub fn block_here<F: Future>(what: &str, fut: F) -> F::Output {
+    assert_can_block(what);
+    let _context = handle().enter();
+    wait(std::pin::pin!(fut))
+}
+
 /// Runs `fut` on cohort's runtime and blocks the calling thread until it finishes.
 /// The calling thread polls for the result for up to 50 µs (`COHORT_SPIN_US`) before
 /// it sleeps, so a quick future costs no wake-up on the way back.
 ///
 /// # Panics
-/// Re-raises a panic of `fut`. Must not be called from one of the runtime's own
-/// worker threads (it would block a thread the future may need); async code should
-/// `.await` the async form instead.
+/// Re-raises a panic of `fut`; panics with a clear message when called on a thread
+/// that runs async tasks (async code should `.await` instead).
 ///
 /// ```
 /// assert_eq!(cohort_cluster::runtime::block_on(async { "done" }), "done");
@@ -61,6 +102,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    assert_can_block("runtime::block_on");
     let task = handle().spawn(fut);
     match wait(task) {
         Ok(v) => v,
