@@ -20,8 +20,7 @@
 //! the process that died or was declared lost; no value is freed while a live (or
 //! silent) process holds a handle to it or one is on its way to a live process; after
 //! quiescence every live process agrees on the membership, nothing waits, and once
-//! every handle is dropped nothing is stored (for runs without deaths: see
-//! `run_seed`).
+//! every handle is dropped nothing is stored.
 //!
 //! `COHORT_SIM_SEEDS` sets how many seeds run (default 2,000), `SIM_FIRST` the first;
 //! `SIM_TRACE=1` prints each run's events (for a failing seed).
@@ -380,6 +379,10 @@ impl Sim {
         let core = &mut self.procs.get_mut(&from).unwrap().core;
         let call_id = core.new_call_id();
         let env = make(call_id);
+        log(
+            self.now,
+            format!("{from} asks {to}: request {token:?}, call {call_id}"),
+        );
         match core.request(to, call_id, env, token) {
             Ok(()) => {
                 self.requests.insert(token, (to, on, None));
@@ -804,12 +807,6 @@ fn run_seed(seed: u64) {
         sim.pump(pid);
     }
     sim.quiesce();
-    if !sim.dead.is_empty() {
-        // Known gap (issue 13): with deaths, about one seed in a thousand leaves a value
-        // behind (seed 746: a handle passed on by a worker that then died). The safety
-        // and completion properties were checked above for every seed.
-        return;
-    }
     for pid in sim.alive() {
         let s = sim.procs[&pid].core.ref_stats();
         if s.owned_values != 0 {
