@@ -29,7 +29,7 @@ pub(crate) mod store;
 #[cfg(test)]
 mod take_tests;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -205,6 +205,11 @@ pub(crate) struct Core<W, C> {
     store: Store<W, C>,
     next_ref: u64,
     out: Outputs<W, C>,
+    /// Messages for workers this process has not heard of yet, in order: a handle can
+    /// arrive before the news of the worker that owns it, and its reference messages
+    /// (the registration of where it goes next, its release) must not be lost. Sent
+    /// when the worker is added, dropped when it is known gone.
+    parked: BTreeMap<Pid, Vec<Envelope>>,
 }
 
 impl<W, C: Clone> Default for Core<W, C> {
@@ -225,6 +230,7 @@ impl<W, C: Clone> Core<W, C> {
             out: Outputs {
                 queue: VecDeque::new(),
             },
+            parked: BTreeMap::new(),
         }
     }
 
@@ -232,23 +238,40 @@ impl<W, C: Clone> Core<W, C> {
 
     /// The next thing the shell must do, in order. A transmit to a worker with no
     /// connection yet (a reference batch to an owner never talked to, say) comes
-    /// after the [`Output::Connect`] that makes it; one to a process that cannot be
-    /// reached is dropped.
+    /// after the [`Output::Connect`] that makes it; one to a worker not heard of yet
+    /// waits until it is added; one to a process that cannot be reached is dropped.
     pub(crate) fn poll_output(&mut self) -> Option<Output<W, C>> {
         loop {
             let o = self.out.queue.pop_front()?;
-            let Output::Transmit { to, .. } = &o else {
+            let Output::Transmit { to, env } = o else {
                 return Some(o);
             };
-            match self.membership.route(*to) {
-                Ok(Route::Connected) => return Some(o),
+            match self.membership.route(to) {
+                Ok(Route::Connected) => return Some(Output::Transmit { to, env }),
                 Ok(Route::ConnectFirst(info)) => {
                     self.membership.set_connected(info.pid);
-                    self.out.queue.push_front(o);
+                    self.out.queue.push_front(Output::Transmit { to, env });
                     return Some(Output::Connect(info));
+                }
+                // Not heard of yet: the news of it is on its way from the master.
+                Err(CallError::NoSuchProcess { .. }) => {
+                    self.parked.entry(to).or_default().push(env)
                 }
                 Err(e) => tracing::debug!(error = %e, "message not sent"),
             }
+        }
+    }
+
+    /// `pid` was added: what was parked for it goes out first, in order.
+    fn unpark(&mut self, pid: Pid) {
+        for env in self
+            .parked
+            .remove(&pid)
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+        {
+            self.out.queue.push_front(Output::Transmit { to: pid, env });
         }
     }
 
@@ -308,7 +331,9 @@ impl<W, C: Clone> Core<W, C> {
         self.membership.set_topology(j.topology, j.lazy);
         self.membership.set_connected(MASTER);
         for info in j.known {
+            let pid = info.pid;
             self.membership.add_worker(info);
+            self.unpark(pid);
         }
         for info in j.connect_now {
             if j.custom {
@@ -334,6 +359,7 @@ impl<W, C: Clone> Core<W, C> {
         self.membership.set_connected(pid);
         if let Some(info) = info {
             self.membership.add_worker(info.clone());
+            self.unpark(pid);
             self.out.push(Output::Membership(Change::Added(pid)));
             if announce {
                 self.broadcast(
@@ -404,6 +430,7 @@ impl<W, C: Clone> Core<W, C> {
     /// tells the others; a worker that lost its master exits.
     pub(crate) fn handle_peer_lost(&mut self, pid: Pid, reason: &str, now: Instant) {
         let was_connected = self.membership.set_disconnected(pid);
+        self.parked.remove(&pid);
         // Messages still queued for it went down with its connection.
         self.out
             .queue
@@ -589,9 +616,11 @@ impl<W, C: Clone> Core<W, C> {
                 for info in u.added {
                     let pid = info.pid;
                     self.membership.add_worker(info);
+                    self.unpark(pid);
                     self.out.push(Output::Membership(Change::Added(pid)));
                 }
                 for pid in u.removed {
+                    self.parked.remove(&pid);
                     let connected = self.membership.connected().any(|p| p == pid);
                     self.membership.remove_worker(pid);
                     // Its registrations go: nothing it held can be used any more. If
@@ -842,5 +871,81 @@ impl<W, C: Clone> Core<W, C> {
     #[cfg(test)]
     pub(crate) fn running_calls(&self) -> usize {
         self.calls.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Worker 2 of a cluster it knows nothing of yet.
+    fn worker() -> Core<u32, ()> {
+        let mut c = Core::new();
+        c.handle_joined(Joined {
+            pid: 2,
+            topology: Topology::AllToAll,
+            lazy: true,
+            known: Vec::new(),
+            connect_now: Vec::new(),
+            custom: false,
+        });
+        while c.poll_output().is_some() {}
+        c
+    }
+
+    fn update(added: Vec<WorkerInfo>, removed: Vec<Pid>) -> Envelope {
+        Envelope {
+            kind: Some(Kind::PeerUpdate(proto::PeerUpdate { added, removed })),
+        }
+    }
+
+    /// Worker 2 got a handle to a value stored on worker 3 before the news of worker 3,
+    /// and let go of it: the release must wait for that news, not be lost.
+    fn release_for_unknown_owner(c: &mut Core<u32, ()>, now: Instant) {
+        let id = RefId::new(3, 1);
+        c.ref_deserialized(id, 3, true, now);
+        c.ref_dropped(id, now);
+        c.flush_refs(now);
+        assert!(
+            !std::iter::from_fn(|| c.poll_output())
+                .any(|o| matches!(o, Output::Transmit { to: 3, .. })),
+            "sent to a worker not heard of"
+        );
+    }
+
+    #[test]
+    fn a_message_to_a_worker_not_heard_of_yet_waits_for_its_news() {
+        let now = Instant::now();
+        let mut c = worker();
+        release_for_unknown_owner(&mut c, now);
+        let info = WorkerInfo {
+            pid: 3,
+            host: "h".into(),
+            port: 3,
+            ..Default::default()
+        };
+        c.handle_envelope(MASTER, update(vec![info], vec![]), now);
+        let out: Vec<_> = std::iter::from_fn(|| c.poll_output()).collect();
+        assert!(matches!(out[0], Output::Connect(ref i) if i.pid == 3));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Transmit {
+                to: 3,
+                env: Envelope {
+                    kind: Some(Kind::RefBatch(_))
+                }
+            }
+        )));
+    }
+
+    #[test]
+    fn a_message_to_a_worker_that_left_before_its_news_is_dropped() {
+        let now = Instant::now();
+        let mut c = worker();
+        release_for_unknown_owner(&mut c, now);
+        c.handle_envelope(MASTER, update(vec![], vec![3]), now);
+        assert!(c.parked.is_empty());
+        assert!(!std::iter::from_fn(|| c.poll_output())
+            .any(|o| matches!(o, Output::Transmit { .. } | Output::Connect(_))));
     }
 }

@@ -92,8 +92,13 @@ impl<W, C: Clone> Store<W, C> {
         }
     }
 
+    /// The slot of `id`, made if need be; `None` if its creator is known dead and it
+    /// has none (the call that would fill it died with the creator).
     fn slot(&mut self, id: RefId) -> Option<&mut Slot<W, C>> {
         if self.tracker.get(&id).is_none() {
+            if self.tracker.owner().is_dead(id.whence) {
+                return None;
+            }
             // A request can overtake the call that makes the value (it comes from a
             // third process over another connection): make the slot, creator
             // registered, and let the value fill it later.
@@ -264,6 +269,10 @@ impl<W, C: Clone> Store<W, C> {
             return;
         }
         let Some(slot) = self.slot(id) else {
+            // Its creator died before its call got here (a lazy connection that was
+            // never made, say): the value never comes, so say so rather than never.
+            let reply = Err(CallError::Remote(orphan_error(me, id)));
+            self.answer_to(out, waiter(from, call_id, local), reply);
             return;
         };
         let reply = match (&slot.value, kind) {
@@ -461,6 +470,21 @@ pub(crate) fn freed_error(owner: Pid, id: RefId) -> RemoteException {
         kind: crate::error::ErrorKind::Reference,
         function: String::new(),
         message: format!("reference {id} was freed"),
+        context: String::new(),
+    }
+}
+
+/// The error a request gets on a value that never comes: no slot, and its creator,
+/// whose call would have filled it, is dead.
+pub(crate) fn orphan_error(owner: Pid, id: RefId) -> RemoteException {
+    RemoteException {
+        pid: owner,
+        kind: crate::error::ErrorKind::Reference,
+        function: String::new(),
+        message: format!(
+            "reference {id} has no value: process {} made it and died before its call arrived",
+            id.whence
+        ),
         context: String::new(),
     }
 }
