@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
-use cohort_cluster::{codec, ErrorKind, Failure, Future, Pid, RemoteFn};
+use cohort_cluster::{codec, CallError, ErrorKind, Failure, Future, Pid, RemoteFn};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -292,7 +292,7 @@ impl CachingPool {
         c: &Cached<F>,
         state: &[u8],
         pid: Pid,
-    ) -> Result<(), PoolError> {
+    ) -> Result<(), CallError> {
         let cluster = self.pool.cluster();
         if pid == cluster.myid() {
             return Ok(());

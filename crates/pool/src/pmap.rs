@@ -688,12 +688,7 @@ where
     match c {
         Callable::Plain(b) => cluster.remotecall_fetch(b.clone(), pid, (batch,)).await,
         Callable::Cached(pool, cached) => {
-            if let Err(e) = pool.ensure(cached, state, pid).await {
-                return Err(match e {
-                    PoolError::Call(c) => c,
-                    other => CallError::Serialization(other.to_string()),
-                });
-            }
+            pool.ensure(cached, state, pid).await?;
             cluster
                 .remotecall_fetch(cached.clone(), pid, (batch,))
                 .await
@@ -767,10 +762,14 @@ async fn slot<F, Args>(
                     shared.failed(i, work.attempt, pid, item_error(pid, fname, e));
                 }
             }
-            Ok(_) => {
+            Ok(results) => {
+                // The worker broke the protocol: its reply does not cover the batch.
+                let e = CallError::Protocol(cohort_cluster::ProtocolError::ShortBatch {
+                    expected: work.indices.len(),
+                    got: results.len(),
+                });
                 for &i in &work.indices {
-                    let e = CallError::Serialization("a batch came back short".into());
-                    shared.failed(i, work.attempt, pid, e);
+                    shared.failed(i, work.attempt, pid, e.clone());
                 }
             }
             Err(e) => {
