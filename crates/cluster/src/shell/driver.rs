@@ -303,17 +303,27 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
 
 async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+    // The node, held while the frames of one read are handled (one upgrade per read,
+    // not per frame), and let go before the next read waits.
+    let mut node: Option<Arc<Node>> = None;
     let reason = loop {
         match decoder.decode(&mut buf) {
             Ok(Some(frame)) => match decode_envelope(frame) {
-                Ok(env) => match peer.node.upgrade() {
-                    // Handles inside the message belong to this connection's node.
-                    Some(n) => n.with_core(|c| c.handle_envelope(peer.pid, env, Instant::now())),
-                    None => break "the node is gone".to_string(),
-                },
+                Ok(env) => {
+                    if node.is_none() {
+                        node = peer.node.upgrade();
+                    }
+                    match &node {
+                        Some(n) => {
+                            n.with_core(|c| c.handle_envelope(peer.pid, env, Instant::now()))
+                        }
+                        None => break "the node is gone".to_string(),
+                    }
+                }
                 Err(e) => break format!("bad message: {e}"),
             },
             Ok(None) => {
+                node = None;
                 if buf.capacity() - buf.len() < 8192 {
                     buf.reserve(64 * 1024);
                 }
