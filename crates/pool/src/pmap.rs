@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::caching::CachingPool;
 use crate::error::PoolError;
 use crate::pool::{default_worker_pool, local_pool, WorkerPool};
+use crate::progress::ProgressBar;
 
 /// A failed item inside a batch, as it travels back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,11 +273,14 @@ impl<O> PmapOptions<O> {
         self
     }
 
-    /// Shows a progress bar (indicatif) on stderr while the map runs.
+    /// Shows a progress bar (indicatif) on stderr while the map runs. (Feature
+    /// `progress`, on by default; without it this method does not exist and indicatif
+    /// is not built.)
     ///
     /// ```
     /// let _o = cohort_pool::PmapOptions::<u8>::new().progress(true);
     /// ```
+    #[cfg(feature = "progress")]
     #[must_use]
     pub fn progress(mut self, yes: bool) -> Self {
         self.progress = yes;
@@ -341,7 +345,7 @@ struct Shared<O, Args> {
     on_error: Option<OnError<O>>,
     retry_delays: Vec<Duration>,
     retry_check: Option<RetryCheck>,
-    bar: Option<indicatif::ProgressBar>,
+    bar: Option<ProgressBar>,
 }
 
 impl<O, Args> Shared<O, Args> {
@@ -611,7 +615,7 @@ where
         });
         start = end;
     }
-    let bar = opts.progress.then(|| indicatif::ProgressBar::new(n as u64));
+    let bar = opts.progress.then(|| ProgressBar::new(n as u64));
     let shared = Arc::new(Shared {
         items,
         sched: Mutex::new(Sched {

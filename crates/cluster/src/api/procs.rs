@@ -12,6 +12,7 @@ use cohort_wire::ids::{Pid, MASTER};
 use crate::error::ClusterError;
 use crate::shell::launch::launch;
 use crate::shell::node::{current, Node};
+#[cfg(feature = "tls")]
 use crate::shell::tls::TlsMode;
 
 /// Options for adding workers (Julia's `addprocs` keyword arguments), and the launch
@@ -31,6 +32,8 @@ use crate::shell::tls::TlsMode;
 pub struct AddProcs {
     manager: Arc<dyn ClusterManager>,
     params: LaunchParams,
+    /// [`tls`](Self::tls)'s mode, if any.
+    #[cfg(feature = "tls")]
     tls: Option<TlsMode>,
 }
 
@@ -47,6 +50,7 @@ impl AddProcs {
                 count,
                 ..Default::default()
             },
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -61,6 +65,7 @@ impl AddProcs {
         AddProcs {
             manager: Arc::new(manager),
             params: LaunchParams::default(),
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -167,12 +172,14 @@ impl AddProcs {
     /// worker — over mutually authenticated TLS 1.3, with credentials generated here
     /// or loaded from the user's files (see [`TlsMode`]). The launched workers get
     /// them over stdin, after the cookie. Once on, TLS stays on for every later
-    /// launch of this process, with the same credentials.
+    /// launch of this process, with the same credentials. (Feature `tls`, on by
+    /// default.)
     ///
     /// ```no_run
     /// use cohort_cluster::{AddProcs, TlsMode};
     /// let pids = AddProcs::local(2).tls(TlsMode::Generate).launch_blocking().unwrap();
     /// ```
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, mode: TlsMode) -> Self {
         self.tls = Some(mode);
         self
@@ -204,8 +211,12 @@ impl AddProcs {
 
     /// [`launch`](Self::launch) into `n`'s cluster.
     pub(crate) async fn launch_in(self, n: Arc<Node>) -> Result<Vec<Pid>, ClusterError> {
+        #[cfg(feature = "tls")]
+        let launching = launch(n, self.manager, self.params, self.tls);
+        #[cfg(not(feature = "tls"))]
+        let launching = launch(n, self.manager, self.params);
         crate::runtime::handle()
-            .spawn(launch(n, self.manager, self.params, self.tls))
+            .spawn(launching)
             .await
             .unwrap_or_else(|_| {
                 Err(ClusterError::Connect {
