@@ -42,6 +42,15 @@ pub struct Batched<F> {
     f: Arc<F>,
 }
 
+/// The function's type; not the function (a closure).
+impl<F> std::fmt::Debug for Batched<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched")
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
 impl<F> Clone for Batched<F> {
     fn clone(&self) -> Self {
         Batched { f: self.f.clone() }
@@ -173,6 +182,32 @@ impl<O> Default for PmapOptions<O> {
             retry_check: None,
             progress: false,
         }
+    }
+}
+
+/// The options; of the `on_error` and `retry_check` functions only whether they are
+/// set.
+impl<O> std::fmt::Debug for PmapOptions<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be forgotten here.
+        let PmapOptions {
+            pool,
+            distributed,
+            batch_size,
+            on_error,
+            retry_delays,
+            retry_check,
+            progress,
+        } = self;
+        f.debug_struct("PmapOptions")
+            .field("pool", pool)
+            .field("distributed", distributed)
+            .field("batch_size", batch_size)
+            .field("on_error", &on_error.is_some())
+            .field("retry_delays", retry_delays)
+            .field("retry_check", &retry_check.is_some())
+            .field("progress", progress)
+            .finish()
     }
 }
 

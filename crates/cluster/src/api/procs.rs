@@ -28,6 +28,13 @@ use crate::shell::tls::TlsMode;
 ///     .unwrap();
 /// assert_eq!(pids.len(), 2);
 /// ```
+///
+/// Its `Debug` shows the options (never the cookie or a TLS key):
+///
+/// ```
+/// let a = cohort_cluster::AddProcs::local(2);
+/// assert!(format!("{a:?}").contains("count: 2"));
+/// ```
 #[derive(Clone)]
 pub struct AddProcs {
     manager: Arc<dyn ClusterManager>,
@@ -35,6 +42,25 @@ pub struct AddProcs {
     /// [`tls`](Self::tls)'s mode, if any.
     #[cfg(feature = "tls")]
     tls: Option<TlsMode>,
+}
+
+impl std::fmt::Debug for AddProcs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be forgotten here.
+        let AddProcs {
+            manager,
+            params,
+            #[cfg(feature = "tls")]
+            tls,
+        } = self;
+        // `LaunchParams` and `ClusterTls` print neither the cookie nor the key.
+        let mut d = f.debug_struct("AddProcs");
+        d.field("manager", &manager.worker_transport().to_string())
+            .field("params", params);
+        #[cfg(feature = "tls")]
+        d.field("tls", tls);
+        d.finish()
+    }
 }
 
 impl AddProcs {
