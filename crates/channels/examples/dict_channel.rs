@@ -60,12 +60,14 @@ use tokio::sync::Notify;
 
 /// A channel that stores values under keys; `take`/`fetch`/`wait` wait for a
 /// particular key.
+#[derive(Debug)]
 pub struct DictChannel<K, V> {
     d: Mutex<Dict<K, V>>,
     /// Notified on every put and on close: "data may have become available".
     cond_take: Notify,
 }
 
+#[derive(Debug)]
 struct Dict<K, V> {
     map: HashMap<K, V>,
     closed: bool,

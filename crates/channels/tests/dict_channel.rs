@@ -1,7 +1,9 @@
 //! Runs the `DictChannel` example (a port of Julia's `dictchannel.jl`) as a
 //! test, so the example cannot rot.
 
-#[allow(dead_code)] // the example's `main` is not used here
+// The example's `main` is not used here, and its `pub` items are the example
+// binary's API, private in this test.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/dict_channel.rs"]
 mod dict_channel;
 

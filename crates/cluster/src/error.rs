@@ -350,14 +350,18 @@ pub enum ClusterError {
         #[source]
         source: crate::ConnectError,
     },
-    /// The TLS credentials could not be made or loaded.
+    /// The TLS credentials could not be made or loaded. (Feature `tls`.)
+    #[cfg(feature = "tls")]
     #[error(transparent)]
     Tls(#[from] cohort_transport::TlsError),
     /// TLS was asked for with other credentials than the ones the cluster's workers
-    /// already use.
+    /// already use. (Feature `tls`.)
+    #[cfg(feature = "tls")]
     #[error("the cluster's TLS credentials cannot change once workers use them")]
     TlsCredentialsInUse,
-    /// TLS was asked for in a cluster that already has plaintext workers.
+    /// TLS was asked for in a cluster that already has plaintext workers. (Feature
+    /// `tls`.)
+    #[cfg(feature = "tls")]
     #[error("cannot turn TLS on in a cluster that already has plaintext workers")]
     TlsAfterPlaintext,
     /// Only the master (pid 1) may add or remove workers.

@@ -70,9 +70,10 @@ pub use api::procs::{
     set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
 };
 pub use cohort_transport::{
-    ClusterManager, ClusterTls, LaunchParams, LocalManager, TlsError, Topology, WorkerConfig,
-    WorkerTransport,
+    ClusterManager, LaunchParams, LocalManager, Topology, WorkerConfig, WorkerTransport,
 };
+#[cfg(feature = "tls")]
+pub use cohort_transport::{ClusterTls, TlsError};
 pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};
 pub use error::{CallError, ClusterError, ErrorKind, Failure, ProtocolError, RemoteException};
@@ -81,6 +82,7 @@ pub use shell::execute::interrupted;
 pub use shell::handshake::ConnectError;
 pub use shell::runtime;
 pub use shell::serve::{init, machine_file, run_worker, WorkerArgsError, WorkerOptions};
+#[cfg(feature = "tls")]
 pub use shell::tls::{cluster_tls, TlsMode};
 
 #[doc(hidden)]

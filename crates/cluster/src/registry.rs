@@ -121,6 +121,16 @@ pub struct Closure<C, F> {
     code: F,
 }
 
+/// Names the types only: the captures may be large, and the code is a closure.
+impl<C, F> std::fmt::Debug for Closure<C, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closure")
+            .field("captures", &std::any::type_name::<C>())
+            .field("code", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
 impl<C, F> Closure<C, F> {
     /// Pairs captured values with the code that uses them.
     ///
@@ -312,6 +322,7 @@ where
 
 /// One registered function: its stable name, its trampoline, and its type (to find the
 /// name from a call site).
+#[derive(Debug)]
 pub struct RemoteFnEntry {
     /// The stable name, `module::path::fn_name`.
     pub name: &'static str,

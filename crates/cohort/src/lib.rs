@@ -37,6 +37,33 @@
 //! Functions marked [`remote`] are called by name; other functions and closures
 //! without captures by code offset (same executable only); [`closure!`] ships a
 //! closure together with its captured values.
+//!
+//! # Features
+//!
+//! All are on by default; with `default-features = false` pick the ones you want.
+//! The items a feature adds say so in their docs.
+//!
+//! - `worker-hook` (default on): on Linux with glibc, a binary linking cohort turns
+//!   into a worker before `main` when its first argument is `--cohort-worker`. Off,
+//!   only [`init`] (and `#[cohort::main]`, which calls it) does.
+//! - `tls` (default on): TLS 1.3 between the cluster's processes —
+//!   `AddProcs::tls`, `TlsMode`, `ClusterTls`, `TlsError`, `cluster_tls`,
+//!   `Cluster::tls`, and the workers' `--tls-stdin` / `--tls-bundle` (rustls with ring,
+//!   and rcgen). Off, none of these exist, and a worker given a TLS flag refuses to
+//!   start ([`WorkerArgsError::TlsUnavailable`]).
+//! - `shared` (default on): `SharedArray`, the `shared` module (`cohort-shared`) and
+//!   its blocking forms in [`blocking`]. A worker serves `SharedArray`s only when its
+//!   executable was built with it.
+//! - `progress` (default on): `PmapOptions::progress`, a progress bar on stderr
+//!   while a map runs (indicatif). Off, the option does not exist.
+//! - `log` (default on): a process started as a worker installs a log subscriber
+//!   (tracing-subscriber): `tracing` events at the level `COHORT_LOG` names (default
+//!   `warn`) go to stderr, which the manager forwards. Off, workers install none.
+//!
+//! ```
+//! // A build with only the runtime: `cohort = { version = "0.1", default-features = false }`.
+//! let _ = cohort::myid();
+//! ```
 
 pub use cohort_cluster::codec::Bulk;
 pub use cohort_cluster::{
@@ -53,6 +80,8 @@ pub use cohort_cluster::{
     addprocs_blocking, fetchfrom_blocking, remotecall_fetch_blocking, remotecall_wait_blocking,
     rmprocs_blocking,
 };
+/// (Feature `tls`, on by default.)
+#[cfg(feature = "tls")]
 pub use cohort_cluster::{cluster_tls, ClusterTls, TlsError, TlsMode};
 pub use cohort_macros::{main, remote};
 
@@ -80,7 +109,11 @@ pub use cohort_pool::{
     distributed_reduce_blocking, everywhere_blocking, pmap_blocking, pmap_with_blocking,
 };
 /// `SharedArray`: one array in shared memory, used by every process on the host.
+/// (Feature `shared`, on by default.)
+#[cfg(feature = "shared")]
 pub use cohort_shared as shared;
+/// (Feature `shared`, on by default.)
+#[cfg(feature = "shared")]
 pub use cohort_shared::SharedArray;
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
@@ -121,6 +154,8 @@ pub mod prelude {
 pub mod blocking {
     pub use cohort_cluster::blocking::*;
     pub use cohort_pool::blocking::*;
+    // `mapped_segments_on` and the other blocking forms of `SharedArray`'s crate.
+    #[cfg(feature = "shared")]
     pub use cohort_shared::blocking::*;
 
     /// The names most blocking programs use: the blocking free functions and the

@@ -13,7 +13,7 @@ fn greet(name: String) -> String {
 
 mod nested {
     #[cohort_macros::remote(crate = ::cohort_cluster)]
-    pub fn twice(x: u32) -> u32 {
+    pub(crate) fn twice(x: u32) -> u32 {
         2 * x
     }
 }

@@ -127,6 +127,17 @@ pub struct Cached<F> {
     f: Arc<F>,
 }
 
+/// The cache key and the function's type; not the function (a closure, its state
+/// possibly large).
+impl<F> std::fmt::Debug for Cached<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cached")
+            .field("key", &self.key)
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
 impl<F> Clone for Cached<F> {
     fn clone(&self) -> Self {
         Cached {
@@ -540,6 +551,16 @@ impl CachingPool {
 pub struct CachingRemote<F> {
     pool: CachingPool,
     f: F,
+}
+
+/// The pool and the function's type; not the function (a closure).
+impl<F> std::fmt::Debug for CachingRemote<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachingRemote")
+            .field("pool", &self.pool)
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
 }
 
 impl<F> CachingRemote<F> {

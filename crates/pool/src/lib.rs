@@ -42,6 +42,7 @@ mod error;
 mod everywhere;
 mod pmap;
 mod pool;
+mod progress;
 
 pub use caching::{cache_stats, cache_stats_of, CacheStats, Cached, CachingPool, CachingRemote};
 #[allow(deprecated)]

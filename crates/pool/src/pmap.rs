@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::caching::CachingPool;
 use crate::error::PoolError;
 use crate::pool::{default_worker_pool, local_pool, WorkerPool};
+use crate::progress::ProgressBar;
 
 /// A failed item inside a batch, as it travels back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +40,15 @@ pub struct ItemFailure {
 /// ```
 pub struct Batched<F> {
     f: Arc<F>,
+}
+
+/// The function's type; not the function (a closure).
+impl<F> std::fmt::Debug for Batched<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched")
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
 }
 
 impl<F> Clone for Batched<F> {
@@ -175,6 +185,32 @@ impl<O> Default for PmapOptions<O> {
     }
 }
 
+/// The options; of the `on_error` and `retry_check` functions only whether they are
+/// set.
+impl<O> std::fmt::Debug for PmapOptions<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be forgotten here.
+        let PmapOptions {
+            pool,
+            distributed,
+            batch_size,
+            on_error,
+            retry_delays,
+            retry_check,
+            progress,
+        } = self;
+        f.debug_struct("PmapOptions")
+            .field("pool", pool)
+            .field("distributed", distributed)
+            .field("batch_size", batch_size)
+            .field("on_error", &on_error.is_some())
+            .field("retry_delays", retry_delays)
+            .field("retry_check", &retry_check.is_some())
+            .field("progress", progress)
+            .finish()
+    }
+}
+
 impl<O> PmapOptions<O> {
     /// The defaults: the default pool, distributed, automatic batches, no retries, the
     /// first failure stops the map.
@@ -272,11 +308,14 @@ impl<O> PmapOptions<O> {
         self
     }
 
-    /// Shows a progress bar (indicatif) on stderr while the map runs.
+    /// Shows a progress bar (indicatif) on stderr while the map runs. (Feature
+    /// `progress`, on by default; without it this method does not exist and indicatif
+    /// is not built.)
     ///
     /// ```
     /// let _o = cohort_pool::PmapOptions::<u8>::new().progress(true);
     /// ```
+    #[cfg(feature = "progress")]
     #[must_use]
     pub fn progress(mut self, yes: bool) -> Self {
         self.progress = yes;
@@ -341,7 +380,7 @@ struct Shared<O, Args> {
     on_error: Option<OnError<O>>,
     retry_delays: Vec<Duration>,
     retry_check: Option<RetryCheck>,
-    bar: Option<indicatif::ProgressBar>,
+    bar: Option<ProgressBar>,
 }
 
 impl<O, Args> Shared<O, Args> {
@@ -611,7 +650,7 @@ where
         });
         start = end;
     }
-    let bar = opts.progress.then(|| indicatif::ProgressBar::new(n as u64));
+    let bar = opts.progress.then(|| ProgressBar::new(n as u64));
     let shared = Arc::new(Shared {
         items,
         sched: Mutex::new(Sched {

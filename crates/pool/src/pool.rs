@@ -572,6 +572,16 @@ pub struct Remote<F> {
     f: F,
 }
 
+/// The pool and the function's type; not the function (a closure).
+impl<F> std::fmt::Debug for Remote<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("pool", &self.pool)
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
 impl<F> Remote<F> {
     /// Calls the function on a free worker and waits for the value.
     ///

@@ -522,6 +522,16 @@ pub struct SharedView<'a, T, D: Dimension> {
     seg: &'a Segment,
 }
 
+/// As [`SharedArray`]'s: the element type and the shape, not the elements.
+impl<T, D: Dimension> fmt::Debug for SharedView<'_, T, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedView")
+            .field("elem", &std::any::type_name::<T>())
+            .field("shape", &self.view.shape())
+            .finish()
+    }
+}
+
 impl<'a, T, D: Dimension> SharedView<'a, T, D> {
     /// The elements in memory order: Julia's linear (column-major) order.
     ///
@@ -561,6 +571,16 @@ impl<T, D: Dimension> Drop for SharedView<'_, T, D> {
 pub struct SharedViewMut<'a, T, D: Dimension> {
     view: ArrayViewMut<'a, T, D>,
     seg: &'a Segment,
+}
+
+/// As [`SharedArray`]'s: the element type and the shape, not the elements.
+impl<T, D: Dimension> fmt::Debug for SharedViewMut<'_, T, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedViewMut")
+            .field("elem", &std::any::type_name::<T>())
+            .field("shape", &self.view.shape())
+            .finish()
+    }
 }
 
 impl<'a, T, D: Dimension> SharedViewMut<'a, T, D> {
@@ -657,6 +677,19 @@ pub struct SharedArrayBuilder<T, D, I = NoInit> {
     file: Option<(PathBuf, FileMode, u64)>,
     init: I,
     _t: PhantomData<T>,
+}
+
+/// The options; of the initializer only its type (it may be a closure).
+impl<T, D: fmt::Debug, I> fmt::Debug for SharedArrayBuilder<T, D, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedArrayBuilder")
+            .field("elem", &std::any::type_name::<T>())
+            .field("dim", &self.dim)
+            .field("pids", &self.pids)
+            .field("file", &self.file)
+            .field("init", &std::any::type_name::<I>())
+            .finish()
+    }
 }
 
 impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D, I> {

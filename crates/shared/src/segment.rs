@@ -79,7 +79,7 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// The first byte (dangling but aligned for an empty array).
-    pub fn ptr(&self) -> *mut u8 {
+    pub(crate) fn ptr(&self) -> *mut u8 {
         match &self.map {
             Some(m) => m.as_mut_ptr(),
             None => std::ptr::NonNull::<u64>::dangling().as_ptr().cast(),
@@ -228,7 +228,7 @@ pub(crate) struct Created {
 
 impl Created {
     /// Removes the name (anonymous segments); the memory stays while mapped.
-    pub fn unlink(&mut self) {
+    pub(crate) fn unlink(&mut self) {
         if let Some(p) = self.unlink.take() {
             let _ = std::fs::remove_file(p);
         }
@@ -448,7 +448,7 @@ impl AttachFailure {
     }
 
     /// The error as the creator reports it.
-    pub fn into_cause(self) -> crate::error::AttachCause {
+    pub(crate) fn into_cause(self) -> crate::error::AttachCause {
         let source = match self.os_code {
             Some(code) => std::io::Error::from_raw_os_error(code),
             None => std::io::Error::other(self.message),

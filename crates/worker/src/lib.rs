@@ -21,6 +21,13 @@
 //! Then start workers with it: `AddProcs::local(4).executable("target/release/my-worker")`.
 //! (Any cohort program is also its own worker: `addprocs` starts the current
 //! executable in worker mode by default.)
+//!
+//! ## Features
+//!
+//! All on by default, each forwarding to the `cohort` feature of the same name:
+//! `tls` (`--tls-bundle`, `--tls-stdin`; without it the worker refuses them), `log`
+//! (logs to stderr at the level `COHORT_LOG` names) and `shared` (serves
+//! `SharedArray` segments).
 
 use std::process::ExitCode;
 

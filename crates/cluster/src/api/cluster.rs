@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use cohort_transport::tls::ClusterTls;
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::Pid;
@@ -219,11 +220,13 @@ impl Cluster {
         set_cookie_in(&self.node, cookie)
     }
 
-    /// The TLS credentials of this cluster's connections, if TLS is on.
+    /// The TLS credentials of this cluster's connections, if TLS is on. (Feature
+    /// `tls`, on by default.)
     ///
     /// ```
     /// assert!(cohort_cluster::Cluster::new().tls().is_none());
     /// ```
+    #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<ClusterTls> {
         self.node.tls.read().clone()
     }

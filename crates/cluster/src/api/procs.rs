@@ -12,6 +12,7 @@ use cohort_wire::ids::{Pid, MASTER};
 use crate::error::ClusterError;
 use crate::shell::launch::launch;
 use crate::shell::node::{current, Node};
+#[cfg(feature = "tls")]
 use crate::shell::tls::TlsMode;
 
 /// Options for adding workers (Julia's `addprocs` keyword arguments), and the launch
@@ -27,11 +28,39 @@ use crate::shell::tls::TlsMode;
 ///     .unwrap();
 /// assert_eq!(pids.len(), 2);
 /// ```
+///
+/// Its `Debug` shows the options (never the cookie or a TLS key):
+///
+/// ```
+/// let a = cohort_cluster::AddProcs::local(2);
+/// assert!(format!("{a:?}").contains("count: 2"));
+/// ```
 #[derive(Clone)]
 pub struct AddProcs {
     manager: Arc<dyn ClusterManager>,
     params: LaunchParams,
+    /// [`tls`](Self::tls)'s mode, if any.
+    #[cfg(feature = "tls")]
     tls: Option<TlsMode>,
+}
+
+impl std::fmt::Debug for AddProcs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be forgotten here.
+        let AddProcs {
+            manager,
+            params,
+            #[cfg(feature = "tls")]
+            tls,
+        } = self;
+        // `LaunchParams` and `ClusterTls` print neither the cookie nor the key.
+        let mut d = f.debug_struct("AddProcs");
+        d.field("manager", &manager.worker_transport().to_string())
+            .field("params", params);
+        #[cfg(feature = "tls")]
+        d.field("tls", tls);
+        d.finish()
+    }
 }
 
 impl AddProcs {
@@ -47,6 +76,7 @@ impl AddProcs {
                 count,
                 ..Default::default()
             },
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -61,6 +91,7 @@ impl AddProcs {
         AddProcs {
             manager: Arc::new(manager),
             params: LaunchParams::default(),
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -167,12 +198,14 @@ impl AddProcs {
     /// worker — over mutually authenticated TLS 1.3, with credentials generated here
     /// or loaded from the user's files (see [`TlsMode`]). The launched workers get
     /// them over stdin, after the cookie. Once on, TLS stays on for every later
-    /// launch of this process, with the same credentials.
+    /// launch of this process, with the same credentials. (Feature `tls`, on by
+    /// default.)
     ///
     /// ```no_run
     /// use cohort_cluster::{AddProcs, TlsMode};
     /// let pids = AddProcs::local(2).tls(TlsMode::Generate).launch_blocking().unwrap();
     /// ```
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, mode: TlsMode) -> Self {
         self.tls = Some(mode);
         self
@@ -204,8 +237,12 @@ impl AddProcs {
 
     /// [`launch`](Self::launch) into `n`'s cluster.
     pub(crate) async fn launch_in(self, n: Arc<Node>) -> Result<Vec<Pid>, ClusterError> {
+        #[cfg(feature = "tls")]
+        let launching = launch(n, self.manager, self.params, self.tls);
+        #[cfg(not(feature = "tls"))]
+        let launching = launch(n, self.manager, self.params);
         crate::runtime::handle()
-            .spawn(launch(n, self.manager, self.params, self.tls))
+            .spawn(launching)
             .await
             .unwrap_or_else(|_| {
                 Err(ClusterError::Connect {

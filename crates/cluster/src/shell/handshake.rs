@@ -32,7 +32,7 @@ pub enum ConnectError {
     /// Connecting, reading or writing failed.
     #[error("I/O failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The TLS handshake failed.
+    /// The TLS handshake failed (only with the `tls` feature).
     #[error("TLS handshake failed: {0}")]
     Tls(#[source] std::io::Error),
     /// The cookie handshake failed (wrong cookie, version, malformed or rejected).
@@ -96,7 +96,9 @@ pub(crate) struct Established {
     pub(crate) same_exe: bool,
 }
 
-/// Wraps an outgoing connection in TLS when TLS is on.
+/// Wraps an outgoing connection in TLS when TLS is on (never without the `tls`
+/// feature).
+#[cfg(feature = "tls")]
 pub(crate) async fn tls_client(node: &Node, conn: Connection) -> Result<Connection, ConnectError> {
     let tls = node.tls.read().clone();
     match tls {
@@ -105,13 +107,27 @@ pub(crate) async fn tls_client(node: &Node, conn: Connection) -> Result<Connecti
     }
 }
 
-/// Wraps an accepted connection in TLS when TLS is on.
+/// Without the `tls` feature connections are never wrapped.
+#[cfg(not(feature = "tls"))]
+pub(crate) async fn tls_client(_node: &Node, conn: Connection) -> Result<Connection, ConnectError> {
+    Ok(conn)
+}
+
+/// Wraps an accepted connection in TLS when TLS is on (never without the `tls`
+/// feature).
+#[cfg(feature = "tls")]
 pub(crate) async fn tls_server(node: &Node, conn: Connection) -> Result<Connection, ConnectError> {
     let tls = node.tls.read().clone();
     match tls {
         None => Ok(conn),
         Some(t) => t.wrap_server(conn).await.map_err(ConnectError::Tls),
     }
+}
+
+/// Without the `tls` feature connections are never wrapped.
+#[cfg(not(feature = "tls"))]
+pub(crate) async fn tls_server(_node: &Node, conn: Connection) -> Result<Connection, ConnectError> {
+    Ok(conn)
 }
 
 /// Runs the cookie handshake on a fresh connection.

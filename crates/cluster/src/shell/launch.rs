@@ -10,31 +10,36 @@ use std::time::Duration;
 use cohort_transport::{
     ClusterManager, LaunchParams, ManageEvent, Topology, WorkerConfig, WorkerTransport,
 };
-use cohort_wire::ids::{Pid, MASTER};
+use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use super::driver::Peer;
 use super::handshake::{handshake, read_one, tls_client, write_one, ConnectError};
 use super::node::{Managed, Node};
+#[cfg(feature = "tls")]
 use super::tls::TlsMode;
 use crate::error::ClusterError;
 
 /// How long a new worker may take to finish joining.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Launches workers with `manager` and joins them to `n`'s cluster.
+/// Launches workers with `manager` and joins them to `n`'s cluster, with TLS as `tls`
+/// asks ([`AddProcs::tls`](crate::AddProcs::tls); feature `tls`).
 pub(crate) async fn launch(
     n: Arc<Node>,
     manager: Arc<dyn ClusterManager>,
     mut params: LaunchParams,
-    tls: Option<TlsMode>,
+    #[cfg(feature = "tls")] tls: Option<TlsMode>,
 ) -> Result<Vec<Pid>, ClusterError> {
     if n.is_worker() {
         return Err(ClusterError::NotMaster);
     }
     check_topology(manager.as_ref(), params.topology, &n.managed.read())?;
-    let has_workers = n.workers().iter().any(|&p| p != MASTER);
-    params.tls = super::tls::resolve(&n, tls, has_workers)?;
+    #[cfg(feature = "tls")]
+    {
+        let has_workers = n.workers().iter().any(|&p| p != cohort_wire::ids::MASTER);
+        params.tls = super::tls::resolve(&n, tls, has_workers)?;
+    }
     params.cookie = n.cookie().expose().to_string();
     n.with_core(|c| c.set_topology(params.topology, params.lazy));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -8,7 +8,7 @@
 //! mode: accept loop, `init`, the worker-mode hook), [`execute`] (running received
 //! calls), [`channel_ops`] (running channel operations for others), [`runners`] (the
 //! call queue), [`runtime`] (the tokio runtime and blocking waits), [`timer`]
-//! (reference-batch deadlines), [`tls`] (the process's TLS setting).
+//! (reference-batch deadlines), `tls` (the process's TLS setting; feature `tls`).
 
 pub(crate) mod channel_ops;
 pub(crate) mod driver;
@@ -20,4 +20,5 @@ pub(crate) mod runners;
 pub mod runtime;
 pub(crate) mod serve;
 pub(crate) mod timer;
+#[cfg(feature = "tls")]
 pub(crate) mod tls;

@@ -33,6 +33,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
+#[cfg(feature = "tls")]
 use cohort_transport::tls::ClusterTls;
 use cohort_transport::{ClusterManager, ManageEvent, WorkerConfig};
 use cohort_wire::cookie::Cookie;
@@ -89,6 +90,7 @@ pub(crate) struct Node {
     /// One handle per reference held here (see `api::future::live`).
     pub(crate) live: LiveTable,
     /// The TLS credentials of this node's connections, once TLS is on.
+    #[cfg(feature = "tls")]
     pub(crate) tls: RwLock<Option<ClusterTls>>,
     /// Serializes the join phase of `addprocs`: each new worker is told a consistent
     /// membership.
@@ -162,6 +164,7 @@ impl Node {
             timer_task: OnceLock::new(),
             interrupts: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
+            #[cfg(feature = "tls")]
             tls: RwLock::new(None),
             join_lock: tokio::sync::Mutex::const_new(()),
             membership: tokio::sync::watch::Sender::new(0),

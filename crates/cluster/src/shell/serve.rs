@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_transport::listen::{self, parse_bind};
+#[cfg(feature = "tls")]
+use cohort_transport::tls::TLS_STDIN_FLAG;
 use cohort_transport::{ClusterManager, Connection, Topology, WORKER_FLAG};
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::MASTER;
@@ -39,6 +41,11 @@ use super::handshake::{handshake, read_one, tls_server, write_one, ConnectError}
 use super::launch::topology_from_wire;
 use super::node::global;
 use crate::core::Joined;
+
+/// The flag saying a TLS bundle follows the cookie on stdin (what
+/// `cohort_transport::tls::TLS_STDIN_FLAG` is with the `tls` feature).
+#[cfg(not(feature = "tls"))]
+const TLS_STDIN_FLAG: &str = "--tls-stdin";
 
 /// Why the worker arguments after `--cohort-worker` cannot be used.
 ///
@@ -65,7 +72,8 @@ pub enum WorkerArgsError {
         #[source]
         source: std::io::Error,
     },
-    /// The TLS bundle file cannot be read.
+    /// The TLS bundle file cannot be read. (Feature `tls`.)
+    #[cfg(feature = "tls")]
     #[error("cannot read the TLS bundle {path}: {source}")]
     ReadBundle {
         /// The file.
@@ -74,7 +82,8 @@ pub enum WorkerArgsError {
         #[source]
         source: std::io::Error,
     },
-    /// The TLS bundle file holds no usable credentials.
+    /// The TLS bundle file holds no usable credentials. (Feature `tls`.)
+    #[cfg(feature = "tls")]
     #[error("bad TLS bundle {path}: {source}")]
     BadBundle {
         /// The file.
@@ -82,6 +91,14 @@ pub enum WorkerArgsError {
         /// What is wrong with it.
         #[source]
         source: cohort_transport::TlsError,
+    },
+    /// A TLS flag (`--tls-stdin`, `--tls-bundle`) was given to a worker built without
+    /// the `tls` feature, which cannot run TLS: it refuses to start rather than serve
+    /// in plaintext. (Never returned with the feature.)
+    #[error("{flag}: this worker was built without TLS support (the `tls` feature)")]
+    TlsUnavailable {
+        /// The flag.
+        flag: &'static str,
     },
 }
 
@@ -134,9 +151,13 @@ pub struct WorkerOptions {
     pub timeout: Duration,
     /// The cluster's TLS credentials (`--tls-bundle FILE`): every connection this
     /// worker accepts or opens then runs TLS, and plaintext peers are refused.
+    /// (Feature `tls`, on by default.)
+    #[cfg(feature = "tls")]
     pub tls: Option<cohort_transport::ClusterTls>,
     /// Read the TLS credentials from stdin after the cookie (`--tls-stdin`, which
-    /// the stock managers pass when the cluster uses TLS).
+    /// the stock managers pass when the cluster uses TLS). (Feature `tls`, on by
+    /// default.)
+    #[cfg(feature = "tls")]
     pub tls_from_stdin: bool,
     /// The cluster manager whose [`connect`](ClusterManager::connect) this worker
     /// uses to reach other workers (Julia's `init_worker(cookie, manager)`): set it
@@ -153,7 +174,9 @@ impl Default for WorkerOptions {
             bind_to: SocketAddr::from(([127, 0, 0, 1], 0)),
             cookie: None,
             timeout: listen::worker_timeout(),
+            #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
             tls_from_stdin: false,
             manager: None,
         }
@@ -167,21 +190,24 @@ impl std::fmt::Debug for WorkerOptions {
             bind_to,
             cookie,
             timeout,
+            #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "tls")]
             tls_from_stdin,
             manager,
         } = self;
-        f.debug_struct("WorkerOptions")
-            .field("bind_to", bind_to)
+        let mut d = f.debug_struct("WorkerOptions");
+        d.field("bind_to", bind_to)
             .field("cookie", cookie)
-            .field("timeout", timeout)
-            .field("tls", tls)
-            .field("tls_from_stdin", tls_from_stdin)
-            .field(
-                "manager",
-                &manager.as_ref().map(|m| m.worker_transport().to_string()),
-            )
-            .finish()
+            .field("timeout", timeout);
+        // `ClusterTls`'s own `Debug` never shows the key.
+        #[cfg(feature = "tls")]
+        d.field("tls", tls).field("tls_from_stdin", tls_from_stdin);
+        d.field(
+            "manager",
+            &manager.as_ref().map(|m| m.worker_transport().to_string()),
+        )
+        .finish()
     }
 }
 
@@ -192,11 +218,15 @@ impl WorkerOptions {
     ///
     /// # Errors
     /// [`WorkerArgsError`]: a malformed `--bind-to`, a flag without its value, or a
-    /// TLS bundle that cannot be read or used.
+    /// TLS bundle that cannot be read or used; without the `tls` feature, any TLS
+    /// flag ([`WorkerArgsError::TlsUnavailable`]).
     ///
     /// ```
     /// assert!(cohort_cluster::WorkerOptions::from_args(["--bind-to", "nope"]).is_err());
+    /// #[cfg(feature = "tls")]
     /// assert!(cohort_cluster::WorkerOptions::from_args(["--tls-stdin"]).unwrap().tls_from_stdin);
+    /// #[cfg(not(feature = "tls"))]
+    /// assert!(cohort_cluster::WorkerOptions::from_args(["--tls-stdin"]).is_err());
     /// ```
     pub fn from_args<I, S>(args: I) -> Result<Self, WorkerArgsError>
     where
@@ -207,9 +237,16 @@ impl WorkerOptions {
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let a = a.as_ref();
-            if a == cohort_transport::tls::TLS_STDIN_FLAG {
-                o.tls_from_stdin = true;
-                continue;
+            if a == TLS_STDIN_FLAG {
+                #[cfg(feature = "tls")]
+                {
+                    o.tls_from_stdin = true;
+                    continue;
+                }
+                #[cfg(not(feature = "tls"))]
+                return Err(WorkerArgsError::TlsUnavailable {
+                    flag: TLS_STDIN_FLAG,
+                });
             }
             let bundle = if a == "--tls-bundle" {
                 Some(it.next().map(|v| v.as_ref().to_string()).ok_or(
@@ -220,6 +257,13 @@ impl WorkerOptions {
             } else {
                 a.strip_prefix("--tls-bundle=").map(str::to_string)
             };
+            #[cfg(not(feature = "tls"))]
+            if bundle.is_some() {
+                return Err(WorkerArgsError::TlsUnavailable {
+                    flag: "--tls-bundle",
+                });
+            }
+            #[cfg(feature = "tls")]
             if let Some(path) = bundle {
                 let text = match std::fs::read_to_string(&path) {
                     Ok(t) => t,
@@ -277,6 +321,7 @@ impl WorkerOptions {
             None => Cookie::new(listen::read_cookie_from_stdin()?)
                 .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
         };
+        #[cfg(feature = "tls")]
         let tls = match &self.tls {
             Some(t) => Some(t.clone()),
             None if self.tls_from_stdin => Some(cohort_transport::tls::read_bundle_from_stdin()?),
@@ -291,6 +336,7 @@ impl WorkerOptions {
             ));
         }
         n.set_cookie(cookie);
+        #[cfg(feature = "tls")]
         if let Some(t) = tls {
             super::tls::set(n, t);
         }
@@ -365,7 +411,10 @@ pub fn run_worker(opts: WorkerOptions) -> ! {
 
 /// A worker owns its process, so it installs the log output: `tracing` events at the
 /// level `COHORT_LOG` names (default `warn`) go to stderr, which the manager forwards
-/// to the driver. A driver's logging is left to the program.
+/// to the driver. A driver's logging is left to the program. Without the `log`
+/// feature a worker installs no subscriber (a program that wants one installs its
+/// own before `run_worker`).
+#[cfg(feature = "log")]
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COHORT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -374,6 +423,10 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Without the `log` feature a worker installs no log subscriber.
+#[cfg(not(feature = "log"))]
+fn init_logging() {}
 
 /// Turns this process into a worker if it was started in worker mode
 /// (`--cohort-worker` as its first argument); otherwise returns at once. On Linux the
@@ -502,6 +555,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     };
     let n = global();
     n.set_cookie(cookie);
+    #[cfg(feature = "tls")]
     let tls = match opts.tls {
         Some(t) => Some(t),
         None if opts.tls_from_stdin => Some(
@@ -512,6 +566,7 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
         ),
         None => None,
     };
+    #[cfg(feature = "tls")]
     if let Some(t) = tls {
         super::tls::set(n, t);
     }

@@ -6,6 +6,8 @@
 //! every connection its workers make or accept — runs mutually authenticated TLS 1.3
 //! under the cookie handshake. A worker gets the credentials from its master over
 //! stdin (`--tls-stdin`) or from a bundle file (`--tls-bundle FILE`).
+//!
+//! The whole module is the `tls` feature (on by default).
 
 use std::path::PathBuf;
 
@@ -13,7 +15,7 @@ use super::node::Node;
 use crate::error::ClusterError;
 use cohort_transport::tls::ClusterTls;
 
-/// How a master gets the cluster's TLS credentials.
+/// How a master gets the cluster's TLS credentials. (Feature `tls`, on by default.)
 ///
 /// ```
 /// let _ = cohort_cluster::TlsMode::Generate;
@@ -43,7 +45,7 @@ pub enum TlsMode {
 }
 
 /// The TLS credentials the current cluster's connections use, if TLS is on (see
-/// [`Cluster::tls`](crate::Cluster::tls)).
+/// [`Cluster::tls`](crate::Cluster::tls)). (Feature `tls`, on by default.)
 ///
 /// ```
 /// // TLS is off until a launch with `AddProcs::tls` turns it on.
