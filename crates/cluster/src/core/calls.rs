@@ -3,7 +3,7 @@
 //! A call is recorded when it arrives and removed when its outcome is delivered —
 //! or when an interrupt answers it first, in which case the late outcome is dropped.
 
-use std::collections::HashMap;
+use super::ids::IdMap;
 
 use cohort_wire::ids::{Pid, RefId};
 use cohort_wire::proto::CallMode;
@@ -22,7 +22,7 @@ pub(crate) struct Running {
 #[derive(Default)]
 pub(crate) struct Calls {
     next_seq: u64,
-    running: HashMap<u64, Running>,
+    running: IdMap<u64, Running>,
     generation: u64,
 }
 

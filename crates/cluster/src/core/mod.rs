@@ -21,6 +21,7 @@
 //! [`calls`] (running calls and interrupts).
 
 pub(crate) mod calls;
+mod ids;
 pub(crate) mod membership;
 pub(crate) mod replies;
 #[cfg(test)]

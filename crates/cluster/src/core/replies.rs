@@ -2,10 +2,9 @@
 //! told when it comes — and the channel takes whose caller gave up, whose value must
 //! go back to the channel if it comes after all.
 
-use std::collections::HashMap;
-
 use cohort_wire::ids::{Pid, RefId};
 
+use super::ids::IdMap;
 use super::Reply;
 use crate::error::CallError;
 
@@ -32,18 +31,18 @@ pub(crate) struct Abandoned {
 /// token in the simulation).
 pub(crate) struct Replies<W> {
     next_call: u64,
-    pending: HashMap<u64, Pending<W>>,
+    pending: IdMap<u64, Pending<W>>,
     /// Takes given up while pending: `call_id → (owner, channel)`, until their reply
     /// comes (a value is put back) or the owner is lost.
-    abandoned_takes: HashMap<u64, (Pid, RefId)>,
+    abandoned_takes: IdMap<u64, (Pid, RefId)>,
 }
 
 impl<W> Default for Replies<W> {
     fn default() -> Self {
         Replies {
             next_call: 1,
-            pending: HashMap::new(),
-            abandoned_takes: HashMap::new(),
+            pending: IdMap::default(),
+            abandoned_takes: IdMap::default(),
         }
     }
 }

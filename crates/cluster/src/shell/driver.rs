@@ -35,8 +35,37 @@ struct Outbox {
     /// The writer while no task uses it; `None` before the connection is up and
     /// while the drain task holds it.
     idle: Option<BoxedWriter>,
-    /// Frames waiting to be written, in order.
-    queue: Vec<SplitFrame>,
+    /// Messages waiting to be written, in order.
+    queue: Vec<Queued>,
+}
+
+/// A queued message: encoded only when it is written, outside the core's lock (the
+/// lock fixes the order; encoding under it made every step of every other thread
+/// wait for it).
+enum Queued {
+    Message(Envelope),
+    Frame(SplitFrame),
+}
+
+impl Queued {
+    /// The frame to write, encoded on first use (a partial write keeps its rest).
+    fn frame(&mut self) -> &mut SplitFrame {
+        if let Queued::Message(env) = self {
+            // A large payload is written from where it is, not copied into the frame.
+            *self = Queued::Frame(encode_envelope_split(env));
+        }
+        match self {
+            Queued::Frame(f) => f,
+            Queued::Message(_) => unreachable!("encoded above"),
+        }
+    }
+
+    fn into_frame(self) -> SplitFrame {
+        match self {
+            Queued::Message(env) => encode_envelope_split(&env),
+            Queued::Frame(f) => f,
+        }
+    }
 }
 
 /// A connected (or connecting) peer.
@@ -76,13 +105,11 @@ impl Peer {
     /// Queues one message, in order after those queued before it; returns false if
     /// the connection is closed. Called under the core's lock (which fixes the order);
     /// [`flush`](Self::flush) writes it.
-    pub(crate) fn enqueue(&self, env: &Envelope) -> bool {
+    pub(crate) fn enqueue(&self, env: Envelope) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        // A large payload is written from where it is, not copied into the frame.
-        let frame = encode_envelope_split(env);
-        self.out.lock().queue.push(frame);
+        self.out.lock().queue.push(Queued::Message(env));
         true
     }
 
@@ -97,8 +124,8 @@ impl Peer {
         };
         let mut sent = 0;
         let mut result = Ok(true);
-        for frame in out.queue.iter_mut() {
-            result = write_now(w, frame);
+        for queued in out.queue.iter_mut() {
+            result = write_now(w, queued.frame());
             match result {
                 Ok(true) => sent += 1,
                 _ => break,
@@ -270,7 +297,8 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
             std::mem::take(&mut out.queue)
         };
         let mut result = Ok(());
-        for frame in batch {
+        for queued in batch {
+            let frame = queued.into_frame();
             if frame.len() >= COALESCE_LIMIT {
                 if !buf.is_empty() {
                     result = result.and(w.write_all(&buf).await);

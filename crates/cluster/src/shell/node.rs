@@ -215,7 +215,7 @@ impl Node {
         while let Some(o) = core.poll_output() {
             match o {
                 Output::Transmit { to, env } => {
-                    if let Some(p) = self.enqueue(to, &env) {
+                    if let Some(p) = self.enqueue(to, env) {
                         if !to_flush.iter().any(|q| Arc::ptr_eq(q, &p)) {
                             to_flush.push(p);
                         }
@@ -268,7 +268,7 @@ impl Node {
         f(&self.core.lock())
     }
 
-    fn enqueue(&self, to: Pid, env: &Envelope) -> Option<Arc<Peer>> {
+    fn enqueue(&self, to: Pid, env: Envelope) -> Option<Arc<Peer>> {
         let peer = self.peers.read().get(&to).cloned();
         match peer {
             Some(p) => p.enqueue(env).then_some(p),
