@@ -11,7 +11,6 @@ use cohort_transport::{
     AnnounceFailure, BoxFuture, ClusterManager, Connection, LaunchError, LaunchParams, ManageEvent,
     WorkerConfig, WorkerProcess, WorkerTransport, WORKER_TIMEOUT_ENV,
 };
-use futures::future::join_all;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
@@ -310,19 +309,10 @@ impl ClusterManager for GrpcManager {
                     source,
                 })?,
             };
-            // Start them all at once: process start-up dominates, and it overlaps.
-            let results = join_all((0..params.count).map(|_| async {
-                let r = self.launch_one(params, &exe).await;
-                if let Ok(c) = &r {
-                    let _ = launched.send(c.clone());
-                }
-                r
-            }))
-            .await;
-            match results.into_iter().find_map(Result::err) {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            cohort_transport::manager::launch_all(params.count, &launched, || {
+                self.launch_one(params, &exe)
+            })
+            .await
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{join_all, BoxFuture};
+use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
@@ -163,19 +163,7 @@ impl ClusterManager for LocalManager {
             } else {
                 params.count
             };
-            // Start them all at once: process start-up dominates, and it overlaps.
-            let results = join_all((0..count).map(|_| async {
-                let r = launch_one(params, &exe).await;
-                if let Ok(c) = &r {
-                    let _ = launched.send(c.clone());
-                }
-                r
-            }))
-            .await;
-            match results.into_iter().find_map(Result::err) {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            crate::manager::launch_all(count, &launched, || launch_one(params, &exe)).await
         })
     }
 

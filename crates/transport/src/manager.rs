@@ -461,6 +461,45 @@ pub enum AnnounceFailure {
     },
 }
 
+/// Starts `count` workers at once with `launch_one` (process start-up dominates a
+/// launch, and it overlaps), sends each one's config on `launched` as soon as it is
+/// up, and returns the first failure once all have finished — the body of most
+/// [`ClusterManager::launch`]es.
+///
+/// # Errors
+/// The first [`LaunchError`] of `launch_one`; the workers that did start were sent.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use cohort_transport::{manager::launch_all, WorkerConfig};
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// launch_all(2, &tx, || async { Ok(WorkerConfig::default()) }).await.unwrap();
+/// assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok());
+/// # });
+/// ```
+pub async fn launch_all<F, Fut>(
+    count: usize,
+    launched: &UnboundedSender<WorkerConfig>,
+    launch_one: F,
+) -> Result<(), LaunchError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<WorkerConfig, LaunchError>>,
+{
+    let results = futures::future::join_all((0..count).map(|_| async {
+        let r = launch_one().await;
+        if let Ok(c) = &r {
+            let _ = launched.send(c.clone());
+        }
+        r
+    }))
+    .await;
+    match results.into_iter().find_map(Result::err) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Starts, watches, connects to and stops workers. Implement it to run workers under
 /// a scheduler, over another transport, or anywhere else; `cohort-cluster`'s
 /// `AddProcs::with_manager(manager)` (then `.launch()` or `.launch_blocking()`) takes

@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{join_all, BoxFuture};
+use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
@@ -355,19 +355,8 @@ impl ClusterManager for UnixManager {
                         source,
                     })?;
             }
-            // Start them all at once: process start-up dominates, and it overlaps.
-            let results = join_all((0..params.count).map(|_| async {
-                let r = self.launch_one(params, &exe).await;
-                if let Ok(c) = &r {
-                    let _ = launched.send(c.clone());
-                }
-                r
-            }))
-            .await;
-            match results.into_iter().find_map(Result::err) {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            crate::manager::launch_all(params.count, &launched, || self.launch_one(params, &exe))
+                .await
         })
     }
 
