@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use cohort::Pid;
-use cohort_benches::{quantile, Child, Peer};
+use cohort_benches::{cpu_seconds, quantile, Child, Peer};
 use criterion::Criterion;
 
 #[cohort::remote]
@@ -17,19 +17,6 @@ fn noop() {}
 #[cohort::remote]
 fn os_pid() -> u32 {
     std::process::id()
-}
-
-/// CPU time (user + system) of OS process `pid` so far, in seconds (Linux).
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    // Fields after the parenthesised command name; utime and stime are fields 14, 15.
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 =
-        f[11].parse::<f64>().unwrap_or(f64::NAN) + f[12].parse::<f64>().unwrap_or(f64::NAN);
-    ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
 fn per_call(label: &str, n: usize, os_pids: &[u32], mut f: impl FnMut()) {

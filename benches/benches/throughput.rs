@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use cohort::Pid;
-use cohort_benches::{Child, Peer};
+use cohort_benches::{context_switches, cpu_seconds, Child, Peer};
 use criterion::{Criterion, SamplingMode, Throughput};
 
 /// Calls per pipelined batch.
@@ -20,6 +20,11 @@ const BULK_BYTES: usize = 32 << 20;
 
 #[cohort::remote]
 fn noop() {}
+
+#[cohort::remote]
+fn os_pid() -> u32 {
+    std::process::id()
+}
 
 #[cohort::remote]
 fn make(n: usize) -> Vec<f64> {
@@ -62,6 +67,62 @@ fn pipelined(c: &mut Criterion, pids: &[Pid]) {
         })
     });
     g.finish();
+    cpu_pass(pids);
+}
+
+/// After criterion: batches of the two pipelined forms timed by hand, with the CPU
+/// time they cost in all three processes (criterion reports wall time only).
+fn cpu_pass(pids: &[Pid]) {
+    let mut os_pids = vec![std::process::id()];
+    for &p in pids {
+        os_pids.push(cohort::blocking::remotecall_fetch(os_pid, p, ()).expect("os pid"));
+    }
+    let cpu = || os_pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
+    let batches = 20;
+    for (label, fetch_each) in [
+        ("remotecall_then_fetch", true),
+        ("remotecall_fetch_join_all", false),
+    ] {
+        let cpu0 = cpu();
+        let switches0: Vec<u64> = os_pids.iter().map(|&p| context_switches(p)).collect();
+        let t = std::time::Instant::now();
+        for _ in 0..batches {
+            let pids = pids.to_vec();
+            cohort::runtime::block_on(async move {
+                if fetch_each {
+                    let futs: Vec<cohort::Future<()>> = (0..N)
+                        .map(|i| cohort::remotecall(noop, pids[i % 2], ()))
+                        .collect();
+                    for f in &futs {
+                        f.fetch().await.unwrap();
+                    }
+                } else {
+                    let calls = (0..N).map(|i| cohort::remotecall_fetch(noop, pids[i % 2], ()));
+                    for r in futures::future::join_all(calls).await {
+                        r.unwrap();
+                    }
+                }
+            });
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let calls = (batches * N) as f64;
+        // Per call, in each process: the driver's, then each worker's.
+        let switches: Vec<f64> = os_pids
+            .iter()
+            .zip(&switches0)
+            .map(|(&p, &s0)| (context_switches(p) - s0) as f64 / calls)
+            .collect();
+        println!(
+            "cpu-pass {label:<26} {:.0}k calls/s cpu/call={:.2}us switches/call={:.3} (driver {:.3}, workers {:.3} {:.3}; 3 processes, {:.2} cores busy)",
+            calls / wall / 1e3,
+            (cpu() - cpu0) / calls * 1e6,
+            switches.iter().sum::<f64>(),
+            switches[0],
+            switches[1],
+            switches[2],
+            (cpu() - cpu0) / wall,
+        );
+    }
 }
 
 fn bulk(c: &mut Criterion, pid: Pid) {

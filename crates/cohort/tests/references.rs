@@ -44,6 +44,21 @@ fn nothing() -> Option<u8> {
 fn unit() {}
 
 #[cohort::remote]
+fn add_one(x: u64) -> u64 {
+    x + 1
+}
+
+#[cohort::remote]
+fn refuse(x: u64) -> u64 {
+    panic!("refused {x}")
+}
+
+#[cohort::remote]
+fn sum_on_worker(f: Future<Vec<u64>>) -> u64 {
+    f.fetch_blocking().unwrap().iter().sum()
+}
+
+#[cohort::remote]
 fn os_pid() -> u32 {
     std::process::id()
 }
@@ -159,6 +174,67 @@ fn unit_and_none_results_are_distinct_from_not_ready() {
     assert!(u.isready_blocking());
     u.fetch_blocking().unwrap();
     blocking::rmprocs(&w, None).unwrap();
+}
+
+#[test]
+fn remotecall_results_come_back_unasked_and_large_ones_stay_with_their_owner() {
+    // A cluster of its own: its count of pending replies is this test's alone.
+    let c = Cluster::new();
+    let w = c.addprocs_blocking(2).unwrap();
+    // Julia's idiom: many remotecalls, then a fetch of each (their results come
+    // back with the calls' answers, so the fetches ask nobody).
+    let futs: Vec<Future<u64>> = (0..1000u64)
+        .map(|i| c.remotecall(add_one, w[i as usize % 2], (i,)))
+        .collect();
+    for (i, f) in futs.iter().enumerate() {
+        assert_eq!(f.fetch_blocking().unwrap(), i as u64 + 1);
+    }
+    // wait, isready and fetch of one result, and of a failure.
+    let f = c.remotecall(add_one, w[0], (41,));
+    f.wait_blocking().unwrap();
+    assert!(f.isready_blocking());
+    assert_eq!(f.fetch_blocking().unwrap(), 42);
+    let bad = c.remotecall(refuse, w[1], (7,));
+    match bad.wait_blocking() {
+        Err(CallError::Remote(e)) => assert!(e.message.contains("refused 7"), "{e}"),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    assert!(bad.isready_blocking());
+    assert!(matches!(bad.fetch_blocking(), Err(CallError::Remote(_))));
+    // A result over the push limit (800 kB) is fetched from its owner.
+    let big = c.remotecall(make_values, w[0], (100_000,));
+    big.wait_blocking().unwrap();
+    assert_eq!(big.fetch_blocking().unwrap().len(), 100_000);
+    // A pushed result stays with its owner too: a third process fetches it there.
+    let small = c.remotecall(make_values, w[0], (4,));
+    small.wait_blocking().unwrap();
+    assert_eq!(
+        c.remotecall_fetch_blocking(sum_on_worker, w[1], (small.clone(),))
+            .unwrap(),
+        6
+    );
+    assert_eq!(small.fetch_blocking().unwrap(), vec![0, 1, 2, 3]);
+    // Futures dropped before their results came leave nothing waiting either.
+    for i in 0..1000u64 {
+        drop(c.remotecall(add_one, w[i as usize % 2], (i,)));
+    }
+    drop((futs, f, bad, big, small));
+    for &p in &w {
+        eventually_in(&c, p, "every result released", |s| {
+            s.live_values == 0 && s.owner_entries == 0 && s.pending_ref_ops == 0
+        });
+    }
+    // Every result came back, to a waiter or to nobody: nothing waits here.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.stats().pending_replies > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "replies still awaited: {:?}",
+            c.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.rmprocs_blocking(&w, None).unwrap();
 }
 
 #[test]

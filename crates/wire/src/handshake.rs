@@ -361,14 +361,14 @@ mod tests {
         assert_eq!(
             a.handle_payload(&bad.encode_to_vec()),
             Err(HandshakeError::VersionMismatch {
-                ours: 1,
+                ours: PROTOCOL_VERSION,
                 theirs: 99
             })
         );
         let mut a = Handshake::new(Role::Acceptor, Cookie::new("k").unwrap(), vec![]);
         let same_role = HandshakeMsg {
             step: Some(Step::Hello(Hello {
-                protocol_version: 1,
+                protocol_version: PROTOCOL_VERSION,
                 build_fingerprint: vec![],
                 nonce: vec![0; NONCE_LEN],
                 role: Role::Acceptor as i32,

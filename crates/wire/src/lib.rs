@@ -51,10 +51,13 @@ pub mod proto {
 
 /// The protocol version this crate speaks; the handshake refuses any other.
 ///
+/// Version 2 added the `CALL_PUSH` call mode (and `CallResult.stored`): a version-1
+/// receiver would run such a call as `REMOTE_DO` and never answer it.
+///
 /// ```
-/// assert_eq!(cohort_wire::PROTOCOL_VERSION, 1);
+/// assert_eq!(cohort_wire::PROTOCOL_VERSION, 2);
 /// ```
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 impl From<ids::RefId> for proto::RefIdMsg {
     fn from(r: ids::RefId) -> Self {

@@ -29,6 +29,9 @@ pub struct Stats {
     pub ref_ops_sent: u64,
     /// Reference batches (messages) sent so far.
     pub ref_batches_sent: u64,
+    /// Replies this process waits for: requests it made, and the results of its
+    /// `remotecall`s on their way back (0 when it is idle and every result came).
+    pub pending_replies: usize,
     /// Resident memory in bytes (Linux; 0 elsewhere).
     pub rss_bytes: u64,
     /// Heap bytes allocated and not freed (glibc's `mallinfo2`; 0 elsewhere): unlike
@@ -59,6 +62,7 @@ pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
         pending_ref_ops: s.pending_ops,
         ref_ops_sent: s.ops_sent,
         ref_batches_sent: s.batches_sent,
+        pending_replies: n.peek(|c| c.pending_replies()),
         rss_bytes: rss_bytes(),
         heap_in_use_bytes: heap_in_use(),
         connected: {

@@ -172,10 +172,13 @@ where
         return run_local(n, f, args);
     }
     let id = n.new_ref();
-    match build_call(n, &f, pid, &args, CallMode::Call, 0, Some(id))
-        .and_then(|env| n.send(pid, env))
+    // The caller holds the handle, so the result comes back unasked (if small): a
+    // fetch then finds it here instead of asking (protocol: `CALL_PUSH`).
+    let call_id = n.new_call_id();
+    match build_call(n, &f, pid, &args, CallMode::CallPush, call_id, Some(id))
+        .and_then(|env| n.start_call_push(pid, call_id, id, env))
     {
-        Ok(()) => Future::remote(n, id, pid),
+        Ok(pushed) => Future::remote_pushed(n, id, pid, pushed),
         Err(e) => Future::ready(n, pid, Err(e)),
     }
 }

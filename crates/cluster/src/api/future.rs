@@ -22,6 +22,16 @@ use crate::shell::node::{current, enter, Node};
 
 type Publisher<T> = Box<dyn FnOnce(&Result<T, CallError>) + Send>;
 
+/// The result a `remotecall` sends back unasked (protocol: `CALL_PUSH`): the
+/// receiver of that reply until it is looked at, then what it said. A result too
+/// large to push comes as no reply at all (the sender is dropped): then the owner is
+/// asked, as for any future.
+enum Pushed {
+    None,
+    Waiting(tokio::sync::oneshot::Receiver<Reply>),
+    Arrived(Reply),
+}
+
 struct Inner<T> {
     /// The node (cluster) this handle belongs to.
     node: Arc<Node>,
@@ -41,6 +51,11 @@ struct Inner<T> {
     /// For a local value whose handle was sent elsewhere before it was ready: copies
     /// the value into the reference store when it arrives, for remote fetchers.
     publish: Mutex<Option<Publisher<T>>>,
+    /// The result the call sends back unasked, for a future `remotecall` made.
+    pushed: Mutex<Pushed>,
+    /// Whether this handle was put in the node's table of live handles (it has
+    /// travelled): only then has its `Drop` to take it out.
+    in_live: AtomicBool,
 }
 
 impl<T> Drop for Inner<T> {
@@ -48,7 +63,9 @@ impl<T> Drop for Inner<T> {
         if self.tracked.load(Ordering::Acquire) {
             self.node.store().dropped(self.id);
         }
-        self.node.live.lock().remove(&self.id);
+        if self.in_live.load(Ordering::Acquire) {
+            self.node.live.lock().remove(&self.id);
+        }
     }
 }
 
@@ -129,6 +146,8 @@ impl<T: Send + Sync + 'static> Future<T> {
             finalized: AtomicBool::new(false),
             local,
             publish: Mutex::new(None),
+            pushed: Mutex::new(Pushed::None),
+            in_live: AtomicBool::new(false),
         })
     }
 
@@ -159,6 +178,89 @@ impl<T: Send + Sync + 'static> Future<T> {
     pub(crate) fn remote(n: &Arc<Node>, id: RefId, owner: Pid) -> Self {
         n.store().created(id, owner);
         Future::make(n.clone(), id, owner, false, true)
+    }
+
+    /// A future for the result of a `CALL_PUSH` call sent to `owner` (its handle
+    /// already recorded, see `Node::start_call_push`), whose result comes to `pushed`
+    /// (or does not, if it is large: then it is fetched).
+    pub(crate) fn remote_pushed(
+        n: &Arc<Node>,
+        id: RefId,
+        owner: Pid,
+        pushed: tokio::sync::oneshot::Receiver<Reply>,
+    ) -> Self {
+        let f = Future::make(n.clone(), id, owner, false, true);
+        *f.inner.pushed.lock() = Pushed::Waiting(pushed);
+        f
+    }
+
+    /// The result the call sent back unasked, waiting for it if it is on its way;
+    /// `None` if there is none (not a `remotecall` future, a large result, or another
+    /// clone is waiting for it now): then the owner is asked. With `keep`, it stays
+    /// for a later look (a `wait` before the `fetch`).
+    ///
+    /// Cancel-safe: a wait given up puts the receiver back.
+    async fn pushed(&self, keep: bool) -> Option<Reply> {
+        let rx = {
+            let mut p = self.inner.pushed.lock();
+            match std::mem::replace(&mut *p, Pushed::None) {
+                Pushed::None => return None,
+                Pushed::Arrived(r) => {
+                    if keep {
+                        *p = Pushed::Arrived(r.clone());
+                    }
+                    return Some(r);
+                }
+                Pushed::Waiting(rx) => rx,
+            }
+        };
+        struct PutBack<'a> {
+            slot: &'a Mutex<Pushed>,
+            rx: Option<tokio::sync::oneshot::Receiver<Reply>>,
+        }
+        impl Drop for PutBack<'_> {
+            fn drop(&mut self) {
+                if let Some(rx) = self.rx.take() {
+                    let mut p = self.slot.lock();
+                    if matches!(*p, Pushed::None) {
+                        *p = Pushed::Waiting(rx);
+                    }
+                }
+            }
+        }
+        let mut guard = PutBack {
+            slot: &self.inner.pushed,
+            rx: Some(rx),
+        };
+        let got = guard.rx.as_mut().expect("set above").await;
+        guard.rx = None;
+        let reply = got.ok()?;
+        if keep {
+            *self.inner.pushed.lock() = Pushed::Arrived(reply.clone());
+        }
+        Some(reply)
+    }
+
+    /// Whether the pushed result is here (taking it from its receiver if it came);
+    /// `None` if that cannot be told here.
+    fn pushed_ready(&self) -> Option<bool> {
+        let mut p = self.inner.pushed.lock();
+        match &mut *p {
+            Pushed::None => None,
+            Pushed::Arrived(_) => Some(true),
+            Pushed::Waiting(rx) => match rx.try_recv() {
+                Ok(reply) => {
+                    *p = Pushed::Arrived(reply);
+                    Some(true)
+                }
+                // On its way, behind nothing the owner would answer sooner.
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Some(false),
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    *p = Pushed::None;
+                    None
+                }
+            },
+        }
     }
 
     /// A future computed in this process.
@@ -282,6 +384,7 @@ impl<T: Send + Sync + 'static> Future<T> {
         if self.inner.cell.get().is_none() {
             self.inner.finalized.store(true, Ordering::Release);
         }
+        *self.inner.pushed.lock() = Pushed::None;
         self.release();
     }
 
@@ -328,6 +431,9 @@ impl<T: Send + Sync + 'static> Future<T> {
                 .map(|_| ())
                 .map_err(Clone::clone);
         }
+        if let Some(reply) = self.pushed(true).await {
+            return reply.map(|_| ());
+        }
         self.ask_owner(RefRequestKind::Wait, Vec::new())
             .await
             .map(|_| ())
@@ -359,6 +465,9 @@ impl<T: Send + Sync + 'static> Future<T> {
         }
         if self.purely_local() {
             return false;
+        }
+        if let Some(ready) = self.pushed_ready() {
+            return ready;
         }
         matches!(self.ask_owner(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
     }
@@ -393,7 +502,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
         if self.purely_local() {
             return self.wait_local().await.as_ref().map_err(Clone::clone);
         }
-        let reply = self.ask_owner(RefRequestKind::Fetch, Vec::new()).await;
+        let reply = match self.pushed(false).await {
+            Some(reply) => reply,
+            None => self.ask_owner(RefRequestKind::Fetch, Vec::new()).await,
+        };
         // Handles inside the value are this future's cluster's.
         let value = reply.and_then(|b| {
             enter(&self.inner.node, || codec::decode::<T>(&b))
@@ -589,6 +701,7 @@ where
         let weak: Weak<dyn Any + Send + Sync> =
             Arc::downgrade(&(self.inner.clone() as Arc<dyn Any + Send + Sync>));
         live(n).lock().entry(inner.id).or_insert(weak);
+        inner.in_live.store(true, Ordering::Release);
         Carried::<&T>::Handle {
             whence: inner.id.whence,
             id: inner.id.id,
@@ -649,6 +762,7 @@ where
                 let weak: Weak<dyn Any + Send + Sync> =
                     Arc::downgrade(&(f.inner.clone() as Arc<dyn Any + Send + Sync>));
                 map.insert(id, weak);
+                f.inner.in_live.store(true, Ordering::Release);
                 drop(map);
                 drop(confused);
                 n.store().deserialized(id, owner, true);

@@ -112,6 +112,27 @@ impl<W, C> Outputs<W, C> {
         self.queue.push_back(o);
     }
 
+    /// Sends the result of a `CALL_PUSH` call to its caller (see [`PUSH_LIMIT`]).
+    pub(crate) fn push_result(
+        &mut self,
+        me: Pid,
+        to: Pid,
+        call_id: u64,
+        result: &Result<Bytes, RemoteException>,
+    ) {
+        let env = match result {
+            Ok(v) if v.len() > PUSH_LIMIT => Envelope {
+                kind: Some(Kind::Result(proto::CallResult {
+                    call_id,
+                    outcome: Some(Outcome::Stored(true)),
+                })),
+            },
+            Ok(v) => reply_envelope(me, call_id, Ok(v.clone())),
+            Err(e) => reply_envelope(me, call_id, Err(CallError::Remote(e.clone()))),
+        };
+        self.push(Output::Transmit { to, env });
+    }
+
     /// Queues a `CallResult` for `call_id` to `to`.
     pub(crate) fn reply(&mut self, me: Pid, to: Pid, call_id: u64, reply: Reply) {
         self.push(Output::Transmit {
@@ -120,6 +141,11 @@ impl<W, C> Outputs<W, C> {
         });
     }
 }
+
+/// The largest result a `CALL_PUSH` call sends to its caller unasked; a larger one
+/// stays with the callee until the caller (or anyone holding the handle) fetches it,
+/// so that results passed on from worker to worker do not all travel to the master.
+pub(crate) const PUSH_LIMIT: usize = 64 * 1024;
 
 /// The `CallResult` that carries `reply` to a caller.
 fn reply_envelope(me: Pid, call_id: u64, reply: Reply) -> Envelope {
@@ -204,6 +230,7 @@ pub(crate) struct Core<W, C> {
     replies: Replies<W>,
     calls: Calls,
     store: Store<W, C>,
+    #[cfg(test)]
     next_ref: u64,
     out: Outputs<W, C>,
     /// Messages for workers this process has not heard of yet, in order: a handle can
@@ -227,6 +254,7 @@ impl<W, C: Clone> Core<W, C> {
             replies: Replies::default(),
             calls: Calls::default(),
             store: Store::new(MASTER),
+            #[cfg(test)]
             next_ref: 1,
             out: Outputs {
                 queue: VecDeque::new(),
@@ -300,13 +328,17 @@ impl<W, C: Clone> Core<W, C> {
         &self.membership
     }
 
-    /// A fresh reference id, created by this process.
+    /// A fresh reference id, created by this process. (The shell counts its own, outside
+    /// the lock; the simulation uses these.)
+    #[cfg(test)]
     pub(crate) fn new_ref(&mut self) -> RefId {
         let id = self.next_ref;
         self.next_ref += 1;
         RefId::new(self.me(), id)
     }
 
+    /// A fresh request id (as [`new_ref`](Self::new_ref): for the simulation).
+    #[cfg(test)]
     pub(crate) fn new_call_id(&mut self) -> u64 {
         self.replies.new_call_id()
     }
@@ -576,6 +608,12 @@ impl<W, C: Clone> Core<W, C> {
                     Some(Outcome::Error(e)) => {
                         Err(CallError::Remote(RemoteException::from_wire(e)))
                     }
+                    // A result kept by the callee: its waiter goes without a reply,
+                    // which tells the caller to fetch it.
+                    Some(Outcome::Stored(_)) => {
+                        self.replies.take(r.call_id);
+                        return;
+                    }
                     None => Ok(Bytes::new()),
                 };
                 // A reply nobody waits for (the caller gave up) is dropped, unless it
@@ -666,7 +704,9 @@ impl<W, C: Clone> Core<W, C> {
                 .map(|f| f.display.clone())
                 .unwrap_or_default(),
         };
-        if let (CallMode::Call | CallMode::Wait, Some(id)) = (running.mode, running.result_ref) {
+        if let (CallMode::Call | CallMode::CallPush | CallMode::Wait, Some(id)) =
+            (running.mode, running.result_ref)
+        {
             self.store.expect_result(id);
         }
         let seq = self.calls.start(running);
@@ -693,10 +733,10 @@ impl<W, C: Clone> Core<W, C> {
                 self.out
                     .reply(me, r.from, r.call_id, out.map_err(CallError::Remote))
             }
-            CallMode::Call | CallMode::Wait => {
+            CallMode::Call | CallMode::CallPush | CallMode::Wait => {
                 let Some(id) = r.result_ref else {
                     tracing::warn!(from = r.from, "call without a result reference");
-                    if r.mode == CallMode::Wait {
+                    if matches!(r.mode, CallMode::Wait | CallMode::CallPush) {
                         self.out.reply(
                             me,
                             r.from,
@@ -706,6 +746,10 @@ impl<W, C: Clone> Core<W, C> {
                     }
                     return;
                 };
+                if r.mode == CallMode::CallPush {
+                    // Ahead of any reference message the store sends about it.
+                    self.out.push_result(me, r.from, r.call_id, &out);
+                }
                 let stored = self.store.set_result(&mut self.out, id, out.clone(), now);
                 if let Err(e) = stored {
                     tracing::debug!(%id, error = %e, "call result not stored");
@@ -751,7 +795,10 @@ impl<W, C: Clone> Core<W, C> {
             CallMode::Fetch => self
                 .out
                 .reply(me, r.from, r.call_id, Err(CallError::Remote(e))),
-            CallMode::Call | CallMode::Wait => {
+            CallMode::Call | CallMode::CallPush | CallMode::Wait => {
+                if r.mode == CallMode::CallPush {
+                    self.out.push_result(me, r.from, r.call_id, &Err(e.clone()));
+                }
                 if let Some(id) = r.result_ref {
                     let _ = self
                         .store
@@ -859,7 +906,7 @@ impl<W, C: Clone> Core<W, C> {
         self.store.owner_counts(id, pids)
     }
 
-    #[cfg(test)]
+    /// Replies this process waits for.
     pub(crate) fn pending_replies(&self) -> usize {
         self.replies.len()
     }

@@ -30,6 +30,8 @@ pub(crate) struct Abandoned {
 /// `call_id → waiter`, generic over how the shell is told (a oneshot sender there, a
 /// token in the simulation).
 pub(crate) struct Replies<W> {
+    /// The simulation's call ids (the shell counts its own, outside the core's lock).
+    #[cfg(test)]
     next_call: u64,
     pending: IdMap<u64, Pending<W>>,
     /// Takes given up while pending: `call_id → (owner, channel)`, until their reply
@@ -40,6 +42,7 @@ pub(crate) struct Replies<W> {
 impl<W> Default for Replies<W> {
     fn default() -> Self {
         Replies {
+            #[cfg(test)]
             next_call: 1,
             pending: IdMap::default(),
             abandoned_takes: IdMap::default(),
@@ -49,6 +52,7 @@ impl<W> Default for Replies<W> {
 
 impl<W> Replies<W> {
     /// A fresh call id (never 0: 0 means "no reply wanted" on the wire).
+    #[cfg(test)]
     pub(crate) fn new_call_id(&mut self) -> u64 {
         let id = self.next_call;
         self.next_call += 1;
@@ -126,7 +130,6 @@ impl<W> Replies<W> {
     }
 
     /// How many requests wait.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }

@@ -435,13 +435,26 @@ impl Sim {
                     log(self.now, m);
                     proc_.handles.insert(id);
                     proc_.owner.insert(id, q);
-                    let env = call(0, CallMode::Call, Some(id), ECHO, b"stored");
-                    match proc_.core.send(q, env) {
-                        Ok(()) => {}
-                        Err(_) => {
-                            proc_.handles.remove(&id);
-                            proc_.core.ref_dropped(id, at);
+                    // Half of them as `remotecall` sends them: the result comes back
+                    // unasked too, as the reply to a request.
+                    let sent = if self.rng.below(2) == 0 {
+                        let env = call(0, CallMode::Call, Some(id), ECHO, b"stored");
+                        proc_.core.send(q, env)
+                    } else {
+                        self.next_token += 1;
+                        let token = (p, self.next_token);
+                        let call_id = proc_.core.new_call_id();
+                        let env = call(call_id, CallMode::CallPush, Some(id), ECHO, b"stored");
+                        let r = proc_.core.request(q, call_id, env, token);
+                        if r.is_ok() {
+                            self.requests.insert(token, (q, None, None));
                         }
+                        r
+                    };
+                    if sent.is_err() {
+                        let proc_ = self.procs.get_mut(&p).unwrap();
+                        proc_.handles.remove(&id);
+                        proc_.core.ref_dropped(id, at);
                     }
                     self.pump(p);
                 }

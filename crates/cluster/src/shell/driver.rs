@@ -4,7 +4,7 @@
 //! each message to the core.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -80,7 +80,27 @@ pub(crate) struct Peer {
     /// Whether the handshake is done (until then `same_exe` is not known).
     established: AtomicBool,
     closed: AtomicBool,
+    /// When the last direct write ended, in nanoseconds since [`epoch`]: a flush soon
+    /// after it goes to the drain task instead (see [`Peer::flush`]).
+    last_write: AtomicU64,
 }
+
+/// The clock `Peer::last_write` counts from.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since [`epoch`].
+fn nanos_now() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A flush this soon after the connection's last direct write is left to the drain
+/// task: messages sent in a burst (a loop of `remotecall`s, a `join_all`) then go out
+/// in a few large writes instead of one system call each, while a lone request (a
+/// round trip takes longer than this) is still written at once by its sender.
+const BURST_NANOS: u64 = 10_000;
 
 impl Peer {
     fn new(node: &Node, pid: Pid) -> Arc<Peer> {
@@ -91,6 +111,7 @@ impl Peer {
             same_exe: AtomicBool::new(false),
             established: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            last_write: AtomicU64::new(0),
         })
     }
 
@@ -122,6 +143,14 @@ impl Peer {
         let Some(w) = out.idle.as_mut() else {
             return;
         };
+        let now = nanos_now();
+        if now.saturating_sub(self.last_write.load(Ordering::Relaxed)) < BURST_NANOS {
+            // Part of a burst: the drain task writes it with what follows.
+            let w = out.idle.take().expect("checked above");
+            drop(guard);
+            super::runtime::handle().spawn(drain(self.clone(), w));
+            return;
+        }
         let mut sent = 0;
         let mut result = Ok(true);
         for queued in out.queue.iter_mut() {
@@ -132,6 +161,7 @@ impl Peer {
             }
         }
         out.queue.drain(..sent);
+        self.last_write.store(nanos_now(), Ordering::Relaxed);
         match result {
             Ok(true) => {}
             Ok(false) => {
@@ -329,39 +359,63 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
     }
 }
 
+/// At most this many messages are handled under one hold of the core's lock: enough
+/// to take a pipelined burst in one step, few enough that no other thread waits long.
+const BATCH_LIMIT: usize = 256;
+
 async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
-    // The node, held while the frames of one read are handled (one upgrade per read,
-    // not per frame), and let go before the next read waits.
-    let mut node: Option<Arc<Node>> = None;
+    // The messages of one read, handled in one step of the core: one hold of its lock
+    // (and one reading of the clock) for a pipelined burst, not one per message, so
+    // that the threads that send requests meanwhile rarely find the lock held.
+    let mut batch: Vec<Envelope> = Vec::new();
     let reason = loop {
-        match decoder.decode(&mut buf) {
-            Ok(Some(frame)) => match decode_envelope(frame) {
-                Ok(env) => {
-                    if node.is_none() {
-                        node = peer.node.upgrade();
+        let mut failed = None;
+        while batch.len() < BATCH_LIMIT {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => match decode_envelope(frame) {
+                    Ok(env) => batch.push(env),
+                    Err(e) => {
+                        failed = Some(format!("bad message: {e}"));
+                        break;
                     }
-                    match &node {
-                        Some(n) => {
-                            n.with_core(|c| c.handle_envelope(peer.pid, env, Instant::now()))
-                        }
-                        None => break "the node is gone".to_string(),
-                    }
-                }
-                Err(e) => break format!("bad message: {e}"),
-            },
-            Ok(None) => {
-                node = None;
-                if buf.capacity() - buf.len() < 8192 {
-                    buf.reserve(64 * 1024);
-                }
-                match r.read_buf(&mut buf).await {
-                    Ok(0) => break "connection closed".to_string(),
-                    Ok(_) => {}
-                    Err(e) => break format!("read failed: {e}"),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(format!("bad frame: {e}"));
+                    break;
                 }
             }
-            Err(e) => break format!("bad frame: {e}"),
+        }
+        // A full batch may have left whole frames in the buffer: handle them before
+        // reading more.
+        let full = batch.len() >= BATCH_LIMIT;
+        if !batch.is_empty() {
+            // Held only while these are handled, let go before the next read waits.
+            let Some(n) = peer.node.upgrade() else {
+                break "the node is gone".to_string();
+            };
+            let now = Instant::now();
+            n.with_core(|c| {
+                for env in batch.drain(..) {
+                    c.handle_envelope(peer.pid, env, now);
+                }
+            });
+        }
+        // What came before a bad message is handled; the bad one ends the connection.
+        if let Some(reason) = failed {
+            break reason;
+        }
+        if full {
+            continue;
+        }
+        if buf.capacity() - buf.len() < 8192 {
+            buf.reserve(64 * 1024);
+        }
+        match r.read_buf(&mut buf).await {
+            Ok(0) => break "connection closed".to_string(),
+            Ok(_) => {}
+            Err(e) => break format!("read failed: {e}"),
         }
     };
     if reason != "connection closed" {

@@ -5,7 +5,6 @@
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use cohort_wire::proto::{self, function_ref::Target};
@@ -90,6 +89,6 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
         let out = out
             .map(Bytes::from)
             .map_err(|f| RemoteException::from_failure(me, &display, f));
-        node.with_core(|c| c.finish_call(seq, out, Instant::now()));
+        node.finish_call(seq, out);
     }));
 }

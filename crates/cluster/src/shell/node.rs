@@ -39,13 +39,13 @@ use cohort_transport::{ClusterManager, ManageEvent, WorkerConfig};
 use cohort_wire::cookie::Cookie;
 use cohort_wire::ids::{Pid, RefId};
 use cohort_wire::proto::{envelope::Kind, Envelope, RefRequestKind};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::{oneshot, Notify};
 
 use super::channel_ops::ChannelSlot;
 use super::driver::Peer;
 use crate::core::{Change, Core, Output, Reply};
-use crate::error::CallError;
+use crate::error::{CallError, RemoteException};
 
 /// How a waiting caller of this process is told its reply.
 pub(crate) type Waiter = oneshot::Sender<Reply>;
@@ -87,6 +87,14 @@ pub(crate) struct Node {
     pub(crate) timer_task: OnceLock<tokio::sync::watch::Sender<Option<Instant>>>,
     /// Interrupts received (mirrors the core, read without its lock by `interrupted`).
     pub(crate) interrupts: AtomicU64,
+    /// The next reference and call ids this process makes: counters outside the
+    /// core, so that making a call takes the core's lock once, not three times.
+    next_ref: AtomicU64,
+    next_call: AtomicU64,
+    /// Outcomes of calls whose runner found the core's lock taken (see
+    /// [`Node::finish_call`]), and whether there are any.
+    finished: Mutex<Vec<(u64, Result<Bytes, RemoteException>)>>,
+    finished_waiting: AtomicBool,
     /// One handle per reference held here (see `api::future::live`).
     pub(crate) live: LiveTable,
     /// The TLS credentials of this node's connections, once TLS is on.
@@ -163,6 +171,10 @@ impl Node {
             timer: Mutex::new(None),
             timer_task: OnceLock::new(),
             interrupts: AtomicU64::new(0),
+            next_ref: AtomicU64::new(1),
+            next_call: AtomicU64::new(1),
+            finished: Mutex::new(Vec::new()),
+            finished_waiting: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
             #[cfg(feature = "tls")]
             tls: RwLock::new(None),
@@ -204,7 +216,25 @@ impl Drop for Node {
 impl Node {
     /// Runs one step of the core and carries out its outputs (see the module docs).
     pub(crate) fn with_core<R>(&self, step: impl FnOnce(&mut NodeCore) -> R) -> R {
-        let mut core = self.core.lock();
+        let r = self.run_step(self.core.lock(), step);
+        self.finish_waiting();
+        r
+    }
+
+    /// Runs `step` on the held core (after the calls that finished while it was
+    /// held elsewhere), carries out its outputs, and lets the lock go.
+    fn run_step<R>(
+        &self,
+        mut core: MutexGuard<'_, NodeCore>,
+        step: impl FnOnce(&mut NodeCore) -> R,
+    ) -> R {
+        if self.finished_waiting.swap(false, Ordering::Acquire) {
+            let finished = std::mem::take(&mut *self.finished.lock());
+            let now = Instant::now();
+            for (seq, outcome) in finished {
+                core.finish_call(seq, outcome, now);
+            }
+        }
         let r = step(&mut core);
         if !core.has_output() {
             drop(core);
@@ -247,6 +277,39 @@ impl Node {
         r
     }
 
+    /// A call run here finished: its outcome goes to the core. A call runner never
+    /// waits for the core's lock — a reader handling a burst of calls holds it often,
+    /// and a runner that slept on it each time cost a context switch per call. If
+    /// the lock is taken, the outcome waits in `finished`, and whoever holds the lock
+    /// hands it to the core before letting go (or right after: see
+    /// [`finish_waiting`](Self::finish_waiting)).
+    pub(crate) fn finish_call(&self, seq: u64, outcome: Result<Bytes, RemoteException>) {
+        self.finished.lock().push((seq, outcome));
+        self.finished_waiting.store(true, Ordering::Release);
+        self.finish_waiting();
+    }
+
+    /// Hands waiting outcomes to the core if its lock is free; called after every
+    /// release of the lock.
+    ///
+    /// Why nothing is stranded: a runner stores `finished_waiting` and then tries
+    /// the lock; a holder lets the lock go and then reads `finished_waiting`. The
+    /// fence orders each side's write before its read, so either the runner finds
+    /// the lock free, or the holder sees the flag (and, if a third thread took the
+    /// lock meanwhile, that thread does the same when it lets go).
+    fn finish_waiting(&self) {
+        loop {
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if !self.finished_waiting.load(Ordering::Acquire) {
+                return;
+            }
+            let Some(core) = self.core.try_lock() else {
+                return;
+            };
+            self.run_step(core, |_| ());
+        }
+    }
+
     /// Runs one step of the core without doing any I/O on this thread: outputs it
     /// produced are carried out by the pump task. For `Drop`.
     pub(crate) fn record(&self, step: impl FnOnce(&mut NodeCore)) {
@@ -255,7 +318,10 @@ impl Node {
         let wake = core.has_output();
         let deadline = core.poll_timeout();
         drop(core);
-        if wake {
+        // A drop does no I/O: outcomes that came while the lock was held here are
+        // handed over by the pump, like the outputs.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if wake || self.finished_waiting.load(Ordering::Acquire) {
             self.pump.notify_one();
         }
         if let Some(at) = deadline {
@@ -265,7 +331,14 @@ impl Node {
 
     /// A read-only look at the core.
     pub(crate) fn peek<R>(&self, f: impl FnOnce(&NodeCore) -> R) -> R {
-        f(&self.core.lock())
+        let r = f(&self.core.lock());
+        // Outcomes that came meanwhile (see `finish_waiting`); handed over by the
+        // pump, as a look does no I/O.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.finished_waiting.load(Ordering::Acquire) {
+            self.pump.notify_one();
+        }
+        r
     }
 
     fn enqueue(&self, to: Pid, env: Envelope) -> Option<Arc<Peer>> {
@@ -356,12 +429,14 @@ impl Node {
         *self.cookie.write() = c;
     }
 
+    /// A fresh reference id, created by this process.
     pub(crate) fn new_ref(&self) -> cohort_wire::ids::RefId {
-        self.core.lock().new_ref()
+        RefId::new(self.myid(), self.next_ref.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A fresh id for a request of this process (its reply carries it).
     pub(crate) fn new_call_id(&self) -> u64 {
-        self.core.lock().new_call_id()
+        self.next_call.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn procs(&self) -> Vec<Pid> {
@@ -373,7 +448,7 @@ impl Node {
     }
 
     pub(crate) fn next_worker(&self) -> Pid {
-        self.core.lock().next_worker()
+        self.with_core(|c| c.next_worker())
     }
 
     // ----- sending -----
@@ -406,6 +481,32 @@ impl Node {
         self.with_core(|c| c.send(pid, env))
     }
 
+    /// Sends a `remotecall` (`CALL_PUSH`) whose result is `id`, stored on `pid`: in
+    /// one step, this process's handle to `id` is recorded and the waiter for the
+    /// result that comes back unasked registered.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); then nothing is recorded.
+    pub(crate) fn start_call_push(
+        &self,
+        pid: Pid,
+        call_id: u64,
+        id: RefId,
+        env: Envelope,
+    ) -> Result<oneshot::Receiver<Reply>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.with_core(|c| {
+            c.request(pid, call_id, env, tx)?;
+            c.ref_created(id, pid);
+            Ok(rx)
+        })
+    }
+
+    /// Registers the reply waiter for request `call_id` and sends it; the reply comes
+    /// to the receiver returned.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
     fn start_request(
         &self,
         pid: Pid,

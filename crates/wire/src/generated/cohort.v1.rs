@@ -138,18 +138,22 @@ pub struct Call {
 pub struct CallResult {
     #[prost(uint64, tag = "1")]
     pub call_id: u64,
-    #[prost(oneof = "call_result::Outcome", tags = "2, 3")]
+    #[prost(oneof = "call_result::Outcome", tags = "2, 3, 4")]
     pub outcome: ::core::option::Option<call_result::Outcome>,
 }
 /// Nested message and enum types in `CallResult`.
 pub mod call_result {
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Outcome {
-        /// The serialized value (FETCH), or empty (WAIT).
+        /// The serialized value (FETCH, CALL_PUSH), or empty (WAIT).
         #[prost(bytes, tag = "2")]
         Value(::prost::bytes::Bytes),
         #[prost(message, tag = "3")]
         Error(super::RemoteError),
+        /// CALL_PUSH: the value is stored under `result_ref` but too large to send
+        /// unasked; the caller fetches it when it wants it.
+        #[prost(bool, tag = "4")]
+        Stored(bool),
     }
 }
 /// A failure on a remote process.
@@ -323,6 +327,11 @@ pub enum CallMode {
     Wait = 3,
     /// `remote_do`: run it, store nothing, reply nothing; errors are logged by the callee.
     RemoteDo = 4,
+    /// `remotecall` whose caller holds the result's handle: store the result under
+    /// `result_ref` as CALL does, and also send it to the caller (`call_id`), so that
+    /// the caller's fetch finds it there instead of asking: the value when it is at
+    /// most PUSH_LIMIT bytes, the error if the call failed, else `stored` (fetch it).
+    CallPush = 5,
 }
 impl CallMode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -336,6 +345,7 @@ impl CallMode {
             Self::Fetch => "CALL_MODE_FETCH",
             Self::Wait => "CALL_MODE_WAIT",
             Self::RemoteDo => "CALL_MODE_REMOTE_DO",
+            Self::CallPush => "CALL_MODE_CALL_PUSH",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -346,6 +356,7 @@ impl CallMode {
             "CALL_MODE_FETCH" => Some(Self::Fetch),
             "CALL_MODE_WAIT" => Some(Self::Wait),
             "CALL_MODE_REMOTE_DO" => Some(Self::RemoteDo),
+            "CALL_MODE_CALL_PUSH" => Some(Self::CallPush),
             _ => None,
         }
     }
