@@ -152,23 +152,18 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 /// Waits (polling, with a deadline) until squeue no longer lists `what` (a job id, or
-/// `JOB.STEP` with `steps`).
+/// `JOB.STEP` with `steps`). squeue lists every job (or step) here, so that a failing
+/// squeue is an error rather than an empty list.
 fn gone_from_squeue(what: &str, steps: bool) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let out = if steps {
-            let job = what.split('.').next().unwrap_or(what);
-            run("squeue", &["-h", "-s", "-j", job, "-o", "%i"])
+        let args: &[&str] = if steps {
+            &["-h", "-s", "-o", "%i"]
         } else {
-            run("squeue", &["-h", "-j", what, "-o", "%i %T"])
-        }
-        // An unknown job id is an error to squeue: gone.
-        .unwrap_or_default();
-        let listed = out.lines().any(|l| {
-            let id = l.split_whitespace().next().unwrap_or("");
-            id == what
-        });
-        if !listed {
+            &["-h", "-o", "%i"]
+        };
+        let out = run("squeue", args)?;
+        if !out.lines().any(|l| l.trim() == what) {
             return Ok(());
         }
         check!(
@@ -605,13 +600,58 @@ fn driver_main() -> ! {
     }
 }
 
+/// A driver that requests a job, starts two workers and exits at once, without
+/// removing them or running any destructor: prints `job: ID` first.
+fn abrupt_driver_main() -> ! {
+    let m = SlurmManager::request(2).timeout(Duration::from_secs(60));
+    match AddProcs::with_manager(m.clone())
+        .worker_timeout(Duration::from_secs(30))
+        .launch_blocking()
+    {
+        Ok(pids) => {
+            let job = m.steps().first().map(|s| s.job.clone()).unwrap_or_default();
+            println!("job: {job}");
+            println!("workers: {}", pids.len());
+            std::process::exit(0)
+        }
+        Err(e) => {
+            println!("driver failed: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The driver exits without rmprocs: its workers lose the master and exit, srun ends,
+/// and the job leaves the queue.
+fn driver_exit_releases_the_job(_: &TestSlurm) -> Outcome {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--slurm-abrupt-driver");
+    let out = run_bounded(cmd, "the abrupt driver")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    check!(
+        out.status.success() && text.contains("workers: 2"),
+        "the driver: {}\n{text}",
+        out.status
+    );
+    let job = text
+        .lines()
+        .find_map(|l| l.strip_prefix("job: "))
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| format!("no job id in:\n{text}"))?;
+    gone_from_squeue(job, false)
+}
+
 fn main() -> std::process::ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("--slurm-driver") {
-        driver_main();
+    match std::env::args().nth(1).as_deref() {
+        Some("--slurm-driver") => driver_main(),
+        Some("--slurm-abrupt-driver") => abrupt_driver_main(),
+        _ => {}
     }
     let slurm = test_slurm();
     let args = libtest_mimic::Arguments::from_args();
-    let tests: [Test; 7] = [
+    let tests: [Test; 8] = [
+        ("driver_exit_releases_the_job", driver_exit_releases_the_job),
         (
             "steps_in_an_salloc_allocation",
             steps_in_an_salloc_allocation,
