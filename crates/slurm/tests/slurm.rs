@@ -252,20 +252,18 @@ fn slurm_error(e: &ClusterError) -> Option<&SlurmError> {
 /// of four workers in it; rmprocs ends the step (the allocation stays until
 /// cancelled).
 fn steps_in_an_salloc_allocation(s: &TestSlurm) -> Outcome {
-    let out = Command::new("salloc")
-        .args([
-            "--no-shell",
-            "-N",
-            "2",
-            "-n",
-            "4",
-            "-J",
-            "cohort-test-alloc",
-            "--time=10",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
+    let mut salloc = Command::new("salloc");
+    salloc.args([
+        "--no-shell",
+        "-N",
+        "2",
+        "-n",
+        "4",
+        "-J",
+        "cohort-test-alloc",
+        "--time=10",
+    ]);
+    let out = run_bounded(salloc, "salloc --no-shell")?;
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     let job = said
         .split_whitespace()
