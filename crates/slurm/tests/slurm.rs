@@ -452,6 +452,48 @@ fn task_exits_before_reporting(_: &TestSlurm) -> Outcome {
     Ok(())
 }
 
+/// Tasks that start but never print an address (a hung start-up): the launch fails
+/// at its timeout, naming how many reported, and the running job is cancelled.
+fn silent_tasks_time_out(s: &TestSlurm) -> Outcome {
+    let script = s.dir.join(format!("silent-{}.sh", std::process::id()));
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 300\n").map_err(|e| e.to_string())?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+    }
+    let m = SlurmManager::request(2)
+        .executable(script.display().to_string())
+        .timeout(Duration::from_secs(3));
+    let result = Cluster::new()
+        .launch_blocking(AddProcs::with_manager(m.clone()))
+        .err();
+    let _ = std::fs::remove_file(&script);
+    let e = result.ok_or("a launch of tasks that never report succeeded")?;
+    let text = e.to_string();
+    println!("the launch failed as it should: {text}");
+    match slurm_error(&e) {
+        Some(SlurmError::TimedOut {
+            reported: 0,
+            expected: 2,
+            ..
+        }) => {}
+        // Pending for the whole 3 s (a busy test cluster) is the other honest outcome.
+        Some(SlurmError::Pending { .. }) => {}
+        other => {
+            return Err(format!(
+                "expected SlurmError::TimedOut, got {other:?}: {text}"
+            ))
+        }
+    }
+    let steps = m.steps();
+    for st in &steps {
+        check!(!st.running, "srun was stopped: {st:?}");
+        gone_from_squeue(&st.job, false)?;
+    }
+    Ok(())
+}
+
 /// Writes a batch script that runs this binary as the driver.
 fn batch_script(s: &TestSlurm, name: &str, header: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -648,7 +690,8 @@ fn main() -> std::process::ExitCode {
     }
     let slurm = test_slurm();
     let args = libtest_mimic::Arguments::from_args();
-    let tests: [Test; 8] = [
+    let tests: [Test; 9] = [
+        ("silent_tasks_time_out", silent_tasks_time_out),
         ("driver_exit_releases_the_job", driver_exit_releases_the_job),
         (
             "steps_in_an_salloc_allocation",
