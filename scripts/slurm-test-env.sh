@@ -18,6 +18,8 @@
 #   as root in a container, without cgroups).
 # - Starts slurmctld and the two slurmd, and waits (polling, with a deadline) until
 #   sinfo shows both nodes idle.
+# - Makes sure this machine's host name resolves (workers announce it; appends it to
+#   /etc/hosts as 127.0.1.1 if it does not).
 # - Writes $DIR/env (SLURM_CONF=..., NODES=..., PARTITION=...) once the cluster runs
 #   a job.
 #
@@ -112,6 +114,12 @@ fi
 
 # --- configuration -----------------------------------------------------------------
 HOST=$(hostname)
+# Workers bound to all interfaces announce this host name, which the driver resolves:
+# it must resolve (containers and Debian put it in /etc/hosts; add it if not).
+if ! getent hosts "$HOST" >/dev/null 2>&1; then
+    echo "127.0.1.1 $HOST # added by cohort's scripts/slurm-test-env.sh" >> /etc/hosts
+    echo "note: $HOST did not resolve; added it to /etc/hosts as 127.0.1.1"
+fi
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 / 2)}' /proc/meminfo)
 mkdir -p "$DIR/state" "$DIR/spool"
 chmod 755 "$DIR"
