@@ -355,6 +355,40 @@ fn request_an_allocation(s: &TestSlurm) -> Outcome {
     Ok(())
 }
 
+/// Under TLS the credentials travel with the cookie on srun's stdin (`--tls-stdin`):
+/// the workers answer over TLS and call each other, and the key is on no command
+/// line either.
+fn tls_through_srun(s: &TestSlurm) -> Outcome {
+    let m = SlurmManager::request(2)
+        .nodes(2)
+        .timeout(Duration::from_secs(60));
+    let c = Cluster::new();
+    let pids = c
+        .launch_blocking(
+            AddProcs::with_manager(m.clone())
+                .tls(cohort::TlsMode::Generate)
+                .worker_timeout(Duration::from_secs(30)),
+        )
+        .map_err(|e| e.to_string())?;
+    check!(pids.len() == 2, "{pids:?}");
+    // This launch's srun (the other tests' run beside it in this process).
+    let name = m.steps().first().map(|s| s.name.clone()).ok_or("no step")?;
+    let ours: Vec<String> = sruns_argv_and_env()
+        .into_iter()
+        .filter(|a| a.contains(&format!("--job-name={name}")))
+        .collect();
+    check!(ours.len() == 1, "one srun for the launch: {}", ours.len());
+    check!(
+        ours[0].contains("--tls-stdin") && !ours[0].contains("PRIVATE KEY"),
+        "srun passes --tls-stdin and no key"
+    );
+    exercise(&c, &pids, &s.nodes)?;
+    let job = m.steps().first().map(|s| s.job.clone()).ok_or("no step")?;
+    c.rmprocs_blocking(&pids, Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    gone_from_squeue(&job, false)
+}
+
 /// A partition that does not exist: srun's refusal, at once, in the error.
 fn refused_partition(_: &TestSlurm) -> Outcome {
     let m = SlurmManager::request(1)
@@ -690,7 +724,8 @@ fn main() -> std::process::ExitCode {
     }
     let slurm = test_slurm();
     let args = libtest_mimic::Arguments::from_args();
-    let tests: [Test; 9] = [
+    let tests: [Test; 10] = [
+        ("tls_through_srun", tls_through_srun),
         ("silent_tasks_time_out", silent_tasks_time_out),
         ("driver_exit_releases_the_job", driver_exit_releases_the_job),
         (
