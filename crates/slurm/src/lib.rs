@@ -35,7 +35,9 @@
 //!    printed its node and its address line (`cohort_worker:PORT#HOST`), then reports
 //!    all the workers at once (a step is started and cancelled as a whole). Each
 //!    config's [`hostname`](cohort_transport::WorkerConfig::hostname) is the node
-//!    name Slurm gave, so `procs(pid)` groups workers by Slurm node.
+//!    name Slurm gave, and each worker runs with `COHORT_HOSTNAME`
+//!    ([`HOSTNAME_ENV`](cohort_transport::HOSTNAME_ENV)) set to it, so `procs(pid)`
+//!    groups workers by Slurm node, on the driver and on the workers alike.
 //! 4. Afterwards the workers' stdout and stderr reach the driver's as
 //!    `      From worker N:\tline`, as local workers' do.
 //!

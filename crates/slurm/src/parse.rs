@@ -10,11 +10,13 @@ pub(crate) const EXIT_PREFIX: &str = "cohort_slurm_exit:";
 
 /// The shell script every task runs (`sh -c SCRIPT cohort-slurm-task EXE ARGS…`): it
 /// says where it runs, runs the worker (which inherits stdin, where srun's
-/// `--input=all` puts the cookie), and says how it ended. Only Slurm's own variables
-/// are expanded; the worker's command line is `"$@"`, never reparsed.
+/// `--input=all` puts the cookie) with `COHORT_HOSTNAME` set to the node name (so
+/// that the worker groups processes by Slurm node too), and says how it ended. Only
+/// Slurm's own variables are expanded; the worker's command line is `"$@"`, never
+/// reparsed.
 pub(crate) const TASK_SCRIPT: &str = concat!(
     r#"printf 'cohort_slurm_task:%s.%s@%s\n' "$SLURM_JOB_ID" "${SLURM_STEP_ID:-$SLURM_STEPID}" "$SLURMD_NODENAME"; "#,
-    r#""$@"; s=$?; printf 'cohort_slurm_exit:%s\n' "$s"; exit "$s""#
+    r#"COHORT_HOSTNAME="$SLURMD_NODENAME" "$@"; s=$?; printf 'cohort_slurm_exit:%s\n' "$s"; exit "$s""#
 );
 
 /// Splits a `srun --label` line (`3: text`, `12: text`, ` 3: text`) into the task

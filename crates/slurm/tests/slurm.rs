@@ -89,6 +89,14 @@ fn slurm_node() -> String {
     std::env::var("SLURMD_NODENAME").unwrap_or_default()
 }
 
+/// The processes on this worker's host, as the worker sees them.
+#[cohort::remote]
+fn my_node_mates() -> Vec<u32> {
+    let mut v = cohort::procs_of(cohort::myid());
+    v.sort_unstable();
+    v
+}
+
 #[cohort::remote]
 fn call_peer(peer: u32) -> u32 {
     blocking::remotecall_fetch(cohort::builtins::remote_myid, peer, ()).unwrap()
@@ -236,6 +244,14 @@ fn exercise(c: &Cluster, pids: &[Pid], nodes: &[String]) -> Outcome {
         check!(
             got == same,
             "procs({p}) on {node} is {got:?}, expected {same:?}"
+        );
+        // The worker agrees (it counts as on its node: COHORT_HOSTNAME).
+        let theirs = c
+            .remotecall_fetch_blocking(my_node_mates, *p, ())
+            .map_err(|e| e.to_string())?;
+        check!(
+            theirs == same,
+            "worker {p} sees {theirs:?} on {node}, expected {same:?}"
         );
     }
     Ok(())
