@@ -74,3 +74,13 @@ pub const WORKER_FLAG: &str = "--cohort-worker";
 /// assert_eq!(cohort_transport::WORKER_TIMEOUT_ENV, "COHORT_WORKER_TIMEOUT");
 /// ```
 pub const WORKER_TIMEOUT_ENV: &str = "COHORT_WORKER_TIMEOUT";
+
+/// The environment variable that names the host a process counts as on, for host
+/// grouping (`procs(pid)`), instead of its `gethostname`
+/// ([`listen::group_hostname`]). The Slurm manager of `cohort-slurm` sets it to each
+/// worker's Slurm node name.
+///
+/// ```
+/// assert_eq!(cohort_transport::HOSTNAME_ENV, "COHORT_HOSTNAME");
+/// ```
+pub const HOSTNAME_ENV: &str = "COHORT_HOSTNAME";

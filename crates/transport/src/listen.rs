@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::WORKER_TIMEOUT_ENV;
+use crate::{HOSTNAME_ENV, WORKER_TIMEOUT_ENV};
 
 /// The prefix of the address line a worker prints.
 ///
@@ -120,6 +120,21 @@ pub fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// The name of the host this process counts as on when processes are grouped by
+/// host (`procs(pid)`): `$COHORT_HOSTNAME` ([`HOSTNAME_ENV`]) when set and not
+/// empty — a scheduler's node name, for instance — else [`hostname`].
+///
+/// ```
+/// assert!(!cohort_transport::listen::group_hostname().is_empty());
+/// ```
+pub fn group_hostname() -> String {
+    std::env::var(HOSTNAME_ENV)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(hostname)
 }
 
 fn system_hostname() -> Option<String> {

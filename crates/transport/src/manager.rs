@@ -329,6 +329,12 @@ pub struct WorkerConfig {
     /// transport it is whatever its `connect` understands (for
     /// [`UnixManager`](crate::UnixManager), the socket's path).
     pub bind_addr: Option<String>,
+    /// The name of the host the worker runs on, as its manager knows it, for host
+    /// grouping (`procs(pid)`: the processes on the same host). `None` (the default)
+    /// takes the name the worker reports of itself (its `gethostname`); a scheduler's
+    /// manager sets the node name the scheduler reports (the Slurm manager of
+    /// `cohort-slurm` sets `SLURMD_NODENAME`).
+    pub hostname: Option<String>,
     /// The worker's identity for [`Topology::Custom`].
     pub ident: Option<String>,
     /// With [`Topology::Custom`], the identities this worker connects to.
@@ -361,6 +367,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("bind_addr", &self.bind_addr)
+            .field("hostname", &self.hostname)
             .field("ident", &self.ident)
             .field("connect_idents", &self.connect_idents)
             .field("os_pid", &self.process.as_ref().and_then(|p| p.os_pid()))
@@ -429,6 +436,26 @@ pub enum LaunchError {
         host: String,
         /// What went wrong, with the remote side's own message where there is one.
         reason: String,
+    },
+    /// A manager outside this crate failed with an error of its own type: the
+    /// source is that error (a scheduler's manager reports the scheduler's refusal
+    /// there), and can be downcast to it.
+    ///
+    /// ```
+    /// use cohort_transport::LaunchError;
+    /// let e = LaunchError::Manager {
+    ///     manager: "slurm",
+    ///     source: "srun: error: invalid partition specified: nope".into(),
+    /// };
+    /// assert_eq!(e.to_string(), "slurm: srun: error: invalid partition specified: nope");
+    /// ```
+    #[error("{manager}: {source}")]
+    Manager {
+        /// The manager's short name (`"slurm"`).
+        manager: &'static str,
+        /// Its error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// The manager was shut down while workers were still being launched.
     #[error("the cluster manager was shut down during the launch")]

@@ -463,7 +463,7 @@ pub(crate) fn procs_of_in(n: &Node, pid: Pid) -> Vec<Pid> {
     let host_of = |p: Pid| -> Option<String> {
         if p == n.myid() && n.is_worker() {
             // A worker is not in its own table of the others.
-            Some(cohort_transport::listen::hostname())
+            Some(cohort_transport::listen::group_hostname())
         } else if p == MASTER {
             Some(n.master_hostname.read().clone())
         } else {

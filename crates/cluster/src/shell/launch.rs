@@ -232,7 +232,9 @@ async fn join_worker(
             .or_else(|| config.host.clone())
             .unwrap_or_default(),
         port: u32::from(config.port.unwrap_or(0)),
-        hostname: jc.hostname,
+        // The manager's name for the worker's host (a scheduler's node name) wins
+        // over the one the worker reports.
+        hostname: config.hostname.clone().unwrap_or(jc.hostname),
         ident: config.ident.clone().unwrap_or_default(),
     };
     n.managed

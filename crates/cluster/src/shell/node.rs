@@ -164,7 +164,7 @@ impl Node {
             me: AtomicU32::new(cohort_wire::ids::MASTER),
             worker: AtomicBool::new(false),
             cookie: RwLock::new(Cookie::random()),
-            master_hostname: RwLock::new(cohort_transport::listen::hostname()),
+            master_hostname: RwLock::new(cohort_transport::listen::group_hostname()),
             peers: RwLock::new(HashMap::new()),
             managed: RwLock::new(HashMap::new()),
             pump: Arc::new(Notify::new()),

@@ -619,7 +619,7 @@ async fn accept_connection(conn: Connection) -> Result<(), ConnectError> {
                 cpu_threads: std::thread::available_parallelism()
                     .map(|c| c.get() as u32)
                     .unwrap_or(1),
-                hostname: listen::hostname(),
+                hostname: listen::group_hostname(),
             };
             write_one(
                 &mut est,
