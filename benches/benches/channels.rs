@@ -42,7 +42,7 @@ fn unit() {}
 fn main() {
     cohort_benches::run_child_if_requested();
     if !cohort_benches::selected(
-        "channels/raw_tcp_pingpong_16B put_take_roundtrip put_throughput_1k",
+        "channels/raw_tcp_pingpong_16B put_take_roundtrip put_throughput_1k put_throughput_1k_async",
     ) {
         return;
     }
@@ -80,6 +80,20 @@ fn main() {
             for _ in 0..1000 {
                 buffered.take_blocking().unwrap();
             }
+        })
+    });
+    // The same, awaited in one task on cohort's runtime: no blocking wait per item.
+    g.bench_function("put_throughput_1k_async", |bch| {
+        bch.iter(|| {
+            let ch = buffered.clone();
+            cohort::runtime::block_on(async move {
+                for i in 0..1000 {
+                    ch.put(i).await.unwrap();
+                }
+                for _ in 0..1000 {
+                    ch.take().await.unwrap();
+                }
+            })
         })
     });
     g.finish();
