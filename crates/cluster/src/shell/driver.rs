@@ -330,7 +330,11 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
 }
 
 async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
-    let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+    let max = peer
+        .node
+        .upgrade()
+        .map_or(DEFAULT_MAX_FRAME, |n| n.max_frame());
+    let mut decoder = FrameDecoder::new(max);
     // The node, held while the frames of one read are handled (one upgrade per read,
     // not per frame), and let go before the next read waits.
     let mut node: Option<Arc<Node>> = None;
