@@ -74,6 +74,19 @@ fn len_of(v: Vec<u8>) -> usize {
     v.len()
 }
 
+/// Puts `n` bytes into `rc`, owned by this process: a local put, checked against no
+/// message limit.
+#[cohort::remote]
+fn put_here(rc: RemoteChannel<Vec<u8>>, n: usize) {
+    rc.put_blocking(vec![3; n]).unwrap();
+}
+
+/// Takes from `rc`, owned by this process; the length taken.
+#[cohort::remote]
+fn take_here(rc: RemoteChannel<Vec<u8>>) -> usize {
+    rc.take_blocking().unwrap().len()
+}
+
 /// Puts `v` into `rc` (it may wait, the channel being full); says how it ended:
 /// `Ok`, or which owner exited, or another error.
 #[cohort::remote]
@@ -364,6 +377,22 @@ fn oversized_payloads_fail_their_call_and_the_worker_lives() {
         e.error
     );
     assert_eq!(e.into_inner().len(), 2 << 20);
+    // A value over the limit that the owner put there itself: a take from here is
+    // refused by the owner, which keeps the value (a local take gets it).
+    c.remotecall_wait_blocking(put_here, w, (rc.clone(), 2 << 20))
+        .unwrap();
+    match rc.take_blocking() {
+        Err(CallError::Remote(e)) => assert_eq!(e.kind, ErrorKind::PayloadTooLarge, "{e}"),
+        other => panic!(
+            "expected a too-large value, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    assert_eq!(
+        c.remotecall_fetch_blocking(take_here, w, (rc.clone(),))
+            .unwrap(),
+        2 << 20
+    );
     // Just under the limit goes through, both ways.
     let fits = limit - 16;
     assert_eq!(
