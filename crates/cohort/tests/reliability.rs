@@ -202,8 +202,11 @@ fn a_connection_flood_does_not_kill_a_worker_with_256_descriptors() {
             .unwrap()
             .expect("descriptors to spare before the flood");
         let conns = flood(port, 400);
+        // Far more than the cap either way, and past the descriptor limit for the
+        // uncapped worker (a kernel with a short accept queue, `somaxconn` 128, may
+        // hold some back while the capped one drains).
         assert!(
-            conns.len() >= 200,
+            conns.len() >= 150,
             "only {} connections were made",
             conns.len()
         );

@@ -323,7 +323,9 @@ impl WorkerOptions {
     /// [`process_messages`](Self::process_messages). (`run_worker` does both over TCP.)
     /// The worker opens its connections to other workers with `manager`'s
     /// [`connect`](ClusterManager::connect) (Julia's `init_worker(cookie, manager)`),
-    /// or over TCP without one.
+    /// or over TCP without one. As [`run_worker`], it caps glibc's allocator at one
+    /// arena from now on (unless `MALLOC_ARENA_MAX` is set) and trims the heap when
+    /// the worker goes idle.
     ///
     /// # Errors
     /// `UnexpectedEof` if stdin closed before the cookie; `InvalidData` for an invalid
@@ -417,6 +419,13 @@ fn start_master_timer(timeout: Duration) {
 }
 
 /// Runs this process as a worker until the master lets it go, then exits the process.
+///
+/// Transient `accept` errors (out of descriptors, a connection reset before it was
+/// taken) are logged and retried after a pause; only a listener that fails for good
+/// ends the worker (status 1). Worker mode also caps glibc's allocator at one arena
+/// and returns free heap pages when the worker goes idle, so that its memory returns
+/// to its baseline after a burst; `MALLOC_ARENA_MAX` in the environment keeps glibc's
+/// own choice (see `docs/reliability.md`).
 ///
 /// ```no_run
 /// cohort_cluster::run_worker(cohort_cluster::WorkerOptions::default());
