@@ -161,6 +161,24 @@ fn worker_with_fd_limit(limit: u32) -> PathBuf {
     path
 }
 
+/// Launches the one worker `spec` describes, whose executable is a script this
+/// process just wrote. Retries while the script is "busy" (`ETXTBSY`): a process that
+/// another test forked while the script was open for writing holds that descriptor
+/// until it execs.
+fn launch_script(c: &Cluster, spec: AddProcs) -> Pid {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match c.launch_blocking(spec.clone()) {
+            Ok(pids) => return pids[0],
+            Err(e) if format!("{e:?}").contains("ExecutableFileBusy") => {
+                assert!(Instant::now() < deadline, "the script stays busy: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot start the worker: {e}"),
+        }
+    }
+}
+
 /// Opens up to `n` plain TCP connections to `port` that never send a byte. Stops
 /// early if one cannot be made within 2 s (the listener's backlog is full: the flood
 /// has saturated it).
@@ -185,10 +203,8 @@ fn a_connection_flood_does_not_kill_a_worker_with_256_descriptors() {
     // silent one after 1 s, and one whose cap is above its descriptor limit, so
     // that the flood makes `accept` fail with EMFILE (for the default 10 s, long
     // enough for this test to see it at its limit).
-    let capped = c
-        .launch_blocking(spec().handshake_timeout(Duration::from_secs(1)))
-        .unwrap()[0];
-    let uncapped = c.launch_blocking(spec().max_handshakes(100_000)).unwrap()[0];
+    let capped = launch_script(&c, spec().handshake_timeout(Duration::from_secs(1)));
+    let uncapped = launch_script(&c, spec().max_handshakes(100_000));
     // A third worker, whose first call to a flooded one opens a new connection to it.
     let helper = c.addprocs_blocking(1).unwrap()[0];
     for (w, cap) in [
@@ -435,10 +451,18 @@ fn rmprocs_times_out_on_a_worker_that_does_not_exit() {
     // A worker that cannot act on `Exit` at all (stopped, as a hung machine would
     // be): rmprocs gives up waiting after `waitfor` and says so…
     signal("-STOP", os[1]);
+    let t0 = Instant::now();
     let st = c
         .rmprocs_blocking(&ws[1..], Some(Duration::from_millis(300)))
         .unwrap();
-    assert_eq!(st, RmStatus::TimedOut);
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", os[1])).unwrap_or_default();
+    assert_eq!(
+        st,
+        RmStatus::TimedOut,
+        "after {:?}; /proc/{}/stat: {state}",
+        t0.elapsed(),
+        os[1]
+    );
     assert!(!c.workers().contains(&ws[1]));
     // … and the manager kills it in the background after its grace period.
     poll("the stopped worker to be killed", 30, || {
