@@ -219,10 +219,15 @@ fn a_connection_flood_does_not_kill_a_worker_with_256_descriptors() {
     let spec = || AddProcs::local(1).executable(&script);
     // One worker with the default cap on connections in set-up (64), which drops a
     // silent one after 1 s, and one whose cap is above its descriptor limit, so
-    // that the flood makes `accept` fail with EMFILE (for the default 10 s, long
-    // enough for this test to see it at its limit).
+    // that the flood makes `accept` fail with EMFILE (holding silent connections for
+    // 30 s, long enough for this test to see it at its limit).
     let capped = launch_script(&c, spec().handshake_timeout(Duration::from_secs(1)));
-    let uncapped = launch_script(&c, spec().max_handshakes(100_000));
+    let uncapped = launch_script(
+        &c,
+        spec()
+            .max_handshakes(100_000)
+            .handshake_timeout(Duration::from_secs(30)),
+    );
     // A third worker, whose first call to a flooded one opens a new connection to it.
     let helper = c.addprocs_blocking(1).unwrap()[0];
     for (w, cap) in [
