@@ -16,6 +16,7 @@ use thiserror::Error;
 /// assert_ne!(ErrorKind::Panic, ErrorKind::Error);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The function reported an error.
     Error,
@@ -33,6 +34,10 @@ pub enum ErrorKind {
     Interrupted,
     /// The channel is closed.
     ChannelClosed,
+    /// The result (or a value) is larger than one message may be: the sending
+    /// process's frame limit ([`Cluster::set_max_frame`](crate::Cluster::set_max_frame),
+    /// `COHORT_MAX_FRAME`). The message names the size and the limit.
+    PayloadTooLarge,
 }
 
 impl ErrorKind {
@@ -46,6 +51,7 @@ impl ErrorKind {
             ErrorKind::AlreadySet => proto::ErrorKind::AlreadySet,
             ErrorKind::Interrupted => proto::ErrorKind::Interrupted,
             ErrorKind::ChannelClosed => proto::ErrorKind::ChannelClosed,
+            ErrorKind::PayloadTooLarge => proto::ErrorKind::PayloadTooLarge,
         }
     }
 
@@ -58,6 +64,7 @@ impl ErrorKind {
             proto::ErrorKind::AlreadySet => ErrorKind::AlreadySet,
             proto::ErrorKind::Interrupted => ErrorKind::Interrupted,
             proto::ErrorKind::ChannelClosed => ErrorKind::ChannelClosed,
+            proto::ErrorKind::PayloadTooLarge => ErrorKind::PayloadTooLarge,
             proto::ErrorKind::Error | proto::ErrorKind::Unspecified => ErrorKind::Error,
         }
     }
@@ -175,6 +182,7 @@ impl fmt::Display for RemoteException {
             ErrorKind::AlreadySet => "already set",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::ChannelClosed => "channel closed",
+            ErrorKind::PayloadTooLarge => "payload too large",
         };
         write!(f, "on worker {}: {what}", self.pid)?;
         if !self.function.is_empty() {
@@ -297,6 +305,23 @@ pub enum CallError {
     /// shutting down).
     #[error("the local task running the call ended without a result")]
     TaskLost,
+    /// The arguments (or the value to put) are larger than one message may be: this
+    /// process's frame limit, less [`PAYLOAD_ROOM`](crate::PAYLOAD_ROOM) for the rest
+    /// of the message. Nothing was sent. The limit is
+    /// [`Cluster::set_max_frame`](crate::Cluster::set_max_frame) (or
+    /// `COHORT_MAX_FRAME`), and must be raised on every process of the cluster.
+    #[error(
+        "the {what} are {size} bytes, over the limit of {limit} bytes per message \
+         (raise it on every process with Cluster::set_max_frame or COHORT_MAX_FRAME)"
+    )]
+    PayloadTooLarge {
+        /// What was too large: "call arguments", "channel value", ….
+        what: &'static str,
+        /// Its encoded size in bytes.
+        size: usize,
+        /// The largest payload allowed, in bytes.
+        limit: usize,
+    },
 }
 
 /// How a peer broke the protocol (see `docs/protocol.md`).
@@ -373,6 +398,9 @@ pub enum ClusterError {
     /// The cookie cannot change once workers have joined.
     #[error("the cluster cookie cannot change after workers have been added")]
     CookieInUse,
+    /// The message size limit cannot change once workers have joined.
+    #[error("the cluster's message size limit cannot change after workers have been added")]
+    MaxFrameInUse,
     /// A pid that is not a worker was given to `rmprocs`.
     #[error("process {0} is not a worker of this cluster")]
     NotAWorker(Pid),

@@ -65,6 +65,7 @@ pub use api::deprecated::{
 };
 pub use api::future::Future;
 pub use api::interrupt::interrupt;
+pub use api::limits::{MAX_FRAME_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM};
 pub use api::procs::{
     addprocs, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs, rmprocs_nowait,
     set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
@@ -78,6 +79,9 @@ pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};
 pub use error::{CallError, ClusterError, ErrorKind, Failure, ProtocolError, RemoteException};
 pub use registry::{Closure, RemoteFn};
+pub use shell::accept::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES, HANDSHAKE_TIMEOUT_ENV, MAX_HANDSHAKES_ENV,
+};
 pub use shell::execute::interrupted;
 pub use shell::handshake::ConnectError;
 pub use shell::runtime;

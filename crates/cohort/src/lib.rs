@@ -74,6 +74,8 @@ pub use cohort_cluster::{
     ConnectError, Cookie, ErrorKind, Failure, Future, LaunchParams, LocalManager, Pid,
     ProtocolError, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus, RmprocsTask,
     SendError, Stats, Target, Topology, WorkerArgsError, WorkerConfig, WorkerOptions,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES, HANDSHAKE_TIMEOUT_ENV, MAX_FRAME_ENV,
+    MAX_HANDSHAKES_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM,
 };
 #[allow(deprecated)]
 pub use cohort_cluster::{

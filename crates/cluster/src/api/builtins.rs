@@ -134,16 +134,8 @@ pub(crate) async fn stats_of_in(
 pub fn remote_stats() -> Stats {
     let n = crate::shell::node::current();
     n.store().flush_all();
-    trim_heap();
+    crate::shell::memory::trim();
     stats_in(&n)
-}
-
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of glibc's heap to the OS.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The OS process id (a built-in).

@@ -75,8 +75,11 @@ where
     F: RemoteFn<Args>,
     Args: Serialize,
 {
-    codec::with_target(n, pid, || registry::encode_call(f, args))
-        .map_err(|e: Failure| CallError::Serialization(e.message))
+    let bytes = codec::with_target(n, pid, || registry::encode_call(f, args))
+        .map_err(|e: Failure| CallError::Serialization(e.message))?;
+    // Checked here, not by the receiver: an oversized frame would cost the connection.
+    crate::api::limits::check_payload(n, "call arguments", bytes.len())?;
+    Ok(bytes)
 }
 
 fn build_call<F, Args>(
@@ -145,8 +148,10 @@ fn call_catching<F: RemoteFn<Args>, Args>(
 /// Calls `f(args…)` on process `pid` and returns at once with a [`Future`] to the
 /// result (Julia's `remotecall(f, pid, args...)`). `args` is the argument tuple.
 ///
-/// Failures — an unknown pid, a function the worker lacks, a panic — surface when the
-/// future is waited on or fetched.
+/// Failures — an unknown pid, a function the worker lacks, a panic, arguments or a
+/// result over the message limit ([`CallError::PayloadTooLarge`], or a remote error
+/// of kind [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge)) — surface
+/// when the future is waited on or fetched.
 ///
 /// ```
 /// fn add(a: i32, b: i32) -> i32 { a + b }
@@ -189,7 +194,12 @@ where
 /// # Errors
 /// [`CallError::Remote`] if `f` failed or panicked there (the worker survives);
 /// [`CallError::WorkerExited`] if the worker died first; [`CallError::NoSuchProcess`];
-/// [`CallError::CannotShipCode`]; [`CallError::Serialization`].
+/// [`CallError::CannotShipCode`]; [`CallError::Serialization`];
+/// [`CallError::PayloadTooLarge`] if the encoded arguments are over the cluster's
+/// message limit ([`Cluster::set_max_frame`](crate::Cluster::set_max_frame); nothing
+/// is sent), and [`CallError::Remote`] of kind
+/// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge) if the result is
+/// (the worker sends that error instead, and goes on).
 ///
 /// # Cancel safety
 /// Dropping the future abandons the wait (the reply is dropped when it comes);
@@ -311,7 +321,8 @@ where
 ///
 /// # Errors
 /// Only what can be known at once: an unknown or disconnected pid, code that cannot
-/// be shipped, arguments that cannot be encoded.
+/// be shipped, arguments that cannot be encoded or are over the message limit
+/// ([`CallError::PayloadTooLarge`]).
 ///
 /// ```
 /// fn log(msg: String) { println!("{msg}"); }

@@ -464,8 +464,10 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// Puts a value, waiting while the channel is full (Julia's `put!`).
     ///
     /// # Errors
-    /// A [`SendError`] holding the value back: [`CallError::ChannelClosed`], or the
-    /// owner is gone.
+    /// A [`SendError`] holding the value back: [`CallError::ChannelClosed`], the
+    /// owner is gone ([`CallError::WorkerExited`] naming it), or the encoded value is
+    /// larger than one message may be ([`CallError::PayloadTooLarge`]; nothing was
+    /// sent).
     ///
     /// # Cancel safety
     /// Not cancel-safe for the value: a dropped put never hands it back. Nothing is
@@ -512,6 +514,12 @@ impl<T: ChannelValue> RemoteChannel<T> {
                 })
             }
         };
+        // Checked here: the owner would drop the connection over an oversized frame.
+        if let Err(error) =
+            crate::api::limits::check_payload(&self.inner.node, "channel value", bytes.len())
+        {
+            return Err(SendError { value, error });
+        }
         match self.ask(RefRequestKind::Put, bytes).await {
             Ok(_) => Ok(()),
             Err(error) => Err(SendError { value, error }),

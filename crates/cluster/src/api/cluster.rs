@@ -220,6 +220,47 @@ impl Cluster {
         set_cookie_in(&self.node, cookie)
     }
 
+    /// The largest message (frame) this process sends or accepts in this cluster
+    /// after the handshake, in bytes: `COHORT_MAX_FRAME` when the cluster was made,
+    /// or 1 GiB.
+    ///
+    /// ```
+    /// assert_eq!(cohort_cluster::Cluster::new().max_frame(), 1 << 30);
+    /// ```
+    pub fn max_frame(&self) -> usize {
+        self.node.max_frame()
+    }
+
+    /// Sets [`max_frame`](Self::max_frame), before any worker is added; workers this
+    /// cluster launches get the same limit (as `COHORT_MAX_FRAME`). The value is
+    /// clamped to [`MIN_MAX_FRAME`](crate::MIN_MAX_FRAME)`..=4 GiB − 1`; the clamped
+    /// value is returned. A payload — call arguments, a result, a value put into a
+    /// remote channel — may be the limit less [`PAYLOAD_ROOM`](crate::PAYLOAD_ROOM);
+    /// a larger one fails its call with [`CallError::PayloadTooLarge`] (arguments,
+    /// values) or a remote error of kind
+    /// [`ErrorKind::PayloadTooLarge`](crate::ErrorKind::PayloadTooLarge) (results),
+    /// and the connection and both processes go on.
+    ///
+    /// # Errors
+    /// [`ClusterError::MaxFrameInUse`] once workers have joined (they check against
+    /// the limit they were started with).
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// assert_eq!(c.set_max_frame(1 << 20).unwrap(), 1 << 20);
+    /// assert_eq!(c.max_frame(), 1 << 20);
+    /// ```
+    pub fn set_max_frame(&self, bytes: usize) -> Result<usize, ClusterError> {
+        if self
+            .node
+            .peek(|c| c.membership().worker_infos().next().is_some())
+        {
+            return Err(ClusterError::MaxFrameInUse);
+        }
+        self.node.set_max_frame(bytes);
+        Ok(self.node.max_frame())
+    }
+
     /// The TLS credentials of this cluster's connections, if TLS is on. (Feature
     /// `tls`, on by default.)
     ///

@@ -555,7 +555,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
     ///
     /// # Errors
     /// [`CallError::AlreadySet`] if it has a value already (set here, or by any other
-    /// process); [`CallError::WorkerExited`] if the owner is gone.
+    /// process); [`CallError::WorkerExited`] if the owner is gone;
+    /// [`CallError::PayloadTooLarge`] if the encoded value is over the message limit
+    /// for a remote owner (nothing is sent).
     ///
     /// # Cancel safety
     /// Not cancel-safe: once the value has been sent, dropping the future does not
@@ -588,6 +590,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
         let bytes =
             codec::with_target(&self.inner.node, self.inner.owner, || codec::encode(&value))
                 .map_err(|f| CallError::Serialization(f.message))?;
+        // Checked here: the owner would drop the connection over an oversized frame.
+        crate::api::limits::check_payload(&self.inner.node, "value", bytes.len())?;
         match self.ask_owner(RefRequestKind::Put, bytes).await {
             Ok(_) => {
                 let _ = self.inner.cell.set(Ok(value));
@@ -679,7 +683,13 @@ where
                     let node = n.clone();
                     *publish = Some(Box::new(move |v: &Result<T, CallError>| {
                         let stored = match v {
+                            // A value too large to send is stored as that failure:
+                            // every fetch of it would cost its connection.
                             Ok(v) => codec::encode(v)
+                                .and_then(|b| {
+                                    crate::api::limits::check_result(&node, b.len())?;
+                                    Ok(b)
+                                })
                                 .map(Bytes::from)
                                 .map_err(|f| RemoteException::from_failure(node.myid(), "", f)),
                             Err(e) => Err(RemoteException {

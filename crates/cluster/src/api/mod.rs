@@ -10,4 +10,5 @@ pub(crate) mod cluster;
 pub(crate) mod deprecated;
 pub(crate) mod future;
 pub(crate) mod interrupt;
+pub(crate) mod limits;
 pub(crate) mod procs;

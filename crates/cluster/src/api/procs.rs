@@ -194,6 +194,38 @@ impl AddProcs {
         self
     }
 
+    /// How long each started worker lets a connection take to authenticate (TLS
+    /// and the cookie handshake) before dropping it (default 10 s; sets
+    /// [`HANDSHAKE_TIMEOUT_ENV`](crate::HANDSHAKE_TIMEOUT_ENV) for it). A shorter one
+    /// frees the slot of a connection that never speaks sooner; it must still cover a
+    /// real peer's handshake over the slowest link.
+    ///
+    /// ```
+    /// let _ = cohort_cluster::AddProcs::local(1).handshake_timeout(std::time::Duration::from_secs(2));
+    /// ```
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.params.env.push((
+            crate::HANDSHAKE_TIMEOUT_ENV.to_string(),
+            t.as_secs_f64().to_string(),
+        ));
+        self
+    }
+
+    /// At most `n` connections in their set-up phase at once on each started worker
+    /// (default [`DEFAULT_MAX_HANDSHAKES`](crate::DEFAULT_MAX_HANDSHAKES); sets
+    /// [`MAX_HANDSHAKES_ENV`](crate::MAX_HANDSHAKES_ENV) for it); more wait in its
+    /// listener's backlog.
+    ///
+    /// ```
+    /// let _ = cohort_cluster::AddProcs::local(1).max_handshakes(16);
+    /// ```
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.params
+            .env
+            .push((crate::MAX_HANDSHAKES_ENV.to_string(), n.to_string()));
+        self
+    }
+
     /// Runs every connection of the cluster — master to worker and worker to
     /// worker — over mutually authenticated TLS 1.3, with credentials generated here
     /// or loaded from the user's files (see [`TlsMode`]). The launched workers get

@@ -139,6 +139,28 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
                 unreachable!("handled above")
             }
         };
+        // A value put here by this process itself was never checked against the
+        // message limit: refuse to send one over it (the requester would drop the
+        // connection), and give a taken one back to the channel, at its front.
+        let reply = match reply {
+            Ok(bytes) => match crate::api::limits::check_result(&node, bytes.len()) {
+                Ok(()) => Ok(bytes),
+                Err(f) => {
+                    if kind == RefRequestKind::Take {
+                        let back = enter(&node, || e.put_front(bytes));
+                        if let Err(e) = back.await {
+                            tracing::warn!(error = %e, "a value too large to send was lost");
+                        }
+                    }
+                    Err(CallError::Remote(RemoteException::from_failure(
+                        node.myid(),
+                        "",
+                        f,
+                    )))
+                }
+            },
+            Err(e) => Err(e),
+        };
         node.with_core(|c| c.reply(from, call_id, reply));
     });
 }

@@ -364,7 +364,11 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
 const BATCH_LIMIT: usize = 256;
 
 async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
-    let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+    let max = peer
+        .node
+        .upgrade()
+        .map_or(DEFAULT_MAX_FRAME, |n| n.max_frame());
+    let mut decoder = FrameDecoder::new(max);
     // The messages of one read, handled in one step of the core: one hold of its lock
     // (and one reading of the clock) for a pipelined burst, not one per message, so
     // that the threads that send requests meanwhile rarely find the lock held.

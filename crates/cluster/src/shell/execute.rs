@@ -86,6 +86,12 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
             }
             Err(f) => Err(f),
         };
+        // A result too large for one message fails the call instead of the
+        // connection (the receiver would drop it; over 4 GiB it cannot be framed).
+        let out = out.and_then(|v| {
+            crate::api::limits::check_result(&node, v.len())?;
+            Ok(v)
+        });
         let out = out
             .map(Bytes::from)
             .map_err(|f| RemoteException::from_failure(me, &display, f));

@@ -16,9 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::node::Node;
 use crate::fingerprint::build_fingerprint;
 
-/// How long a handshake may take before the connection is dropped.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why a connection to or from another process could not be set up.
 ///
 /// ```
@@ -184,7 +181,7 @@ pub(crate) async fn handshake(
             }
         }
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
+    match tokio::time::timeout(node.handshake_timeout(), run).await {
         Ok(r) => r?,
         Err(_) => {
             return Err(ConnectError::TimedOut {

@@ -41,6 +41,19 @@ pub(crate) async fn launch(
         params.tls = super::tls::resolve(&n, tls, has_workers)?;
     }
     params.cookie = n.cookie().expose().to_string();
+    // The workers get this cluster's message limit, so that both ends of every
+    // connection check against the same one (unless the caller set the variable).
+    if n.max_frame() != cohort_wire::frame::DEFAULT_MAX_FRAME
+        && !params
+            .env
+            .iter()
+            .any(|(k, _)| k == crate::api::limits::MAX_FRAME_ENV)
+    {
+        params.env.push((
+            crate::api::limits::MAX_FRAME_ENV.to_string(),
+            n.max_frame().to_string(),
+        ));
+    }
     n.with_core(|c| c.set_topology(params.topology, params.lazy));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let m = manager.clone();

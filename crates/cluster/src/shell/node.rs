@@ -28,9 +28,9 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 #[cfg(feature = "tls")]
@@ -108,6 +108,12 @@ pub(crate) struct Node {
     /// On a worker given one ([`WorkerOptions::manager`](crate::WorkerOptions)):
     /// the manager it connects to other workers through; `None`: TCP.
     pub(crate) peer_manager: RwLock<Option<Arc<dyn ClusterManager>>>,
+    /// How long a connection's set-up (TLS and the cookie handshake) may take, in
+    /// milliseconds (`COHORT_HANDSHAKE_TIMEOUT`, or 10 s).
+    handshake_timeout_ms: AtomicU64,
+    /// The largest frame this node sends or accepts after the handshake
+    /// (`COHORT_MAX_FRAME`, or 1 GiB); see [`crate::Cluster::set_max_frame`].
+    max_frame: AtomicUsize,
 }
 
 /// The default node of this process: a worker's only one, and the one the free
@@ -150,6 +156,11 @@ pub(crate) fn enter<R>(node: &Arc<Node>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `t` in whole milliseconds, at least 1 (a zero timeout would refuse everything).
+fn duration_ms(t: Duration) -> u64 {
+    u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 static NEXT_NODE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Node {
@@ -181,6 +192,10 @@ impl Node {
             join_lock: tokio::sync::Mutex::const_new(()),
             membership: tokio::sync::watch::Sender::new(0),
             peer_manager: RwLock::new(None),
+            handshake_timeout_ms: AtomicU64::new(duration_ms(
+                super::accept::handshake_timeout_from_env(),
+            )),
+            max_frame: AtomicUsize::new(crate::api::limits::max_frame_from_env()),
         });
         // The pump holds the node weakly: it ends when the node goes.
         let weak = Arc::downgrade(&node);
@@ -193,6 +208,30 @@ impl Node {
             }
         });
         node
+    }
+
+    /// How long a connection's set-up (TLS and the cookie handshake) may take.
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets [`handshake_timeout`](Self::handshake_timeout).
+    pub(crate) fn set_handshake_timeout(&self, t: Duration) {
+        self.handshake_timeout_ms
+            .store(duration_ms(t), Ordering::Relaxed);
+    }
+
+    /// The largest frame this node sends or accepts after the handshake.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`max_frame`](Self::max_frame).
+    pub(crate) fn set_max_frame(&self, bytes: usize) {
+        self.max_frame.store(
+            crate::api::limits::clamp_max_frame(bytes),
+            Ordering::Relaxed,
+        );
     }
 
     /// This node as an `Arc`, for tasks and handles it makes.

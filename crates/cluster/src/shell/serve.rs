@@ -35,7 +35,9 @@ use cohort_wire::ids::MASTER;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use thiserror::Error;
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::accept::{accept_loop, AcceptLimits};
 use super::driver::Peer;
 use super::handshake::{handshake, read_one, tls_server, write_one, ConnectError};
 use super::launch::topology_from_wire;
@@ -166,6 +168,19 @@ pub struct WorkerOptions {
     /// [`Custom`](cohort_transport::WorkerTransport::Custom). `None` (the default,
     /// and worker mode's): TCP to the address the master announced.
     pub manager: Option<Arc<dyn ClusterManager>>,
+    /// How long a connection this worker accepts or opens may take to authenticate
+    /// (TLS and the cookie handshake) before it is dropped. Default:
+    /// `COHORT_HANDSHAKE_TIMEOUT` seconds, or 10 s
+    /// ([`AddProcs::handshake_timeout`](crate::AddProcs::handshake_timeout) sets it
+    /// for the workers it starts).
+    pub handshake_timeout: Duration,
+    /// At most this many accepted connections in their set-up phase at once; more wait
+    /// in the listener's backlog (costing no descriptor) until one is authenticated or
+    /// dropped. Default: `COHORT_MAX_HANDSHAKES`, or
+    /// [`DEFAULT_MAX_HANDSHAKES`](crate::DEFAULT_MAX_HANDSHAKES). Applies to the TCP
+    /// listener of [`run_worker`]; a program that accepts its own connections for
+    /// [`process_messages`](Self::process_messages) limits them itself.
+    pub max_handshakes: usize,
 }
 
 impl Default for WorkerOptions {
@@ -179,6 +194,8 @@ impl Default for WorkerOptions {
             #[cfg(feature = "tls")]
             tls_from_stdin: false,
             manager: None,
+            handshake_timeout: super::accept::handshake_timeout_from_env(),
+            max_handshakes: super::accept::max_handshakes_from_env(),
         }
     }
 }
@@ -195,6 +212,8 @@ impl std::fmt::Debug for WorkerOptions {
             #[cfg(feature = "tls")]
             tls_from_stdin,
             manager,
+            handshake_timeout,
+            max_handshakes,
         } = self;
         let mut d = f.debug_struct("WorkerOptions");
         d.field("bind_to", bind_to)
@@ -207,6 +226,8 @@ impl std::fmt::Debug for WorkerOptions {
             "manager",
             &manager.as_ref().map(|m| m.worker_transport().to_string()),
         )
+        .field("handshake_timeout", handshake_timeout)
+        .field("max_handshakes", max_handshakes)
         .finish()
     }
 }
@@ -302,7 +323,9 @@ impl WorkerOptions {
     /// [`process_messages`](Self::process_messages). (`run_worker` does both over TCP.)
     /// The worker opens its connections to other workers with `manager`'s
     /// [`connect`](ClusterManager::connect) (Julia's `init_worker(cookie, manager)`),
-    /// or over TCP without one.
+    /// or over TCP without one. As [`run_worker`], it caps glibc's allocator at one
+    /// arena from now on (unless `MALLOC_ARENA_MAX` is set) and trims the heap when
+    /// the worker goes idle.
     ///
     /// # Errors
     /// `UnexpectedEof` if stdin closed before the cookie; `InvalidData` for an invalid
@@ -341,6 +364,9 @@ impl WorkerOptions {
             super::tls::set(n, t);
         }
         *n.peer_manager.write() = self.manager.clone();
+        n.set_handshake_timeout(self.handshake_timeout);
+        super::memory::tune_allocator();
+        super::memory::start_idle_trim(Arc::downgrade(n));
         start_master_timer(self.timeout);
         Ok(())
     }
@@ -366,7 +392,7 @@ impl WorkerOptions {
     pub async fn process_messages(&self, conn: Connection) -> std::io::Result<()> {
         let peer = conn.peer.clone();
         super::runtime::handle()
-            .spawn(accept_connection(conn))
+            .spawn(accept_connection(conn, None))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .map_err(|e| {
@@ -394,10 +420,19 @@ fn start_master_timer(timeout: Duration) {
 
 /// Runs this process as a worker until the master lets it go, then exits the process.
 ///
+/// Transient `accept` errors (out of descriptors, a connection reset before it was
+/// taken) are logged and retried after a pause; only a listener that fails for good
+/// ends the worker (status 1). Worker mode also caps glibc's allocator at one arena
+/// and returns free heap pages when the worker goes idle, so that its memory returns
+/// to its baseline after a burst; `MALLOC_ARENA_MAX` in the environment keeps glibc's
+/// own choice (see `docs/reliability.md`).
+///
 /// ```no_run
 /// cohort_cluster::run_worker(cohort_cluster::WorkerOptions::default());
 /// ```
 pub fn run_worker(opts: WorkerOptions) -> ! {
+    // Before the runtime's threads allocate (see `shell::memory`).
+    super::memory::tune_allocator();
     init_logging();
     let code = match super::runtime::run_main(serve(opts)) {
         Ok(()) => 0,
@@ -571,32 +606,67 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
         super::tls::set(n, t);
     }
     *n.peer_manager.write() = opts.manager;
+    n.set_handshake_timeout(opts.handshake_timeout);
+    super::memory::start_idle_trim(Arc::downgrade(n));
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
     listen::announce(&host, port).map_err(|e| format!("cannot announce the address: {e}"))?;
     start_master_timer(opts.timeout);
-    loop {
-        let (stream, addr) = listener.accept().await.map_err(|e| e.to_string())?;
-        super::runtime::handle().spawn(async move {
-            if let Err(e) = accept(stream).await {
-                tracing::warn!(%addr, error = %e, "refused a connection");
+    let limits = AcceptLimits {
+        max_handshakes: opts.max_handshakes,
+    };
+    // Only a broken listener ends the loop; a transient error (out of descriptors, a
+    // connection reset before it was taken) is backed off inside it.
+    let e = accept_loop(listener, limits, |stream, addr, permit| async move {
+        match accept(stream, permit).await {
+            Ok(()) => {}
+            // A peer that said nothing, or went away (a port scan, a health check, a
+            // flood), is not worth a warning per connection; a failed authentication
+            // or a protocol error is.
+            Err(
+                e @ (ConnectError::Closed { .. }
+                | ConnectError::TimedOut { .. }
+                | ConnectError::Io(_)),
+            ) => {
+                tracing::debug!(%addr, error = %e, "dropped a connection that did not authenticate");
             }
-        });
-    }
+            Err(e) => tracing::warn!(%addr, error = %e, "refused a connection"),
+        }
+    })
+    .await;
+    Err(format!("the listener failed: {e}"))
 }
 
-async fn accept(stream: tokio::net::TcpStream) -> Result<(), ConnectError> {
+async fn accept(
+    stream: tokio::net::TcpStream,
+    permit: OwnedSemaphorePermit,
+) -> Result<(), ConnectError> {
     let conn = Connection::from_tcp(stream)?;
-    accept_connection(conn).await
+    accept_connection(conn, Some(permit)).await
 }
 
 /// The accepting side of any connection: TLS (when on), handshake, then `Join` or
-/// `Identify`.
-async fn accept_connection(conn: Connection) -> Result<(), ConnectError> {
+/// `Identify`. `permit` (the accept loop's set-up slot) is let go once the peer is
+/// authenticated.
+async fn accept_connection(
+    conn: Connection,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<(), ConnectError> {
     let n = global();
-    let conn = tls_server(n, conn).await?;
-    let mut est = handshake(n, conn, Role::Acceptor).await?;
+    // The whole unauthenticated phase — TLS included, which has no timeout of its own —
+    // is bounded, so a connection that sends nothing holds its slot (and descriptor)
+    // only for the handshake timeout.
+    let setup = async {
+        let conn = tls_server(n, conn).await?;
+        handshake(n, conn, Role::Acceptor).await
+    };
+    let mut est = tokio::time::timeout(n.handshake_timeout(), setup)
+        .await
+        .map_err(|_| ConnectError::TimedOut {
+            during: "the handshake",
+        })??;
+    drop(permit);
     let first = read_one(&mut est, Duration::from_secs(30)).await?;
     match first.kind {
         Some(Kind::Join(join)) => {

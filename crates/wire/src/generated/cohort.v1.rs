@@ -382,6 +382,8 @@ pub enum ErrorKind {
     Interrupted = 7,
     /// The channel a reference names is closed (and, for a take, drained).
     ChannelClosed = 8,
+    /// The result (or value) is larger than one message may be (the frame limit).
+    PayloadTooLarge = 9,
 }
 impl ErrorKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -399,6 +401,7 @@ impl ErrorKind {
             Self::AlreadySet => "ERROR_KIND_ALREADY_SET",
             Self::Interrupted => "ERROR_KIND_INTERRUPTED",
             Self::ChannelClosed => "ERROR_KIND_CHANNEL_CLOSED",
+            Self::PayloadTooLarge => "ERROR_KIND_PAYLOAD_TOO_LARGE",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -413,6 +416,7 @@ impl ErrorKind {
             "ERROR_KIND_ALREADY_SET" => Some(Self::AlreadySet),
             "ERROR_KIND_INTERRUPTED" => Some(Self::Interrupted),
             "ERROR_KIND_CHANNEL_CLOSED" => Some(Self::ChannelClosed),
+            "ERROR_KIND_PAYLOAD_TOO_LARGE" => Some(Self::PayloadTooLarge),
             _ => None,
         }
     }
