@@ -271,7 +271,14 @@ impl<W, C: Clone> Core<W, C> {
     /// waits until it is added; one to a process that cannot be reached is dropped.
     pub(crate) fn poll_output(&mut self) -> Option<Output<W, C>> {
         loop {
-            let o = self.out.queue.pop_front()?;
+            let Some(o) = self.out.queue.pop_front() else {
+                // After a burst (thousands of replies handed over in one step), give
+                // the queue's memory back: a quiet worker returns to its baseline.
+                if self.out.queue.capacity() > 1024 {
+                    self.out.queue.shrink_to_fit();
+                }
+                return None;
+            };
             let Output::Transmit { to, env } = o else {
                 return Some(o);
             };

@@ -161,6 +161,10 @@ impl Peer {
             }
         }
         out.queue.drain(..sent);
+        if out.queue.is_empty() && out.queue.capacity() > 1024 {
+            // After a burst, give the memory back (a quiet peer returns to its baseline).
+            out.queue = Vec::new();
+        }
         self.last_write.store(nanos_now(), Ordering::Relaxed);
         match result {
             Ok(true) => {}
