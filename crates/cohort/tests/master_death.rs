@@ -6,6 +6,9 @@
 //! OS pids and waits to be killed; otherwise it runs the test, which starts that
 //! driver, kills it, and polls (with a deadline) until both workers have exited.
 
+mod common;
+use common::exited;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -28,17 +31,6 @@ fn driver() -> ! {
     drop(out);
     loop {
         std::thread::park();
-    }
-}
-
-/// Whether OS process `os` is gone (or a zombie nobody reaped: it has exited).
-fn exited(os: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{os}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
     }
 }
 

@@ -8,6 +8,9 @@
 //! Every test makes a `Cluster` of its own, so the counts it checks are exact while
 //! the others run beside it.
 
+mod common;
+use common::exited;
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -135,18 +138,6 @@ fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < deadline, "{what}: not within {secs} s");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether OS process `os` is gone (or a zombie nobody reaped: it has exited).
-fn exited(os: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{os}/stat")) {
-        Err(_) => true,
-        // The state follows the parenthesised command name.
-        Ok(s) => s
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
     }
 }
 

@@ -328,6 +328,14 @@ impl Node {
         self.finish_waiting();
     }
 
+    /// Whether call outcomes wait in `finished`, read after a release of the core's
+    /// lock: the fence orders that release before this read (see
+    /// [`finish_waiting`](Self::finish_waiting)).
+    fn outcomes_waiting(&self) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.finished_waiting.load(Ordering::Acquire)
+    }
+
     /// Hands waiting outcomes to the core if its lock is free; called after every
     /// release of the lock.
     ///
@@ -338,8 +346,7 @@ impl Node {
     /// lock meanwhile, that thread does the same when it lets go).
     fn finish_waiting(&self) {
         loop {
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if !self.finished_waiting.load(Ordering::Acquire) {
+            if !self.outcomes_waiting() {
                 return;
             }
             let Some(core) = self.core.try_lock() else {
@@ -359,8 +366,7 @@ impl Node {
         drop(core);
         // A drop does no I/O: outcomes that came while the lock was held here are
         // handed over by the pump, like the outputs.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if wake || self.finished_waiting.load(Ordering::Acquire) {
+        if wake || self.outcomes_waiting() {
             self.pump.notify_one();
         }
         if let Some(at) = deadline {
@@ -373,8 +379,7 @@ impl Node {
         let r = f(&self.core.lock());
         // Outcomes that came meanwhile (see `finish_waiting`); handed over by the
         // pump, as a look does no I/O.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.finished_waiting.load(Ordering::Acquire) {
+        if self.outcomes_waiting() {
             self.pump.notify_one();
         }
         r
