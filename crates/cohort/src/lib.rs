@@ -54,6 +54,8 @@
 //! - `shared` (default on): `SharedArray`, the `shared` module (`cohort-shared`) and
 //!   its blocking forms in [`blocking`]. A worker serves `SharedArray`s only when its
 //!   executable was built with it.
+//! - `darray` (default on): `DArray`, `ddata` and SPMD, the `darray` module
+//!   (`cohort-darray`).
 //! - `progress` (default on): `PmapOptions::progress`, a progress bar on stderr
 //!   while a map runs (indicatif). Off, the option does not exist.
 //! - `log` (default on): a process started as a worker installs a log subscriber
@@ -117,6 +119,10 @@ pub use cohort_shared as shared;
 /// (Feature `shared`, on by default.)
 #[cfg(feature = "shared")]
 pub use cohort_shared::SharedArray;
+/// `DArray`, `ddata` and SPMD: arrays split across processes, and MPI-style
+/// primitives. (Feature `darray`, on by default.)
+#[cfg(feature = "darray")]
+pub use cohort_darray as darray;
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTransport};

@@ -1,0 +1,1 @@
+//! SPMD: run one function on many processes that talk to each other directly.
