@@ -20,6 +20,8 @@ pub use crate::api::call::__twin_remotecall_fetch::remotecall_fetch;
 #[doc(inline)]
 pub use crate::api::call::__twin_remotecall_wait::remotecall_wait;
 #[doc(inline)]
+pub use crate::api::deadline::__twin_with_timeout::with_timeout;
+#[doc(inline)]
 pub use crate::api::procs::__twin_addprocs::addprocs;
 #[doc(inline)]
 pub use crate::api::procs::__twin_rmprocs::rmprocs;

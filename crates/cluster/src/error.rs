@@ -283,6 +283,14 @@ pub enum CallError {
     /// This handle was finalized: its claim on the owner's value was given up early.
     #[error("the reference was finalized: its value is no longer available through this handle")]
     Finalized,
+    /// A bounded wait ([`with_timeout`](crate::with_timeout), or a handle's
+    /// `*_timeout` method) ran out of time; what it waited for was given up as its
+    /// cancel-safety rules say.
+    #[error("gave up waiting after {after:?}")]
+    TimedOut {
+        /// The time limit.
+        after: std::time::Duration,
+    },
     /// The channel is closed (and, for `take`, drained).
     #[error("the channel is closed")]
     ChannelClosed,
@@ -401,6 +409,9 @@ pub enum ClusterError {
     /// The message size limit cannot change once workers have joined.
     #[error("the cluster's message size limit cannot change after workers have been added")]
     MaxFrameInUse,
+    /// The heartbeat settings cannot change once workers have joined.
+    #[error("the cluster's heartbeat settings cannot change after workers have been added")]
+    HeartbeatInUse,
     /// A pid that is not a worker was given to `rmprocs`.
     #[error("process {0} is not a worker of this cluster")]
     NotAWorker(Pid),

@@ -58,6 +58,7 @@ pub use api::call::{
 };
 pub use api::channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
 pub use api::cluster::Cluster;
+pub use api::deadline::with_timeout;
 #[allow(deprecated)]
 pub use api::deprecated::{
     addprocs_blocking, fetchfrom_blocking, remotecall_fetch_blocking, remotecall_wait_blocking,
@@ -66,6 +67,7 @@ pub use api::deprecated::{
 pub use api::future::Future;
 pub use api::interrupt::interrupt;
 pub use api::limits::{MAX_FRAME_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM};
+pub use api::liveness::{HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV};
 pub use api::procs::{
     addprocs, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs, rmprocs_nowait,
     set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
@@ -77,6 +79,7 @@ pub use cohort_transport::{
 pub use cohort_transport::{ClusterTls, TlsError};
 pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};
+pub use core::liveness::{Heartbeat, HeartbeatError};
 pub use error::{CallError, ClusterError, ErrorKind, Failure, ProtocolError, RemoteException};
 pub use registry::{Closure, RemoteFn};
 pub use shell::accept::{

@@ -87,6 +87,9 @@ pub use cohort_cluster::{
 /// (Feature `tls`, on by default.)
 #[cfg(feature = "tls")]
 pub use cohort_cluster::{cluster_tls, ClusterTls, TlsError, TlsMode};
+pub use cohort_cluster::{
+    with_timeout, Heartbeat, HeartbeatError, HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV,
+};
 pub use cohort_macros::{main, remote};
 
 /// The names of the functions registered with `#[cohort::remote]` in this executable
@@ -101,6 +104,10 @@ pub fn registered_functions() -> Vec<&'static str> {
 
 /// Local channels and the `AbstractChannel` trait a `RemoteChannel` stores.
 pub use cohort_channels as channels;
+/// `DArray`, `ddata` and SPMD: arrays split across processes, and MPI-style
+/// primitives. (Feature `darray`, on by default.)
+#[cfg(feature = "darray")]
+pub use cohort_darray as darray;
 /// Parallel map and loops: `WorkerPool`, `CachingPool`, `pmap`, distributed loops,
 /// `everywhere` and per-process named values.
 pub use cohort_pool as pool;
@@ -119,10 +126,6 @@ pub use cohort_shared as shared;
 /// (Feature `shared`, on by default.)
 #[cfg(feature = "shared")]
 pub use cohort_shared::SharedArray;
-/// `DArray`, `ddata` and SPMD: arrays split across processes, and MPI-style
-/// primitives. (Feature `darray`, on by default.)
-#[cfg(feature = "darray")]
-pub use cohort_darray as darray;
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTransport};

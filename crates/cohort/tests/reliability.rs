@@ -9,12 +9,11 @@
 //! the others run beside it.
 
 mod common;
-use common::exited;
+use common::{exited, poll, signal};
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cohort::prelude::*;
@@ -127,27 +126,6 @@ fn stubborn() {
     loop {
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Polls `f` until it returns `Some`, failing after `secs` seconds.
-fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(sig: &str, os: u32) {
-    let st = Command::new("kill")
-        .arg(sig)
-        .arg(os.to_string())
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill {sig} {os}");
 }
 
 /// A script that starts this test binary (a worker, given `--cohort-worker`) with

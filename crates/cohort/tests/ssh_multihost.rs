@@ -4,11 +4,11 @@
 //! bridge; `procs(pid)` groups by host. Skips ("skipped: ...") where namespaces cannot
 //! be made, except under CI (`CI` set, as `.ci/run` does): there that is a failure.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
 use cohort::prelude::*;
-use cohort::transport::SshManager;
 
 #[cohort::remote]
 fn call_peer(peer: u32) -> (u32, String) {
@@ -19,48 +19,16 @@ fn call_peer(peer: u32) -> (u32, String) {
 
 #[test]
 fn workers_on_two_network_namespace_hosts() {
-    let dir = std::env::var("COHORT_TEST_SSHD_DIR").unwrap_or("/tmp/cohort-sshd".into());
-    let env = Path::new(&dir).join("netns.env");
-    if !env.exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/netns-hosts.sh");
-        let _ = std::process::Command::new("bash")
-            .arg(script)
-            .stdin(std::process::Stdio::null())
-            .status();
-    }
-    let Ok(text) = std::fs::read_to_string(&env) else {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(
-            !ci,
-            "no network-namespace hosts under CI: scripts/netns-hosts.sh (run by .ci/run as \
-             root) must have made them"
-        );
-        println!("skipped: no network-namespace hosts (run scripts/netns-hosts.sh as root)");
+    let Some(hosts) = common::NetnsHosts::get() else {
         return;
     };
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .unwrap()
-            .to_string()
-    };
-    let port = get("PORT");
-    let hosts: Vec<String> = get("HOSTS").split_whitespace().map(String::from).collect();
-    let key = format!("{dir}/id_ed25519");
-    let specs: Vec<String> = hosts.iter().map(|h| format!("2*root@{h}:{port}")).collect();
-    let m = SshManager::new(&specs)
-        .unwrap()
-        .sshflags([
-            "-i",
-            key.as_str(),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .executable(std::env::current_exe().unwrap().display().to_string());
+    let m = hosts.manager(
+        &hosts
+            .addrs
+            .iter()
+            .map(|h| format!("2*root@{h}"))
+            .collect::<Vec<_>>(),
+    );
     let pids = AddProcs::with_manager(m)
         .worker_timeout(Duration::from_secs(20))
         .launch_blocking()

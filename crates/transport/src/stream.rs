@@ -8,6 +8,27 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
+/// How long a TCP connection may carry nothing before the kernel probes it
+/// (`TCP_KEEPIDLE`).
+///
+/// ```
+/// assert_eq!(cohort_transport::stream::KEEPALIVE_IDLE.as_secs(), 10);
+/// ```
+pub const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+/// The time between unanswered keepalive probes (`TCP_KEEPINTVL`).
+///
+/// ```
+/// assert_eq!(cohort_transport::stream::KEEPALIVE_INTERVAL.as_secs(), 2);
+/// ```
+pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Unanswered probes after which the kernel drops the connection (`TCP_KEEPCNT`): a
+/// dead peer's connection ends about 16 s after it last carried anything.
+///
+/// ```
+/// assert_eq!(cohort_transport::stream::KEEPALIVE_RETRIES, 3);
+/// ```
+pub const KEEPALIVE_RETRIES: u32 = 3;
+
 /// The reading half of a connection.
 pub type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing half of a connection.
@@ -53,10 +74,13 @@ impl Connection {
         }
     }
 
-    /// Wraps a TCP stream, turning Nagle's algorithm off.
+    /// Wraps a TCP stream, turning Nagle's algorithm off and TCP keepalive on (see
+    /// [`KEEPALIVE_IDLE`]): a peer whose host vanished, or whose link was cut, is
+    /// found out by the kernel even on a connection nothing is sent on (cohort's
+    /// heartbeats find it sooner, and also find a peer that is only stopped).
     ///
     /// # Errors
-    /// The I/O error from setting `TCP_NODELAY`.
+    /// The I/O error from setting `TCP_NODELAY` or the keepalive options.
     ///
     /// ```no_run
     /// # async fn demo() -> std::io::Result<()> {
@@ -66,6 +90,11 @@ impl Connection {
     /// ```
     pub fn from_tcp(stream: TcpStream) -> io::Result<Self> {
         stream.set_nodelay(true)?;
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_RETRIES);
+        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
         let peer = stream
             .peer_addr()
             .map(|a| a.to_string())

@@ -52,12 +52,14 @@ pub mod proto {
 /// The protocol version this crate speaks; the handshake refuses any other.
 ///
 /// Version 2 added the `CALL_PUSH` call mode (and `CallResult.stored`): a version-1
-/// receiver would run such a call as `REMOTE_DO` and never answer it.
+/// receiver would run such a call as `REMOTE_DO` and never answer it. Version 3 added
+/// `Heartbeat` and the liveness settings in `Join`: a version-2 peer would treat a
+/// heartbeat as a protocol violation and close the connection.
 ///
 /// ```
-/// assert_eq!(cohort_wire::PROTOCOL_VERSION, 2);
+/// assert_eq!(cohort_wire::PROTOCOL_VERSION, 3);
 /// ```
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 impl From<ids::RefId> for proto::RefIdMsg {
     fn from(r: ids::RefId) -> Self {

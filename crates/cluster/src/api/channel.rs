@@ -582,6 +582,59 @@ impl<T: ChannelValue> RemoteChannel<T> {
         self.get(RefRequestKind::Take).await
     }
 
+    /// [`take`](Self::take), giving up after `limit` (see [`crate::with_timeout`]).
+    ///
+    /// # Errors
+    /// As [`take`](Self::take), and [`CallError::TimedOut`] if no value came within
+    /// `limit`.
+    ///
+    /// # Cancel safety
+    /// As [`take`](Self::take): a take that timed out removes nothing for good (a
+    /// value the owner had already removed for it is put back at the front).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// let r = rc.take_timeout(Duration::from_millis(10)).await;
+    /// assert!(matches!(r, Err(cohort_cluster::CallError::TimedOut { .. })));
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(3).unwrap();
+ assert_eq!(rc.take_timeout_blocking(std::time::Duration::from_secs(5)).unwrap(), 3);"
+    )]
+    pub async fn take_timeout(&self, limit: std::time::Duration) -> Result<T, CallError> {
+        crate::with_timeout(limit, self.take()).await
+    }
+
+    /// [`fetch`](Self::fetch), giving up after `limit` (see [`crate::with_timeout`]).
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch), and [`CallError::TimedOut`] if no value came within
+    /// `limit`.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`fetch`](Self::fetch).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// let r = rc.fetch_timeout(Duration::from_millis(10)).await;
+    /// assert!(matches!(r, Err(cohort_cluster::CallError::TimedOut { .. })));
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(3).unwrap();
+ assert_eq!(rc.fetch_timeout_blocking(std::time::Duration::from_secs(5)).unwrap(), 3);"
+    )]
+    pub async fn fetch_timeout(&self, limit: std::time::Duration) -> Result<T, CallError> {
+        crate::with_timeout(limit, self.fetch()).await
+    }
+
     /// Returns a copy of the oldest value without removing it, waiting for one
     /// (Julia's `fetch`).
     ///
@@ -664,6 +717,32 @@ impl<T: ChannelValue> RemoteChannel<T> {
             return ch.wait(()).await.map_err(channel_error);
         }
         self.ask(RefRequestKind::Wait, Vec::new()).await.map(|_| ())
+    }
+
+    /// [`wait`](Self::wait), giving up after `limit` (see [`crate::with_timeout`]).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait), and [`CallError::TimedOut`] if no value came within
+    /// `limit`.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`wait`](Self::wait).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// let r = rc.wait_timeout(Duration::from_millis(10)).await;
+    /// assert!(matches!(r, Err(cohort_cluster::CallError::TimedOut { .. })));
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(3).unwrap();
+ rc.wait_timeout_blocking(std::time::Duration::from_secs(5)).unwrap();"
+    )]
+    pub async fn wait_timeout(&self, limit: std::time::Duration) -> Result<(), CallError> {
+        crate::with_timeout(limit, self.wait()).await
     }
 
     /// Closes the channel for everyone (Julia's `close`): puts fail from now on, takes

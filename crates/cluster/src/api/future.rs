@@ -439,6 +439,32 @@ impl<T: Send + Sync + 'static> Future<T> {
             .map(|_| ())
     }
 
+    /// [`wait`](Self::wait), giving up after `limit` (see [`crate::with_timeout`]).
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait), and [`CallError::TimedOut`] if the value is not
+    /// there within `limit`.
+    ///
+    /// # Cancel safety
+    /// As [`wait`](Self::wait); a wait that timed out leaves the handle usable.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// let r = f.wait_timeout(Duration::from_millis(10)).await;
+    /// assert!(matches!(r, Err(cohort_cluster::CallError::TimedOut { .. })));
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+ f.put_blocking(1).unwrap();
+ f.wait_timeout_blocking(std::time::Duration::from_secs(5)).unwrap();"
+    )]
+    pub async fn wait_timeout(&self, limit: std::time::Duration) -> Result<(), CallError> {
+        crate::with_timeout(limit, self.wait()).await
+    }
+
     /// Whether the value is available now (Julia's `isready`). For a remote future not
     /// yet fetched, this asks the owner.
     ///
@@ -547,6 +573,38 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
         T: Clone,
     {
         self.fetch_ref().await.cloned()
+    }
+
+    /// [`fetch`](Self::fetch), giving up after `limit` (see [`crate::with_timeout`]).
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch), and [`CallError::TimedOut`] if the value is not
+    /// there within `limit`.
+    ///
+    /// # Cancel safety
+    /// As [`fetch`](Self::fetch); a fetch that timed out leaves the handle usable (a
+    /// later fetch may still get the value).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+    /// let r = f.fetch_timeout(Duration::from_millis(10)).await;
+    /// assert!(matches!(r, Err(cohort_cluster::CallError::TimedOut { .. })));
+    /// f.put(5).await.unwrap();
+    /// assert_eq!(f.fetch_timeout(Duration::from_secs(5)).await.unwrap(), 5);
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
+ f.put_blocking(5).unwrap();
+ assert_eq!(f.fetch_timeout_blocking(std::time::Duration::from_secs(5)).unwrap(), 5);"
+    )]
+    pub async fn fetch_timeout(&self, limit: std::time::Duration) -> Result<T, CallError>
+    where
+        T: Clone,
+    {
+        crate::with_timeout(limit, self.fetch()).await
     }
 }
 

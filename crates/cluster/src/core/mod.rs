@@ -18,10 +18,12 @@
 //!
 //! Modules: [`membership`] (who is in the cluster, topology, routes), [`replies`]
 //! (the pending-reply table), [`store`] (the reference store over `cohort-refs`),
-//! [`calls`] (running calls and interrupts).
+//! [`calls`] (running calls and interrupts), [`liveness`] (heartbeats, and the
+//! verdict on a peer that went quiet).
 
 pub(crate) mod calls;
 mod ids;
+pub(crate) mod liveness;
 pub(crate) mod membership;
 pub(crate) mod replies;
 #[cfg(test)]
@@ -31,7 +33,7 @@ pub(crate) mod store;
 mod take_tests;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cohort_refs::RefStats;
@@ -43,6 +45,7 @@ use cohort_wire::proto::{
 
 use crate::error::{CallError, ErrorKind, ProtocolError, RemoteException};
 use calls::{Calls, Running};
+use liveness::{Heartbeat, Liveness};
 use membership::{Membership, Route};
 use replies::Replies;
 use store::{Slot, Store};
@@ -84,6 +87,9 @@ pub(crate) enum Output<W, C> {
     Transmit { to: Pid, env: Envelope },
     /// Make a connection to this worker; transmits to it that follow wait for it.
     Connect(WorkerInfo),
+    /// Close the connection to `pid` now, without waiting for it to end: the core
+    /// declared the peer unresponsive (and has already handled it as lost).
+    Disconnect { pid: Pid, reason: String },
     /// Tell a waiting caller its reply.
     Complete { waiter: W, reply: Reply },
     /// Run a received call.
@@ -222,6 +228,8 @@ pub(crate) struct Joined {
     pub(crate) connect_now: Vec<WorkerInfo>,
     /// Under a custom topology, whether `connect_now` lists the only allowed links.
     pub(crate) custom: bool,
+    /// The cluster's heartbeat settings (`None`: off), which the master decides.
+    pub(crate) heartbeat: Option<Heartbeat>,
 }
 
 /// The state of one process of the cluster.
@@ -230,6 +238,7 @@ pub(crate) struct Core<W, C> {
     replies: Replies<W>,
     calls: Calls,
     store: Store<W, C>,
+    liveness: Liveness,
     #[cfg(test)]
     next_ref: u64,
     out: Outputs<W, C>,
@@ -254,6 +263,7 @@ impl<W, C: Clone> Core<W, C> {
             replies: Replies::default(),
             calls: Calls::default(),
             store: Store::new(MASTER),
+            liveness: Liveness::default(),
             #[cfg(test)]
             next_ref: 1,
             out: Outputs {
@@ -311,14 +321,67 @@ impl<W, C: Clone> Core<W, C> {
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is next due (reference batches).
+    /// When [`handle_timeout`](Self::handle_timeout) is next due (reference batches,
+    /// the next liveness check).
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.store.poll_timeout()
+        match (self.store.poll_timeout(), self.liveness.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Time passed: sends the reference batches that are due.
+    /// Time passed: sends the reference batches that are due; at each liveness check,
+    /// a heartbeat to every connected peer, and peers silent for the timeout are
+    /// declared unresponsive.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.store.drive(&mut self.out, now);
+        let check = self.liveness.check(now, self.membership.connected());
+        for to in check.beat {
+            self.out.push(Output::Transmit {
+                to,
+                env: Envelope {
+                    kind: Some(Kind::Heartbeat(proto::Heartbeat {})),
+                },
+            });
+        }
+        for (pid, quiet) in check.silent {
+            self.declare_unresponsive(pid, quiet, now);
+        }
+    }
+
+    /// Turns heartbeats on (or off, `None`) for every connection of this process.
+    pub(crate) fn set_heartbeat(&mut self, heartbeat: Option<Heartbeat>, now: Instant) {
+        self.liveness.configure(heartbeat, now);
+    }
+
+    /// The heartbeat settings in force (`None`: off).
+    pub(crate) fn heartbeat(&self) -> Option<Heartbeat> {
+        self.liveness.config()
+    }
+
+    /// Bytes of a message still arriving came from `pid` (a large frame takes a while;
+    /// it counts as hearing from the peer). Every whole message counts by itself.
+    pub(crate) fn handle_heard(&mut self, pid: Pid, now: Instant) {
+        self.liveness.heard(pid, now);
+    }
+
+    /// Nothing came from `pid` for `quiet`: it is handled as lost — what waits on it
+    /// fails naming it and the reason; the master drops it from the cluster, tells
+    /// the others and (through the membership change) has its manager kill it — and
+    /// its connection is closed. A worker whose master is silent exits.
+    fn declare_unresponsive(&mut self, pid: Pid, quiet: Duration, now: Instant) {
+        let timeout = self.liveness.config().map_or(quiet, |h| h.timeout());
+        let reason = format!(
+            "unresponsive: nothing heard from it for {:.1} s (heartbeat timeout {:.1} s)",
+            quiet.as_secs_f64(),
+            timeout.as_secs_f64()
+        );
+        tracing::warn!(pid, %reason, "declaring peer lost");
+        self.out.push(Output::Disconnect {
+            pid,
+            reason: reason.clone(),
+        });
+        self.handle_peer_lost(pid, &reason, now);
     }
 
     // ----- identity and membership -----
@@ -365,9 +428,10 @@ impl<W, C: Clone> Core<W, C> {
 
     /// This worker joined the cluster (the master's `Join`): it takes its pid, learns
     /// the others and connects to those it must connect to now.
-    pub(crate) fn handle_joined(&mut self, j: Joined) {
+    pub(crate) fn handle_joined(&mut self, j: Joined, now: Instant) {
         self.membership.become_worker(j.pid);
         self.store = Store::new(j.pid);
+        self.liveness.configure(j.heartbeat, now);
         self.membership.set_topology(j.topology, j.lazy);
         self.membership.set_connected(MASTER);
         for info in j.known {
@@ -470,6 +534,7 @@ impl<W, C: Clone> Core<W, C> {
     /// tells the others; a worker that lost its master exits.
     pub(crate) fn handle_peer_lost(&mut self, pid: Pid, reason: &str, now: Instant) {
         let was_connected = self.membership.set_disconnected(pid);
+        self.liveness.forget(pid);
         self.parked.remove(&pid);
         // Messages still queued for it went down with its connection.
         self.out
@@ -607,7 +672,10 @@ impl<W, C: Clone> Core<W, C> {
 
     /// Handles one message from `from`.
     pub(crate) fn handle_envelope(&mut self, from: Pid, env: Envelope, now: Instant) {
+        // Any message shows the peer is alive (a heartbeat only says that).
+        self.liveness.heard(from, now);
         match env.kind {
+            Some(Kind::Heartbeat(_)) => {}
             Some(Kind::Call(call)) => self.start_call(from, call),
             Some(Kind::Result(r)) => {
                 let reply = match r.outcome {
@@ -936,14 +1004,18 @@ mod tests {
     /// Worker 2 of a cluster it knows nothing of yet.
     fn worker() -> Core<u32, ()> {
         let mut c = Core::new();
-        c.handle_joined(Joined {
-            pid: 2,
-            topology: Topology::AllToAll,
-            lazy: true,
-            known: Vec::new(),
-            connect_now: Vec::new(),
-            custom: false,
-        });
+        c.handle_joined(
+            Joined {
+                pid: 2,
+                topology: Topology::AllToAll,
+                lazy: true,
+                known: Vec::new(),
+                connect_now: Vec::new(),
+                custom: false,
+                heartbeat: None,
+            },
+            Instant::now(),
+        );
         while c.poll_output().is_some() {}
         c
     }

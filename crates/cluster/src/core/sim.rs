@@ -4,20 +4,24 @@
 //! silent; the properties are checked after every step and at quiescence.
 //!
 //! A *silent* process stops: it takes no steps, reads nothing, finishes none of its
-//! calls and sends nothing new, while its connections stay open — what others send it
-//! queues up on their links (a connection made to it waits there too, ahead of what
-//! follows), and what it sent before still arrives. After a seeded while it either
-//! resumes, and reads what queued up in order, or is declared lost the way a heartbeat
-//! will declare it: each peer with a connection to it handles its loss once what it
-//! sent before has arrived (as when it dies), the master tells the others, and what
-//! was queued for it is dropped. Only workers are declared lost; the master may go
-//! silent and resume. Handshakes are not modelled: what a process sent behind a
+//! calls and sends nothing new (no heartbeats either), while its connections stay
+//! open — what others send it queues up on their links (a connection made to it waits
+//! there too, ahead of what follows), and what it sent before still arrives. In runs
+//! with silences every core sends heartbeats (the real `liveness` logic, on the
+//! simulated clock). A silence is either short — shorter than the heartbeat timeout
+//! less an interval and the longest link delay — and the process resumes and reads
+//! what queued up in order; or it lasts until the cores declare the process
+//! unresponsive: a peer that does closes its connection (what it had not read is
+//! lost with it) and handles the loss; when the master does, it kills the process
+//! (its connections end after what it sent) and tells the others. Only workers stay
+//! silent that long; the master may go silent and resume. Handshakes are not modelled: what a process sent behind a
 //! connection the silent one has not accepted yet still arrives if the sender dies
 //! meanwhile (with the real handshake it would die with the sender; either way the
 //! owner answers a request for a value whose creator died before its call arrived).
 //!
-//! Checked: every request completes exactly once, with the value or an error naming
-//! the process that died or was declared lost; no value is freed while a live (or
+//! Checked: no core declares a process that is only briefly silent, and the master
+//! declares every one that stays silent; every request completes exactly once, with
+//! the value or an error naming the process that died or was declared lost; no value is freed while a live (or
 //! silent) process holds a handle to it or one is on its way to a live process; after
 //! quiescence every live process agrees on the membership, nothing waits, and once
 //! every handle is dropped nothing is stored.
@@ -33,6 +37,7 @@ use cohort_transport::Topology;
 use cohort_wire::ids::{Pid, RefId, MASTER};
 use cohort_wire::proto::{self, envelope::Kind, CallMode, Envelope, RefRequestKind, WorkerInfo};
 
+use super::liveness::Heartbeat;
 use super::{Core, Joined, Output, Reply};
 use crate::error::CallError;
 
@@ -64,7 +69,18 @@ enum Wire {
     Hello,
 }
 
-/// A process gone silent until `until`, when it resumes or (`lost`) is declared lost.
+/// The heartbeat settings of runs with silences (simulated time).
+const BEAT: Duration = Duration::from_millis(20);
+const SILENT_TIMEOUT: Duration = Duration::from_millis(150);
+/// The longest short silence: a peer's last heartbeat was sent up to an interval
+/// before it, and may take up to 2 ms to arrive.
+const SHORT_SILENCE_MS: usize = 100;
+/// How long the master may take to declare a process that stays silent, counting
+/// its own short silences (after each, it gives every peer a fresh timeout).
+const DECLARE_WITHIN: Duration = Duration::from_secs(3);
+
+/// A process gone silent until `until`, when it resumes — or, if `lost`, a process
+/// that stays silent until declared, and `until` is when that must have happened.
 struct Silence {
     until: Duration,
     lost: bool,
@@ -75,8 +91,11 @@ struct Silence {
 struct Silences {
     /// Silent processes that resumed with messages queued for them.
     resumed_with_queue: usize,
-    /// Silent processes declared lost.
+    /// Silent processes declared lost (by the master's heartbeat check).
     lost: usize,
+    /// Declarations by workers (each closes that worker's connection to the silent
+    /// one) before or after the master's.
+    declared_by_workers: usize,
     /// Requests failed naming a process declared lost.
     failed_naming_lost: usize,
     /// Connections made to a silent process, accepted when it read again.
@@ -121,6 +140,10 @@ struct Sim {
     silences: bool,
     /// The processes silent now.
     silent: BTreeMap<Pid, Silence>,
+    /// When each process last resumed from a silence: it goes silent again only after
+    /// time has moved on (its timers fired, and sent its heartbeats), so that short
+    /// silences do not chain into a long one.
+    resumed: BTreeMap<Pid, Duration>,
     /// Workers declared lost after a silence (also in `dead`).
     declared_lost: HashSet<Pid>,
     stats: Silences,
@@ -152,6 +175,7 @@ impl Sim {
             made: Vec::new(),
             silences: false,
             silent: BTreeMap::new(),
+            resumed: BTreeMap::new(),
             declared_lost: HashSet::new(),
             stats: Silences::default(),
         };
@@ -168,14 +192,18 @@ impl Sim {
         for _ in 0..n_workers {
             let pid = sim.master().allocate_pid();
             let mut core: SimCore = Core::new();
-            core.handle_joined(Joined {
-                pid,
-                topology: Topology::AllToAll,
-                lazy: true,
-                known: known.clone(),
-                connect_now: Vec::new(),
-                custom: false,
-            });
+            core.handle_joined(
+                Joined {
+                    pid,
+                    topology: Topology::AllToAll,
+                    lazy: true,
+                    known: known.clone(),
+                    connect_now: Vec::new(),
+                    custom: false,
+                    heartbeat: None,
+                },
+                sim.start,
+            );
             sim.procs.insert(
                 pid,
                 Proc {
@@ -192,6 +220,88 @@ impl Sim {
             sim.pump(MASTER);
         }
         sim
+    }
+
+    /// Turns silences on for this run, and with them heartbeats on every core.
+    fn enable_silences(&mut self) {
+        self.silences = true;
+        let at = self.at();
+        let h = Heartbeat::new(BEAT, SILENT_TIMEOUT).unwrap();
+        for p in self.procs.values_mut() {
+            p.core.set_heartbeat(Some(h), at);
+        }
+    }
+
+    fn stop_heartbeats(&mut self) {
+        let at = self.at();
+        for p in self.procs.values_mut() {
+            if p.core.heartbeat().is_some() {
+                p.core.set_heartbeat(None, at);
+            }
+        }
+    }
+
+    /// Time moves on to `to`: every process that runs sees its timers fire.
+    fn advance(&mut self, to: Duration) {
+        if to <= self.now {
+            return;
+        }
+        // Processes read promptly: what is due by `to` arrives, in time order, before
+        // time moves on to `to` and timers fire there (only a silent process lets its
+        // messages wait), so that a heartbeat is late only when its sender was silent.
+        loop {
+            while self.deliver_due() {}
+            // Short silences end on time too.
+            let resume = self
+                .silent
+                .values()
+                .filter(|s| !s.lost)
+                .map(|s| s.until)
+                .min();
+            let next = match (self.next_delivery(), resume) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next {
+                Some(t) if t <= to => {
+                    self.now = self.now.max(t);
+                    self.resolve_silences();
+                }
+                _ => break,
+            }
+        }
+        self.now = to;
+        for pid in self.active() {
+            let at = self.at();
+            self.procs.get_mut(&pid).unwrap().core.handle_timeout(at);
+            self.pump(pid);
+        }
+    }
+
+    /// `pid`'s core declared `q` unresponsive: it closed its connection to `q` (and
+    /// has handled the loss). If `pid` is the master, `q` is killed.
+    fn declared(&mut self, pid: Pid, q: Pid) {
+        let silent_lost = self.silent.get(&q).is_some_and(|s| s.lost);
+        assert!(
+            silent_lost || self.dead.contains(&q),
+            "{pid} declared {q} unresponsive, but it is only briefly silent or responsive"
+        );
+        log(self.now, format!("{pid} declares {q} unresponsive"));
+        self.connected.remove(&(pid, q));
+        self.connected.remove(&(q, pid));
+        // What `q` sent that `pid` had not read goes with the closed connection.
+        self.links.remove(&(q, pid));
+        if pid != MASTER {
+            self.stats.declared_by_workers += 1;
+            return;
+        }
+        if silent_lost {
+            self.silent.remove(&q);
+            self.stats.lost += 1;
+            self.declared_lost.insert(q);
+            // The master kills it: its connections end after what it sent.
+            self.kill(q);
+        }
     }
 
     fn master(&mut self) -> &mut SimCore {
@@ -281,11 +391,14 @@ impl Sim {
                     if let Err(e) = &reply {
                         match e {
                             CallError::WorkerExited { pid: p, .. } => {
+                                // Dead, or silent until it is declared and killed (a
+                                // worker may declare it before the master does).
+                                let silent_lost = self.silent.get(p).is_some_and(|s| s.lost);
                                 assert!(
-                                    self.dead.contains(p),
+                                    self.dead.contains(p) || silent_lost,
                                     "{waiter:?} failed naming {p}, which is alive"
                                 );
-                                if self.declared_lost.contains(p) {
+                                if self.declared_lost.contains(p) || silent_lost {
                                     self.stats.failed_naming_lost += 1;
                                 }
                             }
@@ -338,8 +451,11 @@ impl Sim {
                     self.running.push((pid, run.seq, Ok(run.call.args)));
                 }
                 Output::Freed(id, slot) => {
+                    // A process silent until it is declared and killed may lose what it
+                    // holds as soon as one owner declares it.
+                    let doomed = |p: &Pid| self.silent.get(p).is_some_and(|s| s.lost);
                     for (p, proc_) in &self.procs {
-                        if proc_.alive {
+                        if proc_.alive && !doomed(p) {
                             assert!(
                                 !proc_.handles.contains(&id),
                                 "{id} freed on {pid} while {p} holds a handle"
@@ -350,7 +466,7 @@ impl Sim {
                         !self
                             .in_flight
                             .iter()
-                            .any(|h| h.0 == id && !self.dead.contains(&h.2)),
+                            .any(|h| h.0 == id && !self.dead.contains(&h.2) && !doomed(&h.2)),
                         "{id} freed on {pid} while a handle is on its way"
                     );
                     // The core answered every request still waiting in it.
@@ -363,6 +479,10 @@ impl Sim {
                 Output::Channel(_) => panic!("no channels in this simulation"),
                 Output::RemoteDoFailed(e) => panic!("remote_do failed: {e}"),
                 Output::Exit(_) => panic!("{pid} asked to exit"),
+                Output::Disconnect { pid: q, reason } => {
+                    log(self.now, format!("{pid}: {q} {reason}"));
+                    self.declared(pid, q)
+                }
             }
         }
     }
@@ -402,11 +522,13 @@ impl Sim {
         let live = self.active();
         if live.is_empty() {
             // Everyone is silent: time passes until the first silence ends.
-            self.now = self.silent.values().map(|s| s.until).min().unwrap();
+            let until = self.silent.values().map(|s| s.until).min().unwrap();
+            self.advance(until);
             return;
         }
         let p = live[self.rng.below(live.len())];
-        if self.silences && self.rng.below(100) < 2 {
+        let rested = self.resumed.get(&p).is_none_or(|t| self.now > *t);
+        if self.silences && rested && self.rng.below(100) < 2 {
             self.go_silent(p);
             return;
         }
@@ -533,12 +655,8 @@ impl Sim {
             }
             // Time passes; batches fall due.
             76..=81 => {
-                self.now += Duration::from_millis(self.rng.below(30) as u64);
-                for pid in self.active() {
-                    let at = self.at();
-                    self.procs.get_mut(&pid).unwrap().core.handle_timeout(at);
-                    self.pump(pid);
-                }
+                let to = self.now + Duration::from_millis(self.rng.below(30) as u64);
+                self.advance(to);
             }
             // Deliver a message.
             _ => {
@@ -602,7 +720,11 @@ impl Sim {
         let to_lose = self.silent.values().filter(|s| s.lost).count();
         let lost =
             p != MASTER && (self.dead.len() + to_lose) * 2 < workers && self.rng.below(2) == 0;
-        let until = self.now + Duration::from_millis(1 + self.rng.below(100) as u64);
+        let until = if lost {
+            self.now + DECLARE_WITHIN
+        } else {
+            self.now + Duration::from_millis(1 + self.rng.below(SHORT_SILENCE_MS) as u64)
+        };
         log(
             self.now,
             format!("{p} goes silent until {until:?} (then lost: {lost})"),
@@ -610,8 +732,8 @@ impl Sim {
         self.silent.insert(p, Silence { until, lost });
     }
 
-    /// Ends the silences that are over: the process resumes, or every peer connected
-    /// to it declares it lost (as a heartbeat will).
+    /// Ends the short silences that are over (the process resumes); a long one still
+    /// here at its `until` was never declared, which fails the run.
     fn resolve_silences(&mut self) {
         let over: Vec<Pid> = self
             .silent
@@ -622,12 +744,7 @@ impl Sim {
         for p in over {
             let s = self.silent.remove(&p).unwrap();
             if s.lost {
-                log(self.now, format!("{p} is declared lost"));
-                self.stats.lost += 1;
-                self.declared_lost.insert(p);
-                // Its peers stop waiting for it and close their connections (what it
-                // sent before still arrives first); what waited for it is dropped.
-                self.kill(p);
+                panic!("{p} stayed silent for {DECLARE_WITHIN:?} and the master never declared it");
             } else {
                 let queued: usize = self
                     .links
@@ -636,6 +753,11 @@ impl Sim {
                     .map(|(_, l)| l.len())
                     .sum();
                 log(self.now, format!("{p} resumes, {queued} messages queued"));
+                self.resumed.insert(p, self.now);
+                // Its timers, overdue, fire as it resumes (its heartbeats go out).
+                let at = self.at();
+                self.procs.get_mut(&p).unwrap().core.handle_timeout(at);
+                self.pump(p);
                 self.stats.resumed_with_queue += usize::from(queued > 0);
             }
         }
@@ -644,30 +766,44 @@ impl Sim {
     /// Delivers the head of a random link that is due (moving time on if none is); a
     /// silent process reads nothing.
     fn deliver_one(&mut self) -> bool {
-        let ready: Vec<(Pid, Pid)> = self
-            .links
+        if self.deliver_due() {
+            return true;
+        }
+        match self.next_delivery() {
+            // Time moves on to the first delivery (timers fire on the way); the next
+            // call delivers it, if it is still there.
+            Some(t) => {
+                self.advance(t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When the next message to a process that reads is due.
+    fn next_delivery(&self) -> Option<Duration> {
+        self.links
             .iter()
             .filter(|((_, to), l)| !l.is_empty() && !self.silent.contains_key(to))
+            .map(|(_, l)| l.front().unwrap().0)
+            .min()
+    }
+
+    /// Delivers the head of a random link that is due, if any is (a silent process
+    /// reads nothing).
+    fn deliver_due(&mut self) -> bool {
+        let due: Vec<(Pid, Pid)> = self
+            .links
+            .iter()
+            .filter(|((_, to), l)| {
+                !self.silent.contains_key(to) && l.front().is_some_and(|f| f.0 <= self.now)
+            })
             .map(|(k, _)| *k)
             .collect();
-        if ready.is_empty() {
+        if due.is_empty() {
             return false;
         }
-        let due: Vec<(Pid, Pid)> = ready
-            .iter()
-            .copied()
-            .filter(|k| self.links[k].front().unwrap().0 <= self.now)
-            .collect();
-        let key = if due.is_empty() {
-            let k = *ready
-                .iter()
-                .min_by_key(|k| self.links[k].front().unwrap().0)
-                .unwrap();
-            self.now = self.links[&k].front().unwrap().0;
-            k
-        } else {
-            due[self.rng.below(due.len())]
-        };
+        let key = due[self.rng.below(due.len())];
         let (_, wire) = self.links.get_mut(&key).unwrap().pop_front().unwrap();
         let (from, to) = key;
         if !self.procs[&to].alive {
@@ -709,8 +845,16 @@ impl Sim {
                 self.finish(run);
             }
             if !busy {
-                // Silences end too as time passes.
-                self.now += Duration::from_secs(1);
+                // Silences end too as time passes (in heartbeat intervals while any
+                // lasts, so that the checks that declare it are on time); after the
+                // last, heartbeats stop, so that the links fall quiet.
+                let step = if self.silent.is_empty() {
+                    self.stop_heartbeats();
+                    Duration::from_secs(1)
+                } else {
+                    BEAT
+                };
+                self.advance(self.now + step);
                 let mut any = false;
                 for pid in self.active() {
                     let at = self.at();
@@ -719,7 +863,12 @@ impl Sim {
                     any |= core.has_output();
                     self.pump(pid);
                 }
-                if !any && self.silent.is_empty() && self.links.values().all(|l| l.is_empty()) {
+                // (The time step may have ended silences: their calls still run.)
+                if !any
+                    && self.silent.is_empty()
+                    && self.running.is_empty()
+                    && self.links.values().all(|l| l.is_empty())
+                {
                     return;
                 }
             }
@@ -804,7 +953,9 @@ fn run_seed(seed: u64) {
     let workers = 2 + rng.below(3) as u32;
     let steps = 100 + rng.below(300);
     let mut sim = Sim::new(seed, workers);
-    sim.silences = rng.below(2) == 0;
+    if rng.below(2) == 0 {
+        sim.enable_silences();
+    }
     for _ in 0..steps {
         sim.step();
     }
@@ -887,7 +1038,7 @@ fn silent_peers_resume_or_are_declared_lost() {
     let mut total = Silences::default();
     for seed in 0..200 {
         let mut sim = Sim::new(seed, 3);
-        sim.silences = true;
+        sim.enable_silences();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for _ in 0..300 {
                 sim.step();
@@ -904,10 +1055,12 @@ fn silent_peers_resume_or_are_declared_lost() {
         total.failed_naming_lost += sim.stats.failed_naming_lost;
         total.hellos += sim.stats.hellos;
         total.orphans += sim.stats.orphans;
+        total.declared_by_workers += sim.stats.declared_by_workers;
     }
     eprintln!("{total:?}");
     assert!(total.resumed_with_queue > 100, "{total:?}");
     assert!(total.lost > 50, "{total:?}");
     assert!(total.failed_naming_lost > 50, "{total:?}");
     assert!(total.hellos > 20, "{total:?}");
+    assert!(total.declared_by_workers > 20, "{total:?}");
 }

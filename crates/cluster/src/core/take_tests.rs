@@ -47,14 +47,18 @@ fn requester() -> TestCore {
 /// Worker `OWNER`, storing the channel `CHANNEL` (as 7), connected to `OTHER`.
 fn owner() -> TestCore {
     let mut w = TestCore::new();
-    w.handle_joined(Joined {
-        pid: OWNER,
-        topology: Topology::AllToAll,
-        lazy: true,
-        known: vec![],
-        connect_now: vec![],
-        custom: false,
-    });
+    w.handle_joined(
+        Joined {
+            pid: OWNER,
+            topology: Topology::AllToAll,
+            lazy: true,
+            known: vec![],
+            connect_now: vec![],
+            custom: false,
+            heartbeat: None,
+        },
+        Instant::now(),
+    );
     w.handle_connected(OTHER, Some(info(OTHER)), false);
     w.install_channel(CHANNEL, 7);
     drain(&mut w);

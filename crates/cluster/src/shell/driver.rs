@@ -83,6 +83,8 @@ pub(crate) struct Peer {
     /// When the last direct write ended, in nanoseconds since [`epoch`]: a flush soon
     /// after it goes to the drain task instead (see [`Peer::flush`]).
     last_write: AtomicU64,
+    /// The reader task, once started, to stop it when the connection is cut.
+    reader: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 /// The clock `Peer::last_write` counts from.
@@ -112,6 +114,7 @@ impl Peer {
             established: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             last_write: AtomicU64::new(0),
+            reader: std::sync::OnceLock::new(),
         })
     }
 
@@ -198,6 +201,14 @@ impl Peer {
         }
     }
 
+    /// Closes the connection and stops its reader at once (see `Node::cut`).
+    pub(crate) fn abort(&self, reason: &str) {
+        self.close(reason);
+        if let Some(r) = self.reader.get() {
+            r.abort();
+        }
+    }
+
     /// A peer whose connection is made in the background (lazy worker-to-worker),
     /// through this worker's manager when it was given one (Julia's
     /// `connect(manager, pid, config)` on a worker), over TCP otherwise.
@@ -239,7 +250,8 @@ impl Peer {
         self.same_exe.store(est.same_exe, Ordering::Release);
         self.established.store(true, Ordering::Release);
         super::runtime::handle().spawn(drain(self.clone(), est.writer));
-        super::runtime::handle().spawn(reader_loop(self.clone(), est.reader, est.buf));
+        let reader = super::runtime::handle().spawn(reader_loop(self.clone(), est.reader, est.buf));
+        let _ = self.reader.set(reader.abort_handle());
     }
 
     /// Registers an established connection to `pid` and starts its tasks. If this
@@ -248,9 +260,20 @@ impl Peer {
     /// direction in order).
     pub(crate) fn register(node: &Node, pid: Pid, est: Established) -> Arc<Peer> {
         let peer = Peer::new(node, pid);
-        {
+        let first = {
             let mut peers = node.peers.write();
-            peers.entry(pid).or_insert_with(|| peer.clone());
+            match peers.entry(pid) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(peer.clone());
+                    true
+                }
+            }
+        };
+        if !first {
+            let mut read_only = node.read_only.lock();
+            read_only.retain(|w| w.strong_count() > 0);
+            read_only.push(Arc::downgrade(&peer));
         }
         peer.start(est);
         peer
@@ -367,6 +390,10 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
 /// to take a pipelined burst in one step, few enough that no other thread waits long.
 const BATCH_LIMIT: usize = 256;
 
+/// While a large message arrives, the reader tells the core it heard from the peer
+/// at most this often (each whole message tells it by itself).
+const HEARD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let max = peer
         .node
@@ -377,6 +404,8 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     // (and one reading of the clock) for a pipelined burst, not one per message, so
     // that the threads that send requests meanwhile rarely find the lock held.
     let mut batch: Vec<Envelope> = Vec::new();
+    // When the core last heard of this peer from here (see `HEARD_EVERY`).
+    let mut noted = Instant::now();
     let reason = loop {
         let mut failed = None;
         while batch.len() < BATCH_LIMIT {
@@ -404,6 +433,7 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
                 break "the node is gone".to_string();
             };
             let now = Instant::now();
+            noted = now;
             n.with_core(|c| {
                 for env in batch.drain(..) {
                     c.handle_envelope(peer.pid, env, now);
@@ -422,7 +452,17 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
         }
         match r.read_buf(&mut buf).await {
             Ok(0) => break "connection closed".to_string(),
-            Ok(_) => {}
+            Ok(_) => {
+                // The bytes of a large message still arriving show the peer is alive
+                // though no whole message has come for a while.
+                let now = Instant::now();
+                if now.duration_since(noted) >= HEARD_EVERY {
+                    noted = now;
+                    if let Some(n) = peer.node.upgrade() {
+                        n.with_core(|c| c.handle_heard(peer.pid, now));
+                    }
+                }
+            }
             Err(e) => break format!("read failed: {e}"),
         }
     };

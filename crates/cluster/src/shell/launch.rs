@@ -15,7 +15,7 @@ use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use super::driver::Peer;
 use super::handshake::{handshake, read_one, tls_client, write_one, ConnectError};
-use super::node::{Managed, Node};
+use super::node::{duration_ms, Managed, Node};
 #[cfg(feature = "tls")]
 use super::tls::TlsMode;
 use crate::error::ClusterError;
@@ -201,6 +201,7 @@ async fn join_worker(
         Topology::Custom => custom_links,
         _ => Vec::new(),
     };
+    let heartbeat = n.peek(|c| c.heartbeat());
     let join = proto::Join {
         pid,
         topology: wire_topology(params.topology) as i32,
@@ -213,6 +214,8 @@ async fn join_worker(
         },
         master_hostname: n.master_hostname.read().clone(),
         connect_idents: config.connect_idents.clone(),
+        heartbeat_interval_ms: heartbeat.map_or(0, |h| duration_ms(h.interval())),
+        heartbeat_timeout_ms: heartbeat.map_or(0, |h| duration_ms(h.timeout())),
     };
     let joined = async {
         write_one(

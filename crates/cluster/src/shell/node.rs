@@ -76,6 +76,9 @@ pub(crate) struct Node {
     pub(crate) master_hostname: RwLock<String>,
     /// The connections by pid (the one this process sends on).
     pub(crate) peers: RwLock<HashMap<Pid, Arc<Peer>>>,
+    /// Connections only read from (the second of two made at once between the same
+    /// two processes), so that they can be cut too.
+    pub(crate) read_only: Mutex<Vec<Weak<Peer>>>,
     /// Master only: the manager that launched each worker, and its config.
     pub(crate) managed: RwLock<HashMap<Pid, Managed>>,
     /// Wakes the pump task (outputs recorded by a `Drop`); shared with the task,
@@ -157,7 +160,7 @@ pub(crate) fn enter<R>(node: &Arc<Node>, f: impl FnOnce() -> R) -> R {
 }
 
 /// `t` in whole milliseconds, at least 1 (a zero timeout would refuse everything).
-fn duration_ms(t: Duration) -> u64 {
+pub(crate) fn duration_ms(t: Duration) -> u64 {
     u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
@@ -171,12 +174,17 @@ impl Node {
         let node = Arc::new_cyclic(|me| Node {
             id: NEXT_NODE_ID.fetch_add(1, Ordering::Relaxed),
             me_arc: me.clone(),
-            core: Mutex::new(Core::new()),
+            core: Mutex::new({
+                let mut core = Core::new();
+                core.set_heartbeat(crate::api::liveness::heartbeat_from_env(), Instant::now());
+                core
+            }),
             me: AtomicU32::new(cohort_wire::ids::MASTER),
             worker: AtomicBool::new(false),
             cookie: RwLock::new(Cookie::random()),
             master_hostname: RwLock::new(cohort_transport::listen::group_hostname()),
             peers: RwLock::new(HashMap::new()),
+            read_only: Mutex::new(Vec::new()),
             managed: RwLock::new(HashMap::new()),
             pump: Arc::new(Notify::new()),
             timer: Mutex::new(None),
@@ -281,6 +289,7 @@ impl Node {
         }
         let mut later = Vec::new();
         let mut to_flush: Vec<Arc<Peer>> = Vec::new();
+        let mut to_cut: Vec<(Pid, String, Option<Arc<Peer>>)> = Vec::new();
         while let Some(o) = core.poll_output() {
             match o {
                 Output::Transmit { to, env } => {
@@ -299,6 +308,13 @@ impl Node {
                     self.interrupts
                         .store(core.interrupt_generation(), Ordering::Release);
                 }
+                Output::Disconnect { pid, reason } => {
+                    // Out of the table here, under the lock, so that a connection made
+                    // to `pid` after this (a lazy one, later in this very step) is not
+                    // the one cut.
+                    let peer = self.peers.write().remove(&pid);
+                    to_cut.push((pid, reason, peer));
+                }
                 other => later.push(other),
             }
         }
@@ -306,6 +322,9 @@ impl Node {
         drop(core);
         for p in to_flush {
             p.flush();
+        }
+        for (pid, reason, peer) in to_cut {
+            self.cut(pid, &reason, peer);
         }
         for o in later {
             self.perform(o);
@@ -420,7 +439,10 @@ impl Node {
                 tracing::info!("leaving the cluster; worker exiting");
                 std::process::exit(code);
             }
-            Output::Transmit { .. } | Output::Connect(_) | Output::Interrupted => {
+            Output::Transmit { .. }
+            | Output::Connect(_)
+            | Output::Interrupted
+            | Output::Disconnect { .. } => {
                 unreachable!("carried out under the lock")
             }
         }
@@ -459,7 +481,7 @@ impl Node {
     pub(crate) fn join_as_worker(&self, joined: crate::core::Joined) {
         let pid = joined.pid;
         self.with_core(|c| {
-            c.handle_joined(joined);
+            c.handle_joined(joined, Instant::now());
             self.me.store(pid, Ordering::Release);
             self.worker.store(true, Ordering::Release);
         });
@@ -600,6 +622,25 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         self.with_core(|c| c.local_request(id, kind, value, tx, Instant::now()));
         rx
+    }
+
+    /// Ends every connection to `pid` now — the one sent on (`peer`, already out of
+    /// the table) and any only read from — without waiting for the peer: its readers
+    /// stop, and our side is shut down. For a peer the core declared unresponsive (a
+    /// stopped process sends no end of connection, so its reader would wait forever).
+    fn cut(&self, pid: Pid, reason: &str, peer: Option<Arc<Peer>>) {
+        if let Some(p) = peer {
+            p.abort(reason);
+        }
+        let mut read_only = self.read_only.lock();
+        read_only.retain(|w| match w.upgrade() {
+            Some(p) if p.pid == pid => {
+                p.abort(reason);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
     }
 
     /// A connection is gone: if it was the one this process sends on, the core fails

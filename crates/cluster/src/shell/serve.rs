@@ -683,6 +683,11 @@ async fn accept_connection(
                 // Under a custom topology these are the only workers this one may call.
                 connect_now: join.connect_now,
                 custom: true,
+                heartbeat: crate::core::liveness::Heartbeat::new(
+                    Duration::from_millis(join.heartbeat_interval_ms),
+                    Duration::from_millis(join.heartbeat_timeout_ms),
+                )
+                .ok(),
             });
             let jc = proto::JoinComplete {
                 os_pid: std::process::id(),

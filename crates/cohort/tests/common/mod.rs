@@ -1,4 +1,8 @@
 //! Helpers shared by the integration tests that include this module (`mod common;`).
+#![allow(dead_code)] // each test binary uses some of them
+
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Whether OS process `os` is gone (or a zombie nobody reaped: it has exited).
 pub(crate) fn exited(os: u32) -> bool {
@@ -9,5 +13,95 @@ pub(crate) fn exited(os: u32) -> bool {
             .rsplit(')')
             .next()
             .is_some_and(|r| r.trim_start().starts_with('Z')),
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing after `secs` seconds.
+pub(crate) fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub(crate) fn signal(sig: &str, os: u32) {
+    let st = Command::new("kill")
+        .arg(sig)
+        .arg(os.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {os}");
+}
+
+/// The network-namespace hosts of `scripts/netns-hosts.sh` (run by `.ci/run` as root):
+/// their addresses, and how to reach their sshd.
+pub(crate) struct NetnsHosts {
+    /// The hosts' addresses (cohort-a, cohort-b).
+    pub(crate) addrs: Vec<String>,
+    port: String,
+    key: String,
+}
+
+impl NetnsHosts {
+    /// The hosts, made by the script if need be; `None` (after printing
+    /// `skipped: …`) where they cannot be made — a failure under CI (`CI` set, as
+    /// `.ci/run` does).
+    pub(crate) fn get() -> Option<NetnsHosts> {
+        let dir = std::env::var("COHORT_TEST_SSHD_DIR").unwrap_or("/tmp/cohort-sshd".into());
+        let env = std::path::Path::new(&dir).join("netns.env");
+        if !env.exists() {
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../scripts/netns-hosts.sh");
+            let _ = Command::new("bash")
+                .arg(script)
+                .stdin(std::process::Stdio::null())
+                .status();
+        }
+        let Ok(text) = std::fs::read_to_string(&env) else {
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+            assert!(
+                !ci,
+                "no network-namespace hosts under CI: scripts/netns-hosts.sh (run by .ci/run \
+                 as root) must have made them"
+            );
+            println!("skipped: no network-namespace hosts (run scripts/netns-hosts.sh as root)");
+            return None;
+        };
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .to_string()
+        };
+        Some(NetnsHosts {
+            addrs: get("HOSTS").split_whitespace().map(String::from).collect(),
+            port: get("PORT"),
+            key: format!("{dir}/id_ed25519"),
+        })
+    }
+
+    /// An SSH manager for `specs` (`N*user@host`, without the port: the hosts'
+    /// sshd port is added) that starts this test binary as the worker.
+    pub(crate) fn manager(&self, specs: &[String]) -> cohort::SshManager {
+        let specs: Vec<String> = specs.iter().map(|s| format!("{s}:{}", self.port)).collect();
+        cohort::SshManager::new(&specs)
+            .unwrap()
+            .sshflags([
+                "-i",
+                self.key.as_str(),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=5",
+            ])
+            .executable(std::env::current_exe().unwrap().display().to_string())
     }
 }

@@ -53,7 +53,7 @@ pub struct Reject {
 /// Exactly one message per frame once the handshake is done.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Envelope {
-    #[prost(oneof = "envelope::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 9, 10, 11")]
+    #[prost(oneof = "envelope::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12")]
     pub kind: ::core::option::Option<envelope::Kind>,
 }
 /// Nested message and enum types in `Envelope`.
@@ -80,6 +80,8 @@ pub mod envelope {
         Exit(super::Exit),
         #[prost(message, tag = "11")]
         Interrupt(super::Interrupt),
+        #[prost(message, tag = "12")]
+        Heartbeat(super::Heartbeat),
     }
 }
 /// The identity of a remote reference.
@@ -220,6 +222,13 @@ pub struct Join {
     /// Custom topology: the identities this worker may connect to.
     #[prost(string, repeated, tag = "7")]
     pub connect_idents: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The cluster's liveness settings, which the worker uses on all its connections:
+    /// send a heartbeat every `heartbeat_interval_ms`, and declare a peer unresponsive
+    /// when nothing came from it for `heartbeat_timeout_ms`. 0 in both: no heartbeats.
+    #[prost(uint64, tag = "8")]
+    pub heartbeat_interval_ms: u64,
+    #[prost(uint64, tag = "9")]
+    pub heartbeat_timeout_ms: u64,
 }
 /// Worker to master once it has made the connections `Join` asked for.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -281,6 +290,10 @@ pub struct Exit {}
 /// Cancel the calls running on the receiver (the `interrupt` call).
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct Interrupt {}
+/// "I am alive": sent on every connection every heartbeat interval, whatever else is
+/// sent. The receiver only notes that it heard from the sender (any message counts).
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct Heartbeat {}
 /// Which end of a connection a side is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
