@@ -22,6 +22,8 @@
 //! verdict on a peer that went quiet).
 
 pub(crate) mod calls;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod ids;
 pub(crate) mod liveness;
 pub(crate) mod membership;
