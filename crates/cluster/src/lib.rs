@@ -59,11 +59,6 @@ pub use api::call::{
 pub use api::channel::{channel_from_id, ChannelValue, RemoteChannel, SendError};
 pub use api::cluster::Cluster;
 pub use api::deadline::with_timeout;
-/// The core driven as a fuzzer would drive it (feature `fuzzing`, for `fuzz/`'s
-/// `dispatch` target; not a public API).
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub use core::fuzzing;
 #[allow(deprecated)]
 pub use api::deprecated::{
     addprocs_blocking, fetchfrom_blocking, remotecall_fetch_blocking, remotecall_wait_blocking,
@@ -84,6 +79,11 @@ pub use cohort_transport::{
 pub use cohort_transport::{ClusterTls, TlsError};
 pub use cohort_wire::cookie::Cookie;
 pub use cohort_wire::ids::{Pid, RefId};
+/// The core driven as a fuzzer would drive it (feature `fuzzing`, for `fuzz/`'s
+/// `dispatch` target; not a public API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use core::fuzzing;
 pub use core::liveness::{Heartbeat, HeartbeatError};
 pub use error::{CallError, ClusterError, ErrorKind, Failure, ProtocolError, RemoteException};
 pub use registry::{Closure, RemoteFn};

@@ -27,7 +27,7 @@ use crate::error::{ErrorKind, Failure};
 
 /// What the runtime calls to run shipped code: decodes the function's state and the
 /// argument tuple, calls the function (catching a panic) and encodes the result.
-pub type Trampoline = fn(&[u8]) -> Result<Vec<u8>, Failure>;
+pub type Trampoline = fn(bytes::Bytes) -> Result<Vec<u8>, Failure>;
 
 /// A function the runtime can run on another process with the argument tuple `Args`.
 ///
@@ -266,16 +266,19 @@ binder!(bind3; A1, A2, A3);
 binder!(bind4; A1, A2, A3, A4);
 
 /// The trampoline for `F` called with `Args`: the one piece of code a call runs.
-fn trampoline<F, Args>(payload: &[u8]) -> Result<Vec<u8>, Failure>
+fn trampoline<F, Args>(payload: bytes::Bytes) -> Result<Vec<u8>, Failure>
 where
     F: RemoteFn<Args>,
     Args: DeserializeOwned,
     F::Output: Serialize,
 {
-    let (state, rest): (&[u8], &[u8]) = postcard::take_from_bytes(payload)
+    let (state, rest): (&[u8], &[u8]) = postcard::take_from_bytes(&payload)
         .map_err(|e| Failure::new(ErrorKind::Serialization, format!("bad call payload: {e}")))?;
     let f = F::decode_state(state)?;
     let args: Args = codec::decode(rest)?;
+    // Decoded: the encoded arguments (a slice of the connection's read buffer) go
+    // before the function runs, so that a large argument is not held twice meanwhile.
+    drop(payload);
     let out = catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(Failure::from_panic)?;
     codec::encode(&out)
 }
@@ -286,7 +289,7 @@ where
 /// fn double(x: u64) -> u64 { x * 2 }
 /// let t = cohort_cluster::registry::trampoline_of::<_, (u64,)>(&double);
 /// let payload = cohort_cluster::registry::encode_call(&double, &(21u64,)).unwrap();
-/// let out: u64 = postcard::from_bytes(&t(&payload).unwrap()).unwrap();
+/// let out: u64 = postcard::from_bytes(&t(payload.into()).unwrap()).unwrap();
 /// assert_eq!(out, 42);
 /// ```
 pub fn trampoline_of<F, Args>(_f: &F) -> Trampoline

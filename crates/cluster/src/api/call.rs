@@ -247,6 +247,9 @@ where
     }
     let call_id = n.new_call_id();
     let env = build_call(&n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
+    // Encoded: the arguments go now, not when the result is back (a large one would
+    // otherwise be held twice while the call runs).
+    drop(args);
     let bytes: Bytes = n.request(pid, call_id, env).await?;
     decode_result(&n, &bytes)
 }
@@ -309,6 +312,7 @@ where
     let id = n.new_ref();
     let call_id = n.new_call_id();
     let env = build_call(&n, &f, pid, &args, CallMode::Wait, call_id, Some(id))?;
+    drop(args);
     // Track the handle before sending, so a fast reply cannot race the registration.
     let fut = Future::remote(&n, id, pid);
     n.request(pid, call_id, env).await?;

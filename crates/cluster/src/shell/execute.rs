@@ -82,7 +82,7 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
         let out = match trampoline {
             Ok(t) => {
                 enter_call(&node);
-                enter(&node, || codec::with_target(&node, from, || t(&args)))
+                enter(&node, || codec::with_target(&node, from, || t(args)))
             }
             Err(f) => Err(f),
         };
