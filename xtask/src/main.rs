@@ -6,6 +6,9 @@
 //! - `cargo xtask ci` runs the checks CI runs (fmt, clippy, docs, codegen drift, tests).
 //! - `cargo xtask bench [NAME]` runs the criterion benches in release mode and prints
 //!   where to find the figures.
+//! - `cargo xtask soak --duration 10m` runs the soak test (`examples/soak.rs`): a mixed
+//!   workload with faults injected, checked for correct results and for nothing left
+//!   behind; `--dev` runs the debug build (as CI does, reusing the test build).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +38,33 @@ enum Task {
         /// Passed to `cargo bench` as the bench filter.
         filter: Option<String>,
     },
+    /// Run the soak test (examples/soak.rs) for a while.
+    Soak {
+        /// How long: seconds, or a number with `s`, `m` or `h` (`90s`, `10m`, `1h`).
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        duration: u64,
+        /// The workload's random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Build in the dev profile instead of release.
+        #[arg(long)]
+        dev: bool,
+    },
+}
+
+/// `90`, `90s`, `10m` or `1h`, in seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let (n, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = n.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    match unit {
+        "s" => Ok(n),
+        "m" => Ok(n * 60),
+        "h" => Ok(n * 3600),
+        _ => Err(format!("unknown unit {unit:?} in {s:?} (use s, m or h)")),
+    }
 }
 
 fn main() -> Result<()> {
@@ -44,6 +74,19 @@ fn main() -> Result<()> {
         Task::Codegen { check } => codegen(&root, check),
         Task::Ci => ci(&root),
         Task::Bench { filter } => bench(&root, filter),
+        Task::Soak {
+            duration,
+            seed,
+            dev,
+        } => {
+            let (secs, seed) = (duration.to_string(), seed.to_string());
+            let mut args = vec!["run", "-p", "cohort-examples", "--example", "soak"];
+            if !dev {
+                args.push("--release");
+            }
+            args.extend(["--", secs.as_str(), seed.as_str()]);
+            cargo(&root, &args)
+        }
     }
 }
 

@@ -31,6 +31,43 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Failure> {
     postcard::to_stdvec(value).map_err(encode_failure)
 }
 
+/// Something a value being encoded for a call needs kept alive in this process until
+/// the call has been answered (see [`keep_until_answered`]).
+pub type KeepAlive = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+thread_local! {
+    /// What the values being encoded for a call on this thread asked to keep.
+    static KEEP: std::cell::RefCell<Option<Vec<KeepAlive>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called by a value's `Serialize` while it is encoded into a call's arguments: keeps
+/// `what` alive in this process until the call is answered (`remotecall_fetch`,
+/// `remotecall_wait`) or the [`Future`](crate::Future) of a `remotecall` goes. The
+/// runtime drops a call's arguments as soon as they are encoded — a large argument
+/// is not held twice while the call runs — so a handle whose last local copy is an
+/// argument, and whose drop would release something the callee still needs (a
+/// `SharedArray`'s mapping on its creator), keeps that alive this way. Outside a
+/// call's encoding it does nothing.
+///
+/// ```
+/// cohort_cluster::codec::keep_until_answered(std::sync::Arc::new(5u8));
+/// ```
+pub fn keep_until_answered(what: KeepAlive) {
+    KEEP.with(|k| {
+        if let Some(v) = k.borrow_mut().as_mut() {
+            v.push(what);
+        }
+    });
+}
+
+/// Runs `f` (an encoding), collecting what the values encoded asked to keep.
+pub(crate) fn collecting_keepalives<R>(f: impl FnOnce() -> R) -> (R, Vec<KeepAlive>) {
+    let outer = KEEP.with(|k| k.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let kept = KEEP.with(|k| std::mem::replace(&mut *k.borrow_mut(), outer));
+    (r, kept.unwrap_or_default())
+}
+
 thread_local! {
     /// Why a handle refused to be serialized (postcard's errors drop the message).
     static REFUSAL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };

@@ -953,6 +953,13 @@ struct Wire {
 
 impl<T: Pod, D: Dimension> Serialize for SharedArray<T, D> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Passed to a call, this may be the last handle here (the runtime drops a
+        // call's arguments once encoded): the mapping — on the creator, the one whose
+        // drop releases the participants' — stays until the call is answered, so the
+        // callee still finds the segment mapped.
+        if let Some(seg) = &self.seg {
+            cohort_cluster::codec::keep_until_answered(seg.clone());
+        }
         Wire {
             id: self.id,
             shape: self.shape().to_vec(),

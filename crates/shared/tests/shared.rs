@@ -266,6 +266,35 @@ fn any_number_of_dimensions() {
     assert_eq!(t.view().as_linear()[7], 3, "column-major: (1,1,1) is last");
 }
 
+#[cohort::remote]
+fn sum_ix1(s: SharedArray<f64, Ix1>) -> f64 {
+    s.view().sum()
+}
+
+#[test]
+fn the_last_handle_passed_to_a_call_keeps_the_array_mapped_until_it_is_answered() {
+    // The caller drops a call's arguments once they are encoded; the creator's last
+    // handle among them must not release the participants' mappings before the
+    // callee has used it.
+    let _l = serial();
+    let ws = cluster();
+    for round in 0..20 {
+        let s = SharedArray::<f64, Ix1>::builder(1000)
+            .init(|s: SharedArray<f64, Ix1>| {
+                let mine = s.localindices();
+                s.view_mut().as_linear_mut()[mine].fill(1.0);
+            })
+            .build()
+            .unwrap();
+        let w = ws[round % ws.len()];
+        assert_eq!(blocking::remotecall_fetch(sum_ix1, w, (s,)).unwrap(), 1000.0);
+        let s = SharedArray::<f64, Ix1>::builder(10).build().unwrap();
+        s.view_mut().as_linear_mut().fill(2.0);
+        let f = blocking::remotecall_wait(sum_ix1, w, (s,)).unwrap();
+        assert_eq!(f.fetch_blocking().unwrap(), 20.0);
+    }
+}
+
 #[test]
 fn not_on_this_host_is_a_clear_error() {
     let _g = serial();

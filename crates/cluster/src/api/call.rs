@@ -90,15 +90,16 @@ fn build_call<F, Args>(
     mode: CallMode,
     call_id: u64,
     result_ref: Option<cohort_wire::ids::RefId>,
-) -> Result<Envelope, CallError>
+) -> Result<(Envelope, Vec<codec::KeepAlive>), CallError>
 where
     F: RemoteFn<Args>,
     Args: Serialize + DeserializeOwned,
     F::Output: Serialize,
 {
     let function = function_ref(n, f, pid)?;
-    let args = encode_args(n, f, args, pid)?;
-    Ok(Envelope {
+    let (args, keep) = codec::collecting_keepalives(|| encode_args(n, f, args, pid));
+    let args = args?;
+    let env = Envelope {
         kind: Some(Kind::Call(proto::Call {
             call_id,
             mode: mode as i32,
@@ -106,7 +107,8 @@ where
             function: Some(function),
             args: args.into(),
         })),
-    })
+    };
+    Ok((env, keep))
 }
 
 /// Runs `f(args)` here, off the caller's thread, catching a panic.
@@ -181,9 +183,9 @@ where
     // fetch then finds it here instead of asking (protocol: `CALL_PUSH`).
     let call_id = n.new_call_id();
     match build_call(n, &f, pid, &args, CallMode::CallPush, call_id, Some(id))
-        .and_then(|env| n.start_call_push(pid, call_id, id, env))
+        .and_then(|(env, keep)| Ok((n.start_call_push(pid, call_id, id, env)?, keep)))
     {
-        Ok(pushed) => Future::remote_pushed(n, id, pid, pushed),
+        Ok((pushed, keep)) => Future::remote_pushed(n, id, pid, pushed, keep),
         Err(e) => Future::ready(n, pid, Err(e)),
     }
 }
@@ -246,11 +248,13 @@ where
             .unwrap_or(Err(CallError::TaskLost));
     }
     let call_id = n.new_call_id();
-    let env = build_call(&n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
+    let (env, keep) = build_call(&n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
     // Encoded: the arguments go now, not when the result is back (a large one would
-    // otherwise be held twice while the call runs).
+    // otherwise be held twice while the call runs); what they asked to keep stays
+    // until then.
     drop(args);
     let bytes: Bytes = n.request(pid, call_id, env).await?;
+    drop(keep);
     decode_result(&n, &bytes)
 }
 
@@ -311,11 +315,12 @@ where
     }
     let id = n.new_ref();
     let call_id = n.new_call_id();
-    let env = build_call(&n, &f, pid, &args, CallMode::Wait, call_id, Some(id))?;
+    let (env, keep) = build_call(&n, &f, pid, &args, CallMode::Wait, call_id, Some(id))?;
     drop(args);
     // Track the handle before sending, so a fast reply cannot race the registration.
     let fut = Future::remote(&n, id, pid);
     n.request(pid, call_id, env).await?;
+    drop(keep);
     Ok(fut)
 }
 
@@ -361,7 +366,9 @@ where
         });
         return Ok(());
     }
-    let env = build_call(n, &f, pid, &args, CallMode::RemoteDo, 0, None)?;
+    // Nothing answers a remote_do: what its arguments asked to keep goes once it is
+    // sent.
+    let (env, _keep) = build_call(n, &f, pid, &args, CallMode::RemoteDo, 0, None)?;
     n.send(pid, env)
 }
 

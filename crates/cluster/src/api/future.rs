@@ -56,6 +56,10 @@ struct Inner<T> {
     /// Whether this handle was put in the node's table of live handles (it has
     /// travelled): only then has its `Drop` to take it out.
     in_live: AtomicBool,
+    /// What the call's arguments asked to keep alive until it is answered
+    /// ([`codec::keep_until_answered`](crate::codec::keep_until_answered)); kept as
+    /// long as the future (the call's end is not always seen here).
+    keep: Mutex<Vec<crate::codec::KeepAlive>>,
 }
 
 impl<T> Drop for Inner<T> {
@@ -148,6 +152,7 @@ impl<T: Send + Sync + 'static> Future<T> {
             publish: Mutex::new(None),
             pushed: Mutex::new(Pushed::None),
             in_live: AtomicBool::new(false),
+            keep: Mutex::new(Vec::new()),
         })
     }
 
@@ -188,9 +193,11 @@ impl<T: Send + Sync + 'static> Future<T> {
         id: RefId,
         owner: Pid,
         pushed: tokio::sync::oneshot::Receiver<Reply>,
+        keep: Vec<crate::codec::KeepAlive>,
     ) -> Self {
         let f = Future::make(n.clone(), id, owner, false, true);
         *f.inner.pushed.lock() = Pushed::Waiting(pushed);
+        *f.inner.keep.lock() = keep;
         f
     }
 

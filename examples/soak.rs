@@ -1,0 +1,469 @@
+//! The soak test (issue 13, point 7): a mixed workload for a set time over real
+//! worker processes, with faults injected as it runs, and a check at the end that
+//! every result was correct and that nothing was left behind.
+//!
+//! Each round runs, on a cluster of three workers (heartbeats every 200 ms, timeout
+//! 2 s):
+//!
+//! - remote calls (blocking, and 200 `remotecall`s fetched afterwards) whose results
+//!   are checked against the same function run here;
+//! - a 1 MiB `Bulk` argument summed on a worker;
+//! - a `RemoteChannel` on one worker filled by another and drained here, in order;
+//! - a `pmap` of 300 items with retries over the default pool;
+//! - a `SharedArray` filled by its participants and summed on a worker, then dropped;
+//!
+//! and every few rounds one fault: a worker is added and an old one removed; a
+//! worker is killed (`SIGKILL`) while a `pmap` runs (its items are retried); a worker
+//! is stopped (`SIGSTOP`) for less than the heartbeat timeout and resumed (it must
+//! stay and answer), or for longer (the heartbeats declare it, the master kills it).
+//! Killed and declared workers are replaced. One worker, the *anchor*, is never
+//! touched: its memory, descriptors and threads at the end are compared with its
+//! own after the first round, as are the driver's, and `/dev/shm` is checked for
+//! segments left behind; every worker process that left must have exited.
+//!
+//! ```sh
+//! cargo xtask soak --duration 10m     # release build; also: cargo run --release \
+//!                                     #   -p cohort-examples --example soak -- 600
+//! ```
+//!
+//! Exits with a failure status (after printing what differed) if anything is wrong.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use cohort::pool::PmapOptions;
+use cohort::prelude::*;
+use cohort::shared::SharedArray;
+use cohort::{blocking, Bulk, CallError, Heartbeat};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// What a process holds: resident memory (after returning free heap pages), open
+/// descriptors other than sockets, sockets (its connections, which vary with the
+/// peers it talks to) and threads.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Probe {
+    rss_kib: u64,
+    fds: usize,
+    sockets: usize,
+    threads: usize,
+}
+
+fn status_field(name: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cohort::remote]
+fn probe() -> Probe {
+    // SAFETY: malloc_trim only hands free pages of glibc's heap back to the OS.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let (mut fds, mut sockets) = (0, 0);
+    for e in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        match std::fs::read_link(e.path()) {
+            Ok(l) if l.to_string_lossy().starts_with("socket:") => sockets += 1,
+            Ok(_) => fds += 1,
+            // The directory's own descriptor, closed by now.
+            Err(_) => {}
+        }
+    }
+    Probe {
+        rss_kib: status_field("VmRSS:"),
+        fds,
+        sockets,
+        threads: status_field("Threads:") as usize,
+    }
+}
+
+#[cohort::remote]
+fn os_pid() -> u32 {
+    std::process::id()
+}
+
+#[cohort::remote]
+fn mix(x: u64) -> u64 {
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ 0xC0_40_27
+}
+
+#[cohort::remote]
+fn bulk_sum(b: Bulk<u64>) -> u64 {
+    b.0.iter().fold(0u64, |a, x| a.wrapping_add(*x))
+}
+
+#[cohort::remote]
+fn produce(ch: RemoteChannel<u64>, from: u64, n: u64) {
+    for i in from..from + n {
+        ch.put_blocking(i).expect("the channel takes the value");
+    }
+}
+
+#[cohort::remote]
+fn shared_sum(s: SharedArray<f64, ndarray::Ix1>) -> f64 {
+    s.view().as_linear().iter().sum()
+}
+
+/// `/dev/shm` entries cohort made (SharedArray segments).
+fn shm_entries() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("cohort"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn exited(os: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{os}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+    }
+}
+
+fn signal(sig: i32, os: u32) {
+    // SAFETY: sending a signal to a process this program started.
+    let rc = unsafe { libc::kill(os as i32, sig) };
+    assert_eq!(rc, 0, "kill({os}, {sig})");
+}
+
+/// Waits (polling) until `f` holds, failing after `secs`.
+fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    rounds: u64,
+    calls: u64,
+    pmap_items: u64,
+    channel_items: u64,
+    shared_arrays: u64,
+    added: u64,
+    removed: u64,
+    killed: u64,
+    stopped_short: u64,
+    stopped_long: u64,
+}
+
+struct Soak {
+    rng: StdRng,
+    anchor: Pid,
+    /// OS pids of every worker started, to check that those that left have exited.
+    os: Vec<(Pid, u32)>,
+    counts: Counts,
+}
+
+impl Soak {
+    fn others(&self) -> Vec<Pid> {
+        workers()
+            .into_iter()
+            .filter(|&w| w != self.anchor)
+            .collect()
+    }
+
+    fn pick(&mut self) -> Pid {
+        let ws = workers();
+        ws[self.rng.gen_range(0..ws.len())]
+    }
+
+    fn add(&mut self, n: usize) {
+        for w in blocking::addprocs(n).expect("addprocs") {
+            let os = blocking::remotecall_fetch(os_pid, w, ()).expect("a new worker answers");
+            self.os.push((w, os));
+            self.counts.added += 1;
+        }
+    }
+
+    fn os_of(&self, w: Pid) -> u32 {
+        self.os
+            .iter()
+            .find(|(p, _)| *p == w)
+            .expect("a worker we started")
+            .1
+    }
+
+    fn calls(&mut self) {
+        for _ in 0..50 {
+            let w = self.pick();
+            let x: u64 = self.rng.gen();
+            assert_eq!(blocking::remotecall_fetch(mix, w, (x,)).unwrap(), mix(x));
+        }
+        let xs: Vec<u64> = (0..200).map(|_| self.rng.gen()).collect();
+        let ws = workers();
+        let fs: Vec<_> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| remotecall(mix, ws[i % ws.len()], (x,)))
+            .collect();
+        for (f, x) in fs.iter().zip(&xs) {
+            assert_eq!(f.fetch_blocking().unwrap(), mix(*x));
+        }
+        let v: Vec<u64> = (0..(1u64 << 17)).map(|_| self.rng.gen()).collect();
+        let want = v.iter().fold(0u64, |a, x| a.wrapping_add(*x));
+        let w = self.pick();
+        assert_eq!(
+            blocking::remotecall_fetch(bulk_sum, w, (Bulk(v),)).unwrap(),
+            want
+        );
+        self.counts.calls += 251;
+    }
+
+    fn channel(&mut self) {
+        let owner = self.pick();
+        let producer = self.pick();
+        let ch = RemoteChannel::<u64>::with_capacity_blocking(owner, 16).unwrap();
+        let from: u64 = self.rng.gen_range(0..1 << 40);
+        let n = 500;
+        let done = remotecall(produce, producer, (ch.clone(), from, n));
+        for i in from..from + n {
+            assert_eq!(ch.take_blocking().unwrap(), i, "in order");
+        }
+        done.wait_blocking().unwrap();
+        self.counts.channel_items += n;
+    }
+
+    fn pmap(&mut self) -> Vec<u64> {
+        let items: Vec<u64> = (0..300).map(|_| self.rng.gen()).collect();
+        let opts = PmapOptions::new()
+            .retry_delays(vec![Duration::ZERO; 5])
+            .retry_check(|e| matches!(e, CallError::WorkerExited { .. }));
+        let out = blocking::pmap_with(mix, items.clone(), opts).expect("pmap");
+        assert_eq!(out, items.iter().map(|&x| mix(x)).collect::<Vec<_>>());
+        self.counts.pmap_items += items.len() as u64;
+        out
+    }
+
+    fn shared(&mut self) {
+        let n = 100_000;
+        let s = SharedArray::<f64, ndarray::Ix1>::builder(n)
+            .init(|s: SharedArray<f64, ndarray::Ix1>| {
+                let mine = s.localindices();
+                let start = mine.start;
+                let mut v = s.view_mut();
+                for (k, x) in v.as_linear_mut()[mine].iter_mut().enumerate() {
+                    *x = (start + k) as f64;
+                }
+            })
+            .build()
+            .expect("a SharedArray");
+        let w = self.pick();
+        let want = (n * (n - 1) / 2) as f64;
+        assert_eq!(
+            blocking::remotecall_fetch(shared_sum, w, (s,)).unwrap(),
+            want
+        );
+        self.counts.shared_arrays += 1;
+    }
+
+    /// A worker other than the anchor is added, and the oldest removed.
+    fn churn(&mut self) {
+        self.add(1);
+        let old = self.others()[0];
+        blocking::rmprocs(&[old], Some(Duration::from_secs(20))).expect("rmprocs");
+        self.counts.removed += 1;
+    }
+
+    /// A worker is killed while a `pmap` runs; it is replaced.
+    fn kill_during_pmap(&mut self) {
+        let victim = self.others()[self.rng.gen_range(0..self.others().len())];
+        let os = self.os_of(victim);
+        let killer = std::thread::spawn(move || signal(libc::SIGKILL, os));
+        self.pmap();
+        killer.join().unwrap();
+        until("the killed worker to leave", 30, || {
+            !workers().contains(&victim)
+        });
+        self.counts.killed += 1;
+        self.add(1);
+    }
+
+    /// A worker is stopped for less than the heartbeat timeout, or for longer.
+    fn stop(&mut self, long: bool) {
+        let victim = self.others()[self.rng.gen_range(0..self.others().len())];
+        let os = self.os_of(victim);
+        signal(libc::SIGSTOP, os);
+        if long {
+            // Its calls and pmap items meanwhile go elsewhere once it is declared.
+            self.pmap();
+            until("the stopped worker to be declared", 60, || {
+                !workers().contains(&victim)
+            });
+            until("the declared worker to be killed", 60, || exited(os));
+            self.counts.stopped_long += 1;
+            self.add(1);
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+            signal(libc::SIGCONT, os);
+            assert!(
+                workers().contains(&victim),
+                "a short stop declared {victim}"
+            );
+            assert_eq!(blocking::remotecall_fetch(os_pid, victim, ()).unwrap(), os);
+            self.counts.stopped_short += 1;
+        }
+    }
+}
+
+/// Whether `end` is back near `base`, with `peers` other processes in the cluster.
+fn near(what: &str, base: Probe, end: Probe, peers: usize) -> Vec<String> {
+    let mut bad = Vec::new();
+    if end.rss_kib > base.rss_kib + base.rss_kib / 10 + 16 * 1024 {
+        bad.push(format!(
+            "{what}: RSS {} KiB, baseline {} KiB",
+            end.rss_kib, base.rss_kib
+        ));
+    }
+    if end.fds > base.fds {
+        bad.push(format!(
+            "{what}: {} descriptors, baseline {}",
+            end.fds, base.fds
+        ));
+    }
+    // A listener, and at most two connections (one made each way) per peer.
+    if end.sockets > 1 + 2 * peers {
+        bad.push(format!("{what}: {} sockets for {peers} peers", end.sockets));
+    }
+    if end.threads > base.threads + 4 {
+        bad.push(format!(
+            "{what}: {} threads, baseline {}",
+            end.threads, base.threads
+        ));
+    }
+    bad
+}
+
+#[cohort::main]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(60);
+    let seed: u64 = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1);
+    let duration = Duration::from_secs(secs);
+    Cluster::global().set_heartbeat(Some(Heartbeat::new(
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+    )?))?;
+    let shm_before = shm_entries();
+    let mut s = Soak {
+        rng: StdRng::seed_from_u64(seed),
+        anchor: 0,
+        os: Vec::new(),
+        counts: Counts::default(),
+    };
+    s.add(3);
+    s.anchor = workers()[0];
+    // One round of everything, then the baselines.
+    s.calls();
+    s.channel();
+    s.pmap();
+    s.shared();
+    let base_driver = probe();
+    let base_anchor = blocking::remotecall_fetch(probe, s.anchor, ())?;
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    while start.elapsed() < duration {
+        s.counts.rounds += 1;
+        let r = s.counts.rounds;
+        s.calls();
+        s.channel();
+        s.pmap();
+        s.shared();
+        match r % 12 {
+            3 => s.churn(),
+            6 => s.kill_during_pmap(),
+            8 => s.stop(false),
+            11 => s.stop(true),
+            _ => {}
+        }
+        if last_report.elapsed() > Duration::from_secs(30) {
+            last_report = Instant::now();
+            println!(
+                "soak: {:>5.0} s, {:?}, workers {:?}",
+                start.elapsed().as_secs_f64(),
+                s.counts,
+                workers()
+            );
+        }
+    }
+    // Back to three workers (the anchor and two others), as at the baselines.
+    let others = s.others();
+    if others.len() > 2 {
+        blocking::rmprocs(&others[2..], Some(Duration::from_secs(20)))?;
+    }
+    while workers().len() < 3 {
+        s.add(1);
+    }
+    // Idle threads of the runtimes go after 2 s; the heaps are trimmed by `probe`.
+    let mut bad = Vec::new();
+    for _ in 0..50 {
+        bad = near("driver", base_driver, probe(), 3);
+        bad.extend(near(
+            &format!("anchor worker {}", s.anchor),
+            base_anchor,
+            blocking::remotecall_fetch(probe, s.anchor, ())?,
+            3,
+        ));
+        if bad.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let end_driver = probe();
+    let end_anchor = blocking::remotecall_fetch(probe, s.anchor, ())?;
+    blocking::rmprocs(&workers(), Some(Duration::from_secs(20)))?;
+    for &(w, os) in &s.os {
+        until(&format!("worker {w} (OS pid {os}) to exit"), 30, || {
+            exited(os)
+        });
+    }
+    let shm_after = shm_entries();
+    if shm_after != shm_before {
+        bad.push(format!(
+            "/dev/shm: {:?} before, {:?} after",
+            shm_before, shm_after
+        ));
+    }
+    println!("soak: {secs} s, seed {seed}: {:?}", s.counts);
+    println!(
+        "soak: driver   {:?} -> {:?}\nsoak: anchor   {:?} -> {:?}\nsoak: /dev/shm {} -> {} cohort entries; {} worker processes, all exited",
+        base_driver,
+        end_driver,
+        base_anchor,
+        end_anchor,
+        shm_before.len(),
+        shm_after.len(),
+        s.os.len()
+    );
+    if !bad.is_empty() {
+        for b in &bad {
+            eprintln!("soak: FAILED: {b}");
+        }
+        std::process::exit(1);
+    }
+    println!("soak: ok");
+    Ok(())
+}
