@@ -287,7 +287,10 @@ fn the_last_handle_passed_to_a_call_keeps_the_array_mapped_until_it_is_answered(
             .build()
             .unwrap();
         let w = ws[round % ws.len()];
-        assert_eq!(blocking::remotecall_fetch(sum_ix1, w, (s,)).unwrap(), 1000.0);
+        assert_eq!(
+            blocking::remotecall_fetch(sum_ix1, w, (s,)).unwrap(),
+            1000.0
+        );
         let s = SharedArray::<f64, Ix1>::builder(10).build().unwrap();
         s.view_mut().as_linear_mut().fill(2.0);
         let f = blocking::remotecall_wait(sum_ix1, w, (s,)).unwrap();

@@ -84,10 +84,10 @@ pub(crate) struct Node {
     /// Wakes the pump task (outputs recorded by a `Drop`); shared with the task,
     /// which holds the node itself only weakly.
     pump: Arc<Notify>,
-    /// The batch deadline the timer task is armed for.
-    timer: Mutex<Option<Instant>>,
-    /// The timer task's channel (started on first use).
-    pub(crate) timer_task: OnceLock<tokio::sync::watch::Sender<Option<Instant>>>,
+    /// The deadline the timer task sleeps to (it publishes it; see `shell::timer`).
+    pub(crate) timer: Mutex<Option<Instant>>,
+    /// Wakes the timer task (started on first use) to read the core's deadline again.
+    pub(crate) timer_wake: OnceLock<Arc<Notify>>,
     /// Interrupts received (mirrors the core, read without its lock by `interrupted`).
     pub(crate) interrupts: AtomicU64,
     /// The next reference and call ids this process makes: counters outside the
@@ -188,7 +188,7 @@ impl Node {
             managed: RwLock::new(HashMap::new()),
             pump: Arc::new(Notify::new()),
             timer: Mutex::new(None),
-            timer_task: OnceLock::new(),
+            timer_wake: OnceLock::new(),
             interrupts: AtomicU64::new(0),
             next_ref: AtomicU64::new(1),
             next_call: AtomicU64::new(1),
@@ -448,22 +448,18 @@ impl Node {
         }
     }
 
-    /// One timer task for the reference-batch deadline; re-armed to the earliest
-    /// deadline asked for.
-    fn arm_timer(&self, at: Instant) {
-        {
-            let mut armed = self.timer.lock();
-            if armed.is_some_and(|cur| cur <= at && cur > Instant::now()) {
-                return;
-            }
-            *armed = Some(at);
+    /// The core has a deadline at `at`: wakes the timer task unless it already sleeps
+    /// to that deadline or an earlier one (it reads the core's next deadline itself
+    /// after each timeout; see `shell::timer`).
+    pub(crate) fn arm_timer(&self, at: Instant) {
+        if self.timer.lock().is_some_and(|armed| armed <= at) {
+            return;
         }
-        super::timer::arm(self, at);
+        super::timer::wake(self);
     }
 
     /// The timer fired.
     pub(crate) fn handle_timeout(&self) {
-        *self.timer.lock() = None;
         self.with_core(|c| c.handle_timeout(Instant::now()));
     }
 

@@ -1,58 +1,61 @@
-//! The timer task of a node: it calls the core's `handle_timeout` when the
-//! reference-batch deadline the core asked for ([`Core::poll_timeout`]) comes.
+//! The timer task of a node: it calls the core's `handle_timeout` when the next
+//! deadline the core asks for ([`Core::poll_timeout`]: reference batches, the next
+//! liveness check) comes.
+//!
+//! The task takes its deadline from the core itself each time round, and publishes
+//! it (in `Node::timer`) under the same lock as it reads it; a thread that gives the
+//! core an earlier deadline wakes the task (`Node::arm_timer`). So the chain of
+//! deadlines never depends on who armed what last: after each timeout the task sleeps
+//! to whatever the core asks for next. (An earlier design re-armed from the steps
+//! that changed the core and could be left with no timer at all when a step ran just
+//! as the timer fired — the heartbeats then stopped.)
 //!
 //! [`Core::poll_timeout`]: crate::core::Core::poll_timeout
 
-use std::time::Instant;
+use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::node::Node;
 
-/// Arms `node`'s timer for `at` (the earliest deadline asked for wins).
-pub(crate) fn arm(node: &Node, at: Instant) {
-    let tx = node.timer_task.get_or_init(|| {
-        let (tx, mut rx) = watch::channel(None::<Instant>);
-        // The task holds the node weakly: it ends when the node goes (its sender
-        // goes with it, so `changed` fails).
-        let weak = node.arc();
-        let weak = std::sync::Arc::downgrade(&weak);
-        super::runtime::handle().spawn(async move {
-            loop {
-                let next = *rx.borrow_and_update();
-                match next {
-                    Some(at) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(at.into()) => {
-                                match weak.upgrade() {
-                                    Some(n) => n.handle_timeout(),
-                                    None => break,
+/// Wakes `node`'s timer task (starting it on first use) to look at the core's
+/// deadline again.
+pub(crate) fn wake(node: &Node) {
+    node.timer_wake
+        .get_or_init(|| {
+            let wake = Arc::new(Notify::new());
+            // The task holds the node weakly: it ends when the node goes.
+            let weak = Arc::downgrade(&node.arc());
+            let w = wake.clone();
+            super::runtime::handle().spawn(async move {
+                loop {
+                    let next = {
+                        let Some(n) = weak.upgrade() else { break };
+                        // Read and published under one lock, so that a step giving the
+                        // core an earlier deadline after the read sees this one and
+                        // wakes the task (see `Node::arm_timer`).
+                        let mut armed = n.timer.lock();
+                        let next = n.peek(|c| c.poll_timeout());
+                        *armed = next;
+                        next
+                    };
+                    match next {
+                        Some(at) => {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(at.into()) => {
+                                    match weak.upgrade() {
+                                        Some(n) => n.handle_timeout(),
+                                        None => break,
+                                    }
                                 }
-                                // Sleep again only once re-armed (the timeout above may
-                                // have re-armed already: then this returns at once).
-                                if rx.changed().await.is_err() {
-                                    break;
-                                }
+                                _ = w.notified() => {}
                             }
-                            r = rx.changed() => if r.is_err() { break },
                         }
-                    }
-                    None => {
-                        if rx.changed().await.is_err() {
-                            break;
-                        }
+                        None => w.notified().await,
                     }
                 }
-            }
-        });
-        tx
-    });
-    tx.send_if_modified(|cur| {
-        if cur.is_none_or(|c| at < c || c <= Instant::now()) {
-            *cur = Some(at);
-            true
-        } else {
-            false
-        }
-    });
+            });
+            wake
+        })
+        .notify_one();
 }
