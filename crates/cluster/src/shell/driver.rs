@@ -250,7 +250,11 @@ impl Peer {
         let peer = Peer::new(node, pid);
         {
             let mut peers = node.peers.write();
-            peers.entry(pid).or_insert_with(|| peer.clone());
+            let first = peers.entry(pid).or_insert_with(|| peer.clone());
+            // Calls that come in here are checked against the peer in the table (the
+            // first connection, maybe still in its handshake): this one's handshake
+            // already proved the peer runs this executable.
+            first.same_exe.fetch_or(est.same_exe, Ordering::AcqRel);
         }
         peer.start(est);
         peer
