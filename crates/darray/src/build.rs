@@ -216,9 +216,10 @@ impl<T: Element, D: Dimension + 'static> DArrayBuilder<T, D> {
      .init_blocking(|idx: Vec<std::ops::Range<usize>>| ndarray::Array1::from_elem(idx[0].len(), 4))
      .unwrap();
  assert_eq!(d.gather_blocking().unwrap().to_vec(), vec![4, 4, 4]);")]
-    pub async fn init<F>(self, init: F) -> Result<DArray<T, D>, DArrayError>
+    pub async fn init<F, O>(self, init: F) -> Result<DArray<T, D>, DArrayError>
     where
-        F: RemoteFn<(Ranges,), Output = Array<T, D>> + Clone,
+        F: RemoteFn<(Ranges,), Output = O> + Clone,
+        O: InitOutput<T, D>,
     {
         let cluster = Cluster::current();
         let layout = self.layout(&cluster)?;
@@ -227,7 +228,7 @@ impl<T: Element, D: Dimension + 'static> DArrayBuilder<T, D> {
             .map(|k| {
                 let pid = d.layout.pids[k];
                 let f = cluster.remotecall_fetch(
-                    init_chunk::<T, D, F>,
+                    init_chunk::<T, D, F, O>,
                     pid,
                     (d.id(), d.layout.ranges(k), Shipped::new(init.clone())),
                 );
@@ -447,8 +448,44 @@ impl<D: Dimension + 'static> DArrayBuilder<f64, D> {
     }
 }
 
+/// What an `init` function may return: the chunk, or a `Result` whose error becomes
+/// [`ChunkFailure::Init`] (for an `init` that can fail, e.g. one fetching a halo
+/// from its neighbours).
+///
+/// ```
+/// use cohort_darray::{DArray, Ranges};
+/// let e = DArray::<u8, ndarray::Ix1>::builder(2)
+///     .init_blocking(|_r: Ranges| -> Result<ndarray::Array1<u8>, String> { Err("no data".into()) })
+///     .unwrap_err();
+/// assert!(e.to_string().contains("no data"));
+/// ```
+pub trait InitOutput<T, D>: Send + 'static {
+    /// The chunk, or why there is none.
+    ///
+    /// # Errors
+    /// The `init` function's own error, as text.
+    fn into_chunk(self) -> Result<Array<T, D>, String>;
+}
+
+impl<T: Send + 'static, D: Dimension + 'static> InitOutput<T, D> for Array<T, D> {
+    fn into_chunk(self) -> Result<Array<T, D>, String> {
+        Ok(self)
+    }
+}
+
+impl<T, D, E> InitOutput<T, D> for Result<Array<T, D>, E>
+where
+    T: Send + 'static,
+    D: Dimension + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    fn into_chunk(self) -> Result<Array<T, D>, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
 /// On an owner: runs `init` for its chunk and stores the result.
-fn init_chunk<T, D, F>(
+fn init_chunk<T, D, F, O>(
     id: DArrayId,
     ranges: Ranges,
     init: Shipped<F, (Ranges,)>,
@@ -456,10 +493,15 @@ fn init_chunk<T, D, F>(
 where
     T: Element,
     D: Dimension + 'static,
-    F: RemoteFn<(Ranges,), Output = Array<T, D>>,
+    F: RemoteFn<(Ranges,), Output = O>,
+    O: InitOutput<T, D>,
 {
     let expected = ranges_shape(&ranges);
-    let a = init.0.call((ranges,));
+    let a = init
+        .0
+        .call((ranges,))
+        .into_chunk()
+        .map_err(ChunkFailure::Init)?;
     if a.shape() != expected.as_slice() {
         return Err(ChunkFailure::InitShape {
             expected,

@@ -135,6 +135,9 @@ pub enum ChunkFailure {
         /// The shape `init` returned.
         got: Vec<usize>,
     },
+    /// An `init` function returned an error.
+    #[error("init failed: {0}")]
+    Init(String),
     /// The creator of the array is no longer in the cluster; nothing was stored.
     #[error("the creator of {id}, process {creator}, has left the cluster")]
     CreatorGone {
