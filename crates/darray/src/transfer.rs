@@ -135,7 +135,7 @@ impl<'de, T: Element> Deserialize<'de> for Block<T> {
 
 struct PayloadSeed<T> {
     token: u64,
-    landing: Option<Arc<Mutex<Option<Box<dyn Any + Send>>>>>,
+    landing: Option<Slot>,
     _t: PhantomData<T>,
 }
 

@@ -2,6 +2,9 @@
 //!
 //! The tests take one lock so that the chunk counts of every process are exact.
 
+// One range per dimension: a 1-D array's ranges are a one-element slice.
+#![allow(clippy::single_range_in_vec_init)]
+
 use std::ops::Range;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};

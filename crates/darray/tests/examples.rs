@@ -2,6 +2,9 @@
 //! worker), so they cannot rot: the seed's game of life, `power_method`,
 //! `2 .* dA ./ dB` and the floating-point sum note.
 
+// One range per dimension: a 1-D array's ranges are a one-element slice.
+#![allow(clippy::single_range_in_vec_init)]
+
 // The examples' `main`s are not used here.
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/broadcast.rs"]
