@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn defaultdist_matches_julia() {
-        // Values computed with DistributedArrays.defaultdist.
+        // Julia's algorithm (DistributedArrays.defaultdist) worked through by hand.
         assert_eq!(defaultdist(&[100, 100, 10], 4), vec![2, 2, 1]);
         assert_eq!(defaultdist(&[100, 100], 12), vec![4, 3]);
         assert_eq!(defaultdist(&[5], 8), vec![4]);

@@ -132,7 +132,7 @@ pub(crate) fn get<T: Element, D: Dimension + 'static>(
         })
 }
 
-/// Drops the chunk of `id` held here, if any (the built-in `cohort_darray::release`).
+/// Drops the chunk of `id` held here, if any (the built-in `cohort_darray::store::release`).
 #[cohort_macros::remote(crate = cohort_cluster)]
 pub(crate) fn release(id: DArrayId) {
     let gone = table().lock().remove(&id);
