@@ -123,6 +123,9 @@ pub use cohort_shared::SharedArray;
 /// primitives. (Feature `darray`, on by default.)
 #[cfg(feature = "darray")]
 pub use cohort_darray as darray;
+/// (Feature `darray`, on by default.)
+#[cfg(feature = "darray")]
+pub use cohort_darray::{DArray, DData};
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTransport};
@@ -142,6 +145,9 @@ pub mod prelude {
         remotecall, remotecall_fetch, remotecall_wait, rmprocs, spawnat, workers, AddProcs,
         CallError, Cluster, Pid, PmapOptions, RemoteChannel, Target, WorkerPool,
     };
+    /// (Feature `darray`, on by default.)
+    #[cfg(feature = "darray")]
+    pub use crate::{DArray, DData};
 }
 
 /// The blocking API: every free function of cohort that waits, under the same name

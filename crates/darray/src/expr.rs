@@ -211,7 +211,8 @@ fn eval_chunk<T: Element + Num + Copy, D: Dimension + 'static>(
         .iter()
         .map(|id| store::get::<T, D>(*id))
         .collect::<Result<Vec<_>, _>>()?;
-    let guards: Vec<_> = chunks.iter().map(|c| c.read()).collect();
+    // Recursive: `&a + &a` reads one chunk twice.
+    let guards: Vec<_> = chunks.iter().map(|c| c.read_recursive()).collect();
     let arrays: Vec<&Array<T, D>> = guards.iter().map(|g| &**g).collect();
     let result = match eval_node(&node, &arrays) {
         Val::Owned(a) => a,

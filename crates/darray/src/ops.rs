@@ -551,7 +551,9 @@ fn dot_chunk<T: Element + Float, D: Dimension + 'static>(
     b: DArrayId,
 ) -> Result<T, ChunkFailure> {
     let (ca, cb) = (store::get::<T, D>(a)?, store::get::<T, D>(b)?);
-    let (x, y) = (ca.read(), cb.read());
+    // Recursive: `a.dot(&a)` reads one chunk twice (a plain second read would wait
+    // behind a queued writer).
+    let (x, y) = (ca.read_recursive(), cb.read_recursive());
     Ok(Zip::from(&*x)
         .and(&*y)
         .fold(T::zero(), |acc, p, q| acc + *p * *q))
@@ -565,11 +567,11 @@ fn approx_chunk<T: Element + Float, D: Dimension + 'static>(
     let rtol = T::epsilon().sqrt();
     let close = |x: T, y: T| x == y || (x - y).abs() <= rtol * x.abs().max(y.abs());
     let ca = store::get::<T, D>(a)?;
-    let x = ca.read();
+    let x = ca.read_recursive();
     Ok(match b {
         Some(b) => {
             let cb = store::get::<T, D>(b)?;
-            let y = cb.read();
+            let y = cb.read_recursive();
             Zip::from(&*x).and(&*y).all(|p, q| close(*p, *q))
         }
         None => x.iter().all(|p| close(*p, value)),
