@@ -101,6 +101,10 @@ pub fn registered_functions() -> Vec<&'static str> {
 
 /// Local channels and the `AbstractChannel` trait a `RemoteChannel` stores.
 pub use cohort_channels as channels;
+/// `DArray`, `ddata` and SPMD: arrays split across processes, and MPI-style
+/// primitives. (Feature `darray`, on by default.)
+#[cfg(feature = "darray")]
+pub use cohort_darray as darray;
 /// Parallel map and loops: `WorkerPool`, `CachingPool`, `pmap`, distributed loops,
 /// `everywhere` and per-process named values.
 pub use cohort_pool as pool;
@@ -119,18 +123,15 @@ pub use cohort_shared as shared;
 /// (Feature `shared`, on by default.)
 #[cfg(feature = "shared")]
 pub use cohort_shared::SharedArray;
-/// `DArray`, `ddata` and SPMD: arrays split across processes, and MPI-style
-/// primitives. (Feature `darray`, on by default.)
-#[cfg(feature = "darray")]
-pub use cohort_darray as darray;
-/// (Feature `darray`, on by default.)
-#[cfg(feature = "darray")]
-pub use cohort_darray::{DArray, DData};
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTransport};
 /// The wire protocol.
 pub use cohort_wire as wire;
+
+/// (Feature `darray`, on by default.)
+#[cfg(feature = "darray")]
+pub use cohort_darray::{DArray, DData};
 
 /// The names most async programs use. (`Future` is not in it: it would shadow
 /// `std::future::Future` under a glob import; name it `cohort::Future`.)

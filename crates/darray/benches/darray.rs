@@ -40,7 +40,9 @@ fn sum(c: &mut Criterion, w: &[Pid]) {
     }
     let d = DArray::<f64, Ix1>::builder(n)
         .procs(&w[..2])
-        .init_blocking(|r: Ranges| Array1::from_iter(r[0].clone().map(|i| (i % 1000) as f64 * 0.001)))
+        .init_blocking(|r: Ranges| {
+            Array1::from_iter(r[0].clone().map(|i| (i % 1000) as f64 * 0.001))
+        })
         .unwrap();
     g.bench_function("darray_2_workers", |b| {
         b.iter(|| black_box(d.sum_blocking().unwrap()))
