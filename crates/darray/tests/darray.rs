@@ -688,3 +688,42 @@ fn chunks_of_reports_the_calling_process_too() {
     assert_eq!(s, cohort_darray::local_chunks());
     let _ = chunks_of;
 }
+
+#[test]
+fn n_dimensional_arrays_of_dynamic_rank() {
+    let _g = serial();
+    let w = workers3();
+    let a = Array::from_shape_fn(ndarray::IxDyn(&[5, 3, 4]), |ix| {
+        ix[0] * 100 + ix[1] * 10 + ix[2]
+    });
+    let d = DArray::<usize, ndarray::IxDyn>::builder(ndarray::IxDyn(&[5, 3, 4]))
+        .procs(&w)
+        .distribute_blocking(&a)
+        .unwrap();
+    assert_eq!(d.dist(), &[3, 1, 1]);
+    assert_eq!(d.gather_blocking().unwrap(), a);
+    assert_eq!(d.get_blocking([4, 2, 3]).unwrap(), 423);
+    let part = d.fetch_blocking(&[1..4, 1..3, 2..4]).unwrap();
+    assert_eq!(part, a.slice(s![1..4, 1..3, 2..4]).into_dyn());
+    assert_eq!(d.sum_blocking().unwrap(), a.sum());
+}
+
+/// The async forms can be spawned on a multi-threaded runtime.
+#[test]
+fn the_async_forms_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    let _g = serial();
+    workers3();
+    let d = dones::<f64, _>(4).unwrap();
+    let v = Array1::<f64>::ones(4);
+    is_send(&d.sum());
+    is_send(&d.fetch(&[0..2]));
+    is_send(&d.gather());
+    is_send(&d.map(|x: f64| x));
+    is_send(&(&d + 1.0).eval());
+    is_send(&cohort_darray::dzeros::<f64, _>(3));
+    is_send(&DArray::<f64, Ix1>::builder(3).init(|r: Ranges| Array1::zeros(r[0].len())));
+    let m = dones::<f64, _>((4, 4)).unwrap();
+    is_send(&m.matvec(&v));
+    is_send(&m.matvec_d(&d));
+}
