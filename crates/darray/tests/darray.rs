@@ -727,3 +727,32 @@ fn the_async_forms_are_send() {
     is_send(&m.matvec(&v));
     is_send(&m.matvec_d(&d));
 }
+
+#[test]
+fn an_owner_that_dies_fails_operations_clearly_and_the_rest_is_released() {
+    let _g = serial();
+    let w = workers3();
+    let before = chunks_everywhere();
+    let extra = blocking::addprocs(1).unwrap()[0];
+    let d = DArray::<f64, Ix1>::builder(10)
+        .procs(&[w[0], extra])
+        .ones_blocking()
+        .unwrap();
+    let os_pid = blocking::remotecall_fetch(cohort::builtins::getpid, extra, ()).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &os_pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until("the killed owner leaves the cluster", || {
+        !cohort::workers().contains(&extra)
+    });
+    let e = d.sum_blocking().unwrap_err();
+    assert!(
+        matches!(&e, DArrayError::Call { pid, .. } if *pid == extra),
+        "{e}"
+    );
+    // The part on the live owner is still there, and goes with the handle.
+    assert_eq!(d.fetch_blocking(&[0..5]).unwrap(), Array1::<f64>::ones(5));
+    drop(d);
+    wait_chunks(before);
+}
