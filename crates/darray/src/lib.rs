@@ -15,9 +15,6 @@
 //!   operators of [`Expr`], …).
 //! - [`DData<T>`](DData): one value per process ([`ddata`]).
 //!
-//! - [`spmd`]: single program, multiple data — `spmd`, `sendto`/`recvfrom`,
-//!   `barrier`, `bcast`, `scatter`, `gather`, `reduce`, `allreduce`, contexts.
-//!
 //! ```
 //! use cohort_darray::blocking::{distribute, dzeros};
 //! let a = distribute(&ndarray::Array::from_iter(0..100).into_shape_with_order((10, 10)).unwrap()).unwrap();
@@ -85,6 +82,13 @@
 //! a distributed floating-point sum may differ from the serial one in the last bits
 //! (seed 004: `sum(A) == sum(DA)` is `false` for `fill(1.1, (100, 100))` on 8
 //! processes); the difference depends on the layout.
+//!
+//! ## SPMD
+//!
+//! - [`spmd`]: single program, multiple data — `spmd`, `sendto`/`recvfrom`,
+//!   `barrier`, `bcast`, `scatter`, `gather`, `reduce`, `allreduce`, contexts.
+
+pub mod spmd;
 
 mod build;
 mod darray;
@@ -94,12 +98,12 @@ mod error;
 mod expr;
 mod layout;
 mod ops;
-pub mod spmd;
 mod store;
 mod transfer;
 
 pub use build::{
-    dfill, distribute, distribute_like, dones, drand, drandn, dzeros, DArrayBuilder, Ranges,
+    dfill, distribute, distribute_like, dones, drand, drandn, dzeros, DArrayBuilder, InitOutput,
+    Ranges,
 };
 pub use darray::{DArray, LocalPart, LocalPartMut};
 pub use ddata::{ddata, ddata_from, ddata_on, DData};
