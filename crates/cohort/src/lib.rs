@@ -132,6 +132,10 @@ pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTr
 /// The wire protocol.
 pub use cohort_wire as wire;
 
+/// (Feature `darray`, on by default.)
+#[cfg(feature = "darray")]
+pub use cohort_darray::{DArray, DData};
+
 /// The names most async programs use. (`Future` is not in it: it would shadow
 /// `std::future::Future` under a glob import; name it `cohort::Future`.)
 ///
@@ -145,6 +149,9 @@ pub mod prelude {
         remotecall, remotecall_fetch, remotecall_wait, rmprocs, spawnat, workers, AddProcs,
         CallError, Cluster, Pid, PmapOptions, RemoteChannel, Target, WorkerPool,
     };
+    /// (Feature `darray`, on by default.)
+    #[cfg(feature = "darray")]
+    pub use crate::{DArray, DData};
 }
 
 /// The blocking API: every free function of cohort that waits, under the same name

@@ -263,7 +263,14 @@ impl Peer {
         let first = {
             let mut peers = node.peers.write();
             match peers.entry(pid) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    // Calls that come in here are checked against the peer in the
+                    // table (the first connection, maybe still in its handshake):
+                    // this one's handshake already proved the peer runs this
+                    // executable.
+                    first.get().same_exe.fetch_or(est.same_exe, Ordering::AcqRel);
+                    false
+                }
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(peer.clone());
                     true
