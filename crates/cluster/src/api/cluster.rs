@@ -57,7 +57,7 @@ use crate::shell::node::{current, enter, global, Node};
 /// ```
 #[derive(Clone)]
 pub struct Cluster {
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
 }
 
 impl PartialEq for Cluster {

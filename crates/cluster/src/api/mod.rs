@@ -12,3 +12,4 @@ pub(crate) mod future;
 pub(crate) mod interrupt;
 pub(crate) mod limits;
 pub(crate) mod procs;
+pub(crate) mod topology;
