@@ -39,7 +39,11 @@ fn bcasts(k: u64, bytes: usize) -> Result<u64, SpmdError> {
     let root = spmd::run_pids()?[0];
     let me = cohort::myid();
     // The root keeps its buffer: bcast hands it back.
-    let mut data = Bulk(if me == root { vec![7u8; bytes] } else { Vec::new() });
+    let mut data = Bulk(if me == root {
+        vec![7u8; bytes]
+    } else {
+        Vec::new()
+    });
     let step = |data: Bulk<u8>| -> Result<Bulk<u8>, SpmdError> {
         let got = spmd::bcast(data, root, ())?;
         assert_eq!(got.len(), bytes);
@@ -69,7 +73,13 @@ where
 fn mpi_program() -> Option<PathBuf> {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/spmd_mpi_baseline.c");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("spmd_mpi_baseline");
-    match Command::new("mpicc").arg("-O2").arg("-o").arg(&out).arg(&src).status() {
+    match Command::new("mpicc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+    {
         Ok(s) if s.success() => Some(out),
         Ok(s) => {
             eprintln!("Open MPI baseline left out: mpicc failed ({s})");
@@ -85,7 +95,9 @@ fn mpi_program() -> Option<PathBuf> {
 /// Runs the baseline on 2 ranks over TCP and returns the time it reports.
 fn mpirun(prog: &PathBuf, what: &str, iters: u64) -> Duration {
     let out = Command::new("mpirun")
-        .args(["-np", "2", "--mca", "pml", "ob1", "--mca", "btl", "tcp,self"])
+        .args([
+            "-np", "2", "--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
+        ])
         .arg(prog)
         .arg(what)
         .arg(iters.to_string())

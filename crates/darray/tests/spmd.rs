@@ -133,10 +133,7 @@ fn collectives_on_driver_and_workers() {
         assert_eq!(*mx, *procs.iter().max().unwrap());
         if me == root {
             assert_eq!(g.as_ref().unwrap(), &procs);
-            let folded = procs
-                .iter()
-                .map(|p| *p as u64)
-                .reduce(|a, b| a * 10 + b);
+            let folded = procs.iter().map(|p| *p as u64).reduce(|a, b| a * 10 + b);
             assert_eq!(*red, folded);
         } else {
             assert_eq!(*g, None);
@@ -321,11 +318,18 @@ fn context_local_storage_persists_until_close() {
     spmd::blocking::spmd_with(put, (1000u64,), opts.clone()).unwrap();
     for &p in &w {
         let s = stats_of(p);
-        assert_eq!((s.contexts, s.stored_values, s.runs), (1, 1, 0), "{p}: {s:?}");
+        assert_eq!(
+            (s.contexts, s.stored_values, s.runs),
+            (1, 1, 0),
+            "{p}: {s:?}"
+        );
     }
     let get = || -> Result<Option<u64>, SpmdError> { Ok(spmd::context_local_storage()?.get("x")) };
     let got = spmd::blocking::spmd_with(get, (), opts.clone()).unwrap();
-    assert_eq!(got, w.iter().map(|p| Some(1000 + *p as u64)).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        w.iter().map(|p| Some(1000 + *p as u64)).collect::<Vec<_>>()
+    );
     // A run in a fresh context sees nothing of it.
     let fresh = spmd::blocking::spmd_with(get, (), SpmdOptions::new().pids(&w)).unwrap();
     assert_eq!(fresh, vec![None, None]);
@@ -463,9 +467,7 @@ fn a_worker_killed_mid_run_fails_the_run_naming_it() {
     let os_pid: u32 = c
         .remotecall_fetch_blocking(cohort::builtins::getpid, victim, ())
         .unwrap();
-    let started = c
-        .install(|| RemoteChannel::<Pid>::new_blocking(1))
-        .unwrap();
+    let started = c.install(|| RemoteChannel::<Pid>::new_blocking(1)).unwrap();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let driver = {
         let c = c.clone();

@@ -3,6 +3,8 @@
 //! (each under its own operation in the key, so they never match a user's
 //! `sendto` with the same tag).
 
+use std::sync::Arc;
+
 use cohort_cluster::Pid;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,7 +37,7 @@ pub fn barrier(tag: impl Into<Tag>) -> Result<(), SpmdError> {
     let mut dist = 1usize;
     while dist < n {
         let key = Key::new(Op::Barrier, tag.clone(), step);
-        send_bytes(&run, run.pids[(me + dist) % n], key.clone(), Vec::new())?;
+        send_bytes(&run, run.pids[(me + dist) % n], key.clone(), Arc::default())?;
         recv_bytes(&run, run.pids[(me + n - dist) % n], &key)?;
         dist *= 2;
         step += 1;
@@ -53,17 +55,10 @@ fn bcast_in<T: Serialize + DeserializeOwned>(
     if run.myid != root {
         return decode(&recv_bytes(run, root, &key)?);
     }
-    let bytes = encode(&value)?;
-    let others: Vec<Pid> = run.pids.iter().copied().filter(|p| *p != root).collect();
-    // Encoded once; the last receiver gets the buffer itself.
-    let mut bytes = Some(bytes);
-    for (i, &p) in others.iter().enumerate() {
-        let b = if i + 1 == others.len() {
-            bytes.take().unwrap_or_default()
-        } else {
-            bytes.clone().unwrap_or_default()
-        };
-        send_bytes(run, p, key.clone(), b)?;
+    // Encoded once: every receiver's message borrows the one buffer.
+    let bytes = Arc::new(encode(&value)?);
+    for &p in run.pids.iter().filter(|p| **p != root) {
+        send_bytes(run, p, key.clone(), bytes.clone())?;
     }
     Ok(value)
 }
@@ -133,7 +128,7 @@ pub fn scatter<T: Serialize + DeserializeOwned>(
         if p == root {
             mine = Some(v);
         } else {
-            send_bytes(&run, p, key.clone(), encode(&v)?)?;
+            send_bytes(&run, p, key.clone(), Arc::new(encode(&v)?))?;
         }
     }
     Ok(mine.expect("the root is among the run's pids"))
@@ -147,7 +142,7 @@ fn gather_in<T: Serialize + DeserializeOwned>(
 ) -> Result<Option<Vec<T>>, SpmdError> {
     run.member(root)?;
     if run.myid != root {
-        send_bytes(run, root, key.clone(), encode(&value)?)?;
+        send_bytes(run, root, key.clone(), Arc::new(encode(&value)?))?;
         return Ok(None);
     }
     let mut out = Vec::with_capacity(run.pids.len());

@@ -209,7 +209,9 @@ impl std::fmt::Debug for ContextStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut keys: Vec<String> = self.values.lock().keys().cloned().collect();
         keys.sort_unstable();
-        f.debug_struct("ContextStorage").field("keys", &keys).finish()
+        f.debug_struct("ContextStorage")
+            .field("keys", &keys)
+            .finish()
     }
 }
 

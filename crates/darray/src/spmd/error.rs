@@ -131,7 +131,11 @@ impl RunFailure {
 
 impl std::fmt::Display for RunFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the SPMD run failed on {} process(es)", self.failures.len())?;
+        write!(
+            f,
+            "the SPMD run failed on {} process(es)",
+            self.failures.len()
+        )?;
         for x in &self.failures {
             write!(f, "; process {}: {}", x.pid, x.kind)?;
         }

@@ -95,6 +95,7 @@ mod p2p;
 mod run;
 mod state;
 mod tag;
+mod wire;
 
 pub use collective::{allreduce, barrier, bcast, gather, reduce, scatter};
 pub use context::{close, context, context_local_storage, Context, ContextStorage};

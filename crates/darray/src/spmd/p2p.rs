@@ -1,7 +1,9 @@
 //! Point to point: `sendto`, `recvfrom`, `recvfrom_any`, and the byte-level sending
 //! and receiving the collectives share.
 
-use cohort_cluster::codec::{self, Bulk};
+use std::sync::Arc;
+
+use cohort_cluster::codec;
 use cohort_cluster::{CallError, Pid};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,6 +12,7 @@ use super::error::SpmdError;
 use super::run::here;
 use super::state::{remote, RunHere};
 use super::tag::{Key, Op, Tag};
+use super::wire::{fragment_size, Chunk};
 
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SpmdError> {
     codec::encode(value).map_err(|e| SpmdError::Serialization(e.message))
@@ -20,34 +23,50 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SpmdError> 
 }
 
 /// Sends `payload` to `to` under `key`: straight to its process, numbered so that it
-/// is matched in order.
+/// is matched in order, in fragments if it is large (see `wire`).
 pub(crate) fn send_bytes(
     run: &RunHere,
     to: Pid,
     key: Key,
-    payload: Vec<u8>,
+    payload: Arc<Vec<u8>>,
 ) -> Result<(), SpmdError> {
     run.member(to)?;
-    let seq = run.ctx.next_send_seq(to);
+    let total = payload.len();
     if to == run.myid {
-        run.ctx.deliver(to, seq, key, payload);
+        let seq = run.ctx.next_send_seq(to);
+        let v = Arc::try_unwrap(payload).unwrap_or_else(|a| (*a).clone());
+        run.ctx.deliver(to, seq, key, total, v);
         return Ok(());
     }
-    run.cluster
-        .remote_do(
-            remote::deliver,
-            to,
-            (run.ctx.id, run.myid, seq, key, Bulk(payload)),
-        )
-        .map_err(|source| match source {
-            CallError::WorkerExited { .. } | CallError::NoSuchProcess { .. } => {
-                SpmdError::PeerExited { pid: to }
-            }
-            CallError::TopologyForbids { .. } => SpmdError::TopologyForbids {
-                topology: run.cluster.topology(),
-            },
-            source => SpmdError::Send { pid: to, source },
-        })
+    let frag = fragment_size();
+    let mut start = 0;
+    loop {
+        let end = total.min(start + frag);
+        let seq = run.ctx.next_send_seq(to);
+        let chunk = Chunk::Out {
+            buf: payload.clone(),
+            range: start..end,
+        };
+        run.cluster
+            .remote_do(
+                remote::deliver,
+                to,
+                (run.ctx.id, run.myid, seq, key.clone(), total as u64, chunk),
+            )
+            .map_err(|source| match source {
+                CallError::WorkerExited { .. } | CallError::NoSuchProcess { .. } => {
+                    SpmdError::PeerExited { pid: to }
+                }
+                CallError::TopologyForbids { .. } => SpmdError::TopologyForbids {
+                    topology: run.cluster.topology(),
+                },
+                source => SpmdError::Send { pid: to, source },
+            })?;
+        start = end;
+        if start >= total {
+            return Ok(());
+        }
+    }
 }
 
 /// Waits for the next message from `from` under `key`.
@@ -85,7 +104,12 @@ pub fn sendto<T: Serialize + ?Sized>(
     tag: impl Into<Tag>,
 ) -> Result<(), SpmdError> {
     let run = here("sendto")?;
-    send_bytes(&run, pid, Key::new(Op::User, tag.into(), 0), encode(value)?)
+    send_bytes(
+        &run,
+        pid,
+        Key::new(Op::User, tag.into(), 0),
+        Arc::new(encode(value)?),
+    )
 }
 
 /// Waits for the next value that process `pid` sent here with `tag` (Julia's
@@ -132,6 +156,8 @@ pub fn recvfrom_any<T: DeserializeOwned>(tag: impl Into<Tag>) -> Result<(Pid, T)
     let run = here("recvfrom_any")?;
     let key = Key::new(Op::User, tag.into(), 0);
     let pids = run.pids.clone();
-    let (from, bytes) = run.ctx.wait_for(&run, &pids, |mb| mb.take_any(&pids, &key))?;
+    let (from, bytes) = run
+        .ctx
+        .wait_for(&run, &pids, |mb| mb.take_any(&pids, &key))?;
     Ok((from, decode(&bytes)?))
 }

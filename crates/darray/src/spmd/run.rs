@@ -369,7 +369,10 @@ where
             n: fresh(),
         },
     };
-    let id = RunId { driver: me, n: fresh() };
+    let id = RunId {
+        driver: me,
+        n: fresh(),
+    };
     let f_state = Bulk(
         f.encode_state()
             .map_err(|e| SpmdError::Serialization(e.message))?,
@@ -484,7 +487,9 @@ where
     let failures = pids
         .iter()
         .filter_map(|p| {
-            failures.remove(p).map(|kind| ProcessFailure { pid: *p, kind })
+            failures
+                .remove(p)
+                .map(|kind| ProcessFailure { pid: *p, kind })
         })
         .collect();
     Err(SpmdError::Run(RunFailure { failures }))

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use cohort_cluster::codec::Bulk;
 use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
 use cohort_cluster::{Cluster, Pid};
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -28,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::context::ContextStorage;
 use super::error::SpmdError;
 use super::tag::Key;
+use super::wire::Chunk;
 
 /// A context's id: the process that made it and a number unique there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,11 +60,14 @@ pub(crate) struct Mailbox {
     /// The next sequence number expected from each sender.
     recv_next: HashMap<Pid, u64>,
     /// Messages that ran ahead of an earlier one from the same sender.
-    early: HashMap<Pid, BTreeMap<u64, (Key, Payload)>>,
+    early: HashMap<Pid, BTreeMap<u64, (Key, usize, Payload)>>,
     /// Messages in order, by sender and key.
     queues: HashMap<(Pid, Key), VecDeque<Payload>>,
     /// For `recvfrom_any`: the sender served last for each key (round robin).
     any_last: HashMap<Key, Pid>,
+    /// A large message whose first fragments came, by sender (its fragments are
+    /// consecutive in the sender's numbering).
+    partial: HashMap<Pid, Payload>,
 }
 
 impl Mailbox {
@@ -95,8 +98,31 @@ impl Mailbox {
         None
     }
 
+    /// Takes in the next message (or fragment, of a message `total` bytes long)
+    /// from `from`, in order.
+    fn accept(&mut self, from: Pid, key: Key, total: usize, payload: Payload) {
+        let whole = match self.partial.remove(&from) {
+            None if payload.len() == total => payload,
+            None => {
+                let mut buf = Vec::with_capacity(total);
+                buf.extend_from_slice(&payload);
+                buf
+            }
+            Some(mut buf) => {
+                buf.extend_from_slice(&payload);
+                buf
+            }
+        };
+        if whole.len() < total {
+            self.partial.insert(from, whole);
+        } else {
+            self.queues.entry((from, key)).or_default().push_back(whole);
+        }
+    }
+
     fn queued(&self) -> usize {
-        self.queues.values().map(VecDeque::len).sum::<usize>()
+        self.partial.len()
+            + self.queues.values().map(VecDeque::len).sum::<usize>()
             + self.early.values().map(BTreeMap::len).sum::<usize>()
     }
 }
@@ -119,15 +145,19 @@ impl CtxState {
         *s - 1
     }
 
-    /// A message from `from` numbered `seq` arrived.
-    pub(crate) fn deliver(&self, from: Pid, seq: u64, key: Key, payload: Payload) {
+    /// A message (or a fragment of one `total` bytes long) from `from`, numbered
+    /// `seq`, arrived.
+    pub(crate) fn deliver(&self, from: Pid, seq: u64, key: Key, total: usize, payload: Payload) {
         let mut mb = self.mailbox.lock();
         let next = *mb.recv_next.get(&from).unwrap_or(&0);
         if seq != next {
-            mb.early.entry(from).or_default().insert(seq, (key, payload));
+            mb.early
+                .entry(from)
+                .or_default()
+                .insert(seq, (key, total, payload));
             return;
         }
-        mb.queues.entry((from, key)).or_default().push_back(payload);
+        mb.accept(from, key, total, payload);
         let mut next = next + 1;
         // The gap is filled: the messages that ran ahead follow, in order.
         if let Some(early) = mb.early.get_mut(&from) {
@@ -139,8 +169,8 @@ impl CtxState {
             if early.is_empty() {
                 mb.early.remove(&from);
             }
-            for (k, p) in ready {
-                mb.queues.entry((from, k)).or_default().push_back(p);
+            for (k, total, p) in ready {
+                mb.accept(from, k, total, p);
             }
         }
         mb.recv_next.insert(from, next);
@@ -308,9 +338,9 @@ pub(crate) fn abort(id: RunId) {
 }
 
 /// A message for context `ctx` from `from`.
-pub(crate) fn deliver(ctx: CtxId, from: Pid, seq: u64, key: Key, payload: Bulk<u8>) {
+pub(crate) fn deliver(ctx: CtxId, from: Pid, seq: u64, key: Key, total: u64, payload: Chunk) {
     if let Some(c) = ctx_state(ctx) {
-        c.deliver(from, seq, key, payload.0);
+        c.deliver(from, seq, key, total as usize, payload.into_vec());
     }
 }
 
@@ -351,7 +381,10 @@ pub fn local_stats() -> SpmdStats {
 // Registered by name, so that processes running different executables agree on them.
 #[linkme::distributed_slice(REMOTE_FUNCTIONS)]
 static DELIVER: fn() -> RemoteFnEntry = || {
-    RemoteFnEntry::of::<_, (CtxId, Pid, u64, Key, Bulk<u8>)>("cohort_darray::spmd::deliver", &deliver)
+    RemoteFnEntry::of::<_, (CtxId, Pid, u64, Key, u64, Chunk)>(
+        "cohort_darray::spmd::deliver",
+        &deliver,
+    )
 };
 #[linkme::distributed_slice(REMOTE_FUNCTIONS)]
 static ABORT: fn() -> RemoteFnEntry =
