@@ -21,6 +21,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const BCAST_BYTES: usize = 64 << 20;
 
+fn noop() {}
+
 /// `k` barriers after a warm-up; the time they took here, in ns.
 fn barriers(k: u64) -> Result<u64, SpmdError> {
     for _ in 0..100 {
@@ -129,6 +131,11 @@ fn benches(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("cohort", |b| {
         b.iter_custom(|iters| timed_run(barriers, (iters,), &w))
+    });
+    // For reference: one call round trip driver → worker in the same run (a
+    // two-process barrier is one message each way).
+    g.bench_function("cohort_call_roundtrip_reference", |b| {
+        b.iter(|| cohort::blocking::remotecall_fetch(noop, w[0], ()).expect("call"))
     });
     if let Some(p) = &mpi {
         g.bench_function("openmpi_tcp", |b| {
