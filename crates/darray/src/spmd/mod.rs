@@ -54,6 +54,8 @@
 //! keeps values from one run to the next. Runs in different contexts can go on at
 //! the same time and never see each other's messages; one context serves one run at
 //! a time ([`SpmdError::ContextBusy`]).
+//! Messages a run sent and did not take stay in an explicit context's mailbox for its
+//! next run (in a fresh context they go with it).
 //!
 //! # Failures
 //!
