@@ -66,11 +66,11 @@ pub use api::deprecated::{
 pub use api::future::Future;
 pub use api::interrupt::interrupt;
 pub use api::limits::{MAX_FRAME_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM};
-pub use api::topology::topology;
 pub use api::procs::{
     addprocs, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs, rmprocs_nowait,
     set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
 };
+pub use api::topology::topology;
 pub use cohort_transport::{
     ClusterManager, LaunchParams, LocalManager, Topology, WorkerConfig, WorkerTransport,
 };
