@@ -144,6 +144,50 @@ fn collectives_on_driver_and_workers() {
 }
 
 #[test]
+fn group_collectives_involve_only_the_group() {
+    let w = workers();
+    let _s = serial();
+    type Out = Option<(u32, u32, Option<Vec<u32>>, u32)>;
+    let r: Vec<Out> = spmd::blocking::spmd(
+        |w0: Pid, w1: Pid| -> Result<Out, SpmdError> {
+            let me = cohort::myid();
+            // Julia's barrier(; pids=…): the driver (in the run) takes no part.
+            if me != w0 && me != w1 {
+                assert!(matches!(
+                    spmd::group(&[w0, w1])?.barrier(()),
+                    Err(SpmdError::NotAMember { .. })
+                ));
+                return Ok(None);
+            }
+            let g = spmd::group(&[w1, w0])?;
+            g.barrier(())?;
+            let b = g.bcast(me * 7, w1, ())?;
+            let s = g.scatter(vec![10, 20], w1, ())?;
+            let gathered = g.gather(me, w0, ())?;
+            let sum = g.allreduce(me, |a, b| a + b, ())?;
+            g.barrier(())?;
+            Ok(Some((b, s, gathered, sum)))
+        },
+        (w[0], w[1]),
+    )
+    .unwrap();
+    assert_eq!(r[0], None);
+    assert_eq!(
+        r[1],
+        Some((w[1] * 7, 20, Some(vec![w[1], w[0]]), w[0] + w[1]))
+    );
+    assert_eq!(r[2], Some((w[1] * 7, 10, None, w[0] + w[1])));
+    assert!(matches!(
+        spmd::blocking::spmd(
+            |x: Pid| -> Result<(), SpmdError> { spmd::group(&[x, 99]).map(drop) },
+            (w[0],)
+        ),
+        Err(SpmdError::Run(_))
+    ));
+    wait_all_released(&w);
+}
+
+#[test]
 fn mpi_sum_of_ranks_with_allreduce_and_reduce() {
     let w = workers();
     let _s = serial();
@@ -268,7 +312,9 @@ fn concurrent_runs_in_different_contexts_never_mix() {
     let w = workers();
     let _s = serial();
     let ctx_a = spmd::context(&w).unwrap();
-    let runs: Vec<std::thread::JoinHandle<Vec<bool>>> = (0..3u32)
+    // More runs at once than cohort has runtime threads: every part blocks in its
+    // waits on its own thread, none on a call runner.
+    let runs: Vec<std::thread::JoinHandle<Vec<bool>>> = (0..10u32)
         .map(|label| {
             let w = w.clone();
             let ctx = ctx_a.clone();
@@ -278,7 +324,7 @@ fn concurrent_runs_in_different_contexts_never_mix() {
                     let me = cohort::myid();
                     let other = if me == pids[0] { pids[1] } else { pids[0] };
                     let mut ok = true;
-                    for i in 0..200u32 {
+                    for i in 0..100u32 {
                         // Same tag in every run: only the context tells them apart.
                         spmd::sendto(other, &(label, i), 0)?;
                         ok &= spmd::recvfrom::<(u32, u32)>(other, 0)? == (label, i);
@@ -288,7 +334,7 @@ fn concurrent_runs_in_different_contexts_never_mix() {
                     }
                     Ok(ok)
                 };
-                // One run in an explicit context, two in fresh ones, all at once.
+                // One run in an explicit context, the others in fresh ones, all at once.
                 let opts = if label == 0 {
                     SpmdOptions::new().context(&ctx)
                 } else {

@@ -12,10 +12,10 @@
 //! | `sendto(pid, data; tag)` | [`sendto`]`(pid, &data, tag)` |
 //! | `recvfrom(pid; tag)` | [`recvfrom`]`::<T>(pid, tag)` |
 //! | `recvfrom_any(; tag)` | [`recvfrom_any`]`::<T>(tag)` → `(pid, value)` |
-//! | `barrier(; pids, tag)` | [`barrier`]`(tag)` (the run's pids) |
-//! | `bcast(data, pid; tag)` | [`bcast`]`(data, root, tag)` |
-//! | `scatter(x, pid; tag)` | [`scatter`]`(parts, root, tag)` |
-//! | `gather(x, pid; tag)` | [`gather`]`(x, root, tag)` → `Some(Vec)` on the root |
+//! | `barrier(; pids, tag)` | [`barrier`]`(tag)` (the run's pids); [`group`]`(&pids)?.barrier(tag)` |
+//! | `bcast(data, pid; tag, pids)` | [`bcast`]`(data, root, tag)`; [`Group::bcast`] |
+//! | `scatter(x, pid; tag, pids)` | [`scatter`]`(parts, root, tag)`; [`Group::scatter`] |
+//! | `gather(x, pid; tag, pids)` | [`gather`]`(x, root, tag)` → `Some(Vec)` on the root; [`Group::gather`] |
 //! | MPI `Reduce` / `Allreduce` | [`reduce`]`(x, op, root, tag)`, [`allreduce`]`(x, op, tag)` |
 //! | `context(pids)`, `close(ctx)` | [`context`]`(&pids)`, [`close`]`(&ctx)` |
 //! | `context_local_storage()` | [`context_local_storage`]`()` → [`ContextStorage`] |
@@ -100,7 +100,7 @@ mod state;
 mod tag;
 mod wire;
 
-pub use collective::{allreduce, barrier, bcast, gather, reduce, scatter};
+pub use collective::{allreduce, barrier, bcast, gather, group, reduce, scatter, Group};
 pub use context::{close, context, context_local_storage, Context, ContextStorage};
 pub use error::{FailureKind, ProcessFailure, RunFailure, SpmdError};
 pub use p2p::{recvfrom, recvfrom_any, sendto};
