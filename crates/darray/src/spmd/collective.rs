@@ -103,16 +103,50 @@ fn bcast_in<T: Serialize + DeserializeOwned>(
     key: Key,
 ) -> Result<T, SpmdError> {
     in_group(pids, root)?;
-    rank_in(run, pids)?;
-    if run.myid != root {
-        return decode(&recv_bytes(run, root, &key)?);
+    let me = rank_in(run, pids)?;
+    let n = pids.len();
+    let root_rank = pids.iter().position(|p| *p == root).expect("checked");
+    // A binomial tree rooted at `root` (see `tree`): each process gets the bytes
+    // from its parent and forwards them, as they came, to its children.
+    let (parent, children) = tree((me + n - root_rank) % n, n);
+    let (bytes, value) = match parent {
+        Some(p) => {
+            let from = pids[(p + root_rank) % n];
+            (Arc::new(recv_bytes(run, from, &key)?), None)
+        }
+        None => (Arc::new(encode(&value)?), Some(value)),
+    };
+    for c in children {
+        send_bytes(run, pids[(c + root_rank) % n], key.clone(), bytes.clone())?;
     }
-    // Encoded once: every receiver's message borrows the one buffer.
-    let bytes = Arc::new(encode(&value)?);
-    for &p in pids.iter().filter(|p| **p != root) {
-        send_bytes(run, p, key.clone(), bytes.clone())?;
+    match value {
+        Some(v) => Ok(v),
+        None => decode(&bytes),
     }
-    Ok(value)
+}
+
+/// The binomial tree of a broadcast among `n` processes, ranks relative to the root
+/// (0): the parent of `rel` (none for the root) and its children, farthest first. The
+/// root sends ⌈log₂ n⌉ messages instead of n − 1; with two processes it is one.
+fn tree(rel: usize, n: usize) -> (Option<usize>, Vec<usize>) {
+    let mut mask = 1usize;
+    let mut parent = None;
+    while mask < n {
+        if rel & mask != 0 {
+            parent = Some(rel - mask);
+            break;
+        }
+        mask <<= 1;
+    }
+    let mut children = Vec::new();
+    mask >>= 1;
+    while mask > 0 {
+        if rel + mask < n {
+            children.push(rel + mask);
+        }
+        mask >>= 1;
+    }
+    (parent, children)
 }
 
 fn scatter_in<T: Serialize + DeserializeOwned>(
@@ -353,7 +387,8 @@ pub fn barrier(tag: impl Into<Tag>) -> Result<(), SpmdError> {
 /// Broadcasts `value` from process `root` to every process of the run, which each
 /// return it (Julia's `bcast(data, pid; tag)`). Only the root's `value` is used: the
 /// others may pass anything of the type (an empty `Vec`, say). The root encodes the
-/// value once and sends it to each process directly.
+/// value once; it travels down a binomial tree (each process forwards the bytes it
+/// got), so the root sends ⌈log₂ n⌉ messages, not n − 1.
 ///
 /// # Errors
 /// As [`barrier`]; [`SpmdError::NotAMember`] if `root` is not in the run;
@@ -483,4 +518,32 @@ pub fn allreduce<T: Serialize + DeserializeOwned>(
 ) -> Result<T, SpmdError> {
     let run = here("allreduce")?;
     allreduce_in(&run, &run.pids, value, op, tag.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tree;
+
+    #[test]
+    fn the_broadcast_tree_reaches_everyone_once_from_a_parent_that_has_it() {
+        for n in 1..=70 {
+            let mut reached = vec![0u32; n];
+            // In the order a broadcast goes: a process sends once it has the value.
+            let mut has = vec![false; n];
+            has[0] = true;
+            let mut frontier = vec![0usize];
+            while let Some(p) = frontier.pop() {
+                for c in tree(p, n).1 {
+                    assert!(has[p]);
+                    assert_eq!(tree(c, n).0, Some(p), "n {n}: parent of {c}");
+                    reached[c] += 1;
+                    has[c] = true;
+                    frontier.push(c);
+                }
+            }
+            assert_eq!(tree(0, n).0, None);
+            assert!(reached[1..].iter().all(|r| *r == 1), "n {n}: {reached:?}");
+            assert!(tree(0, n).1.len() <= (usize::BITS - n.leading_zeros()) as usize);
+        }
+    }
 }
