@@ -72,6 +72,7 @@ pub use api::procs::{
     addprocs, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs, rmprocs_nowait,
     set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
 };
+pub use api::topology::topology;
 pub use cohort_transport::{
     ClusterManager, LaunchParams, LocalManager, Topology, WorkerConfig, WorkerTransport,
 };

@@ -85,8 +85,11 @@
 //!
 //! ## SPMD
 //!
-//! - [`spmd`]: single program, multiple data — `spmd`, `sendto`/`recvfrom`,
-//!   `barrier`, `bcast`, `scatter`, `gather`, `reduce`, `allreduce`, contexts.
+//! - [`spmd`]: single program, multiple data — `spmd` runs one function on every
+//!   process at once; inside it `sendto`/`recvfrom`/`recvfrom_any`, `barrier`,
+//!   `bcast`, `scatter`, `gather`, `reduce`, `allreduce` go straight from worker to
+//!   worker, in order per sender; contexts keep context-local storage between runs.
+//!   Its module docs give the message rules, contexts and what a failure does.
 
 pub mod spmd;
 

@@ -14,3 +14,4 @@ pub(crate) mod interrupt;
 pub(crate) mod limits;
 pub(crate) mod liveness;
 pub(crate) mod procs;
+pub(crate) mod topology;

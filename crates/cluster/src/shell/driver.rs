@@ -268,7 +268,10 @@ impl Peer {
                     // table (the first connection, maybe still in its handshake):
                     // this one's handshake already proved the peer runs this
                     // executable.
-                    first.get().same_exe.fetch_or(est.same_exe, Ordering::AcqRel);
+                    first
+                        .get()
+                        .same_exe
+                        .fetch_or(est.same_exe, Ordering::AcqRel);
                     false
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {

@@ -1,0 +1,402 @@
+//! Each process's SPMD state: the contexts it takes part in (each with its mailbox
+//! and its context-local storage) and the runs going on here.
+//!
+//! **Why sequence numbers.** Messages travel as `remote_do` calls on the connection
+//! from sender to receiver, which keeps their order, but the receiver runs incoming
+//! calls on a pool of threads, so two deliveries may *run* in either order. Each
+//! sender numbers its messages per context and receiver; the mailbox puts early
+//! ones aside until the gap before them is filled. Messages from one sender are
+//! therefore matched in the order sent, across all tags.
+//!
+//! **Why waits cannot starve the runner pool.** A delivery only takes the mailbox's
+//! lock, appends and wakes the waiters; it never waits. The waiting itself
+//! (`recvfrom`, `barrier`) happens on the run's own thread, not on one of cohort's
+//! call runners, so a blocked receiver never keeps the very delivery it waits for
+//! from running (see `run.rs`).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
+use cohort_cluster::{Cluster, Pid};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use serde::{Deserialize, Serialize};
+
+use super::context::ContextStorage;
+use super::error::SpmdError;
+use super::tag::Key;
+use super::wire::Chunk;
+
+/// A context's id: the process that made it and a number unique there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct CtxId {
+    pub(crate) creator: Pid,
+    pub(crate) n: u64,
+}
+
+/// A run's id, as [`CtxId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct RunId {
+    pub(crate) driver: Pid,
+    pub(crate) n: u64,
+}
+
+/// A fresh number for an id made on this process.
+pub(crate) fn fresh() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One message waiting in a mailbox.
+type Payload = Vec<u8>;
+
+/// A context's messages on this process.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    /// The next sequence number to give a message to each receiver.
+    send_seq: HashMap<Pid, u64>,
+    /// The next sequence number expected from each sender.
+    recv_next: HashMap<Pid, u64>,
+    /// Messages that ran ahead of an earlier one from the same sender.
+    early: HashMap<Pid, BTreeMap<u64, (Key, usize, Payload)>>,
+    /// Messages in order, by sender and key.
+    queues: HashMap<(Pid, Key), VecDeque<Payload>>,
+    /// For `recvfrom_any`: the sender served last for each key (round robin).
+    any_last: HashMap<Key, Pid>,
+    /// A large message whose first fragments came, by sender (its fragments are
+    /// consecutive in the sender's numbering).
+    partial: HashMap<Pid, Payload>,
+}
+
+impl Mailbox {
+    /// The next message from `from` with `key`.
+    pub(crate) fn take(&mut self, from: Pid, key: &Key) -> Option<Payload> {
+        let q = self.queues.get_mut(&(from, key.clone()))?;
+        let m = q.pop_front();
+        if q.is_empty() {
+            self.queues.remove(&(from, key.clone()));
+        }
+        m
+    }
+
+    /// The next message with `key` from any of `pids`, taking senders in turn after
+    /// the one served last (so a busy sender cannot starve the others).
+    pub(crate) fn take_any(&mut self, pids: &[Pid], key: &Key) -> Option<(Pid, Payload)> {
+        let start = match self.any_last.get(key) {
+            Some(last) => pids.iter().position(|p| p == last).map_or(0, |i| i + 1),
+            None => 0,
+        };
+        for i in 0..pids.len() {
+            let p = pids[(start + i) % pids.len()];
+            if let Some(m) = self.take(p, key) {
+                self.any_last.insert(key.clone(), p);
+                return Some((p, m));
+            }
+        }
+        None
+    }
+
+    /// Takes in the next message (or fragment, of a message `total` bytes long)
+    /// from `from`, in order.
+    fn accept(&mut self, from: Pid, key: Key, total: usize, payload: Payload) {
+        let whole = match self.partial.remove(&from) {
+            None if payload.len() == total => payload,
+            None => {
+                let mut buf = Vec::with_capacity(total);
+                buf.extend_from_slice(&payload);
+                buf
+            }
+            Some(mut buf) => {
+                buf.extend_from_slice(&payload);
+                buf
+            }
+        };
+        if whole.len() < total {
+            self.partial.insert(from, whole);
+        } else {
+            self.queues.entry((from, key)).or_default().push_back(whole);
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.partial.len()
+            + self.queues.values().map(VecDeque::len).sum::<usize>()
+            + self.early.values().map(BTreeMap::len).sum::<usize>()
+    }
+}
+
+/// One context on this process: its mailbox, the condition its waiters sleep on,
+/// and its context-local storage.
+pub(crate) struct CtxState {
+    pub(crate) id: CtxId,
+    mailbox: Mutex<Mailbox>,
+    arrived: Condvar,
+    pub(crate) storage: ContextStorage,
+}
+
+impl CtxState {
+    /// The sequence number of the next message from here to `to`.
+    pub(crate) fn next_send_seq(&self, to: Pid) -> u64 {
+        let mut mb = self.mailbox.lock();
+        let s = mb.send_seq.entry(to).or_insert(0);
+        *s += 1;
+        *s - 1
+    }
+
+    /// A message (or a fragment of one `total` bytes long) from `from`, numbered
+    /// `seq`, arrived.
+    pub(crate) fn deliver(&self, from: Pid, seq: u64, key: Key, total: usize, payload: Payload) {
+        let mut mb = self.mailbox.lock();
+        let next = *mb.recv_next.get(&from).unwrap_or(&0);
+        if seq != next {
+            mb.early
+                .entry(from)
+                .or_default()
+                .insert(seq, (key, total, payload));
+            return;
+        }
+        mb.accept(from, key, total, payload);
+        let mut next = next + 1;
+        // The gap is filled: the messages that ran ahead follow, in order.
+        if let Some(early) = mb.early.get_mut(&from) {
+            let mut ready = Vec::new();
+            while let Some(m) = early.remove(&next) {
+                ready.push(m);
+                next += 1;
+            }
+            if early.is_empty() {
+                mb.early.remove(&from);
+            }
+            for (k, total, p) in ready {
+                mb.accept(from, k, total, p);
+            }
+        }
+        mb.recv_next.insert(from, next);
+        drop(mb);
+        self.arrived.notify_all();
+    }
+
+    /// Wakes every waiter so it looks again (a process left, the run was aborted).
+    pub(crate) fn wake(&self) {
+        let _held = self.mailbox.lock();
+        self.arrived.notify_all();
+    }
+
+    /// Waits until `take` finds its message, failing when the run is aborted or one
+    /// of `watch` leaves the cluster first. The waiter polls for a short while
+    /// before it sleeps: a reply that comes within it costs no thread wake-up.
+    pub(crate) fn wait_for<R>(
+        &self,
+        run: &RunHere,
+        watch: &[Pid],
+        mut take: impl FnMut(&mut Mailbox) -> Option<R>,
+    ) -> Result<R, SpmdError> {
+        let spin_until = Instant::now() + spin_budget();
+        let mut mb = self.mailbox.lock();
+        loop {
+            if let Some(r) = take(&mut mb) {
+                return Ok(r);
+            }
+            if run.aborted.load(Ordering::Acquire) {
+                return Err(SpmdError::Aborted);
+            }
+            if Instant::now() < spin_until {
+                MutexGuard::unlocked(&mut mb, std::thread::yield_now);
+                continue;
+            }
+            // Looked at under the mailbox's lock, which the membership watcher takes
+            // before it wakes us: a departure after this look wakes this wait.
+            let procs = run.cluster.procs();
+            if let Some(&gone) = watch.iter().find(|p| !procs.contains(p)) {
+                return Err(SpmdError::PeerExited { pid: gone });
+            }
+            self.arrived.wait(&mut mb);
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.mailbox.lock().queued()
+    }
+}
+
+/// How long a waiter polls before it sleeps, from `COHORT_SPMD_SPIN_US`
+/// (microseconds; default 20, 0 turns polling off).
+fn spin_budget() -> Duration {
+    static SPIN: OnceLock<Duration> = OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var("COHORT_SPMD_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(20);
+        Duration::from_micros(us)
+    })
+}
+
+/// A run's part on this process, reached by the primitives through a thread-local.
+pub(crate) struct RunHere {
+    pub(crate) id: RunId,
+    pub(crate) ctx: Arc<CtxState>,
+    pub(crate) pids: Vec<Pid>,
+    pub(crate) myid: Pid,
+    pub(crate) cluster: Cluster,
+    /// Set when the driver stops the run (another process failed).
+    pub(crate) aborted: AtomicBool,
+}
+
+impl RunHere {
+    /// This process's index in the run's pids.
+    pub(crate) fn rank(&self) -> usize {
+        self.pids
+            .iter()
+            .position(|p| *p == self.myid)
+            .expect("a run's process is among its pids")
+    }
+
+    /// Checks that `pid` takes part in the run.
+    pub(crate) fn member(&self, pid: Pid) -> Result<(), SpmdError> {
+        if self.pids.contains(&pid) {
+            Ok(())
+        } else {
+            Err(SpmdError::NotAMember {
+                pid,
+                pids: self.pids.clone(),
+            })
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    contexts: HashMap<CtxId, Arc<CtxState>>,
+    /// Contexts released here lately: a late message for one is dropped rather
+    /// than bringing it back (bounded).
+    released: VecDeque<CtxId>,
+    released_set: HashSet<CtxId>,
+    runs: HashMap<RunId, Arc<RunHere>>,
+}
+
+const RELEASED_REMEMBERED: usize = 4096;
+
+fn tables() -> &'static Mutex<Tables> {
+    static T: OnceLock<Mutex<Tables>> = OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+/// The context `id` on this process, made at its first use here. `None` if it was
+/// released here lately.
+pub(crate) fn ctx_state(id: CtxId) -> Option<Arc<CtxState>> {
+    let mut t = tables().lock();
+    if t.released_set.contains(&id) {
+        return None;
+    }
+    Some(
+        t.contexts
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(CtxState {
+                    id,
+                    mailbox: Mutex::default(),
+                    arrived: Condvar::new(),
+                    storage: ContextStorage::default(),
+                })
+            })
+            .clone(),
+    )
+}
+
+/// Frees context `id` here: its mailbox and its storage.
+pub(crate) fn release(id: CtxId) {
+    let mut t = tables().lock();
+    t.contexts.remove(&id);
+    if t.released_set.insert(id) {
+        t.released.push_back(id);
+        if t.released.len() > RELEASED_REMEMBERED {
+            if let Some(old) = t.released.pop_front() {
+                t.released_set.remove(&old);
+            }
+        }
+    }
+}
+
+pub(crate) fn register_run(run: Arc<RunHere>) {
+    tables().lock().runs.insert(run.id, run);
+}
+
+pub(crate) fn unregister_run(id: RunId) {
+    tables().lock().runs.remove(&id);
+}
+
+/// The driver stops run `id` here: its waits wake with [`SpmdError::Aborted`].
+pub(crate) fn abort(id: RunId) {
+    let run = tables().lock().runs.get(&id).cloned();
+    if let Some(run) = run {
+        run.aborted.store(true, Ordering::Release);
+        run.ctx.wake();
+    }
+}
+
+/// A message for context `ctx` from `from`.
+pub(crate) fn deliver(ctx: CtxId, from: Pid, seq: u64, key: Key, total: u64, payload: Chunk) {
+    if let Some(c) = ctx_state(ctx) {
+        c.deliver(from, seq, key, total as usize, payload.into_vec());
+    }
+}
+
+/// What SPMD holds on one process: tests assert that nothing is left.
+///
+/// ```
+/// let s = cohort_darray::spmd::local_stats();
+/// assert_eq!(s.runs, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpmdStats {
+    /// Contexts with state here (a mailbox, context-local storage).
+    pub contexts: usize,
+    /// Runs whose function runs here now.
+    pub runs: usize,
+    /// Messages received here and not taken yet.
+    pub queued_messages: usize,
+    /// Entries in the context-local storage of all contexts here.
+    pub stored_values: usize,
+}
+
+/// This process's [`SpmdStats`]; on another process:
+/// `remotecall_fetch(cohort_darray::spmd::local_stats, pid, ())`.
+///
+/// ```
+/// assert_eq!(cohort_darray::spmd::local_stats().contexts, 0);
+/// ```
+pub fn local_stats() -> SpmdStats {
+    let t = tables().lock();
+    SpmdStats {
+        contexts: t.contexts.len(),
+        runs: t.runs.len(),
+        queued_messages: t.contexts.values().map(|c| c.queued()).sum(),
+        stored_values: t.contexts.values().map(|c| c.storage.len()).sum(),
+    }
+}
+
+// Registered by name, so that processes running different executables agree on them.
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static DELIVER: fn() -> RemoteFnEntry = || {
+    RemoteFnEntry::of::<_, (CtxId, Pid, u64, Key, u64, Chunk)>(
+        "cohort_darray::spmd::deliver",
+        &deliver,
+    )
+};
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static ABORT: fn() -> RemoteFnEntry =
+    || RemoteFnEntry::of::<_, (RunId,)>("cohort_darray::spmd::abort", &abort);
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static RELEASE: fn() -> RemoteFnEntry =
+    || RemoteFnEntry::of::<_, (CtxId,)>("cohort_darray::spmd::release", &release);
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static LOCAL_STATS: fn() -> RemoteFnEntry =
+    || RemoteFnEntry::of::<_, ()>("cohort_darray::spmd::local_stats", &local_stats);
+
+/// The remote functions, for the other modules.
+pub(crate) mod remote {
+    pub(crate) use super::{abort, deliver, release};
+}
