@@ -11,6 +11,10 @@
 //! - a `RemoteChannel` on one worker filled by another and drained here, in order;
 //! - a `pmap` of 300 items with retries over the default pool;
 //! - a `SharedArray` filled by its participants and summed on a worker, then dropped;
+//! - a `DArray` distributed over the workers, an element-wise expression evaluated
+//!   where the chunks live, summed and gathered, then dropped;
+//! - an SPMD run on every process: a barrier, an `allreduce` of the ranks and a ring
+//!   of `sendto`/`recvfrom`;
 //!
 //! and every few rounds one fault: a worker is added and an old one removed; a
 //! worker is killed (`SIGKILL`) while a `pmap` runs (its items are retried); a worker
@@ -31,6 +35,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use cohort::darray::spmd::{self, SpmdError};
 use cohort::pool::PmapOptions;
 use cohort::prelude::*;
 use cohort::shared::SharedArray;
@@ -149,6 +154,30 @@ fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+#[cohort::remote]
+fn darray_chunks() -> usize {
+    cohort::darray::local_chunks().chunks
+}
+
+#[cohort::remote]
+fn spmd_state() -> usize {
+    let s = spmd::local_stats();
+    s.contexts + s.runs + s.queued_messages + s.stored_values
+}
+
+/// One rank's part of the SPMD round: the sum of the ranks on every rank, and the
+/// rank that came round the ring.
+fn ring_and_sum(seed: u64) -> Result<(usize, u64), SpmdError> {
+    spmd::barrier(())?;
+    let pids = spmd::run_pids()?;
+    let r = spmd::rank()?;
+    let n = pids.len();
+    let total = spmd::allreduce(r, |a, b| a + b, ())?;
+    spmd::sendto(pids[(r + 1) % n], &(seed + r as u64), "ring")?;
+    let got: u64 = spmd::recvfrom(pids[(r + n - 1) % n], "ring")?;
+    Ok((total, got))
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     rounds: u64,
@@ -156,6 +185,8 @@ struct Counts {
     pmap_items: u64,
     channel_items: u64,
     shared_arrays: u64,
+    darrays: u64,
+    spmd_runs: u64,
     added: u64,
     removed: u64,
     killed: u64,
@@ -273,6 +304,32 @@ impl Soak {
         self.counts.shared_arrays += 1;
     }
 
+    fn darray(&mut self) {
+        let n = 10_000 + self.rng.gen_range(0..1000);
+        let a = ndarray::Array1::from_iter((0..n).map(|i| i as f64));
+        let da = cohort::darray::blocking::distribute(&a).expect("distribute");
+        let db = (2.0 * &da + 1.0).eval_blocking().expect("an expression");
+        let want: f64 = a.iter().map(|x| 2.0 * x + 1.0).sum();
+        let got = db.sum_blocking().expect("sum");
+        assert!((got - want).abs() <= want * 1e-12, "{got} != {want}");
+        assert_eq!(
+            db.gather_blocking().expect("gather"),
+            a.mapv(|x| 2.0 * x + 1.0)
+        );
+        self.counts.darrays += 2;
+    }
+
+    fn spmd(&mut self) {
+        let seed: u64 = self.rng.gen_range(0..1 << 40);
+        let out = spmd::blocking::spmd(ring_and_sum, (seed,)).expect("an SPMD run");
+        let n = out.len();
+        for (r, &(total, got)) in out.iter().enumerate() {
+            assert_eq!(total, n * (n - 1) / 2);
+            assert_eq!(got, seed + ((r + n - 1) % n) as u64);
+        }
+        self.counts.spmd_runs += 1;
+    }
+
     /// A worker other than the anchor is added, and the oldest removed.
     fn churn(&mut self) {
         self.add(1);
@@ -381,6 +438,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     s.channel();
     s.pmap();
     s.shared();
+    s.darray();
+    s.spmd();
     let base_driver = probe();
     let base_anchor = blocking::remotecall_fetch(probe, s.anchor, ())?;
     let start = Instant::now();
@@ -392,6 +451,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.channel();
         s.pmap();
         s.shared();
+        s.darray();
+        s.spmd();
         match r % 12 {
             3 => s.churn(),
             6 => s.kill_during_pmap(),
@@ -431,6 +492,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nothing of the DArrays and SPMD runs stays on any process.
+    for p in procs() {
+        let chunks = blocking::remotecall_fetch(darray_chunks, p, ())?;
+        let state = blocking::remotecall_fetch(spmd_state, p, ())?;
+        if chunks != 0 || state != 0 {
+            bad.push(format!(
+                "process {p}: {chunks} DArray chunks, {state} SPMD contexts/runs/messages/values left"
+            ));
+        }
     }
     let end_driver = probe();
     let end_anchor = blocking::remotecall_fetch(probe, s.anchor, ())?;

@@ -102,27 +102,38 @@ fn bcast_in<T: Serialize + DeserializeOwned>(
     root: Pid,
     key: Key,
 ) -> Result<T, SpmdError> {
+    if run.myid == root {
+        bcast_bytes(run, pids, root, key, Some(encode(&value)?))?;
+        Ok(value)
+    } else {
+        decode(&bcast_bytes(run, pids, root, key, None)?)
+    }
+}
+
+/// Broadcasts the root's bytes (`mine`, which only the root has) down a binomial tree
+/// rooted at `root` (see `tree`): each process gets them from its parent — not
+/// necessarily the root — and forwards them, as they came, to its children.
+fn bcast_bytes(
+    run: &RunHere,
+    pids: &[Pid],
+    root: Pid,
+    key: Key,
+    mine: Option<Vec<u8>>,
+) -> Result<Arc<Vec<u8>>, SpmdError> {
     in_group(pids, root)?;
     let me = rank_in(run, pids)?;
     let n = pids.len();
     let root_rank = pids.iter().position(|p| *p == root).expect("checked");
-    // A binomial tree rooted at `root` (see `tree`): each process gets the bytes
-    // from its parent and forwards them, as they came, to its children.
     let (parent, children) = tree((me + n - root_rank) % n, n);
-    let (bytes, value) = match parent {
-        Some(p) => {
-            let from = pids[(p + root_rank) % n];
-            (Arc::new(recv_bytes(run, from, &key)?), None)
-        }
-        None => (Arc::new(encode(&value)?), Some(value)),
+    let bytes = match (parent, mine) {
+        (Some(p), _) => Arc::new(recv_bytes(run, pids[(p + root_rank) % n], &key)?),
+        (None, Some(b)) => Arc::new(b),
+        (None, None) => unreachable!("only the root has no parent, and it has the value"),
     };
     for c in children {
         send_bytes(run, pids[(c + root_rank) % n], key.clone(), bytes.clone())?;
     }
-    match value {
-        Some(v) => Ok(v),
-        None => decode(&bytes),
-    }
+    Ok(bytes)
 }
 
 /// The binomial tree of a broadcast among `n` processes, ranks relative to the root
@@ -232,9 +243,12 @@ fn allreduce_in<T: Serialize + DeserializeOwned>(
         &Key::new(Op::Allreduce, tag.clone(), 0),
     )?
     .and_then(|v| v.into_iter().reduce(op));
+    // The result goes down the same tree as a broadcast: a process gets it from its
+    // parent in the tree, which is the root only for some of them.
+    let key = Key::new(Op::Allreduce, tag, 1);
     match reduced {
-        Some(v) => bcast_in(run, pids, v, root, Key::new(Op::Allreduce, tag, 1)),
-        None => decode(&recv_bytes(run, root, &Key::new(Op::Allreduce, tag, 1))?),
+        Some(v) => bcast_in(run, pids, v, root, key),
+        None => decode(&bcast_bytes(run, pids, root, key, None)?),
     }
 }
 
