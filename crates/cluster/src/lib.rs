@@ -52,6 +52,7 @@ pub mod registry;
 mod shell;
 
 pub use api::builtins;
+pub use api::observe;
 pub use api::builtins::{stats, stats_of, Stats};
 pub use api::call::{
     fetchfrom, remote_do, remotecall, remotecall_fetch, remotecall_wait, spawnat, Target,

@@ -11,4 +11,5 @@ pub(crate) mod deprecated;
 pub(crate) mod future;
 pub(crate) mod interrupt;
 pub(crate) mod limits;
+pub mod observe;
 pub(crate) mod procs;

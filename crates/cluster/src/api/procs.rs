@@ -450,6 +450,7 @@ pub(crate) fn rmprocs_nowait_in(n: &Node, pids: &[Pid]) -> Result<RmprocsTask, C
     };
     n.with_core(|c| c.remove_workers(pids))
         .map_err(ClusterError::NotAWorker)?;
+    n.observe.exiting(pids);
     let handle = crate::runtime::handle().spawn(async move {
         let kills = removed
             .into_iter()

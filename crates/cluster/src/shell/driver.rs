@@ -83,6 +83,8 @@ pub(crate) struct Peer {
     /// When the last direct write ended, in nanoseconds since [`epoch`]: a flush soon
     /// after it goes to the drain task instead (see [`Peer::flush`]).
     last_write: AtomicU64,
+    /// Bytes read and written (for `crate::observe`).
+    pub(crate) traffic: super::observe::Traffic,
 }
 
 /// The clock `Peer::last_write` counts from.
@@ -112,6 +114,7 @@ impl Peer {
             established: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             last_write: AtomicU64::new(0),
+            traffic: Default::default(),
         })
     }
 
@@ -154,6 +157,7 @@ impl Peer {
         let mut sent = 0;
         let mut result = Ok(true);
         for queued in out.queue.iter_mut() {
+            self.traffic.sent(queued.frame().len());
             result = write_now(w, queued.frame());
             match result {
                 Ok(true) => sent += 1,
@@ -333,6 +337,7 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
         let mut result = Ok(());
         for queued in batch {
             let frame = queued.into_frame();
+            peer.traffic.sent(frame.len());
             if frame.len() >= COALESCE_LIMIT {
                 if !buf.is_empty() {
                     result = result.and(w.write_all(&buf).await);
@@ -422,7 +427,7 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
         }
         match r.read_buf(&mut buf).await {
             Ok(0) => break "connection closed".to_string(),
-            Ok(_) => {}
+            Ok(k) => peer.traffic.received(k),
             Err(e) => break format!("read failed: {e}"),
         }
     };
