@@ -52,7 +52,6 @@ pub mod registry;
 mod shell;
 
 pub use api::builtins;
-pub use api::observe;
 pub use api::builtins::{stats, stats_of, Stats};
 pub use api::call::{
     fetchfrom, remote_do, remotecall, remotecall_fetch, remotecall_wait, spawnat, Target,
@@ -67,6 +66,7 @@ pub use api::deprecated::{
 pub use api::future::Future;
 pub use api::interrupt::interrupt;
 pub use api::limits::{MAX_FRAME_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM};
+pub use api::observe;
 pub use api::procs::{
     addprocs, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs, rmprocs_nowait,
     set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,

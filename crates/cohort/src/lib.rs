@@ -104,6 +104,10 @@ pub fn registered_functions() -> Vec<&'static str> {
 
 /// Local channels and the `AbstractChannel` trait a `RemoteChannel` stores.
 pub use cohort_channels as channels;
+/// `DArray`, `ddata` and SPMD: arrays split across processes, and MPI-style
+/// primitives. (Feature `darray`, on by default.)
+#[cfg(feature = "darray")]
+pub use cohort_darray as darray;
 /// Parallel map and loops: `WorkerPool`, `CachingPool`, `pmap`, distributed loops,
 /// `everywhere` and per-process named values.
 pub use cohort_pool as pool;
@@ -122,10 +126,6 @@ pub use cohort_shared as shared;
 /// (Feature `shared`, on by default.)
 #[cfg(feature = "shared")]
 pub use cohort_shared::SharedArray;
-/// `DArray`, `ddata` and SPMD: arrays split across processes, and MPI-style
-/// primitives. (Feature `darray`, on by default.)
-#[cfg(feature = "darray")]
-pub use cohort_darray as darray;
 
 /// The live dashboard in the browser, `GET /api/status` and `GET /metrics`
 /// (cohort-dashboard; feature `dashboard`, on by default — compiled in, it does

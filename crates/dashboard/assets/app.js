@@ -28,6 +28,8 @@ const secs = (s) => {
   if (s < 3600) return (s / 60).toFixed(1) + " min";
   return (s / 3600).toFixed(1) + " h";
 };
+// `cohort_pool::pmap::Batched<my_crate::f>` → `Batched<f>`: paths dropped.
+const short = (name) => name.replace(/\b[A-Za-z_][A-Za-z0-9_]*::/g, "");
 const td = (text, cls) => el("td", cls ? { class: cls } : {}, String(text));
 
 function renderWorkers(s) {
@@ -87,14 +89,14 @@ function renderTasks(s) {
     r.setAttribute("width", Math.max(1.5, x1 - x0)); r.setAttribute("height", rowH - 4);
     r.setAttribute("fill", k.ok ? "#3fb950" : "#f85149");
     const title = document.createElementNS(ns, "title");
-    title.textContent = `${k.function} on ${k.pid}: ${k.end_ms - k.start_ms} ms`;
+    title.textContent = `${short(k.function)} on ${k.pid}: ${k.end_ms - k.start_ms} ms`;
     r.append(title);
     shapes.push(r);
   }
   svg.replaceChildren(...shapes);
   $("tasks").replaceChildren(...s.tasks.slice(-40).reverse().map((k) =>
     el("li", { class: k.ok ? "ok" : "failed" },
-      `${new Date(k.end_ms).toLocaleTimeString()} worker ${k.pid} ${k.function} ${k.end_ms - k.start_ms} ms ${k.ok ? "ok" : "FAILED"}`)));
+      `${new Date(k.end_ms).toLocaleTimeString()} worker ${k.pid} ${short(k.function)} ${k.end_ms - k.start_ms} ms ${k.ok ? "ok" : "FAILED"}`)));
 }
 
 function renderObjects(s) {
@@ -105,7 +107,7 @@ function renderObjects(s) {
 function renderErrors(s) {
   $("errors").replaceChildren(...s.errors.slice().reverse().slice(0, 30).map((e) =>
     el("li", {},
-      el("span", { class: "msg" }, `${e.error.kind} on worker ${e.error.pid} in ${e.error.function}: ${e.error.message}`),
+      el("span", { class: "msg" }, `${e.error.kind} on worker ${e.error.pid} in ${short(e.error.function)}: ${e.error.message}`),
       el("span", { class: "note" }, ` (${e.source}, ${new Date(e.at_ms).toLocaleTimeString()})`),
       e.error.context ? el("pre", {}, e.error.context) : "")));
 }

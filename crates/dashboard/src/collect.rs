@@ -226,7 +226,11 @@ impl Collector {
         let mut workers = Vec::new();
         let mut counts = StateCounts::default();
         let mut objects = vec![
-            row("remote_values", driver_report.pid, driver_report.live_values),
+            row(
+                "remote_values",
+                driver_report.pid,
+                driver_report.live_values,
+            ),
             row("held_refs", driver_report.pid, driver_report.held_refs),
             row("channels", driver_report.pid, driver_report.channels),
         ];
@@ -234,7 +238,9 @@ impl Collector {
         let mut latency = LatencySummary::default();
         for (&pid, t) in &st.workers {
             let (state, reason) = match (&t.state, t.gone) {
-                (Some(PeerState::Dead { reason, .. }), _) => (WorkerState::Dead, Some(reason.clone())),
+                (Some(PeerState::Dead { reason, .. }), _) => {
+                    (WorkerState::Dead, Some(reason.clone()))
+                }
                 (_, true) => (WorkerState::Dead, Some("left the cluster".to_string())),
                 (Some(PeerState::Exiting { .. }), _) => (WorkerState::Exiting, None),
                 _ => match &t.report {
@@ -325,7 +331,11 @@ impl Collector {
             objects,
             functions: functions
                 .into_iter()
-                .map(|(function, (ok, failed))| observe::FunctionCount { function, ok, failed })
+                .map(|(function, (ok, failed))| observe::FunctionCount {
+                    function,
+                    ok,
+                    failed,
+                })
                 .collect(),
             latency,
         };

@@ -64,7 +64,10 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     if let Some(t) = &st.token {
         let ok = token_of(&req).is_some_and(|given| same(given.as_bytes(), t.as_bytes()));
         if !ok {
-            return (StatusCode::FORBIDDEN, "a token is needed: use the URL the dashboard printed\n")
+            return (
+                StatusCode::FORBIDDEN,
+                "a token is needed: use the URL the dashboard printed\n",
+            )
                 .into_response();
         }
     }
@@ -107,7 +110,10 @@ async fn status(State(st): State<AppState>) -> Response {
 async fn metrics(State(st): State<AppState>) -> Response {
     let snap = st.collector.latest();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::render(&snap.status),
     )
         .into_response()

@@ -284,10 +284,12 @@ impl Options {
             addr: self.addr.clone(),
             source,
         })?;
-        let local = listener.local_addr().map_err(|source| DashboardError::Bind {
-            addr: self.addr.clone(),
-            source,
-        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| DashboardError::Bind {
+                addr: self.addr.clone(),
+                source,
+            })?;
         listener
             .set_nonblocking(true)
             .map_err(|source| DashboardError::Bind {
@@ -297,21 +299,15 @@ impl Options {
         let token = self.allow_remote.then(new_token);
         let cluster = self.cluster.unwrap_or_else(Cluster::current);
         cohort_cluster::observe::enable(&cluster);
-        let collector = collect::Collector::new(
-            cluster,
-            self.interval,
-            self.task_history,
-            self.sources,
-        );
+        let collector =
+            collect::Collector::new(cluster, self.interval, self.task_history, self.sources);
         let (stop_tx, stop_rx) = watch::channel(false);
         let rt = cohort_cluster::runtime::handle();
         let listener = {
             let _guard = rt.enter();
-            tokio::net::TcpListener::from_std(listener).map_err(|source| {
-                DashboardError::Bind {
-                    addr: self.addr.clone(),
-                    source,
-                }
+            tokio::net::TcpListener::from_std(listener).map_err(|source| DashboardError::Bind {
+                addr: self.addr.clone(),
+                source,
             })?
         };
         rt.spawn(collector.clone().run(stop_rx.clone()));

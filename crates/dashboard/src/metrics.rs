@@ -41,7 +41,11 @@ pub(crate) fn render(s: &Status) -> String {
     );
     for f in &s.functions {
         let name = esc(&f.function);
-        let _ = writeln!(o, "cohort_calls_total{{function=\"{name}\",outcome=\"ok\"}} {}", f.ok);
+        let _ = writeln!(
+            o,
+            "cohort_calls_total{{function=\"{name}\",outcome=\"ok\"}} {}",
+            f.ok
+        );
         let _ = writeln!(
             o,
             "cohort_calls_total{{function=\"{name}\",outcome=\"failed\"}} {}",
@@ -63,7 +67,10 @@ pub(crate) fn render(s: &Status) -> String {
             Some(b) => format!("{b}"),
             None => "+Inf".to_string(),
         };
-        let _ = writeln!(o, "cohort_call_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+        let _ = writeln!(
+            o,
+            "cohort_call_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
     }
     if l.counts.is_empty() {
         let _ = writeln!(o, "cohort_call_duration_seconds_bucket{{le=\"+Inf\"}} 0");
@@ -72,18 +79,46 @@ pub(crate) fn render(s: &Status) -> String {
     let _ = writeln!(o, "cohort_call_duration_seconds_count {cumulative}");
 
     let per_worker: [(&str, &str, &str); 7] = [
-        ("cohort_worker_calls_in_flight", "gauge", "Calls a worker runs now."),
-        ("cohort_worker_calls_done_total", "counter", "Calls a worker finished with a value."),
-        ("cohort_worker_calls_failed_total", "counter", "Calls that failed on a worker."),
-        ("cohort_bytes_received_total", "counter", "Bytes the driver received from a worker."),
-        ("cohort_bytes_sent_total", "counter", "Bytes the driver sent to a worker."),
+        (
+            "cohort_worker_calls_in_flight",
+            "gauge",
+            "Calls a worker runs now.",
+        ),
+        (
+            "cohort_worker_calls_done_total",
+            "counter",
+            "Calls a worker finished with a value.",
+        ),
+        (
+            "cohort_worker_calls_failed_total",
+            "counter",
+            "Calls that failed on a worker.",
+        ),
+        (
+            "cohort_bytes_received_total",
+            "counter",
+            "Bytes the driver received from a worker.",
+        ),
+        (
+            "cohort_bytes_sent_total",
+            "counter",
+            "Bytes the driver sent to a worker.",
+        ),
         ("cohort_rss_bytes", "gauge", "Resident memory of a process."),
-        ("cohort_cpu_seconds_total", "counter", "CPU time a process used."),
+        (
+            "cohort_cpu_seconds_total",
+            "counter",
+            "CPU time a process used.",
+        ),
     ];
     for (name, kind, help) in per_worker {
         head(&mut o, name, kind, help);
         if name == "cohort_rss_bytes" {
-            let _ = writeln!(o, "{name}{{pid=\"{}\"}} {}", s.driver.pid, s.driver.rss_bytes);
+            let _ = writeln!(
+                o,
+                "{name}{{pid=\"{}\"}} {}",
+                s.driver.pid, s.driver.rss_bytes
+            );
         }
         for w in &s.workers {
             if w.state == WorkerState::Dead && (kind == "gauge") {
@@ -109,9 +144,18 @@ pub(crate) fn render(s: &Status) -> String {
         "Values a process owns for remote references.",
     );
     for r in s.objects.iter().filter(|r| r.kind == "remote_values") {
-        let _ = writeln!(o, "cohort_live_references{{pid=\"{}\"}} {}", r.owner, r.count);
+        let _ = writeln!(
+            o,
+            "cohort_live_references{{pid=\"{}\"}} {}",
+            r.owner, r.count
+        );
     }
-    head(&mut o, "cohort_objects", "gauge", "Objects per owner and kind.");
+    head(
+        &mut o,
+        "cohort_objects",
+        "gauge",
+        "Objects per owner and kind.",
+    );
     for r in &s.objects {
         let _ = writeln!(
             o,
@@ -122,7 +166,12 @@ pub(crate) fn render(s: &Status) -> String {
         );
     }
 
-    head(&mut o, "cohort_map_items_done", "gauge", "Items a map has done.");
+    head(
+        &mut o,
+        "cohort_map_items_done",
+        "gauge",
+        "Items a map has done.",
+    );
     for p in &s.progress {
         let _ = writeln!(
             o,

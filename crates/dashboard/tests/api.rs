@@ -53,18 +53,16 @@ fn status_and_metrics_follow_the_cluster() {
         s.progress
             .iter()
             .any(|p| p.label == "pmap" && p.finished && p.done == 40 && p.total == 40)
-            && s.errors.iter().any(|e| {
-                e.source == "pmap" && e.error.message.contains(BAD_MESSAGE)
-            })
+            && s.errors
+                .iter()
+                .any(|e| e.source == "pmap" && e.error.message.contains(BAD_MESSAGE))
             && s.errors
                 .iter()
                 .any(|e| e.source == "call" && e.error.message.contains("refused 5"))
             && s.tasks.len() >= 40
-            && s.workers.iter().any(|w| {
-                w.stderr
-                    .iter()
-                    .any(|l| l.contains("dashboard-test marker"))
-            })
+            && s.workers
+                .iter()
+                .any(|w| w.stderr.iter().any(|l| l.contains("dashboard-test marker")))
     });
     let p = s.progress.iter().find(|p| p.label == "pmap").unwrap();
     assert_eq!(p.errors, 1);
@@ -95,7 +93,10 @@ fn status_and_metrics_follow_the_cluster() {
     let scrape = prometheus_parse::Scrape::parse(lines).expect("the metrics parse");
     let value = |name: &str, label: (&str, &str)| -> Option<f64> {
         scrape.samples.iter().find_map(|s| {
-            (s.metric == name && s.labels.get(label.0) == Some(label.1)).then(|| match s.value {
+            if s.metric != name || s.labels.get(label.0) != Some(label.1) {
+                return None;
+            }
+            Some(match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => v,
@@ -111,7 +112,9 @@ fn status_and_metrics_follow_the_cluster() {
         .find(|s| {
             s.metric == "cohort_calls_total"
                 && s.labels.get("outcome") == Some("failed")
-                && s.labels.get("function").is_some_and(|f| f.contains("refuse"))
+                && s.labels
+                    .get("function")
+                    .is_some_and(|f| f.contains("refuse"))
         })
         .expect("the failed call counted by function and outcome");
     assert!(matches!(refused.value, prometheus_parse::Value::Counter(v) if v >= 1.0));
@@ -150,11 +153,7 @@ fn status_and_metrics_follow_the_cluster() {
 
     // A page that never reads its event stream does not stop the updates.
     let mut stalled = TcpStream::connect(addr).unwrap();
-    write!(
-        stalled,
-        "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n"
-    )
-    .unwrap();
+    write!(stalled, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let before = status(addr, "").seq;
     wait_for(addr, 30, "updates past a stalled reader", |s| {
         s.seq >= before + 20
@@ -173,7 +172,10 @@ fn other_hosts_need_allow_remote_and_a_token() {
         cohort_dashboard::serve("no port here"),
         Err(DashboardError::BadAddress { .. })
     ));
-    let d = Options::new("0.0.0.0:0").allow_remote(true).serve().unwrap();
+    let d = Options::new("0.0.0.0:0")
+        .allow_remote(true)
+        .serve()
+        .unwrap();
     let token = d.token().expect("a token").to_string();
     assert_eq!(token.len(), 32);
     assert!(d.url().ends_with(&format!("/?token={token}")));

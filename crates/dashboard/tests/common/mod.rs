@@ -42,7 +42,10 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
                 .then(|| v.trim().to_string())
         })
         .unwrap_or_default();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
