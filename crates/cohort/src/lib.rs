@@ -127,6 +127,9 @@ pub use cohort_shared as shared;
 #[cfg(feature = "shared")]
 pub use cohort_shared::SharedArray;
 
+/// What each process records for a dashboard: counters, the task stream, errors,
+/// progress of maps (`cohort_cluster::observe`).
+pub use cohort_cluster::observe;
 /// The live dashboard in the browser, `GET /api/status` and `GET /metrics`
 /// (cohort-dashboard; feature `dashboard`, on by default — compiled in, it does
 /// nothing until [`dashboard::serve`] or `COHORT_DASHBOARD=ADDR`).

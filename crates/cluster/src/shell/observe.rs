@@ -216,7 +216,7 @@ pub(crate) const OBSERVE_FN: &str = "cohort::observe";
 /// What [`Observer::call_started`] hands to [`Observer::call_finished`].
 pub(crate) struct CallToken {
     /// When it started, if events are recorded.
-    started: Option<(Instant, u64)>,
+    started: Option<Instant>,
     counted: bool,
 }
 
@@ -246,7 +246,7 @@ impl Observer {
         if counted {
             self.calls_started.fetch_add(1, Ordering::Relaxed);
         }
-        let started = (counted && self.enabled()).then(|| (Instant::now(), unix_ms()));
+        let started = (counted && self.enabled()).then(Instant::now);
         CallToken { started, counted }
     }
 
@@ -267,23 +267,24 @@ impl Observer {
         } else {
             self.calls_done.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some((t0, start_ms)) = token.started {
-            self.record_task(t0, start_ms, from, function, error);
+        if let Some(t0) = token.started {
+            self.record_task(t0, from, function, error);
         }
     }
 
     #[cold]
-    fn record_task(
-        &self,
-        t0: Instant,
-        start_ms: u64,
-        from: Pid,
-        function: &str,
-        error: Option<&RemoteException>,
-    ) {
-        let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+    fn record_task(&self, t0: Instant, from: Pid, function: &str, error: Option<&RemoteException>) {
+        // Two readings of the monotonic clock per call; wall-clock times are derived
+        // from the node's start (one `SystemTime` reading, at start-up).
+        let t1 = Instant::now();
+        let us = u64::try_from(t1.duration_since(t0).as_micros()).unwrap_or(u64::MAX);
         self.latency.observe(us);
-        let end_ms = unix_ms();
+        let ms_at = |t: Instant| {
+            self.started_ms
+                + u64::try_from(t.saturating_duration_since(self.started).as_millis())
+                    .unwrap_or(u64::MAX)
+        };
+        let (start_ms, end_ms) = (ms_at(t0), ms_at(t1));
         let mut ev = self.events.lock();
         let name: Arc<str> = match ev.functions.get_key_value(function) {
             Some((k, _)) => k.clone(),
