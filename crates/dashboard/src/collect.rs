@@ -27,6 +27,9 @@ const STDERR_LINES: usize = 50;
 /// How long one report may take before the worker's row waits for the next round.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an [`ObjectSource`] may take for one worker.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One published update.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
@@ -160,7 +163,8 @@ impl Collector {
                 .await;
                 let mut extra = Vec::new();
                 for s in &me.sources {
-                    extra.extend(s.collect(&me.cluster, pid).await);
+                    let rows = tokio::time::timeout(SOURCE_TIMEOUT, s.collect(&me.cluster, pid));
+                    extra.extend(rows.await.unwrap_or_default());
                 }
                 me.merge(pid, r.ok().and_then(Result::ok), extra);
             });
@@ -234,6 +238,12 @@ impl Collector {
             row("held_refs", driver_report.pid, driver_report.held_refs),
             row("channels", driver_report.pid, driver_report.channels),
         ];
+        objects.extend(
+            driver_report
+                .objects
+                .iter()
+                .map(|o| counted(driver_report.pid, o)),
+        );
         let mut functions: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut latency = LatencySummary::default();
         for (&pid, t) in &st.workers {
@@ -275,6 +285,7 @@ impl Collector {
                     objects.push(row("remote_values", pid, r.live_values));
                     objects.push(row("held_refs", pid, r.held_refs));
                     objects.push(row("channels", pid, r.channels));
+                    objects.extend(r.objects.iter().map(|o| counted(pid, o)));
                 }
             }
             if state != WorkerState::Dead {
@@ -363,6 +374,16 @@ fn row(kind: &str, owner: Pid, count: usize) -> ObjectRow {
         count: count as u64,
         bytes: None,
         detail: String::new(),
+    }
+}
+
+fn counted(owner: Pid, o: &observe::ObjectCount) -> ObjectRow {
+    ObjectRow {
+        kind: o.kind.clone(),
+        owner,
+        count: o.count,
+        bytes: o.bytes,
+        detail: o.detail.clone(),
     }
 }
 

@@ -23,8 +23,10 @@
 //! - the **task stream**: the last calls per worker over time (start, end,
 //!   function, outcome);
 //! - **objects** per owner: values owned for remote references, handles held,
-//!   remote channels, SharedArray segments (feature `shared`), and what an
-//!   [`ObjectSource`] adds (the extension point a DArray panel plugs into);
+//!   remote channels, SharedArray segments with their bytes, and what the layers
+//!   above count (`cohort_cluster::observe::OBJECT_COUNTS`, in each process) or an
+//!   [`ObjectSource`] adds on the driver — the extension points a DArray panel
+//!   plugs into;
 //! - recent **errors** with their `RemoteException` context, and the tail of each
 //!   worker's **stderr**.
 //!
@@ -147,34 +149,6 @@ pub trait ObjectSource: Send + Sync + 'static {
     fn collect<'a>(&'a self, cluster: &'a Cluster, pid: Pid) -> BoxFuture<'a, Vec<ObjectRow>>;
 }
 
-/// SharedArray segments each worker maps (feature `shared`; counts, as
-/// `cohort_shared::mapped_segments_on` reports them).
-#[cfg(feature = "shared")]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SharedSegments;
-
-#[cfg(feature = "shared")]
-impl ObjectSource for SharedSegments {
-    fn collect<'a>(&'a self, cluster: &'a Cluster, pid: Pid) -> BoxFuture<'a, Vec<ObjectRow>> {
-        Box::pin(async move {
-            // `mapped_segments_on` asks in the current cluster: only the default one.
-            if *cluster != Cluster::global() {
-                return Vec::new();
-            }
-            match cohort_shared::mapped_segments_on(pid).await {
-                Ok(n) => vec![ObjectRow {
-                    kind: "shared_segments".into(),
-                    owner: pid,
-                    count: n as u64,
-                    bytes: None,
-                    detail: String::new(),
-                }],
-                Err(_) => Vec::new(),
-            }
-        })
-    }
-}
-
 /// How to serve: the address, whether other hosts may connect, the cluster, the
 /// update interval, the history kept, extra object sources.
 ///
@@ -212,18 +186,14 @@ impl Options {
     /// Serving on `addr` (`HOST:PORT`; port 0 picks a free one), loopback only, for
     /// the current cluster, every [`DEFAULT_INTERVAL`], keeping the last 1,000 calls.
     pub fn new(addr: &str) -> Options {
-        #[allow(unused_mut)] // pushed to with feature `shared`
-        let mut o = Options {
+        Options {
             addr: addr.to_string(),
             allow_remote: false,
             cluster: None,
             interval: DEFAULT_INTERVAL,
             task_history: 1000,
             sources: Vec::new(),
-        };
-        #[cfg(feature = "shared")]
-        o.sources.push(Arc::new(SharedSegments));
-        o
+        }
     }
 
     /// Whether a non-loopback address may be used; if so every request needs the

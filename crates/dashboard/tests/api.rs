@@ -35,6 +35,9 @@ fn status_and_metrics_follow_the_cluster() {
         assert!(row.rss_bytes > 0);
     }
 
+    // A SharedArray: a segment on every process, with its bytes.
+    let shared = cohort::shared::SharedArray::<f64, _>::new(1000).unwrap();
+
     // A map with a failing item (replaced by 0), and a call that fails.
     let v = pmap_with(
         square_or_fail,
@@ -60,10 +63,19 @@ fn status_and_metrics_follow_the_cluster() {
                 .iter()
                 .any(|e| e.source == "call" && e.error.message.contains("refused 5"))
             && s.tasks.len() >= 40
+            && w.iter().all(|&pid| {
+                s.objects.iter().any(|o| {
+                    o.kind == "shared_segments"
+                        && o.owner == pid
+                        && o.count >= 1
+                        && o.bytes.is_some_and(|b| b >= 8000)
+                })
+            })
             && s.workers
                 .iter()
                 .any(|w| w.stderr.iter().any(|l| l.contains("dashboard-test marker")))
     });
+    drop(shared);
     let p = s.progress.iter().find(|p| p.label == "pmap").unwrap();
     assert_eq!(p.errors, 1);
     assert!(p.rate > 0.0);

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use cohort::pool::{blocking::pmap_with, BatchSize, PmapOptions};
 use cohort::CallError;
@@ -100,7 +101,12 @@ fn the_page_shows_workers_progress_and_errors() {
         .chrome_executable(&exe)
         .no_sandbox()
         .new_headless_mode()
-        .window_size(1280, 1000)
+        .window_size(1200, 900)
+        .viewport(Viewport {
+            width: 1200,
+            height: 900,
+            ..Viewport::default()
+        })
         .user_data_dir(&profile)
         .launch_timeout(Duration::from_secs(60))
         .request_timeout(Duration::from_secs(60))

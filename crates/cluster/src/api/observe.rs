@@ -188,6 +188,9 @@ pub struct Report {
     pub held_refs: usize,
     /// Remote channels stored here (it is their owner).
     pub channels: usize,
+    /// Objects the layers above count in this process ([`OBJECT_COUNTS`]: SharedArray
+    /// segments, DArray chunks, …).
+    pub objects: Vec<ObjectCount>,
     /// Calls by function, while recording.
     pub functions: Vec<FunctionCount>,
     /// Call durations, while recording.
@@ -277,6 +280,7 @@ fn report_in(n: &Node, since: Cursor) -> Report {
         live_values: stats.owned_values,
         held_refs: stats.held_refs,
         channels: o.channels.load(Ordering::Relaxed),
+        objects: OBJECT_COUNTS.iter().map(|f| f()).collect(),
         functions,
         latency: Latency {
             bounds_s: LATENCY_BOUNDS_US.iter().map(|&b| b as f64 / 1e6).collect(),
@@ -603,6 +607,32 @@ pub fn progress(cluster: &Cluster) -> Vec<ProgressView> {
         })
         .collect()
 }
+
+/// Objects of one kind that a process holds, as a layer above counts them for
+/// [`Report::objects`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectCount {
+    /// The kind, in snake case (`shared_segments`, `darray_chunks`, …).
+    pub kind: String,
+    /// How many this process holds.
+    pub count: u64,
+    /// Their size in bytes, where known.
+    pub bytes: Option<u64>,
+    /// A short description, where there is one.
+    pub detail: String,
+}
+
+/// The object counters of the layers above: each entry, registered with
+/// `#[linkme::distributed_slice(OBJECT_COUNTS)]` by the crate that owns the
+/// objects (cohort-shared registers its segments), is called for every [`Report`]
+/// on the process that reports. It must be quick and must not block: it runs on a
+/// call runner, under no lock of the runtime. This is where a DArray panel plugs in.
+///
+/// ```
+/// assert!(cohort_cluster::observe::OBJECT_COUNTS.iter().all(|f| !f().kind.is_empty()));
+/// ```
+#[linkme::distributed_slice]
+pub static OBJECT_COUNTS: [fn() -> ObjectCount];
 
 /// Functions a layer above registers to run when a master process starts using a
 /// cluster: at [`init`](crate::init) on a process that is not a worker, and at the
