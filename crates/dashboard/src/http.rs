@@ -86,8 +86,18 @@ fn typed(body: &'static str, mime: &'static str) -> Response {
     ([(header::CONTENT_TYPE, mime)], body).into_response()
 }
 
-async fn index() -> Response {
-    typed(INDEX_HTML, "text/html; charset=utf-8")
+/// The page; with a token, its asset URLs carry it too (the request that got here
+/// carried it already).
+async fn index(State(st): State<AppState>) -> Response {
+    match &st.token {
+        None => typed(INDEX_HTML, "text/html; charset=utf-8"),
+        Some(t) => {
+            let page = INDEX_HTML
+                .replace("\"style.css\"", &format!("\"style.css?token={t}\""))
+                .replace("\"app.js\"", &format!("\"app.js?token={t}\""));
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+        }
+    }
 }
 
 async fn app_js() -> Response {

@@ -200,7 +200,16 @@ fn other_hosts_need_allow_remote_and_a_token() {
             "{path} with a wrong token"
         );
     }
-    assert_eq!(get(addr, &format!("/?token={token}")).code, 200);
+    let page = get(addr, &format!("/?token={token}"));
+    assert_eq!(page.code, 200);
+    // The page's own assets carry the token, or the browser could not load them.
+    for asset in ["style.css", "app.js"] {
+        assert!(
+            page.body.contains(&format!("\"{asset}?token={token}\"")),
+            "{asset}"
+        );
+        assert_eq!(get(addr, &format!("/{asset}?token={token}")).code, 200);
+    }
     let s = status(addr, &format!("?token={token}"));
     assert_eq!(s.schema, cohort_dashboard::status::SCHEMA_VERSION);
     let m = get(addr, &format!("/metrics?token={token}"));
