@@ -27,6 +27,10 @@ const STDERR_LINES: usize = 50;
 /// How long one report may take before the worker's row waits for the next round.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a worker `rmprocs` removed shows as exiting if its connection's end is
+/// not seen.
+const EXITING_FOR_MS: u64 = 30_000;
+
 /// How long an [`ObjectSource`] may take for one worker.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -247,12 +251,22 @@ impl Collector {
         let mut functions: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut latency = LatencySummary::default();
         for (&pid, t) in &st.workers {
+            let now_ms = unix_ms();
             let (state, reason) = match (&t.state, t.gone) {
                 (Some(PeerState::Dead { reason, .. }), _) => {
                     (WorkerState::Dead, Some(reason.clone()))
                 }
+                // `rmprocs` takes a worker out of the cluster at once; it is exiting
+                // until its connection closes (or, if that is never seen, for a while).
+                (Some(PeerState::Exiting { at_ms }), _)
+                    if now_ms.saturating_sub(*at_ms) < EXITING_FOR_MS =>
+                {
+                    (WorkerState::Exiting, None)
+                }
+                (Some(PeerState::Exiting { .. }), _) => {
+                    (WorkerState::Dead, Some("removed by rmprocs".to_string()))
+                }
                 (_, true) => (WorkerState::Dead, Some("left the cluster".to_string())),
-                (Some(PeerState::Exiting { .. }), _) => (WorkerState::Exiting, None),
                 _ => match &t.report {
                     None => (WorkerState::Starting, None),
                     Some(r) if r.calls_in_flight > 0 => (WorkerState::Busy, None),

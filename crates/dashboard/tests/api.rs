@@ -35,8 +35,12 @@ fn status_and_metrics_follow_the_cluster() {
         assert!(row.rss_bytes > 0);
     }
 
-    // A SharedArray: a segment on every process, with its bytes.
+    // A SharedArray: a segment on every process, with its bytes; a channel owned by
+    // the first worker.
     let shared = cohort::shared::SharedArray::<f64, _>::new(1000).unwrap();
+    let chan = cohort::Cluster::global()
+        .channel_blocking::<u32>(w[0], 4)
+        .unwrap();
 
     // A map with a failing item (replaced by 0), and a call that fails.
     let v = pmap_with(
@@ -51,6 +55,8 @@ fn status_and_metrics_follow_the_cluster() {
     assert_eq!(v[3], 9);
     let failed = cohort::blocking::remotecall_fetch(refuse, w[1], (5,));
     assert!(failed.is_err());
+    // Last on its worker, so within the 50 lines kept (panics print long backtraces).
+    cohort::blocking::remotecall_fetch(shout, w[0], ()).unwrap();
 
     let s = wait_for(addr, 60, "the map, the errors, the stream", |s| {
         s.progress
@@ -63,6 +69,9 @@ fn status_and_metrics_follow_the_cluster() {
                 .iter()
                 .any(|e| e.source == "call" && e.error.message.contains("refused 5"))
             && s.tasks.len() >= 40
+            && s.objects
+                .iter()
+                .any(|o| o.kind == "channels" && o.owner == w[0] && o.count >= 1)
             && w.iter().all(|&pid| {
                 s.objects.iter().any(|o| {
                     o.kind == "shared_segments"
@@ -71,11 +80,15 @@ fn status_and_metrics_follow_the_cluster() {
                         && o.bytes.is_some_and(|b| b >= 8000)
                 })
             })
-            && s.workers
-                .iter()
-                .any(|w| w.stderr.iter().any(|l| l.contains("dashboard-test marker")))
+            && s.workers.iter().any(|r| {
+                r.pid == w[0]
+                    && r.stderr
+                        .iter()
+                        .any(|l| l.contains("dashboard-test marker from worker"))
+            })
     });
     drop(shared);
+    drop(chan);
     let p = s.progress.iter().find(|p| p.label == "pmap").unwrap();
     assert_eq!(p.errors, 1);
     assert!(p.rate > 0.0);
@@ -171,6 +184,17 @@ fn status_and_metrics_follow_the_cluster() {
         s.seq >= before + 20
     });
     drop(stalled);
+
+    // A worker removed by rmprocs: dead, and the reason says so.
+    cohort::blocking::rmprocs(&[w[1]], Some(Duration::from_secs(30))).unwrap();
+    let s = wait_for(addr, 60, "the removed worker dead", |s| {
+        s.workers.iter().any(|r| {
+            r.pid == w[1]
+                && r.state == WorkerState::Dead
+                && r.reason.as_deref().is_some_and(|r| r.contains("rmprocs"))
+        })
+    });
+    assert_eq!(s.workers_by_state.dead, 2);
     d.stop();
 }
 

@@ -448,9 +448,9 @@ pub(crate) fn rmprocs_nowait_in(n: &Node, pids: &[Pid]) -> Result<RmprocsTask, C
             .filter_map(|p| managed.remove(p).map(|m| (*p, m)))
             .collect()
     };
+    n.observe.exiting(pids);
     n.with_core(|c| c.remove_workers(pids))
         .map_err(ClusterError::NotAWorker)?;
-    n.observe.exiting(pids);
     let handle = crate::runtime::handle().spawn(async move {
         let kills = removed
             .into_iter()

@@ -157,8 +157,11 @@ impl Peer {
         let mut sent = 0;
         let mut result = Ok(true);
         for queued in out.queue.iter_mut() {
-            self.traffic.sent(queued.frame().len());
-            result = write_now(w, queued.frame());
+            let frame = queued.frame();
+            let len = frame.len();
+            result = write_now(w, frame);
+            // What went; a rest left for the drain task is counted there.
+            self.traffic.sent(len - frame.len());
             match result {
                 Ok(true) => sent += 1,
                 _ => break,
