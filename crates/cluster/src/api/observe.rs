@@ -244,7 +244,7 @@ fn report_in(n: &Node, since: Cursor) -> Report {
     let started = o.calls_started.load(Ordering::Relaxed);
     let done = o.calls_done.load(Ordering::Relaxed);
     let failed = o.calls_failed.load(Ordering::Relaxed);
-    let (tasks, errors, functions, next_tasks, next_errors) = {
+    let (tasks, errors, functions, latency, next_tasks, next_errors) = {
         let ev = o.events.lock();
         let (tasks, nt) = ev.tasks.since(since.tasks);
         let (errors, ne) = ev.errors.since(since.errors);
@@ -258,7 +258,12 @@ fn report_in(n: &Node, since: Cursor) -> Report {
             })
             .collect();
         functions.sort_by(|a, b| a.function.cmp(&b.function));
-        (tasks, errors, functions, nt, ne)
+        let latency = Latency {
+            bounds_s: LATENCY_BOUNDS_US.iter().map(|&b| b as f64 / 1e6).collect(),
+            counts: ev.latency.buckets.to_vec(),
+            sum_s: ev.latency.sum_us as f64 / 1e6,
+        };
+        (tasks, errors, functions, latency, nt, ne)
     };
     let (stderr, next_stderr) = match o.stderr.get() {
         Some(ring) => ring.lock().since(since.stderr),
@@ -282,16 +287,7 @@ fn report_in(n: &Node, since: Cursor) -> Report {
         channels: o.channels.load(Ordering::Relaxed),
         objects: OBJECT_COUNTS.iter().map(|f| f()).collect(),
         functions,
-        latency: Latency {
-            bounds_s: LATENCY_BOUNDS_US.iter().map(|&b| b as f64 / 1e6).collect(),
-            counts: o
-                .latency
-                .buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
-            sum_s: o.latency.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
-        },
+        latency,
         tasks: tasks
             .into_iter()
             .map(|(seq, t)| TaskEvent {

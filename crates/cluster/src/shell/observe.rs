@@ -124,23 +124,52 @@ pub(crate) struct Outcomes {
 pub(crate) struct Events {
     pub(crate) tasks: Ring<Task>,
     pub(crate) errors: Ring<Recorded>,
-    pub(crate) functions: HashMap<Arc<str>, Outcomes>,
+    /// Calls by function: the names and their outcomes, found through `index` —
+    /// or, for a run of calls of one function (a map), without hashing: `last`.
+    pub(crate) functions: Vec<(Arc<str>, Outcomes)>,
+    index: HashMap<Arc<str>, usize>,
+    last: usize,
+    pub(crate) latency: Histogram,
 }
 
-/// The call-duration histogram (calls run here), only counted while enabled.
+impl Events {
+    /// The entry of `function`, made if new.
+    fn function(&mut self, function: &str) -> &mut (Arc<str>, Outcomes) {
+        let hit = self
+            .functions
+            .get(self.last)
+            .is_some_and(|(name, _)| &**name == function);
+        if !hit {
+            self.last = match self.index.get(function) {
+                Some(&i) => i,
+                None => {
+                    let name: Arc<str> = Arc::from(function);
+                    self.functions.push((name.clone(), Outcomes::default()));
+                    self.index.insert(name, self.functions.len() - 1);
+                    self.functions.len() - 1
+                }
+            };
+        }
+        &mut self.functions[self.last]
+    }
+}
+
+/// The call-duration histogram (calls run here), only counted while enabled (under
+/// the events' lock).
+#[derive(Default)]
 pub(crate) struct Histogram {
-    pub(crate) buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
-    pub(crate) sum_us: AtomicU64,
+    pub(crate) buckets: [u64; LATENCY_BOUNDS_US.len() + 1],
+    pub(crate) sum_us: u64,
 }
 
 impl Histogram {
-    fn observe(&self, us: u64) {
+    fn observe(&mut self, us: u64) {
         let i = LATENCY_BOUNDS_US
             .iter()
             .position(|&b| us <= b)
             .unwrap_or(LATENCY_BOUNDS_US.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.buckets[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
     }
 }
 
@@ -166,7 +195,6 @@ pub(crate) struct Observer {
     pub(crate) calls_started: AtomicU64,
     pub(crate) calls_done: AtomicU64,
     pub(crate) calls_failed: AtomicU64,
-    pub(crate) latency: Histogram,
     pub(crate) events: Mutex<Events>,
     /// Master: the workers that are going or gone, by pid (bounded).
     pub(crate) peer_ends: Mutex<VecDeque<(Pid, PeerEnd)>>,
@@ -190,14 +218,13 @@ impl Default for Observer {
             calls_started: AtomicU64::new(0),
             calls_done: AtomicU64::new(0),
             calls_failed: AtomicU64::new(0),
-            latency: Histogram {
-                buckets: Default::default(),
-                sum_us: AtomicU64::new(0),
-            },
             events: Mutex::new(Events {
                 tasks: Ring::new(TASK_RING),
                 errors: Ring::new(ERROR_RING),
-                functions: HashMap::new(),
+                functions: Vec::new(),
+                index: HashMap::new(),
+                last: 0,
+                latency: Histogram::default(),
             }),
             peer_ends: Mutex::new(VecDeque::new()),
             progress: Mutex::new(Vec::new()),
@@ -278,7 +305,6 @@ impl Observer {
         // from the node's start (one `SystemTime` reading, at start-up).
         let t1 = Instant::now();
         let us = u64::try_from(t1.duration_since(t0).as_micros()).unwrap_or(u64::MAX);
-        self.latency.observe(us);
         let ms_at = |t: Instant| {
             self.started_ms
                 + u64::try_from(t.saturating_duration_since(self.started).as_millis())
@@ -286,16 +312,14 @@ impl Observer {
         };
         let (start_ms, end_ms) = (ms_at(t0), ms_at(t1));
         let mut ev = self.events.lock();
-        let name: Arc<str> = match ev.functions.get_key_value(function) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(function),
-        };
-        let o = ev.functions.entry(name.clone()).or_default();
+        ev.latency.observe(us);
+        let (name, o) = ev.function(function);
         if error.is_some() {
             o.failed += 1;
         } else {
             o.ok += 1;
         }
+        let name = name.clone();
         ev.tasks.push(Task {
             from,
             function: name,
