@@ -23,6 +23,12 @@ fn status_and_metrics_follow_the_cluster() {
         .unwrap();
     let addr = d.addr();
     assert_eq!(d.url(), format!("http://{addr}/"));
+    // A second dashboard on the same cluster, keeping five calls only.
+    let small = Options::new("127.0.0.1:0")
+        .interval(Duration::from_millis(100))
+        .task_history(5)
+        .serve()
+        .unwrap();
     assert!(d.token().is_none());
 
     // Every worker reports (the first report turns recording on there).
@@ -89,6 +95,14 @@ fn status_and_metrics_follow_the_cluster() {
     });
     drop(shared);
     drop(chan);
+    let bounded = wait_for(small.addr(), 60, "the small dashboard's history", |s| {
+        s.tasks.len() == 5 && s.progress.iter().any(|p| p.finished)
+    });
+    assert!(bounded
+        .tasks
+        .windows(2)
+        .all(|t| t[0].end_ms <= t[1].end_ms || t[0].pid != t[1].pid));
+    small.stop();
     let p = s.progress.iter().find(|p| p.label == "pmap").unwrap();
     assert_eq!(p.errors, 1);
     assert!(p.rate > 0.0);

@@ -528,3 +528,21 @@ fn copy_stderr(read_end: libc::c_int, original: libc::c_int, ring: &Mutex<Ring<S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ring;
+
+    #[test]
+    fn a_ring_keeps_the_newest_and_reads_by_cursor() {
+        let mut r = Ring::new(3);
+        assert_eq!(r.since(0), (vec![], 0));
+        for i in 1..=5u32 {
+            r.push(i * 10);
+        }
+        // Only the last three are kept; numbers keep counting.
+        assert_eq!(r.since(0), (vec![(3, 30), (4, 40), (5, 50)], 5));
+        assert_eq!(r.since(4), (vec![(5, 50)], 5));
+        assert_eq!(r.since(5), (vec![], 5));
+    }
+}
