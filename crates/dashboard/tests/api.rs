@@ -98,6 +98,7 @@ fn status_and_metrics_follow_the_cluster() {
     let bounded = wait_for(small.addr(), 60, "the small dashboard's history", |s| {
         s.tasks.len() == 5 && s.progress.iter().any(|p| p.finished)
     });
+    // The newest calls kept, each worker's in the order they ended.
     assert!(bounded
         .tasks
         .windows(2)
