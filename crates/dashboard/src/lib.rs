@@ -198,12 +198,24 @@ impl Options {
 
     /// Whether a non-loopback address may be used; if so every request needs the
     /// random token the printed URL carries.
+    ///
+    /// ```
+    /// let d = cohort_dashboard::Options::new("0.0.0.0:0").allow_remote(true).serve().unwrap();
+    /// assert!(d.url().contains(&format!("?token={}", d.token().unwrap())));
+    /// d.stop();
+    /// ```
     pub fn allow_remote(mut self, yes: bool) -> Options {
         self.allow_remote = yes;
         self
     }
 
     /// The cluster to show (default: [`Cluster::current`] when serving starts).
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// let d = cohort_dashboard::Options::new("127.0.0.1:0").cluster(c).serve().unwrap();
+    /// d.stop();
+    /// ```
     pub fn cluster(mut self, c: Cluster) -> Options {
         self.cluster = Some(c);
         self
@@ -361,6 +373,13 @@ pub fn serve(addr: &str) -> Result<Dashboard, DashboardError> {
 }
 
 /// A running dashboard.
+///
+/// ```
+/// let d = cohort_dashboard::Options::new("127.0.0.1:0").serve().unwrap();
+/// assert_eq!(d.url(), format!("http://{}/", d.addr()));
+/// assert!(d.token().is_none()); // loopback: no token
+/// d.stop();
+/// ```
 #[derive(Debug)]
 pub struct Dashboard {
     addr: SocketAddr,
