@@ -56,6 +56,9 @@
 //!   executable was built with it.
 //! - `darray` (default on): `DArray`, `ddata` and SPMD, the `darray` module
 //!   (`cohort-darray`).
+//! - `dashboard` (default on): the live dashboard, `/api/status` and `/metrics`,
+//!   the `dashboard` module (`cohort-dashboard`, axum). Compiled in, it costs
+//!   nothing until `dashboard::serve(addr)` or `COHORT_DASHBOARD=addr` starts it.
 //! - `progress` (default on): `PmapOptions::progress`, a progress bar on stderr
 //!   while a map runs (indicatif). Off, the option does not exist.
 //! - `log` (default on): a process started as a worker installs a log subscriber
@@ -69,7 +72,7 @@
 
 pub use cohort_cluster::codec::Bulk;
 pub use cohort_cluster::{
-    addprocs, builtins, channel_from_id, closure, cluster_cookie, fetchfrom, init, interrupt,
+    addprocs, builtins, channel_from_id, closure, cluster_cookie, fetchfrom, interrupt,
     interrupted, myid, nprocs, nworkers, procs, procs_of, remote_do, remotecall, remotecall_fetch,
     remotecall_wait, rmprocs, rmprocs_nowait, run_worker, runtime, set_cluster_cookie, spawnat,
     stats, stats_of, workers, AddProcs, CallError, Closure, Cluster, ClusterError, ClusterManager,
@@ -126,6 +129,29 @@ pub use cohort_shared as shared;
 /// (Feature `shared`, on by default.)
 #[cfg(feature = "shared")]
 pub use cohort_shared::SharedArray;
+
+/// What each process records for a dashboard: counters, the task stream, errors,
+/// progress of maps (`cohort_cluster::observe`).
+pub use cohort_cluster::observe;
+/// The live dashboard in the browser, `GET /api/status` and `GET /metrics`
+/// (cohort-dashboard; feature `dashboard`, on by default — compiled in, it does
+/// nothing until [`dashboard::serve`] or `COHORT_DASHBOARD=ADDR`).
+#[cfg(feature = "dashboard")]
+pub use cohort_dashboard as dashboard;
+
+/// `cohort_cluster::init`: turns a process started as a worker into one (and does
+/// not return then); on the driver, returns — after starting the dashboard if
+/// `COHORT_DASHBOARD` names an address (feature `dashboard`).
+///
+/// ```
+/// cohort::init(); // not started as a worker: returns
+/// ```
+pub fn init() {
+    // Keeps the dashboard's start-up hook linked into every program that calls this.
+    #[cfg(feature = "dashboard")]
+    cohort_dashboard::keep_env_hook();
+    cohort_cluster::init();
+}
 /// The transport layer: byte streams, the cluster-manager interface, worker start-up.
 pub use cohort_transport as transport;
 pub use cohort_transport::{Count, MachineSpec, SshManager, UnixManager, WorkerTransport};

@@ -142,6 +142,13 @@ where
     }
     let workers = cohort_cluster::workers();
     let chunks = splitrange(range.start, range.end - 1, workers.len());
+    // The loop's items as a dashboard counts them: a chunk's, when it returns.
+    let cluster = cohort_cluster::Cluster::current();
+    let progress = cohort_cluster::observe::Progress::start(
+        &cluster,
+        "distributed_reduce",
+        range.end.abs_diff(range.start),
+    );
     let calls: Vec<_> = chunks
         .iter()
         .zip(&workers)
@@ -150,11 +157,28 @@ where
                 body: body.clone(),
                 reducer: reducer.clone(),
             };
-            cohort_cluster::remotecall_fetch(f, pid, (*c.start(), *c.end()))
+            let len = c.end().abs_diff(*c.start()) + 1;
+            let call = cohort_cluster::remotecall_fetch(f, pid, (*c.start(), *c.end()));
+            let (progress, cluster) = (&progress, &cluster);
+            async move {
+                let r = call.await;
+                match &r {
+                    Ok(_) => progress.done(len),
+                    Err(e) => {
+                        progress.error();
+                        if let cohort_cluster::CallError::Remote(e) = e {
+                            cohort_cluster::observe::record_error(cluster, "distributed_reduce", e);
+                        }
+                    }
+                }
+                r
+            }
         })
         .collect();
     let mut acc: Option<T> = None;
-    for r in futures::future::join_all(calls).await {
+    let results = futures::future::join_all(calls).await;
+    progress.finish();
+    for r in results {
         let v = r?;
         acc = Some(match acc {
             None => v,

@@ -381,6 +381,9 @@ struct Shared<O, Args> {
     retry_delays: Vec<Duration>,
     retry_check: Option<RetryCheck>,
     bar: Option<ProgressBar>,
+    /// The same numbers for a dashboard (`cohort_cluster::observe`).
+    progress: cohort_cluster::observe::Progress,
+    cluster: cohort_cluster::Cluster,
 }
 
 impl<O, Args> Shared<O, Args> {
@@ -389,6 +392,7 @@ impl<O, Args> Shared<O, Args> {
         if let Some(b) = &self.bar {
             b.inc(k as u64);
         }
+        self.progress.done(k as u64);
         if s.outstanding == 0 {
             self.notify.notify_waiters();
         }
@@ -402,11 +406,16 @@ impl<O, Args> Shared<O, Args> {
     {
         let retry =
             attempt < self.retry_delays.len() && self.retry_check.as_ref().is_none_or(|c| c(&err));
+        self.progress.error();
+        if let CallError::Remote(e) = &err {
+            cohort_cluster::observe::record_error(&self.cluster, "pmap", e);
+        }
         let mut s = self.sched.lock();
         if s.error.is_some() {
             return;
         }
         if retry {
+            self.progress.retry();
             let delay = self.retry_delays[attempt];
             let work = Work {
                 indices: vec![i],
@@ -651,6 +660,9 @@ where
         start = end;
     }
     let bar = opts.progress.then(|| ProgressBar::new(n as u64));
+    let cluster = workers.cluster().clone();
+    let label = if opts.distributed { "pmap" } else { "asyncmap" };
+    let progress = cohort_cluster::observe::Progress::start(&cluster, label, n as u64);
     let shared = Arc::new(Shared {
         items,
         sched: Mutex::new(Sched {
@@ -664,6 +676,8 @@ where
         retry_delays: opts.retry_delays,
         retry_check: opts.retry_check,
         bar,
+        progress,
+        cluster,
     });
     let batched = Batched::new(f);
     let (call_f, state) = match &pool {
@@ -697,6 +711,7 @@ where
     if let Some(b) = &shared.bar {
         b.finish_and_clear();
     }
+    shared.progress.finish();
     if let Some(e) = s.error.take() {
         return Err(e);
     }

@@ -477,6 +477,31 @@ pub(crate) fn remote_mapped_count() -> usize {
     mapped_count()
 }
 
+/// The segments this process maps and their bytes, for a dashboard's objects panel
+/// (`cohort_cluster::observe::OBJECT_COUNTS`).
+fn object_count() -> cohort_cluster::observe::ObjectCount {
+    let live: Vec<Arc<Segment>> = table()
+        .lock()
+        .values()
+        .filter_map(|e| e.weak.upgrade())
+        .collect();
+    // `live` is dropped after the table's lock is let go (a segment's drop takes it).
+    let bytes = live
+        .iter()
+        .map(|s| s.map.as_ref().map_or(0, |m| m.len() as u64))
+        .sum();
+    cohort_cluster::observe::ObjectCount {
+        kind: "shared_segments".into(),
+        count: live.len() as u64,
+        bytes: Some(bytes),
+        detail: String::new(),
+    }
+}
+
+#[cohort_cluster::__private::linkme::distributed_slice(cohort_cluster::observe::OBJECT_COUNTS)]
+#[linkme(crate = cohort_cluster::__private::linkme)]
+static OBJECTS: fn() -> cohort_cluster::observe::ObjectCount = object_count;
+
 #[cohort_cluster::__private::linkme::distributed_slice(REMOTE_FUNCTIONS)]
 #[linkme(crate = cohort_cluster::__private::linkme)]
 static ATTACH: fn() -> RemoteFnEntry =

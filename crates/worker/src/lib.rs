@@ -2,7 +2,8 @@
 //!
 //! The worker runtime as a library, and the thin `cohort-worker` binary built on it.
 //! The stock worker serves cohort's built-in functions (`cohort::stats`,
-//! `cohort::getpid`, `cohort::gethostname`, `cohort::myid`, `cohort::sleep`) and every
+//! `cohort::getpid`, `cohort::gethostname`, `cohort::myid`, `cohort::sleep`,
+//! `cohort::observe` — what a dashboard asks each worker) and every
 //! `#[cohort::remote]` function linked into it.
 //!
 //! ## Your own worker binary

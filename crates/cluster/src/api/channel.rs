@@ -91,7 +91,7 @@ impl<T: ChannelValue> ErasedChannel for Typed<T> {
 
 /// Puts a channel made by a factory into `node`'s store under `id`.
 fn install<T: ChannelValue>(node: &Node, id: RefId, chan: Arc<dyn AbstractChannel<T>>) {
-    let slot = ChannelSlot::new(Arc::new(Typed(chan.clone())), Arc::new(chan));
+    let slot = ChannelSlot::new(Arc::new(Typed(chan.clone())), Arc::new(chan)).counted(node);
     node.store().install_channel(id, slot);
 }
 

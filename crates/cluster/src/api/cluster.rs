@@ -94,6 +94,11 @@ impl Cluster {
         Cluster { node }
     }
 
+    /// Its node (for `observe`).
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
     /// A new cluster with this process as its master and no workers yet; its cookie
     /// is random.
     ///

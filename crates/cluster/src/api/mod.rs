@@ -13,5 +13,6 @@ pub(crate) mod future;
 pub(crate) mod interrupt;
 pub(crate) mod limits;
 pub(crate) mod liveness;
+pub mod observe;
 pub(crate) mod procs;
 pub(crate) mod topology;

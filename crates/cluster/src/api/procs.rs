@@ -448,6 +448,7 @@ pub(crate) fn rmprocs_nowait_in(n: &Node, pids: &[Pid]) -> Result<RmprocsTask, C
             .filter_map(|p| managed.remove(p).map(|m| (*p, m)))
             .collect()
     };
+    n.observe.exiting(pids);
     n.with_core(|c| c.remove_workers(pids))
         .map_err(ClusterError::NotAWorker)?;
     let handle = crate::runtime::handle().spawn(async move {

@@ -45,6 +45,8 @@ pub(crate) struct ChannelSlot {
     pub(crate) typed: Arc<dyn Any + Send + Sync>,
     /// The remote takes running on it.
     takes: Arc<Mutex<RunningTakes>>,
+    /// Counts it among its node's channels (`crate::observe`) while it is stored.
+    _live: Option<Arc<super::observe::LiveChannel>>,
 }
 
 /// Remote takes running on a channel, by requester and call id: dropping the sender
@@ -57,7 +59,16 @@ impl ChannelSlot {
             erased,
             typed,
             takes: Arc::default(),
+            _live: None,
         }
+    }
+
+    /// Counted among `node`'s channels while any clone of it lives.
+    pub(crate) fn counted(mut self, node: &Node) -> Self {
+        self._live = Some(Arc::new(super::observe::LiveChannel::new(
+            &node.observe.channels,
+        )));
+        self
     }
 }
 

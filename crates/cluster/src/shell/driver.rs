@@ -85,6 +85,8 @@ pub(crate) struct Peer {
     last_write: AtomicU64,
     /// The reader task, once started, to stop it when the connection is cut.
     reader: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// Bytes read and written (for `crate::observe`).
+    pub(crate) traffic: super::observe::Traffic,
 }
 
 /// The clock `Peer::last_write` counts from.
@@ -115,6 +117,7 @@ impl Peer {
             closed: AtomicBool::new(false),
             last_write: AtomicU64::new(0),
             reader: std::sync::OnceLock::new(),
+            traffic: Default::default(),
         })
     }
 
@@ -157,7 +160,11 @@ impl Peer {
         let mut sent = 0;
         let mut result = Ok(true);
         for queued in out.queue.iter_mut() {
-            result = write_now(w, queued.frame());
+            let frame = queued.frame();
+            let len = frame.len();
+            result = write_now(w, frame);
+            // What went; a rest left for the drain task is counted there.
+            self.traffic.sent(len - frame.len());
             match result {
                 Ok(true) => sent += 1,
                 _ => break,
@@ -366,6 +373,7 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
         let mut result = Ok(());
         for queued in batch {
             let frame = queued.into_frame();
+            peer.traffic.sent(frame.len());
             if frame.len() >= COALESCE_LIMIT {
                 if !buf.is_empty() {
                     result = result.and(w.write_all(&buf).await);
@@ -462,7 +470,8 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
         }
         match r.read_buf(&mut buf).await {
             Ok(0) => break "connection closed".to_string(),
-            Ok(_) => {
+            Ok(k) => {
+                peer.traffic.received(k);
                 // The bytes of a large message still arriving show the peer is alive
                 // though no whole message has come for a while.
                 let now = Instant::now();

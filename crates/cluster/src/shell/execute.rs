@@ -79,6 +79,7 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
     super::runners::submit(Box::new(move || {
         // On a call runner: a long computation stalls no connection and no other
         // call; a stream of short ones costs no wake-up per call.
+        let token = node.observe.call_started(&display);
         let out = match trampoline {
             Ok(t) => {
                 enter_call(&node);
@@ -95,6 +96,8 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
         let out = out
             .map(Bytes::from)
             .map_err(|f| RemoteException::from_failure(me, &display, f));
+        node.observe
+            .call_finished(token, from, &display, out.as_ref().err());
         node.finish_call(seq, out);
     }));
 }

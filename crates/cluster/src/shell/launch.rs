@@ -35,6 +35,7 @@ pub(crate) async fn launch(
         return Err(ClusterError::NotMaster);
     }
     check_topology(manager.as_ref(), params.topology, &n.managed.read())?;
+    crate::api::observe::first_use(&n);
     #[cfg(feature = "tls")]
     {
         let has_workers = n.workers().iter().any(|&p| p != cohort_wire::ids::MASTER);

@@ -20,6 +20,7 @@ pub(crate) mod handshake;
 pub(crate) mod launch;
 pub(crate) mod memory;
 pub(crate) mod node;
+pub(crate) mod observe;
 pub(crate) mod runners;
 pub mod runtime;
 pub(crate) mod serve;

@@ -117,6 +117,8 @@ pub(crate) struct Node {
     /// The largest frame this node sends or accepts after the handshake
     /// (`COHORT_MAX_FRAME`, or 1 GiB); see [`crate::Cluster::set_max_frame`].
     max_frame: AtomicUsize,
+    /// What this node records for a dashboard (`crate::observe`).
+    pub(crate) observe: super::observe::Observer,
 }
 
 /// The default node of this process: a worker's only one, and the one the free
@@ -204,6 +206,7 @@ impl Node {
                 super::accept::handshake_timeout_from_env(),
             )),
             max_frame: AtomicUsize::new(crate::api::limits::max_frame_from_env()),
+            observe: Default::default(),
         });
         // The pump holds the node weakly: it ends when the node goes.
         let weak = Arc::downgrade(&node);
@@ -656,6 +659,7 @@ impl Node {
             return;
         }
         tracing::debug!(pid, reason, "peer lost");
+        self.observe.peer_lost(pid, reason);
         self.with_core(|c| c.handle_peer_lost(pid, reason, Instant::now()));
     }
 }

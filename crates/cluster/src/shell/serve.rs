@@ -483,6 +483,7 @@ pub fn init() {
     if args.next().as_deref() == Some(WORKER_FLAG) {
         enter_worker_mode(args.collect());
     }
+    crate::api::observe::first_use(global());
     if let Some(file) = machine_file(std::env::args().skip(1)) {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
