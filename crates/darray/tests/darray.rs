@@ -756,3 +756,48 @@ fn an_owner_that_dies_fails_operations_clearly_and_the_rest_is_released() {
     drop(d);
     wait_chunks(before);
 }
+
+#[test]
+fn an_owner_killed_in_the_middle_of_an_operation_fails_it_naming_the_owner() {
+    // Issue 13, point 6: the kill comes while `map` runs on the owner (its function
+    // waits there), not before the operation.
+    let _g = serial();
+    let w = workers3();
+    let before = chunks_everywhere();
+    let extra = blocking::addprocs(1).unwrap()[0];
+    let d = DArray::<f64, Ix1>::builder(10)
+        .procs(&[w[0], extra])
+        .ones_blocking()
+        .unwrap();
+    let started = RemoteChannel::<u32>::with_capacity_blocking(1, 4).unwrap();
+    let release = RemoteChannel::<()>::with_capacity_blocking(1, 1).unwrap();
+    let s2 = started.clone();
+    let killer = std::thread::spawn(move || {
+        // The owner reports its OS pid from inside the operation, then is killed.
+        let os_pid = s2.take_blocking().unwrap();
+        std::process::Command::new("kill")
+            .args(["-9", &os_pid.to_string()])
+            .status()
+            .unwrap();
+    });
+    let e = d
+        .map_blocking(cohort::closure!([started, release, extra] |x: f64| {
+            if cohort::myid() == *extra {
+                started.put_blocking(std::process::id()).unwrap();
+                let _ = release.take_blocking();
+            }
+            x * 2.0
+        }))
+        .unwrap_err();
+    killer.join().unwrap();
+    assert!(
+        matches!(&e, DArrayError::Call { pid, .. } if *pid == extra),
+        "{e}"
+    );
+    drop(d);
+    wait_until("the killed owner leaves the cluster", || {
+        !cohort::workers().contains(&extra)
+    });
+    // The live owner's chunk (and the half-made result's) is released.
+    wait_chunks(before);
+}
