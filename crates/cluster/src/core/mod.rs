@@ -241,6 +241,8 @@ pub(crate) struct Core<W, C> {
     calls: Calls,
     store: Store<W, C>,
     liveness: Liveness,
+    /// The deadline last handed to the shell's timer (see [`Core::new_deadline`]).
+    last_deadline: Option<Instant>,
     #[cfg(test)]
     next_ref: u64,
     out: Outputs<W, C>,
@@ -266,6 +268,7 @@ impl<W, C: Clone> Core<W, C> {
             calls: Calls::default(),
             store: Store::new(MASTER),
             liveness: Liveness::default(),
+            last_deadline: None,
             #[cfg(test)]
             next_ref: 1,
             out: Outputs {
@@ -330,6 +333,19 @@ impl<W, C: Clone> Core<W, C> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// [`poll_timeout`](Self::poll_timeout) if it changed since the last call: the
+    /// deadline the shell's timer must hear of. A step that produced no output still
+    /// moves it (joining the cluster starts the heartbeats), so the shell asks after
+    /// every step — a comparison, not a system call.
+    pub(crate) fn new_deadline(&mut self) -> Option<Instant> {
+        let d = self.poll_timeout();
+        if d == self.last_deadline {
+            return None;
+        }
+        self.last_deadline = d;
+        d
     }
 
     /// Time passed: sends the reference batches that are due; at each liveness check,

@@ -287,7 +287,13 @@ impl Node {
         }
         let r = step(&mut core);
         if !core.has_output() {
+            // No output, but maybe a new deadline (a join starts the heartbeats): the
+            // timer must hear of it, or it never fires.
+            let deadline = core.new_deadline();
             drop(core);
+            if let Some(at) = deadline {
+                self.arm_timer(at);
+            }
             return r;
         }
         let mut later = Vec::new();
@@ -322,6 +328,7 @@ impl Node {
             }
         }
         let deadline = core.poll_timeout();
+        core.new_deadline();
         drop(core);
         for p in to_flush {
             p.flush();
