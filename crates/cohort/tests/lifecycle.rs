@@ -127,9 +127,11 @@ fn a_call_to_self_works_on_the_same_values() {
     );
     let pids = blocking::addprocs(1).unwrap();
     let v = vec![1u8, 2, 3];
-    let ptr = v.as_ptr();
-    let back = blocking::remotecall_fetch(identity, pids[0], (v,)).unwrap();
-    assert_ne!(back.as_ptr(), ptr, "a remote call works on a copy");
+    // A copy is sent and `v` kept: the arguments are dropped once encoded, so the
+    // result could be allocated where the argument was, had it been `v` itself.
+    let back = blocking::remotecall_fetch(identity, pids[0], (v.clone(),)).unwrap();
+    assert_eq!(back, v);
+    assert_ne!(back.as_ptr(), v.as_ptr(), "a remote call works on a copy");
     let _ = cohort::blocking::rmprocs(&pids, None);
 }
 
