@@ -82,6 +82,11 @@ fn workers_behind_a_cut_link_are_declared_and_the_cluster_recovers() {
     }
 
     drop(restore);
+    // The first connections after a link comes up can be reset (seen under CI): wait
+    // for the host's sshd to take a login before launching there.
+    poll("host a's sshd to answer once its link is back", 60, || {
+        hosts.answers(host_a).then_some(())
+    });
     let ws2 = c
         .launch_blocking(
             AddProcs::with_manager(hosts.manager(&[format!("1*root@{host_a}")]))

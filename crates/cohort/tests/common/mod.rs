@@ -84,6 +84,28 @@ impl NetnsHosts {
         })
     }
 
+    /// Whether `addr`'s sshd takes a login now (runs `true` there): what a test waits
+    /// for after it brings a host's link back up, since the first connections after a
+    /// link comes up can be reset.
+    pub(crate) fn answers(&self, addr: &str) -> bool {
+        Command::new("ssh")
+            .args(["-p", &self.port, "-i", &self.key, "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"])
+            .arg(format!("root@{addr}"))
+            .arg("true")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// An SSH manager for `specs` (`N*user@host`, without the port: the hosts'
     /// sshd port is added) that starts this test binary as the worker.
     pub(crate) fn manager(&self, specs: &[String]) -> cohort::SshManager {
