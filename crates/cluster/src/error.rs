@@ -464,4 +464,15 @@ pub enum ClusterError {
         /// What that worker uses.
         other: cohort_transport::WorkerTransport,
     },
+    /// The join listener for elastic workers
+    /// ([`Cluster::listen_for_workers`](crate::Cluster::listen_for_workers)) could not
+    /// listen at the address given.
+    #[error("cannot listen for joining workers at {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }

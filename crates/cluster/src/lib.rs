@@ -64,6 +64,7 @@ pub use api::deprecated::{
     addprocs_blocking, fetchfrom_blocking, remotecall_fetch_blocking, remotecall_wait_blocking,
     rmprocs_blocking,
 };
+pub use api::elastic::ElasticListener;
 pub use api::future::Future;
 pub use api::interrupt::interrupt;
 pub use api::limits::{MAX_FRAME_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM};

@@ -689,21 +689,39 @@ where
     };
     let call_f = Arc::new(call_f);
     let state = Arc::new(state);
-    let mut tasks = Vec::with_capacity(slots);
-    for _ in 0..slots {
+    // One slot per worker of the pool; a worker that joins the pool while the map
+    // runs (an elastic worker, a new `addprocs`) gets a slot of its own, so new work
+    // goes to it too.
+    let spawn_slot = || {
         let shared = shared.clone();
         let workers = workers.clone();
         let call_f = call_f.clone();
         let state = state.clone();
         // On cohort's runtime, so `pmap` works from any executor.
-        tasks.push(cohort_cluster::runtime::handle().spawn(async move {
+        cohort_cluster::runtime::handle().spawn(async move {
             slot(shared, workers, call_f, state).await;
-        }));
-    }
-    for t in tasks {
-        if let Err(e) = t.await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
+        })
+    };
+    let mut membership = workers.cluster().watch_membership();
+    let mut tasks: futures::stream::FuturesUnordered<_> =
+        (0..slots).map(|_| spawn_slot()).collect();
+    let mut running = slots;
+    loop {
+        tokio::select! {
+            t = futures::StreamExt::next(&mut tasks) => match t {
+                None => break,
+                Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Some(_) => {}
+            },
+            Ok(()) = membership.changed() => {
+                let open = {
+                    let s = shared.sched.lock();
+                    s.error.is_none() && s.outstanding > 0
+                };
+                while open && workers.len() > running {
+                    tasks.push(spawn_slot());
+                    running += 1;
+                }
             }
         }
     }

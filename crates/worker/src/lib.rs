@@ -45,15 +45,21 @@ use clap::Parser;
 #[command(
     name = "cohort-worker",
     version,
-    about = "A cohort worker: listens, prints `cohort_worker:PORT#HOST`, reads the cluster cookie from stdin, and serves calls from the master."
+    about = "A cohort worker: listens, prints `cohort_worker:PORT#HOST`, reads the cluster cookie from stdin, and serves calls from the master (or, with --join, joins a master that listens for workers)."
 )]
 pub struct Cli {
     /// Address to listen on, `addr[:port]` (default 127.0.0.1 and a free port).
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub bind_to: Option<String>,
-    /// Read the cookie from this file instead of stdin.
+    /// Read the cookie from this file (its first line) instead of stdin.
     #[arg(long, value_name = "FILE")]
     pub cookie_file: Option<std::path::PathBuf>,
+    /// Join the master listening at this address (an elastic worker; the master's
+    /// `Cluster::listen_for_workers`) instead of printing an address and waiting for
+    /// a master to connect. The worker still listens at `--bind-to` for the other
+    /// workers: on another host than the master, bind to an address they reach.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub join: Option<String>,
     /// Run every connection over TLS with the credentials in this bundle file (as
     /// `cohort::ClusterTls::bundle` writes it).
     #[arg(long, value_name = "FILE")]
@@ -104,24 +110,20 @@ pub fn run(cli: Cli) -> ExitCode {
     if cli.tls_stdin {
         args.push("--tls-stdin".to_string());
     }
-    let mut opts = match cohort::WorkerOptions::from_args(&args) {
+    if let Some(j) = &cli.join {
+        args.push("--join".to_string());
+        args.push(j.clone());
+    }
+    if let Some(f) = &cli.cookie_file {
+        args.push("--cookie-file".to_string());
+        args.push(f.display().to_string());
+    }
+    let opts = match cohort::WorkerOptions::from_args(&args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("cohort-worker: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(path) = &cli.cookie_file {
-        let cookie = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|s| cohort::Cookie::new(s.trim().to_string()).map_err(|e| e.to_string()));
-        match cookie {
-            Ok(c) => opts.cookie = Some(c),
-            Err(e) => {
-                eprintln!("cohort-worker: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
     cohort::run_worker(opts)
 }

@@ -9,6 +9,7 @@ pub(crate) mod channel;
 pub(crate) mod cluster;
 pub(crate) mod deadline;
 pub(crate) mod deprecated;
+pub(crate) mod elastic;
 pub(crate) mod future;
 pub(crate) mod interrupt;
 pub(crate) mod limits;

@@ -774,7 +774,10 @@ impl<W, C: Clone> Core<W, C> {
                 }
             }
             Some(Kind::Interrupt(_)) => self.interrupt_local(now),
-            Some(Kind::Identify(_) | Kind::Join(_) | Kind::JoinComplete(_)) | None => {
+            Some(
+                Kind::Identify(_) | Kind::Join(_) | Kind::JoinComplete(_) | Kind::JoinRequest(_),
+            )
+            | None => {
                 tracing::warn!(
                     pid = from,
                     "unexpected set-up message on an open connection; ignored"

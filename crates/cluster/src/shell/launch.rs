@@ -167,13 +167,46 @@ async fn join_worker(
             return Err(fail(e));
         }
     };
-    let mut est = match handshake(&n, conn, Role::Connector).await {
+    let est = match handshake(&n, conn, Role::Connector).await {
         Ok(e) => e,
         Err(e) => {
             manager.kill(pid, &config).await;
             return Err(fail(e));
         }
     };
+    match finish_join(
+        &n,
+        pid,
+        manager.clone(),
+        &config,
+        params.topology,
+        params.lazy,
+        est,
+    )
+    .await
+    {
+        Ok(()) => Ok(pid),
+        Err(e) => {
+            manager.kill(pid, &config).await;
+            Err(fail(e))
+        }
+    }
+}
+
+/// The part of joining a worker that follows the handshake, whichever end opened the
+/// connection: tells the worker its pid and the cluster in a `Join`, waits for its
+/// `JoinComplete`, and records it (its manager, its connection, its membership).
+/// `config` says where it listens for the other workers. On an error the worker is
+/// not recorded; the caller stops it.
+pub(crate) async fn finish_join(
+    n: &Arc<Node>,
+    pid: Pid,
+    manager: Arc<dyn ClusterManager>,
+    config: &WorkerConfig,
+    topology: Topology,
+    lazy: bool,
+    mut est: super::handshake::Established,
+) -> Result<(), ConnectError> {
     let _serial = n.join_lock.lock().await;
     let (known, custom_links): (Vec<proto::WorkerInfo>, Vec<proto::WorkerInfo>) = {
         let known: Vec<proto::WorkerInfo> =
@@ -197,18 +230,18 @@ async fn join_worker(
             .collect();
         (known, links)
     };
-    let connect_now = match params.topology {
-        Topology::AllToAll if !params.lazy => known.clone(),
+    let connect_now = match topology {
+        Topology::AllToAll if !lazy => known.clone(),
         Topology::Custom => custom_links,
         _ => Vec::new(),
     };
     let heartbeat = n.peek(|c| c.heartbeat());
     let join = proto::Join {
         pid,
-        topology: wire_topology(params.topology) as i32,
-        lazy: params.lazy,
+        topology: wire_topology(topology) as i32,
+        lazy,
         connect_now,
-        known: if params.topology == Topology::MasterWorker {
+        known: if topology == Topology::MasterWorker {
             Vec::new()
         } else {
             known
@@ -234,13 +267,7 @@ async fn join_worker(
         }
     }
     .await;
-    let jc = match joined {
-        Ok(jc) => jc,
-        Err(e) => {
-            manager.kill(pid, &config).await;
-            return Err(fail(e));
-        }
-    };
+    let jc = joined?;
     let info = proto::WorkerInfo {
         pid,
         host: config
@@ -257,11 +284,11 @@ async fn join_worker(
     n.managed
         .write()
         .insert(pid, (manager.clone(), config.clone()));
-    Peer::register(&n, pid, est);
-    let announce = params.topology != Topology::MasterWorker;
+    Peer::register(n, pid, est);
+    let announce = topology != Topology::MasterWorker;
     n.with_core(|c| c.handle_connected(pid, Some(info), announce));
-    manager.manage(pid, &config, ManageEvent::Register);
-    Ok(pid)
+    manager.manage(pid, config, ManageEvent::Register);
+    Ok(())
 }
 
 fn wire_topology(t: Topology) -> proto::Topology {

@@ -5,7 +5,8 @@
 //! Modules: [`accept`] (the accept loop: transient errors, the cap on set-ups),
 //! [`node`] (the core behind its lock, and the pump that carries out its
 //! outputs), [`driver`] (one connection's writer and reader), [`handshake`] (TLS and
-//! the cookie handshake), [`launch`] (addprocs, join, rmprocs), [`memory`] (giving the
+//! the cookie handshake), [`launch`] (addprocs, join, rmprocs), [`elastic`] (workers
+//! that join by themselves: the master's join listener, the worker's `--join`), [`memory`] (giving the
 //! allocator's free pages back after a burst), [`serve`] (worker
 //! mode: accept loop, `init`, the worker-mode hook), [`execute`] (running received
 //! calls), [`channel_ops`] (running channel operations for others), [`runners`] (the
@@ -15,6 +16,7 @@
 pub(crate) mod accept;
 pub(crate) mod channel_ops;
 pub(crate) mod driver;
+pub(crate) mod elastic;
 pub(crate) mod execute;
 pub(crate) mod handshake;
 pub(crate) mod launch;

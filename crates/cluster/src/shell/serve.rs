@@ -39,9 +39,9 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::accept::{accept_loop, AcceptLimits};
 use super::driver::Peer;
-use super::handshake::{handshake, read_one, tls_server, write_one, ConnectError};
+use super::handshake::{handshake, read_one, tls_server, write_one, ConnectError, Established};
 use super::launch::topology_from_wire;
-use super::node::global;
+use super::node::{global, Node};
 use crate::core::Joined;
 
 /// The flag saying a TLS bundle follows the cookie on stdin (what
@@ -93,6 +93,20 @@ pub enum WorkerArgsError {
         /// What is wrong with it.
         #[source]
         source: cohort_transport::TlsError,
+    },
+    /// The `--cookie-file` cannot be read, or holds no usable cookie.
+    #[error("--cookie-file {path}: {reason}")]
+    BadCookieFile {
+        /// The file.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// `--join` named no `host:port`.
+    #[error("bad --join {value}: expected HOST:PORT, the address of the master's join listener")]
+    BadJoin {
+        /// What was given.
+        value: String,
     },
     /// A TLS flag (`--tls-stdin`, `--tls-bundle`) was given to a worker built without
     /// the `tls` feature, which cannot run TLS: it refuses to start rather than serve
@@ -147,8 +161,15 @@ pub enum WorkerArgsError {
 pub struct WorkerOptions {
     /// Where to listen (`--bind-to addr[:port]`; default 127.0.0.1, any port).
     pub bind_to: SocketAddr,
-    /// The cookie; `None` reads it from the first line of stdin.
+    /// The cookie (`--cookie-file FILE`: the file's first line); `None` reads it from
+    /// the first line of stdin.
     pub cookie: Option<Cookie>,
+    /// An elastic worker's master (`--join HOST:PORT`): the address of its join
+    /// listener ([`Cluster::listen_for_workers`](crate::Cluster::listen_for_workers)).
+    /// The worker then connects there itself, instead of printing its address and
+    /// waiting for a master to connect; it still listens at `bind_to` for the other
+    /// workers. `None` (the default): a launched worker.
+    pub join: Option<String>,
     /// How long to wait for the master.
     pub timeout: Duration,
     /// The cluster's TLS credentials (`--tls-bundle FILE`): every connection this
@@ -188,6 +209,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             bind_to: SocketAddr::from(([127, 0, 0, 1], 0)),
             cookie: None,
+            join: None,
             timeout: listen::worker_timeout(),
             #[cfg(feature = "tls")]
             tls: None,
@@ -206,6 +228,7 @@ impl std::fmt::Debug for WorkerOptions {
         let WorkerOptions {
             bind_to,
             cookie,
+            join,
             timeout,
             #[cfg(feature = "tls")]
             tls,
@@ -218,6 +241,7 @@ impl std::fmt::Debug for WorkerOptions {
         let mut d = f.debug_struct("WorkerOptions");
         d.field("bind_to", bind_to)
             .field("cookie", cookie)
+            .field("join", join)
             .field("timeout", timeout);
         // `ClusterTls`'s own `Debug` never shows the key.
         #[cfg(feature = "tls")]
@@ -234,13 +258,13 @@ impl std::fmt::Debug for WorkerOptions {
 
 impl WorkerOptions {
     /// Parses the worker arguments that follow `--cohort-worker`: `--bind-to
-    /// addr[:port]`, `--tls-stdin`, `--tls-bundle FILE`; anything else is left for
-    /// the program.
+    /// addr[:port]`, `--join HOST:PORT`, `--cookie-file FILE`, `--tls-stdin`,
+    /// `--tls-bundle FILE`; anything else is left for the program.
     ///
     /// # Errors
-    /// [`WorkerArgsError`]: a malformed `--bind-to`, a flag without its value, or a
-    /// TLS bundle that cannot be read or used; without the `tls` feature, any TLS
-    /// flag ([`WorkerArgsError::TlsUnavailable`]).
+    /// [`WorkerArgsError`]: a malformed `--bind-to` or `--join`, a flag without its
+    /// value, a cookie file or TLS bundle that cannot be read or used; without the
+    /// `tls` feature, any TLS flag ([`WorkerArgsError::TlsUnavailable`]).
     ///
     /// ```
     /// assert!(cohort_cluster::WorkerOptions::from_args(["--bind-to", "nope"]).is_err());
@@ -296,6 +320,17 @@ impl WorkerOptions {
                 }
                 continue;
             }
+            if let Some(v) = flag_value(a, "--join", &mut it)? {
+                if !is_host_port(&v) {
+                    return Err(WorkerArgsError::BadJoin { value: v });
+                }
+                o.join = Some(v);
+                continue;
+            }
+            if let Some(path) = flag_value(a, "--cookie-file", &mut it)? {
+                o.cookie = Some(read_cookie_file(&path)?);
+                continue;
+            }
             let value = if a == "--bind-to" {
                 it.next().map(|v| v.as_ref().to_string())
             } else {
@@ -312,6 +347,45 @@ impl WorkerOptions {
         }
         Ok(o)
     }
+}
+
+/// The value of `flag` if `a` is it (`--flag VALUE`, the value taken from `it`) or
+/// `--flag=VALUE`.
+fn flag_value<I, S>(
+    a: &str,
+    flag: &'static str,
+    it: &mut I,
+) -> Result<Option<String>, WorkerArgsError>
+where
+    I: Iterator<Item = S>,
+    S: AsRef<str>,
+{
+    if a == flag {
+        return it
+            .next()
+            .map(|v| Some(v.as_ref().to_string()))
+            .ok_or(WorkerArgsError::MissingValue { flag });
+    }
+    Ok(a.strip_prefix(flag)
+        .and_then(|r| r.strip_prefix('='))
+        .map(str::to_string))
+}
+
+/// Whether `s` is `host:port` with a host and a port number (`[v6]:port` too).
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0))
+}
+
+/// The cookie in the first line of `path`.
+fn read_cookie_file(path: &str) -> Result<Cookie, WorkerArgsError> {
+    let bad = |reason: String| WorkerArgsError::BadCookieFile {
+        path: path.to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let line = text.lines().next().unwrap_or("").trim();
+    Cookie::new(line.to_string()).map_err(|e| bad(e.to_string()))
 }
 
 impl WorkerOptions {
@@ -612,7 +686,21 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
-    listen::announce(&host, port).map_err(|e| format!("cannot announce the address: {e}"))?;
+    match &opts.join {
+        // An elastic worker goes to its master; if it cannot join, it exits.
+        Some(master) => {
+            let master = master.clone();
+            let timeout = opts.timeout;
+            super::runtime::handle().spawn(async move {
+                if let Err(e) = super::elastic::join_master(n, &master, host, port, timeout).await {
+                    eprintln!("cohort worker: cannot join the master at {master}: {e}");
+                    std::process::exit(1);
+                }
+            });
+        }
+        None => listen::announce(&host, port)
+            .map_err(|e| format!("cannot announce the address: {e}"))?,
+    }
     start_master_timer(opts.timeout);
     let limits = AcceptLimits {
         max_handshakes: opts.max_handshakes,
@@ -670,43 +758,7 @@ async fn accept_connection(
     drop(permit);
     let first = read_one(&mut est, Duration::from_secs(30)).await?;
     match first.kind {
-        Some(Kind::Join(join)) => {
-            if JOINED.swap(true, Ordering::AcqRel) {
-                return Err(ConnectError::SecondMaster);
-            }
-            *n.master_hostname.write() = join.master_hostname.clone();
-            n.join_as_worker(Joined {
-                pid: join.pid,
-                topology: topology_from_wire(join.topology()),
-                lazy: join.lazy,
-                known: join.known,
-                // Eager all-to-all and custom: connect to the workers the master named.
-                // Under a custom topology these are the only workers this one may call.
-                connect_now: join.connect_now,
-                custom: true,
-                heartbeat: crate::core::liveness::Heartbeat::new(
-                    Duration::from_millis(join.heartbeat_interval_ms),
-                    Duration::from_millis(join.heartbeat_timeout_ms),
-                )
-                .ok(),
-            });
-            let jc = proto::JoinComplete {
-                os_pid: std::process::id(),
-                cpu_threads: std::thread::available_parallelism()
-                    .map(|c| c.get() as u32)
-                    .unwrap_or(1),
-                hostname: listen::group_hostname(),
-            };
-            write_one(
-                &mut est,
-                &Envelope {
-                    kind: Some(Kind::JoinComplete(jc)),
-                },
-            )
-            .await?;
-            Peer::register(n, MASTER, est);
-            Ok(())
-        }
+        Some(Kind::Join(join)) => become_worker(n, est, join).await,
         Some(Kind::Identify(id)) => {
             if n.peek(|c| c.membership().topology().0) == Topology::MasterWorker {
                 return Err(ConnectError::TopologyForbids { pid: id.pid });
@@ -719,4 +771,54 @@ async fn accept_connection(
             expected: "Join or Identify",
         }),
     }
+}
+
+/// Makes this process the worker `join` describes, on `est`, the connection its master
+/// sent it on: records the cluster, answers `JoinComplete` and serves the master's
+/// messages from then on. A master's connection, whichever end opened it (the master,
+/// to a worker it launched; an elastic worker, to its master's join listener).
+///
+/// # Errors
+/// [`ConnectError::SecondMaster`] if a master already joined this process; the I/O
+/// error of writing the answer.
+pub(crate) async fn become_worker(
+    n: &Arc<Node>,
+    mut est: Established,
+    join: proto::Join,
+) -> Result<(), ConnectError> {
+    if JOINED.swap(true, Ordering::AcqRel) {
+        return Err(ConnectError::SecondMaster);
+    }
+    *n.master_hostname.write() = join.master_hostname.clone();
+    n.join_as_worker(Joined {
+        pid: join.pid,
+        topology: topology_from_wire(join.topology()),
+        lazy: join.lazy,
+        known: join.known,
+        // Eager all-to-all and custom: connect to the workers the master named.
+        // Under a custom topology these are the only workers this one may call.
+        connect_now: join.connect_now,
+        custom: true,
+        heartbeat: crate::core::liveness::Heartbeat::new(
+            Duration::from_millis(join.heartbeat_interval_ms),
+            Duration::from_millis(join.heartbeat_timeout_ms),
+        )
+        .ok(),
+    });
+    let jc = proto::JoinComplete {
+        os_pid: std::process::id(),
+        cpu_threads: std::thread::available_parallelism()
+            .map(|c| c.get() as u32)
+            .unwrap_or(1),
+        hostname: listen::group_hostname(),
+    };
+    write_one(
+        &mut est,
+        &Envelope {
+            kind: Some(Kind::JoinComplete(jc)),
+        },
+    )
+    .await?;
+    Peer::register(n, MASTER, est);
+    Ok(())
 }

@@ -53,7 +53,7 @@ pub struct Reject {
 /// Exactly one message per frame once the handshake is done.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Envelope {
-    #[prost(oneof = "envelope::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12")]
+    #[prost(oneof = "envelope::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13")]
     pub kind: ::core::option::Option<envelope::Kind>,
 }
 /// Nested message and enum types in `Envelope`.
@@ -82,6 +82,8 @@ pub mod envelope {
         Interrupt(super::Interrupt),
         #[prost(message, tag = "12")]
         Heartbeat(super::Heartbeat),
+        #[prost(message, tag = "13")]
+        JoinRequest(super::JoinRequest),
     }
 }
 /// The identity of a remote reference.
@@ -181,6 +183,17 @@ pub struct RemoteError {
 pub struct Identify {
     #[prost(uint32, tag = "1")]
     pub pid: u32,
+}
+/// The first message on a connection an elastic worker opened to its master's join
+/// listener (`cohort-worker --join`), after the handshake: where the worker listens for
+/// the other workers. The master answers with `Join`, as to a worker it launched.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct JoinRequest {
+    /// The address other workers connect to.
+    #[prost(string, tag = "1")]
+    pub host: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
 }
 /// A worker as the cluster knows it.
 #[derive(Clone, PartialEq, ::prost::Message)]
