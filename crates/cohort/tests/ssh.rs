@@ -5,55 +5,19 @@
 //! Skips (printing "skipped: ...") when no test sshd can be had, except under CI
 //! (`CI` set, as `.ci/run` does): there a missing sshd fails the tests.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cohort::prelude::*;
 use cohort::transport::SshManager;
 
+mod common;
+use common::{in_ci, sshd, Sshd};
+
 /// Each test has a cluster of its own; only the tests that count this process's
 /// `ssh -W` children take this lock (those are process-wide).
 static TUNNELS: Mutex<()> = Mutex::new(());
-
-struct Sshd {
-    port: u16,
-    user: String,
-    key: String,
-    wrong_key: String,
-}
-
-fn sshd() -> Option<Sshd> {
-    let dir =
-        PathBuf::from(std::env::var("COHORT_TEST_SSHD_DIR").unwrap_or("/tmp/cohort-sshd".into()));
-    let env = dir.join("env");
-    if !env.exists() {
-        // Not set up by .ci/run: start it ourselves if this machine has sshd.
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/sshd-test-env.sh");
-        let _ = std::process::Command::new("bash")
-            .arg(script)
-            .arg("--no-install")
-            .stdin(std::process::Stdio::null())
-            .status();
-    }
-    let text = std::fs::read_to_string(&env).ok()?;
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .map(str::to_string)
-    };
-    Some(Sshd {
-        port: get("PORT")?.parse().ok()?,
-        user: get("USER")?,
-        key: get("KEY")?,
-        wrong_key: get("WRONG_KEY")?,
-    })
-}
-
-/// Whether this is a CI run (`CI` set and not `false`/`0`), where a test must not skip.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
 
 macro_rules! need_sshd {
     () => {

@@ -16,6 +16,13 @@
 //!   carries every session to that machine (launches and tunnels): one
 //!   authentication per machine instead of one per worker.
 //!
+//! - With [`copy_executable`](SshManager::copy_executable) (on by default for the
+//!   driver's own executable) nothing has to be installed on the machines: before
+//!   the first worker on a machine starts, one short ssh checks whether the machine has
+//!   this very build (its SHA-256) in the per-user cache or at the driver's path; if
+//!   not, the driver copies its executable into the cache over ssh, and the workers
+//!   start from there. See [`CopyExecutable`].
+//!
 //! `BatchMode=yes` is always set: ssh never prompts, so a missing or wrong key fails at
 //! once with ssh's own message instead of hanging.
 
@@ -76,6 +83,46 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Whether an [`SshManager`] puts the driver's own executable on the machines
+/// ([`SshManager::copy_executable`]). Only the driver's own executable is copied: an
+/// executable named with [`SshManager::executable`] or `AddProcs::executable` is a
+/// path on the machines, used as it is.
+///
+/// Copies go to a per-user cache on each machine —
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/cohort/exe/<sha256>/<name>`, or the directory
+/// [`SshManager::exe_cache`] names — made with mode 0700 under `umask 077`, written to a
+/// temporary name, checked against the driver's SHA-256 on the machine and only then
+/// renamed into place, so a cut copy is never run. A cached copy is checked again
+/// (its SHA-256) before each launch uses it: the cache is keyed by the build, not
+/// trusted. The workers' handshake then compares build fingerprints as for any
+/// worker (the copy has the driver's build ID, so closures run there too).
+/// The machines need `sh`, `cat` and `sha256sum` (coreutils).
+///
+/// ```
+/// use cohort_transport::ssh::CopyExecutable;
+/// assert_eq!(CopyExecutable::default(), CopyExecutable::IfMissing);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyExecutable {
+    /// Run this build from the cache if it is there, else from the driver's path if
+    /// the machine has this very build there, else copy it into the cache (the
+    /// default).
+    #[default]
+    IfMissing,
+    /// Always run from the cache, copying the build there if it is not yet.
+    Always,
+    /// Never copy: the executable must be at the driver's path on every machine
+    /// (Julia's rule).
+    Never,
+}
+
+/// The driver's executable, as copies of it are named.
+struct LocalExe {
+    path: String,
+    /// Its SHA-256, hex.
+    sha256: String,
+}
+
 /// Where one machine's control master lives.
 struct ControlMaster {
     path: PathBuf,
@@ -89,6 +136,23 @@ struct Shared {
     /// The control sockets made so far, by destination.
     paths: Mutex<Vec<(String, PathBuf)>>,
     launching: Semaphore,
+    /// The driver's executable and its digest, computed on first use.
+    local_exe: tokio::sync::OnceCell<Arc<LocalExe>>,
+    /// Per machine, the path its workers run (found or copied once).
+    placed: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<String>>>>,
+}
+
+impl Shared {
+    fn new(control_dir: PathBuf, max_parallel: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            control_dir,
+            masters: tokio::sync::Mutex::new(HashMap::new()),
+            paths: Mutex::new(Vec::new()),
+            launching: Semaphore::new(max_parallel),
+            local_exe: tokio::sync::OnceCell::new(),
+            placed: Mutex::new(HashMap::new()),
+        })
+    }
 }
 
 impl Drop for Shared {
@@ -127,6 +191,8 @@ pub struct SshManager {
     exeflags: Vec<String>,
     env: Vec<(String, String)>,
     max_parallel: usize,
+    copy: CopyExecutable,
+    exe_cache: Option<String>,
     shared: Arc<Shared>,
 }
 
@@ -191,12 +257,9 @@ impl SshManager {
             exeflags: Vec::new(),
             env: Vec::new(),
             max_parallel: DEFAULT_MAX_PARALLEL,
-            shared: Arc::new(Shared {
-                control_dir,
-                masters: tokio::sync::Mutex::new(HashMap::new()),
-                paths: Mutex::new(Vec::new()),
-                launching: Semaphore::new(DEFAULT_MAX_PARALLEL),
-            }),
+            copy: CopyExecutable::default(),
+            exe_cache: None,
+            shared: Shared::new(control_dir, DEFAULT_MAX_PARALLEL),
         }
     }
 
@@ -288,12 +351,32 @@ impl SshManager {
     /// ```
     pub fn max_parallel(mut self, n: usize) -> Self {
         self.max_parallel = n.max(1);
-        self.shared = Arc::new(Shared {
-            control_dir: self.shared.control_dir.clone(),
-            masters: tokio::sync::Mutex::new(HashMap::new()),
-            paths: Mutex::new(Vec::new()),
-            launching: Semaphore::new(self.max_parallel),
-        });
+        self.shared = Shared::new(self.shared.control_dir.clone(), self.max_parallel);
+        self
+    }
+
+    /// Whether to put the driver's own executable on machines that lack it (default
+    /// [`CopyExecutable::IfMissing`]; [`CopyExecutable::Never`] turns copying off).
+    /// See [`CopyExecutable`].
+    ///
+    /// ```
+    /// use cohort_transport::{ssh::CopyExecutable, SshManager};
+    /// let _ = SshManager::new(["h"]).unwrap().copy_executable(CopyExecutable::Never);
+    /// ```
+    pub fn copy_executable(mut self, copy: CopyExecutable) -> Self {
+        self.copy = copy;
+        self
+    }
+
+    /// The directory on the machines that holds copied executables (default
+    /// `${XDG_CACHE_HOME:-$HOME/.cache}/cohort/exe`; an absolute path, or one relative
+    /// to the login directory).
+    ///
+    /// ```
+    /// let _ = cohort_transport::SshManager::new(["h"]).unwrap().exe_cache("/scratch/me/cohort");
+    /// ```
+    pub fn exe_cache(mut self, dir: impl Into<String>) -> Self {
+        self.exe_cache = Some(dir.into());
         self
     }
 
@@ -643,6 +726,185 @@ impl SshManager {
     }
 }
 
+impl SshManager {
+    /// The path `spec`'s workers run: `exe` itself, or this build in the machine's
+    /// cache (found there, or copied) — decided once per machine, whichever worker
+    /// asks first; the others wait for it.
+    async fn remote_executable(
+        &self,
+        spec: &MachineSpec,
+        exe: &str,
+        own: bool,
+    ) -> Result<String, LaunchError> {
+        if !own || self.copy == CopyExecutable::Never {
+            return Ok(exe.to_string());
+        }
+        let cell = self
+            .shared
+            .placed
+            .lock()
+            .entry(Self::key(spec))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.place_executable(spec, exe))
+            .await
+            .cloned()
+    }
+
+    /// The driver's executable and its SHA-256 (read once, off the runtime's threads).
+    async fn local_exe(&self, exe: &str) -> Result<Arc<LocalExe>, LaunchError> {
+        let path = exe.to_string();
+        self.shared
+            .local_exe
+            .get_or_try_init(|| async move {
+                let p = path.clone();
+                let digest = tokio::task::spawn_blocking(move || sha256_file(&p))
+                    .await
+                    .map_err(|e| LaunchError::Other(format!("hashing {path}: {e}")))?
+                    .map_err(|source| LaunchError::Spawn {
+                        exe: path.clone(),
+                        source,
+                    })?;
+                Ok(Arc::new(LocalExe {
+                    path,
+                    sha256: digest,
+                }))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Finds this build on `spec`'s machine, or copies it there; returns the path to run.
+    async fn place_executable(&self, spec: &MachineSpec, exe: &str) -> Result<String, LaunchError> {
+        let local = self.local_exe(exe).await?;
+        let name = std::path::Path::new(&local.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cohort-worker".into());
+        let cache = match &self.exe_cache {
+            Some(d) => shell_quote(d),
+            None => "\"${XDG_CACHE_HOME:-$HOME/.cache}/cohort/exe\"".to_string(),
+        };
+        let digest = &local.sha256;
+        let same_path_ok = self.copy == CopyExecutable::IfMissing;
+        // One short ssh: the cached copy if it is this build, else the driver's path
+        // if it holds this build, else where a copy goes. Paths come back expanded.
+        let probe = format!(
+            "c={cache}/{short}/{name_q}; e={exe_q}; \
+             sum() {{ sha256sum \"$1\" 2>/dev/null | cut -d' ' -f1; }}; \
+             case \"$c\" in /*) ;; *) c=\"$HOME/$c\";; esac; \
+             if [ -x \"$c\" ] && [ \"$(sum \"$c\")\" = {digest} ]; then echo \"cohort-exe cached $c\"; \
+             elif {same_path_ok} && [ -x \"$e\" ] && [ \"$(sum \"$e\")\" = {digest} ]; then echo \"cohort-exe same $e\"; \
+             else echo \"cohort-exe absent $c\"; fi",
+            short = &digest[..32],
+            name_q = shell_quote(&name),
+            exe_q = shell_quote(&local.path),
+            same_path_ok = if same_path_ok { "true" } else { "false" },
+        );
+        let out = self.run_remote(spec, &probe).await?;
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("cohort-exe "))
+            .ok_or_else(|| remote_err(spec, format!("checking for the executable said {out:?}")))?;
+        let (what, path) = line
+            .split_once(' ')
+            .ok_or_else(|| remote_err(spec, format!("checking for the executable said {out:?}")))?;
+        if what != "absent" {
+            tracing::debug!(host = %spec.destination(), path, what, "worker executable found");
+            return Ok(path.to_string());
+        }
+        self.copy_to(spec, &local, path).await?;
+        Ok(path.to_string())
+    }
+
+    /// Copies the driver's executable to `path` on `spec`'s machine over ssh: written
+    /// to a temporary name, checked against its SHA-256 there, then renamed.
+    async fn copy_to(
+        &self,
+        spec: &MachineSpec,
+        local: &LocalExe,
+        path: &str,
+    ) -> Result<(), LaunchError> {
+        let q = shell_quote(path);
+        let command = format!(
+            "umask 077; c={q}; t=\"$c.part.$$\"; mkdir -p \"$(dirname \"$c\")\" && cat > \"$t\" && \
+             [ \"$(sha256sum \"$t\" | cut -d' ' -f1)\" = {digest} ] && chmod 700 \"$t\" && mv -f \"$t\" \"$c\" \
+             || {{ rm -f \"$t\"; echo \"the copy of the executable at $c failed its SHA-256 check (or could not be written)\" >&2; exit 1; }}",
+            digest = local.sha256,
+        );
+        let control = self.control_for(spec).await?;
+        let mut cmd = self.ssh_command(spec, control.as_deref());
+        cmd.arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| remote_err(spec, format!("cannot run {}: {e}", self.ssh)))?;
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        let mut file =
+            tokio::fs::File::open(&local.path)
+                .await
+                .map_err(|source| LaunchError::Spawn {
+                    exe: local.path.clone(),
+                    source,
+                })?;
+        let sent = tokio::io::copy(&mut file, &mut stdin).await;
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| remote_err(spec, format!("copying the executable: {e}")))?;
+        if let Err(e) = sent {
+            if out.status.success() {
+                return Err(remote_err(spec, format!("copying the executable: {e}")));
+            }
+        }
+        if !out.status.success() {
+            return Err(remote_err(
+                spec,
+                format!(
+                    "copying the executable to {path} failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        tracing::info!(host = %spec.destination(), path, "copied the worker executable");
+        Ok(())
+    }
+}
+
+/// The SHA-256 of the file at `path`, hex; remembered for the process while the file's
+/// size and modification time stay the same (every manager of a driver asks).
+fn sha256_file(path: &str) -> io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    /// A file as last seen: path, size, modification time (s, ns).
+    type Seen = (String, u64, i64, i64);
+    static KNOWN: Mutex<Vec<(Seen, String)>> = Mutex::new(Vec::new());
+    let mut f = std::fs::File::open(path)?;
+    let m = f.metadata()?;
+    let key = (path.to_string(), m.len(), m.mtime(), m.mtime_nsec());
+    if let Some((_, d)) = KNOWN.lock().iter().find(|(k, _)| *k == key) {
+        return Ok(d.clone());
+    }
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    KNOWN.lock().push((key, digest.clone()));
+    Ok(digest)
+}
+
 /// What the manager keeps per worker.
 struct SshWorker {
     pid: AtomicU32,
@@ -717,11 +979,16 @@ impl ClusterManager for SshManager {
                     }
                 }
             }
+            // Only the driver's own executable is copied; a named one is a remote path.
+            let own = self.executable.is_none() && params.executable.is_none();
             let results = join_all(jobs.into_iter().map(|m| {
                 let exe = &exe;
                 let launched = &launched;
                 async move {
-                    let r = self.launch_one(m, params, exe).await;
+                    let r = match self.remote_executable(m, exe, own).await {
+                        Ok(path) => self.launch_one(m, params, &path).await,
+                        Err(e) => Err(e),
+                    };
                     if let Ok(c) = &r {
                         let _ = launched.send(c.clone());
                     }

@@ -62,9 +62,8 @@ impl NetnsHosts {
                 .status();
         }
         let Ok(text) = std::fs::read_to_string(&env) else {
-            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
             assert!(
-                !ci,
+                !in_ci(),
                 "no network-namespace hosts under CI: scripts/netns-hosts.sh (run by .ci/run \
                  as root) must have made them"
             );
@@ -107,23 +106,70 @@ impl NetnsHosts {
     }
 
     /// An SSH manager for `specs` (`N*user@host`, without the port: the hosts'
-    /// sshd port is added) that starts this test binary as the worker.
+    /// sshd port is added) that starts this test binary as the worker, at its path.
     pub(crate) fn manager(&self, specs: &[String]) -> cohort::SshManager {
-        let specs: Vec<String> = specs.iter().map(|s| format!("{s}:{}", self.port)).collect();
-        cohort::SshManager::new(&specs)
-            .unwrap()
-            .sshflags([
-                "-i",
-                self.key.as_str(),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=5",
-            ])
+        self.bare_manager(specs)
             .executable(std::env::current_exe().unwrap().display().to_string())
     }
+
+    /// An SSH manager for `specs` with the hosts' ssh options and the manager's
+    /// defaults otherwise (the driver's own executable, copied where it is missing).
+    pub(crate) fn bare_manager(&self, specs: &[String]) -> cohort::SshManager {
+        let specs: Vec<String> = specs.iter().map(|s| format!("{s}:{}", self.port)).collect();
+        cohort::SshManager::new(&specs).unwrap().sshflags([
+            "-i",
+            self.key.as_str(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=5",
+        ])
+    }
+}
+
+/// The private test sshd of `scripts/sshd-test-env.sh` on 127.0.0.1.
+pub(crate) struct Sshd {
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) key: String,
+    pub(crate) wrong_key: String,
+}
+
+/// The test sshd, started by its script if need be; `None` where there is none.
+pub(crate) fn sshd() -> Option<Sshd> {
+    let dir = std::path::PathBuf::from(
+        std::env::var("COHORT_TEST_SSHD_DIR").unwrap_or("/tmp/cohort-sshd".into()),
+    );
+    let env = dir.join("env");
+    if !env.exists() {
+        // Not set up by .ci/run: start it ourselves if this machine has sshd.
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/sshd-test-env.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .arg("--no-install")
+            .stdin(std::process::Stdio::null())
+            .status();
+    }
+    let text = std::fs::read_to_string(&env).ok()?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    Some(Sshd {
+        port: get("PORT")?.parse().ok()?,
+        user: get("USER")?,
+        key: get("KEY")?,
+        wrong_key: get("WRONG_KEY")?,
+    })
+}
+
+/// Whether this is a CI run (`CI` set and not `false`/`0`), where a test must not skip.
+pub(crate) fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
