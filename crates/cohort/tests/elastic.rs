@@ -43,8 +43,7 @@ fn join(addr: SocketAddr, cookie: &str, extra: &[&str]) -> Child {
 }
 
 fn listen(c: &Cluster) -> ElasticListener {
-    c.listen_for_workers("127.0.0.1:0".parse().unwrap())
-        .unwrap()
+    c.listen_for_workers(None).unwrap()
 }
 
 /// Waits until `c` has `n` workers, and returns them.

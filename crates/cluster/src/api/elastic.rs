@@ -19,7 +19,7 @@ use crate::shell::elastic::{bind, serve_joins, JoinCounts};
 ///
 /// ```
 /// let c = cohort_cluster::Cluster::new();
-/// let joins = c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let joins = c.listen_for_workers(None).unwrap();
 /// assert!(joins.addr().ip().is_loopback());
 /// assert_eq!((joins.joined(), joins.refused()), (0, 0));
 /// ```
@@ -36,7 +36,7 @@ impl ElasticListener {
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
-    /// let joins = c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let joins = c.listen_for_workers(None).unwrap();
     /// assert_ne!(joins.addr().port(), 0);
     /// ```
     pub fn addr(&self) -> SocketAddr {
@@ -47,7 +47,7 @@ impl ElasticListener {
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
-    /// assert_eq!(c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap().joined(), 0);
+    /// assert_eq!(c.listen_for_workers(None).unwrap().joined(), 0);
     /// ```
     pub fn joined(&self) -> u64 {
         self.counts.joined.load(Ordering::Relaxed)
@@ -59,7 +59,7 @@ impl ElasticListener {
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
-    /// assert_eq!(c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap().refused(), 0);
+    /// assert_eq!(c.listen_for_workers(None).unwrap().refused(), 0);
     /// ```
     pub fn refused(&self) -> u64 {
         self.counts.refused.load(Ordering::Relaxed)
@@ -76,7 +76,7 @@ impl ElasticListener {
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
-    /// let joins = c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let joins = c.listen_for_workers(None).unwrap();
     /// let path = std::env::temp_dir().join(format!("cohort-doc-cookie-{}", std::process::id()));
     /// joins.write_cookie_file(&path).unwrap();
     /// assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), c.cookie().expose());
@@ -98,7 +98,7 @@ impl ElasticListener {
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
-    /// let joins = c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let joins = c.listen_for_workers(None).unwrap();
     /// let cmd = joins.join_command("/run/user/1000/cohort.cookie");
     /// assert!(cmd.starts_with("cohort-worker --join 127.0.0.1:"));
     /// assert!(cmd.ends_with("--cookie-file /run/user/1000/cohort.cookie"));
@@ -115,7 +115,7 @@ impl ElasticListener {
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
-    /// c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap().close();
+    /// c.listen_for_workers(None).unwrap().close();
     /// ```
     pub fn close(self) {}
 }
@@ -127,8 +127,9 @@ impl Drop for ElasticListener {
 }
 
 impl Cluster {
-    /// Listens at `addr` for elastic workers (Julia's `ElasticManager`): workers that
-    /// join this cluster by themselves, at any time, started with
+    /// Listens at `addr` — `None`: 127.0.0.1 and a port the OS picks — for elastic
+    /// workers (Julia's `ElasticManager`): workers that join this cluster by
+    /// themselves, at any time, started with
     /// `cohort-worker --join HOST:PORT` (the cookie from `--cookie-file FILE` or the
     /// first line of stdin, never the command line) or as any cohort program started
     /// with `--cohort-worker --join HOST:PORT`.
@@ -143,8 +144,8 @@ impl Cluster {
     /// [`rmprocs`](Self::rmprocs) asks it to exit. A connection that fails
     /// authentication is refused and logged, and the cluster goes on undisturbed.
     ///
-    /// Bind to a loopback address (as the example does) unless workers on other hosts
-    /// are to join; then bind to an address they reach, preferably with TLS on.
+    /// Keep the default, loopback, unless workers on other hosts are to join; then bind
+    /// to an address they reach, preferably with TLS on.
     ///
     /// # Errors
     /// [`ClusterError::NotMaster`] on a worker; [`ClusterError::Listen`] if `addr`
@@ -152,11 +153,20 @@ impl Cluster {
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
-    /// let joins = c.listen_for_workers("127.0.0.1:0".parse().unwrap()).unwrap();
+    /// let joins = c.listen_for_workers(None).unwrap(); // loopback, any port
+    /// assert!(joins.addr().ip().is_loopback());
     /// // On the workers' host: cohort-worker --join <joins.addr()> --cookie-file FILE
     /// println!("{}", joins.join_command("cohort.cookie"));
+    /// // Or at a given address:
+    /// let _elsewhere = c.listen_for_workers("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap());
     /// ```
-    pub fn listen_for_workers(&self, addr: SocketAddr) -> Result<ElasticListener, ClusterError> {
+    pub fn listen_for_workers(
+        &self,
+        addr: impl Into<Option<SocketAddr>>,
+    ) -> Result<ElasticListener, ClusterError> {
+        let addr = addr
+            .into()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         if self.node.is_worker() {
             return Err(ClusterError::NotMaster);
         }
