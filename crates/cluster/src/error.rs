@@ -291,6 +291,13 @@ pub enum CallError {
         /// The time limit.
         after: std::time::Duration,
     },
+    /// An operation only the master may do was called on a worker (Julia's
+    /// `interrupt`: "only possible on the master").
+    #[error("{what} is possible only on the master (pid 1)")]
+    MasterOnly {
+        /// The operation.
+        what: &'static str,
+    },
     /// The channel is closed (and, for `take`, drained).
     #[error("the channel is closed")]
     ChannelClosed,

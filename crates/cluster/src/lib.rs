@@ -66,13 +66,13 @@ pub use api::deprecated::{
 };
 pub use api::elastic::ElasticListener;
 pub use api::future::Future;
-pub use api::interrupt::interrupt;
+pub use api::interrupt::{interrupt, interrupt_all};
 pub use api::limits::{MAX_FRAME_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM};
 pub use api::liveness::{HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV};
 pub use api::observe;
 pub use api::procs::{
-    addprocs, cluster_cookie, myid, nprocs, nworkers, procs, procs_of, rmprocs, rmprocs_nowait,
-    set_cluster_cookie, workers, AddProcs, RmStatus, RmprocsTask,
+    addprocs, cluster_cookie, myid, myrole, nprocs, nworkers, procs, procs_of, rmprocs,
+    rmprocs_nowait, set_cluster_cookie, workers, AddProcs, ProcessRole, RmStatus, RmprocsTask,
 };
 pub use api::topology::topology;
 pub use cohort_transport::{

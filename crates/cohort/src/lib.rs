@@ -73,14 +73,15 @@
 pub use cohort_cluster::codec::Bulk;
 pub use cohort_cluster::{
     addprocs, builtins, channel_from_id, closure, cluster_cookie, fetchfrom, interrupt,
-    interrupted, myid, nprocs, nworkers, procs, procs_of, remote_do, remotecall, remotecall_fetch,
-    remotecall_wait, rmprocs, rmprocs_nowait, run_worker, runtime, set_cluster_cookie, spawnat,
-    stats, stats_of, workers, AddProcs, CallError, Closure, Cluster, ClusterError, ClusterManager,
-    ConnectError, Cookie, ElasticListener, ErrorKind, Failure, Future, LaunchParams, LocalManager,
-    Pid, ProtocolError, RefId, RemoteChannel, RemoteException, RemoteFn, RmStatus, RmprocsTask,
-    SendError, Stats, Target, Topology, WorkerArgsError, WorkerConfig, WorkerOptions,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES, HANDSHAKE_TIMEOUT_ENV, MAX_FRAME_ENV,
-    MAX_HANDSHAKES_ENV, MIN_MAX_FRAME, PAYLOAD_ROOM,
+    interrupt_all, interrupted, myid, myrole, nprocs, nworkers, procs, procs_of, remote_do,
+    remotecall, remotecall_fetch, remotecall_wait, rmprocs, rmprocs_nowait, run_worker, runtime,
+    set_cluster_cookie, spawnat, stats, stats_of, workers, AddProcs, CallError, Closure, Cluster,
+    ClusterError, ClusterManager, ConnectError, Cookie, ElasticListener, ErrorKind, Failure,
+    Future, LaunchParams, LocalManager, Pid, ProcessRole, ProtocolError, RefId, RemoteChannel,
+    RemoteException, RemoteFn, RmStatus, RmprocsTask, SendError, Stats, Target, Topology,
+    WorkerArgsError, WorkerConfig, WorkerOptions, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_HANDSHAKES, HANDSHAKE_TIMEOUT_ENV, MAX_FRAME_ENV, MAX_HANDSHAKES_ENV,
+    MIN_MAX_FRAME, PAYLOAD_ROOM,
 };
 #[allow(deprecated)]
 pub use cohort_cluster::{

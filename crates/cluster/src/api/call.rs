@@ -409,22 +409,33 @@ where
 /// # Cancel safety
 /// As [`remotecall_fetch`].
 ///
+/// `target` is a pid or [`Target::Any`], the next worker in turn (Julia's
+/// `@fetch expr`).
+///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
-/// let v = cohort_cluster::fetchfrom(1, || cohort_cluster::myid()).await.unwrap();
+/// use cohort_cluster::{fetchfrom, Target};
+/// let v = fetchfrom(1, || cohort_cluster::myid()).await.unwrap();
 /// assert_eq!(v, 1);
+/// // Julia's `@fetch`: whichever worker is next (the master while it has none).
+/// assert_eq!(fetchfrom(Target::Any, || 2 + 2).await.unwrap(), 4);
 /// # });
 /// ```
 #[cohort_macros::twin_fn(
     example = " assert_eq!(cohort_cluster::blocking::fetchfrom(1, || 5).unwrap(), 5);"
 )]
 pub fn fetchfrom<F>(
-    pid: Pid,
+    target: impl Into<Target>,
     f: F,
 ) -> impl std::future::Future<Output = Result<F::Output, CallError>>
 where
     F: RemoteFn<()>,
     F::Output: Serialize + DeserializeOwned + Send + 'static,
 {
-    remotecall_fetch(f, pid, ())
+    let n = current();
+    let pid = match target.into() {
+        Target::Pid(p) => p,
+        Target::Any => n.next_worker(),
+    };
+    remotecall_fetch_in(n, f, pid, ())
 }

@@ -146,6 +146,17 @@ impl Cluster {
         enter(&self.node, f)
     }
 
+    /// Whether this process is this cluster's master or one of its workers (Julia's
+    /// `myrole()`).
+    ///
+    /// ```
+    /// use cohort_cluster::{Cluster, ProcessRole};
+    /// assert_eq!(Cluster::new().myrole(), ProcessRole::Master);
+    /// ```
+    pub fn myrole(&self) -> crate::api::procs::ProcessRole {
+        crate::api::procs::role_of(&self.node)
+    }
+
     /// This process's id in this cluster (Julia's `myid`).
     ///
     /// ```
@@ -541,6 +552,19 @@ impl Cluster {
     /// ```
     pub fn interrupt(&self, pids: &[Pid]) -> Result<(), CallError> {
         crate::api::interrupt::interrupt_in(&self.node, pids)
+    }
+
+    /// Interrupts the calls running on every worker of this cluster (as
+    /// [`interrupt_all`](crate::interrupt_all), Julia's `interrupt()`).
+    ///
+    /// # Errors
+    /// As [`interrupt`](crate::interrupt).
+    ///
+    /// ```
+    /// cohort_cluster::Cluster::new().interrupt_all().unwrap();
+    /// ```
+    pub fn interrupt_all(&self) -> Result<(), CallError> {
+        crate::api::interrupt::interrupt_all_in(&self.node)
     }
 
     /// A watch on this cluster's membership: its value counts the changes so far (a

@@ -22,9 +22,13 @@ use crate::shell::node::{current, Node};
 /// [`interrupted`](crate::interrupted) reads. On the master, the cluster manager's
 /// `manage` is told ([`ManageEvent::Interrupt`]). Returns at once.
 ///
+/// Only the master interrupts, as in Julia; [`interrupt_all`] is Julia's
+/// `interrupt()` with no pids.
+///
 /// # Errors
-/// The first pid that cannot be reached ([`CallError::NoSuchProcess`],
-/// [`CallError::WorkerExited`]); the others are still interrupted.
+/// [`CallError::MasterOnly`] on a worker (nothing is interrupted); else the first pid
+/// that cannot be reached ([`CallError::NoSuchProcess`],
+/// [`CallError::WorkerExited`]), the others being still interrupted.
 ///
 /// ```
 /// cohort_cluster::interrupt(&[]).unwrap();
@@ -33,8 +37,33 @@ pub fn interrupt(pids: &[Pid]) -> Result<(), CallError> {
     interrupt_in(&current(), pids)
 }
 
+/// Interrupts the calls running on every worker (Julia's `interrupt()`).
+///
+/// # Errors
+/// As [`interrupt`].
+///
+/// ```
+/// cohort_cluster::interrupt_all().unwrap(); // no workers: nothing to do
+/// ```
+pub fn interrupt_all() -> Result<(), CallError> {
+    interrupt_all_in(&current())
+}
+
+/// [`interrupt_all`] in `n`'s cluster.
+pub(crate) fn interrupt_all_in(n: &Node) -> Result<(), CallError> {
+    let workers: Vec<Pid> = n
+        .workers()
+        .into_iter()
+        .filter(|&p| p != cohort_wire::ids::MASTER)
+        .collect();
+    interrupt_in(n, &workers)
+}
+
 /// [`interrupt`] in `n`'s cluster.
 pub(crate) fn interrupt_in(n: &Node, pids: &[Pid]) -> Result<(), CallError> {
+    if n.is_worker() {
+        return Err(CallError::MasterOnly { what: "interrupt" });
+    }
     let mut first_err = None;
     for &pid in pids {
         if pid == n.myid() {

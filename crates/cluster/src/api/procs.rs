@@ -64,6 +64,21 @@ impl std::fmt::Debug for AddProcs {
 }
 
 impl AddProcs {
+    /// One worker per CPU thread of this host (Julia's `addprocs()` with no count,
+    /// `Sys.CPU_THREADS` workers), started by [`LocalManager`].
+    ///
+    /// ```
+    /// // As many workers as `std::thread::available_parallelism()`.
+    /// let _ = cohort_cluster::AddProcs::local_per_cpu_thread();
+    /// ```
+    pub fn local_per_cpu_thread() -> Self {
+        Self::local(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
+    }
+
     /// `count` workers on this host, started by [`LocalManager`].
     ///
     /// ```
@@ -462,6 +477,37 @@ pub(crate) fn rmprocs_nowait_in(n: &Node, pids: &[Pid]) -> Result<RmprocsTask, C
         futures::future::join_all(kills).await;
     });
     Ok(RmprocsTask { handle })
+}
+
+/// What a process is in its cluster (Julia's `myrole()`: `:master` or `:worker`).
+///
+/// ```
+/// assert_eq!(cohort_cluster::myrole(), cohort_cluster::ProcessRole::Master);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ProcessRole {
+    /// The master (pid 1): adds and removes workers.
+    Master,
+    /// A worker (pid 2, 3, …).
+    Worker,
+}
+
+pub(crate) fn role_of(n: &crate::shell::node::Node) -> ProcessRole {
+    if n.is_worker() {
+        ProcessRole::Worker
+    } else {
+        ProcessRole::Master
+    }
+}
+
+/// Whether this process is the master or a worker of the current cluster (Julia's
+/// `myrole()`).
+///
+/// ```
+/// assert_eq!(cohort_cluster::myrole(), cohort_cluster::ProcessRole::Master);
+/// ```
+pub fn myrole() -> ProcessRole {
+    role_of(&current())
 }
 
 /// This process's id: 1 on the master, 2, 3, … on workers.
