@@ -32,7 +32,7 @@
 //!
 //! ```
 //! use cohort_pool::{pmap_with, BatchSize, PmapOptions};
-//! let squares = cohort_pool::blocking::pmap(|x: u64| x * x, (0..10).collect()).unwrap();
+//! let squares = cohort_pool::blocking::pmap(|x: u64| x * x, 0..10).unwrap();
 //! assert_eq!(squares[3], 9);
 //! let total = cohort_pool::blocking::distributed_reduce(0..100, |i: i64| i, |a: i64, b: i64| a + b);
 //! assert_eq!(total.unwrap(), 4950);
