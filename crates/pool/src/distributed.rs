@@ -28,9 +28,9 @@ pub trait LoopIndex:
     fn offset(self) -> u128;
     /// The value at `offset` from the type's minimum (`offset` in range).
     fn from_offset(offset: u128) -> Self;
-    /// Calls `f` on each of `lo..=hi` in order (`lo <= hi`), without stepping past
-    /// the type's maximum.
-    fn each(lo: Self, hi: Self, f: impl FnMut(Self));
+    /// Folds `f` over `lo..=hi` in order (`lo <= hi`), starting from `init`, without
+    /// stepping past the type's maximum.
+    fn fold<A>(lo: Self, hi: Self, init: A, f: impl FnMut(A, Self) -> A) -> A;
 }
 
 macro_rules! loop_index {
@@ -42,13 +42,11 @@ macro_rules! loop_index {
             fn from_offset(offset: u128) -> Self {
                 offset as $t
             }
-            fn each(lo: Self, hi: Self, mut f: impl FnMut(Self)) {
+            fn fold<A>(lo: Self, hi: Self, init: A, mut f: impl FnMut(A, Self) -> A) -> A {
                 // A half-open range and then `hi`: `..=` iterates much slower in tight
                 // loops, and `hi + 1` would overflow at the maximum.
-                for i in lo..hi {
-                    f(i);
-                }
-                f(hi);
+                let acc = (lo..hi).fold(init, &mut f);
+                f(acc, hi)
             }
         })*
         $(impl LoopIndex for $s {
@@ -60,11 +58,9 @@ macro_rules! loop_index {
             fn from_offset(offset: u128) -> Self {
                 (offset as i128).wrapping_add(<$s>::MIN as i128) as $s
             }
-            fn each(lo: Self, hi: Self, mut f: impl FnMut(Self)) {
-                for i in lo..hi {
-                    f(i);
-                }
-                f(hi);
+            fn fold<A>(lo: Self, hi: Self, init: A, mut f: impl FnMut(A, Self) -> A) -> A {
+                let acc = (lo..hi).fold(init, &mut f);
+                f(acc, hi)
             }
         })*
     };
@@ -159,15 +155,14 @@ where
     type Output = T;
 
     fn call(&self, (lo, hi): (I, I)) -> T {
-        let mut acc: Option<T> = None;
-        I::each(lo, hi, |i| {
-            let v = self.body.call((i,));
-            acc = Some(match acc.take() {
-                None => v,
-                Some(a) => self.reducer.call((a, v)),
-            });
-        });
-        acc.expect("a chunk is never empty")
+        let first = self.body.call((lo,));
+        if lo == hi {
+            return first;
+        }
+        let next = I::from_offset(lo.offset() + 1);
+        I::fold(next, hi, first, |acc, i| {
+            self.reducer.call((acc, self.body.call((i,))))
+        })
     }
 
     fn encode_state(&self) -> Result<Vec<u8>, Failure> {
@@ -196,7 +191,7 @@ where
     type Output = ();
 
     fn call(&self, (lo, hi): (I, I)) {
-        I::each(lo, hi, |i| {
+        I::fold(lo, hi, (), |(), i| {
             self.body.call((i,));
         });
     }
