@@ -729,7 +729,7 @@ static REPLACED: Mutex<Vec<AnyPool>> = Mutex::new(Vec::new());
 /// calls without an explicit pool use it from now on — a [`CachingPool`] too, whose
 /// function cache they then share. Returns the pool it replaced, if one had been
 /// installed; [`reset_default_worker_pool`] goes back to the pool that follows the
-/// cluster.
+/// cluster. The installed pool (and with it its cluster) is kept until then.
 ///
 /// ```
 /// use cohort_pool::{default_worker_pool, reset_default_worker_pool, set_default_worker_pool, WorkerPool};
