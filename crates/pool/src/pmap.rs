@@ -3,7 +3,7 @@
 //! back all at once ([`pmap`]) or one by one in input order ([`pmap_stream`]).
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cohort_cluster::{CallError, ErrorKind, Failure, Pid, RemoteException, RemoteFn};
 use futures::task::AtomicWaker;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -429,17 +429,13 @@ struct Work {
 struct Sched<O, Args> {
     /// Batches ready to run: fresh ones, and retries.
     queue: VecDeque<Work>,
-    /// The items pulled from the input whose value is not final yet (for retries).
-    items: HashMap<usize, Args>,
-    /// The results not yet handed to the caller: item `base + k` at `k`.
-    results: VecDeque<Option<O>>,
+    /// The items pulled and not yet handed to the caller: item `base + k` at `k`.
+    entries: VecDeque<Entry<O, Args>>,
     base: usize,
     /// Items pulled from the input so far.
     pulled: usize,
     /// Items pulled whose value is not final.
     outstanding: usize,
-    /// Slots waiting for work.
-    idle: usize,
     /// The input has no more items.
     exhausted: bool,
     /// The caller is gone, or has had the map's failure: hand out nothing more.
@@ -450,7 +446,23 @@ struct Sched<O, Args> {
     panic: Option<Box<dyn Any + Send>>,
 }
 
+/// One item of the map: its argument while it may still be sent (again), then its
+/// result until the caller takes it.
+struct Entry<O, Args> {
+    item: Option<Args>,
+    result: Option<O>,
+}
+
 impl<O, Args> Sched<O, Args> {
+    /// Item `i` has its final value `v` (the caller counts it with
+    /// [`Shared::count_done`]).
+    fn done(&mut self, i: usize, v: O) {
+        let e = &mut self.entries[i - self.base];
+        e.result = Some(v);
+        e.item = None;
+        self.outstanding -= 1;
+    }
+
     fn halted(&self) -> bool {
         self.stopped || self.error.is_some() || self.panic.is_some()
     }
@@ -460,7 +472,7 @@ struct Shared<O, Args> {
     sched: Mutex<Sched<O, Args>>,
     /// Wakes the slots (new work, or the end).
     notify: Notify,
-    /// Wakes the engine (a result, a failure, an idle slot).
+    /// Wakes the engine (a result, a failure, a batch taken from the queue).
     waker: AtomicWaker,
     on_error: Option<OnError<O>>,
     retry_delays: Vec<Duration>,
@@ -472,15 +484,15 @@ struct Shared<O, Args> {
 }
 
 impl<O, Args> Shared<O, Args> {
-    /// Item `i` has its final value.
-    fn done(&self, s: &mut Sched<O, Args>, i: usize, v: O) {
-        s.results[i - s.base] = Some(v);
-        s.items.remove(&i);
-        s.outstanding -= 1;
-        if let Some(b) = &self.bar {
-            b.inc(1);
+    /// `k` more items have their final value: the bar and the dashboard count them.
+    fn count_done(&self, k: usize) {
+        if k == 0 {
+            return;
         }
-        self.progress.done(1);
+        if let Some(b) = &self.bar {
+            b.inc(k as u64);
+        }
+        self.progress.done(k as u64);
     }
 
     /// Stops the map with `e` (the first failure wins).
@@ -538,8 +550,9 @@ impl<O, Args> Shared<O, Args> {
         }
         if let Some(h) = &self.on_error {
             let v = h(&err);
-            self.done(&mut s, i, v);
+            s.done(i, v);
             drop(s);
+            self.count_done(1);
             self.waker.wake();
         } else {
             drop(s);
@@ -576,8 +589,8 @@ struct Setup<F, O> {
     streaming: bool,
 }
 
-/// The caller's side of a map: pulls the input as slots ask for work, and hands the
-/// results out in input order. Dropping it stops the map: no more batches are handed
+/// The caller's side of a map: pulls the input one batch at a time, keeping one batch
+/// per pool member queued, and hands the results out in input order. Dropping it stops the map: no more batches are handed
 /// out (those running finish on their workers, and their results are dropped).
 struct Engine<F, Args, I>
 where
@@ -589,6 +602,8 @@ where
     setup: Option<Setup<F, F::Output>>,
     shared: Option<Arc<Shared<F::Output, Args>>>,
     batch: usize,
+    /// The pool's members: how many batches are kept ready.
+    members: usize,
     /// Items pulled ahead of the consumer at most (streaming form).
     window: Option<usize>,
     /// The bar's length grows as items are pulled (the input's length is unknown).
@@ -614,6 +629,7 @@ where
             setup: Some(Setup { f, opts, streaming }),
             shared: None,
             batch: 1,
+            members: 1,
             window: None,
             grow_bar: false,
             finished: false,
@@ -642,6 +658,7 @@ where
             return Err(PoolError::EmptyPool);
         }
         self.batch = opts.batch_size.resolve(known, slots);
+        self.members = slots;
         self.window = streaming.then(|| {
             STREAM_BATCHES_AHEAD
                 .saturating_mul(slots)
@@ -671,12 +688,10 @@ where
         let shared = Arc::new(Shared {
             sched: Mutex::new(Sched {
                 queue: VecDeque::new(),
-                items: HashMap::new(),
-                results: VecDeque::new(),
+                entries: VecDeque::new(),
                 base: 0,
                 pulled: 0,
                 outstanding: 0,
-                idle: 0,
                 exhausted: false,
                 stopped: false,
                 error: None,
@@ -728,8 +743,11 @@ where
         let mut s = shared.sched.lock();
         let start = s.pulled;
         for (k, x) in batch.into_iter().enumerate() {
-            s.items.insert(start + k, x);
-            s.results.push_back(None);
+            debug_assert_eq!(s.base + s.entries.len(), start + k);
+            s.entries.push_back(Entry {
+                item: Some(x),
+                result: None,
+            });
         }
         s.pulled += n;
         s.outstanding += n;
@@ -761,6 +779,107 @@ where
     }
 }
 
+/// What one [`Engine::poll_fill`] did.
+enum Filled {
+    /// Moved one or more results out.
+    Some,
+    /// The map has ended: every result was handed out.
+    Ended,
+}
+
+impl<F, Args, I> Engine<F, Args, I>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    I: Iterator<Item = Args>,
+{
+    /// Moves up to `max` ready results, in input order, into `out` (one lock for all
+    /// of them), feeding the queue meanwhile; pending while none is ready. A failure
+    /// comes after the results before it were handed out.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut impl Extend<F::Output>,
+        max: usize,
+    ) -> Poll<Result<Filled, PoolError>> {
+        if self.finished {
+            return Poll::Ready(Ok(Filled::Ended));
+        }
+        if let Some(setup) = self.setup.take() {
+            match self.start(setup) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.finished = true;
+                    return Poll::Ready(Ok(Filled::Ended));
+                }
+                Err(e) => {
+                    self.finished = true;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        let Some(shared) = self.shared.clone() else {
+            self.finished = true;
+            return Poll::Ready(Ok(Filled::Ended));
+        };
+        loop {
+            // Registered before the state is looked at, so no wake-up is missed.
+            shared.waker.register(cx.waker());
+            let mut s = shared.sched.lock();
+            if let Some(p) = s.panic.take() {
+                drop(s);
+                self.end(&shared, false);
+                std::panic::resume_unwind(p);
+            }
+            let mut moved = 0;
+            while moved < max && s.entries.front().is_some_and(|e| e.result.is_some()) {
+                let e = s.entries.pop_front().expect("checked above");
+                out.extend(e.result);
+                s.base += 1;
+                moved += 1;
+            }
+            if moved > 0 {
+                return Poll::Ready(Ok(Filled::Some));
+            }
+            if let Some(e) = s.error.take() {
+                drop(s);
+                self.end(&shared, false);
+                return Poll::Ready(Err(e));
+            }
+            if s.exhausted && s.outstanding == 0 {
+                drop(s);
+                self.end(&shared, true);
+                return Poll::Ready(Ok(Filled::Ended));
+            }
+            // One batch ready per member, so that a worker finishing its batch finds
+            // the next without waiting for this side.
+            let room = self.window.is_none_or(|w| s.pulled - s.base < w);
+            let wanted = !s.exhausted && room && s.queue.len() < self.members;
+            drop(s);
+            if !wanted {
+                return Poll::Pending;
+            }
+            self.feed(&shared);
+        }
+    }
+
+    /// Runs the map to its end, collecting the results in input order.
+    async fn collect(mut self, hint: usize) -> Result<Vec<F::Output>, PoolError> {
+        let mut out = Vec::with_capacity(hint);
+        futures::future::poll_fn(|cx| loop {
+            match self.poll_fill(cx, &mut out, usize::MAX) {
+                Poll::Ready(Ok(Filled::Some)) => {}
+                Poll::Ready(Ok(Filled::Ended)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
 impl<F, Args, I> Stream for Engine<F, Args, I>
 where
     F: RemoteFn<Args>,
@@ -772,57 +891,13 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        if let Some(setup) = this.setup.take() {
-            match this.start(setup) {
-                Ok(true) => {}
-                Ok(false) => {
-                    this.finished = true;
-                    return Poll::Ready(None);
-                }
-                Err(e) => {
-                    this.finished = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-        }
-        let Some(shared) = this.shared.clone() else {
-            this.finished = true;
-            return Poll::Ready(None);
-        };
-        loop {
-            // Registered before the state is looked at, so no wake-up is missed.
-            shared.waker.register(cx.waker());
-            let mut s = shared.sched.lock();
-            if let Some(p) = s.panic.take() {
-                drop(s);
-                this.end(&shared, false);
-                std::panic::resume_unwind(p);
-            }
-            if matches!(s.results.front(), Some(Some(_))) {
-                let v = s.results.pop_front().flatten().expect("checked above");
-                s.base += 1;
-                return Poll::Ready(Some(Ok(v)));
-            }
-            if let Some(e) = s.error.take() {
-                drop(s);
-                this.end(&shared, false);
-                return Poll::Ready(Some(Err(e)));
-            }
-            if s.exhausted && s.outstanding == 0 {
-                drop(s);
-                this.end(&shared, true);
-                return Poll::Ready(None);
-            }
-            let room = this.window.is_none_or(|w| s.pulled - s.base < w);
-            let wanted = !s.exhausted && room && s.idle > s.queue.len();
-            drop(s);
-            if !wanted {
-                return Poll::Pending;
-            }
-            this.feed(&shared);
+        // One at a time, so that the window counts only what the consumer has taken.
+        let mut one = Vec::with_capacity(1);
+        match this.poll_fill(cx, &mut one, 1) {
+            Poll::Ready(Ok(Filled::Some)) => Poll::Ready(one.pop().map(Ok)),
+            Poll::Ready(Ok(Filled::Ended)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -844,8 +919,9 @@ impl<F: RemoteFn<Args>, Args, I> Drop for Engine<F, Args, I> {
 
 /// Calls `f` on each item of `items` on the default pool's workers, and returns the
 /// results in input order (Julia's `pmap(f, c)`). `items` is any iterable — a `Vec`,
-/// a range, a lazy iterator — pulled as batches are handed out to free workers, not
-/// collected first; batches are chosen automatically; the first failure is returned.
+/// a range, a lazy iterator — pulled one batch at a time as batches are handed out,
+/// keeping one batch per pool member ready, never collected first; batches are chosen
+/// automatically; the first failure is returned.
 /// [`pmap_array`] keeps an n-dimensional input's shape; [`pmap_stream`] hands the
 /// results out one by one.
 ///
@@ -944,12 +1020,8 @@ where
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let items = items.into_iter();
-    let mut out = Vec::with_capacity(items.size_hint().0);
-    let mut engine = Engine::new(f, items, opts, false);
-    while let Some(r) = engine.next().await {
-        out.push(r?);
-    }
-    Ok(out)
+    let hint = items.size_hint().0;
+    Engine::new(f, items, opts, false).collect(hint).await
 }
 
 /// The streaming form of [`pmap_with`] (Julia's `pgenerate`): a [`Stream`] of the
@@ -1112,8 +1184,8 @@ where
 }
 
 /// One pool member's share of a map: takes the next batch, runs it on a free worker,
-/// records its results; waits (counted idle, which asks the engine for a batch) when
-/// nothing is queued.
+/// records its results; waits when nothing is queued. Each take wakes the engine, which
+/// keeps one batch per member queued.
 async fn slot<F, Args>(
     shared: Arc<Shared<F::Output, Args>>,
     workers: crate::WorkerPool,
@@ -1126,32 +1198,40 @@ async fn slot<F, Args>(
 {
     let fname = std::any::type_name::<F>();
     loop {
-        let mut waiting = false;
         let (work, batch) = loop {
             let notified = shared.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut s = shared.sched.lock();
-                if std::mem::take(&mut waiting) {
-                    s.idle -= 1;
-                }
                 if s.halted() {
                     return;
                 }
                 if let Some(w) = s.queue.pop_front() {
-                    let batch: Vec<Args> = w.indices.iter().map(|i| s.items[i].clone()).collect();
+                    // The last attempt moves the items out; earlier ones keep them
+                    // for a retry.
+                    let keep = w.attempt < shared.retry_delays.len();
+                    let base = s.base;
+                    let batch: Vec<Args> = w
+                        .indices
+                        .iter()
+                        .map(|&i| {
+                            let e = &mut s.entries[i - base];
+                            let item = if keep { e.item.clone() } else { e.item.take() };
+                            item.expect("a queued item is kept until it is final")
+                        })
+                        .collect();
                     break (w, batch);
                 }
                 if s.exhausted && s.outstanding == 0 {
                     return;
                 }
-                s.idle += 1;
-                waiting = true;
             }
             shared.waker.wake();
             notified.await;
         };
+        // The engine refills the queue while this batch runs.
+        shared.waker.wake();
         let lease = match workers.take_avoiding(work.avoid).await {
             Ok(l) => l,
             Err(e) => {
@@ -1172,11 +1252,12 @@ async fn slot<F, Args>(
                     }
                     for (&i, r) in work.indices.iter().zip(results) {
                         match r {
-                            Ok(v) => shared.done(&mut s, i, v),
+                            Ok(v) => s.done(i, v),
                             Err(e) => failed.push((i, e)),
                         }
                     }
                 }
+                shared.count_done(work.indices.len() - failed.len());
                 shared.waker.wake();
                 for (i, e) in failed {
                     shared.failed(i, work.attempt, pid, item_error(pid, fname, e));
