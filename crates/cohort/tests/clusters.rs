@@ -131,7 +131,7 @@ fn async_functions_run_on_another_executor() {
         assert_eq!(pool.remotecall_fetch(|| 7u8, ()).await.unwrap(), 7);
         let squares = cohort::pmap_with(
             |x: u64| x * x,
-            (0..10u64).collect(),
+            0..10u64,
             cohort::PmapOptions::new().pool(pool.clone()),
         );
         assert_eq!(

@@ -51,7 +51,7 @@ fn status_and_metrics_follow_the_cluster() {
     // A map with a failing item (replaced by 0), and a call that fails.
     let v = pmap_with(
         square_or_fail,
-        (0..40).collect(),
+        0..40,
         PmapOptions::new()
             .batch_size(BatchSize::Fixed(1))
             .on_error(|_| 0),

@@ -156,7 +156,7 @@ fn the_page_shows_workers_progress_and_errors() {
     let mapper = std::thread::spawn(|| {
         pmap_with(
             square_or_fail,
-            (0..120).collect(),
+            0..120,
             PmapOptions::new()
                 .batch_size(BatchSize::Fixed(1))
                 .retry_delays(vec![Duration::from_millis(10); 3])

@@ -10,7 +10,7 @@
 //!
 //! `cargo run --release -p cohort-pool --example caching_pool`
 
-use cohort_pool::{blocking, BatchSize, CachingPool, PmapOptions};
+use cohort_pool::{blocking, CachingPool, PmapOptions};
 
 fn main() {
     let workers = cohort::blocking::addprocs(2).expect("addprocs");
@@ -19,10 +19,8 @@ fn main() {
         let wp = CachingPool::new(cohort::workers());
         let f = cohort::closure!([ones] |x: u32| ones.iter().sum::<f64>() + f64::from(x));
         // One item per call, so that the 100 calls would each carry foo without the cache.
-        let opts = PmapOptions::new()
-            .caching_pool(wp.clone())
-            .batch_size(BatchSize::Fixed(1));
-        let r = blocking::pmap_with(f, (1..=100).collect(), opts).unwrap();
+        let opts = PmapOptions::new().caching_pool(wp.clone()).batch_size(1);
+        let r = blocking::pmap_with(f, 1..=100, opts).unwrap();
         for &p in &workers {
             let s = blocking::cache_stats_of(p).unwrap();
             println!(

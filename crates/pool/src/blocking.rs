@@ -31,5 +31,44 @@ pub use crate::pmap::__twin_asyncmap::asyncmap;
 pub use crate::pmap::__twin_pmap::pmap;
 #[doc(inline)]
 pub use crate::pmap::__twin_pmap_args::pmap_args;
+#[cfg(feature = "ndarray")]
+#[doc(inline)]
+pub use crate::pmap::__twin_pmap_array::pmap_array;
 #[doc(inline)]
 pub use crate::pmap::__twin_pmap_with::pmap_with;
+
+use cohort_cluster::RemoteFn;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{PmapOptions, PoolError};
+
+/// The blocking form of [`pmap_stream`](crate::pmap_stream) (Julia's `pgenerate`): an
+/// [`Iterator`] of the results in input order, each `next` waiting for the next
+/// result; the input is pulled as the async form pulls it.
+///
+/// # Panics
+/// `next` panics when called on a thread that runs async tasks (iterate the async
+/// stream there).
+///
+/// ```
+/// let mut it = cohort_pool::blocking::pmap_stream(|x: u32| x + 1, 0.., cohort_pool::PmapOptions::new());
+/// assert_eq!(it.next().unwrap().unwrap(), 1);
+/// assert_eq!(it.next().unwrap().unwrap(), 2);
+/// ```
+pub fn pmap_stream<F, T>(
+    f: F,
+    items: impl IntoIterator<Item = T>,
+    opts: PmapOptions<F::Output>,
+) -> impl Iterator<Item = Result<F::Output, PoolError>>
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    use futures::StreamExt;
+    let mut s = crate::pmap_stream(f, items, opts);
+    std::iter::from_fn(move || {
+        cohort_cluster::runtime::block_here("blocking::pmap_stream", s.next())
+    })
+}

@@ -2,7 +2,7 @@
 //! `timedwait`.
 
 use std::future::Future as StdFuture;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::time::{Duration, Instant};
 
 use cohort_cluster::{Failure, Future, RemoteFn};
@@ -11,34 +11,132 @@ use serde::Serialize;
 
 use crate::error::{CompositeError, PoolError};
 
+/// A primitive integer a distributed loop can run over: `i8` … `i128`, `u8` … `u128`,
+/// `isize`, `usize`. Each maps, keeping order, onto its offset from the type's
+/// minimum as a `u128`, so ranges are split without overflow up to the type's edges.
+///
+/// ```
+/// use cohort_pool::LoopIndex;
+/// assert_eq!(i8::MIN.offset(), 0);
+/// assert_eq!(i8::from_offset(255), i8::MAX);
+/// assert_eq!(200u8.offset(), 200);
+/// ```
+pub trait LoopIndex:
+    Copy + Ord + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The offset from the type's minimum.
+    fn offset(self) -> u128;
+    /// The value at `offset` from the type's minimum (`offset` in range).
+    fn from_offset(offset: u128) -> Self;
+    /// Folds `f` over `lo..=hi` in order (`lo <= hi`), starting from `init`, without
+    /// stepping past the type's maximum.
+    fn fold<A>(lo: Self, hi: Self, init: A, f: impl FnMut(A, Self) -> A) -> A;
+}
+
+macro_rules! loop_index {
+    (unsigned: $($t:ty),*; signed: $($s:ty),*) => {
+        $(impl LoopIndex for $t {
+            fn offset(self) -> u128 {
+                self as u128
+            }
+            fn from_offset(offset: u128) -> Self {
+                offset as $t
+            }
+            fn fold<A>(lo: Self, hi: Self, init: A, mut f: impl FnMut(A, Self) -> A) -> A {
+                // A half-open range and then `hi`: `..=` iterates much slower in tight
+                // loops, and `hi + 1` would overflow at the maximum.
+                let acc = (lo..hi).fold(init, &mut f);
+                f(acc, hi)
+            }
+        })*
+        $(impl LoopIndex for $s {
+            fn offset(self) -> u128 {
+                // Taken modulo 2^128, so that i128 (whose span overflows i128) works
+                // too: MIN → 0, MAX → 2^bits - 1.
+                (self as i128).wrapping_sub(<$s>::MIN as i128) as u128
+            }
+            fn from_offset(offset: u128) -> Self {
+                (offset as i128).wrapping_add(<$s>::MIN as i128) as $s
+            }
+            fn fold<A>(lo: Self, hi: Self, init: A, mut f: impl FnMut(A, Self) -> A) -> A {
+                let acc = (lo..hi).fold(init, &mut f);
+                f(acc, hi)
+            }
+        })*
+    };
+}
+
+loop_index!(unsigned: u8, u16, u32, u64, u128, usize; signed: i8, i16, i32, i64, i128, isize);
+
+/// A range a distributed loop runs over: `a..b` or `a..=b` of a [`LoopIndex`]
+/// type. `0..=255u8` covers a whole type, which no half-open range can.
+///
+/// ```
+/// use cohort_pool::LoopRange;
+/// assert_eq!((3..7u8).bounds(), Some((3, 6)));
+/// assert_eq!((0..=255u8).bounds(), Some((0, 255)));
+/// assert_eq!((5..5i64).bounds(), None);
+/// ```
+pub trait LoopRange<T: LoopIndex> {
+    /// The first and last index, or `None` for an empty range.
+    fn bounds(&self) -> Option<(T, T)>;
+}
+
+impl<T: LoopIndex> LoopRange<T> for Range<T> {
+    fn bounds(&self) -> Option<(T, T)> {
+        (self.start < self.end).then(|| (self.start, T::from_offset(self.end.offset() - 1)))
+    }
+}
+
+impl<T: LoopIndex> LoopRange<T> for RangeInclusive<T> {
+    fn bounds(&self) -> Option<(T, T)> {
+        // An exhausted `RangeInclusive` reports itself empty.
+        (!self.is_empty()).then(|| (*self.start(), *self.end()))
+    }
+}
+
 /// Splits `first..=last` into at most `n` contiguous chunks as Julia's `splitrange`
 /// does: equal lengths, the remainder going one item each to the first chunks, and
-/// never an empty chunk (fewer chunks than `n` when the range is shorter).
+/// never an empty chunk (fewer chunks than `n` when the range is shorter). Any
+/// [`LoopIndex`] type, up to its edges.
 ///
 /// ```
 /// use cohort_pool::splitrange;
 /// assert_eq!(splitrange(1, 10, 3), vec![1..=4, 5..=7, 8..=10]);
 /// assert_eq!(splitrange(1, 2, 4), vec![1..=1, 2..=2]);
 /// assert!(splitrange(1, 0, 4).is_empty());
+/// assert_eq!(splitrange(0u8, 255, 2), vec![0..=127, 128..=255]);
 /// ```
-pub fn splitrange(first: i64, last: i64, n: usize) -> Vec<std::ops::RangeInclusive<i64>> {
-    let len = (last - first + 1).max(0);
-    let n = n.max(1) as i64;
-    let each = len / n;
-    let mut extras = len % n;
+pub fn splitrange<T: LoopIndex>(first: T, last: T, n: usize) -> Vec<RangeInclusive<T>> {
+    if last < first {
+        return Vec::new();
+    }
+    let (lo, span) = (first.offset(), last.offset() - first.offset());
+    let n = n.max(1) as u128;
+    // len = span + 1, which is 2^128 for a whole u128/i128 range: divided without
+    // forming it.
+    let (each, extras) = {
+        let r = span % n + 1;
+        (span / n + r / n, r % n)
+    };
     let nchunks = if each > 0 { n } else { extras };
     let mut out = Vec::with_capacity(nchunks as usize);
-    let mut lo = first;
-    for _ in 0..nchunks {
-        let mut hi = lo + each - 1;
-        if extras > 0 {
-            hi += 1;
-            extras -= 1;
-        }
-        out.push(lo..=hi);
-        lo = hi + 1;
+    let mut start = 0u128; // offset from `lo`
+    for k in 0..nchunks {
+        let len = each + u128::from(k < extras);
+        let end = start + (len - 1);
+        out.push(T::from_offset(lo + start)..=T::from_offset(lo + end));
+        // Past the last chunk `end + 1` may be 2^128: not formed.
+        start = end.wrapping_add(1);
     }
     out
+}
+
+/// The number of indices in `lo..=hi` as a dashboard counts them (saturated).
+fn span_len<T: LoopIndex>(lo: T, hi: T) -> u64 {
+    u64::try_from(hi.offset() - lo.offset())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
 }
 
 /// A loop body reduced over one chunk on a worker: `body(i)` for each `i` of the
@@ -48,16 +146,21 @@ pub(crate) struct ChunkReduce<B, R> {
     reducer: R,
 }
 
-impl<B, R, T> RemoteFn<(i64, i64)> for ChunkReduce<B, R>
+impl<B, R, I, T> RemoteFn<(I, I)> for ChunkReduce<B, R>
 where
-    B: RemoteFn<(i64,), Output = T>,
+    I: LoopIndex,
+    B: RemoteFn<(I,), Output = T>,
     R: RemoteFn<(T, T), Output = T>,
 {
     type Output = T;
 
-    fn call(&self, (lo, hi): (i64, i64)) -> T {
-        // A half-open range: `..=` iterates much slower in tight loops.
-        (lo + 1..hi + 1).fold(self.body.call((lo,)), |acc, i| {
+    fn call(&self, (lo, hi): (I, I)) -> T {
+        let first = self.body.call((lo,));
+        if lo == hi {
+            return first;
+        }
+        let next = I::from_offset(lo.offset() + 1);
+        I::fold(next, hi, first, |acc, i| {
             self.reducer.call((acc, self.body.call((i,))))
         })
     }
@@ -80,16 +183,17 @@ pub(crate) struct ChunkFor<B> {
     body: B,
 }
 
-impl<B> RemoteFn<(i64, i64)> for ChunkFor<B>
+impl<B, I> RemoteFn<(I, I)> for ChunkFor<B>
 where
-    B: RemoteFn<(i64,)>,
+    I: LoopIndex,
+    B: RemoteFn<(I,)>,
 {
     type Output = ();
 
-    fn call(&self, (lo, hi): (i64, i64)) {
-        for i in lo..hi + 1 {
+    fn call(&self, (lo, hi): (I, I)) {
+        I::fold(lo, hi, (), |(), i| {
             self.body.call((i,));
-        }
+        });
     }
 
     fn encode_state(&self) -> Result<Vec<u8>, Failure> {
@@ -104,9 +208,10 @@ where
 }
 
 /// The reducer form of a distributed loop (Julia's `@distributed (reducer) for i in
-/// range body end`): `range` is split over the workers with [`splitrange`], each worker
-/// reduces `body(i)` over its chunk with `reducer`, and this process reduces the
-/// partial results in chunk order.
+/// range body end`): `range` — `a..b` or `a..=b` of any primitive integer type (a
+/// [`LoopRange`]) — is split over the workers with [`splitrange`], each worker reduces
+/// `body(i)` over its chunk with `reducer`, and this process reduces the partial
+/// results in chunk order.
 ///
 /// # Errors
 /// [`PoolError::EmptyReduction`] for an empty range; a chunk's failure.
@@ -121,33 +226,36 @@ where
 ///     .await
 ///     .unwrap();
 /// assert_eq!(sum, 5050);
+/// let bytes = cohort_pool::distributed_reduce(0..=255, |i: u8| u32::from(i), |a: u32, b: u32| a + b);
+/// assert_eq!(bytes.await.unwrap(), 32640);
 /// # });
 /// ```
 #[cohort_macros::twin_fn(
     example = " let n = cohort_pool::blocking::distributed_reduce(0..10, |_i: i64| 1u64, |a: u64, b: u64| a + b);
  assert_eq!(n.unwrap(), 10);"
 )]
-pub async fn distributed_reduce<B, R, T>(
-    range: Range<i64>,
+pub async fn distributed_reduce<I, B, R, T>(
+    range: impl LoopRange<I>,
     body: B,
     reducer: R,
 ) -> Result<T, PoolError>
 where
-    B: RemoteFn<(i64,), Output = T> + Clone,
+    I: LoopIndex,
+    B: RemoteFn<(I,), Output = T> + Clone,
     R: RemoteFn<(T, T), Output = T> + Clone,
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    if range.is_empty() {
+    let Some((first, last)) = range.bounds() else {
         return Err(PoolError::EmptyReduction);
-    }
+    };
     let workers = cohort_cluster::workers();
-    let chunks = splitrange(range.start, range.end - 1, workers.len());
+    let chunks = splitrange(first, last, workers.len());
     // The loop's items as a dashboard counts them: a chunk's, when it returns.
     let cluster = cohort_cluster::Cluster::current();
     let progress = cohort_cluster::observe::Progress::start(
         &cluster,
         "distributed_reduce",
-        range.end.abs_diff(range.start),
+        span_len(first, last),
     );
     let calls: Vec<_> = chunks
         .iter()
@@ -157,7 +265,7 @@ where
                 body: body.clone(),
                 reducer: reducer.clone(),
             };
-            let len = c.end().abs_diff(*c.start()) + 1;
+            let len = span_len(*c.start(), *c.end());
             let call = cohort_cluster::remotecall_fetch(f, pid, (*c.start(), *c.end()));
             let (progress, cluster) = (&progress, &cluster);
             async move {
@@ -189,22 +297,26 @@ where
 }
 
 /// The form without a reducer (Julia's `@distributed for i in range body end`): splits
-/// `range` over the workers, starts `body` on each chunk, and returns the futures at
-/// once; wait for them (or add them to a [`SyncGroup`]) to know the loop has finished.
+/// `range` (a [`LoopRange`], as for [`distributed_reduce`]) over the workers, starts
+/// `body` on each chunk, and returns the futures at once; wait for them (or add them to
+/// a [`SyncGroup`]) to know the loop has finished. An empty range gives no futures.
 ///
 /// ```
 /// let futs = cohort_pool::distributed_for(0..8, |i: i64| assert!(i < 8));
 /// for f in futs { f.wait_blocking().unwrap(); }
+/// let futs = cohort_pool::distributed_for(i8::MIN..=i8::MAX, |_i: i8| ());
+/// for f in futs { f.wait_blocking().unwrap(); }
 /// ```
-pub fn distributed_for<B>(range: Range<i64>, body: B) -> Vec<Future<()>>
+pub fn distributed_for<I, B>(range: impl LoopRange<I>, body: B) -> Vec<Future<()>>
 where
-    B: RemoteFn<(i64,), Output = ()> + Clone,
+    I: LoopIndex,
+    B: RemoteFn<(I,), Output = ()> + Clone,
 {
-    if range.is_empty() {
+    let Some((first, last)) = range.bounds() else {
         return Vec::new();
-    }
+    };
     let workers = cohort_cluster::workers();
-    splitrange(range.start, range.end - 1, workers.len())
+    splitrange(first, last, workers.len())
         .iter()
         .zip(&workers)
         .map(|(c, &pid)| {

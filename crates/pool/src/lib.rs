@@ -7,10 +7,14 @@
 //!
 //! - [`WorkerPool`] lends workers one call at a time; [`default_worker_pool`] follows
 //!   the cluster; [`CachingPool`] sends a closure's captured data to each worker once.
-//! - [`pmap`] / [`pmap_with`] map a function over items in batches, keep input order,
-//!   retry failed items elsewhere ([`PmapOptions::retry_delays`]) or put a value in
-//!   their place ([`PmapOptions::on_error`]); [`pmap_args`] maps over several
-//!   collections element-wise.
+//! - [`pmap`] / [`pmap_with`] map a function over any iterable in batches (pulled as
+//!   they are handed out), keep input order, retry failed items elsewhere
+//!   ([`PmapOptions::retry_delays`]) or put a value in their place
+//!   ([`PmapOptions::on_error`]); [`pmap_args`] maps over several collections
+//!   element-wise; [`pmap_stream`] hands the results out one by one in input order
+//!   (Julia's `pgenerate`); `pmap_array` keeps an n-dimensional array's shape.
+//! - [`set_default_worker_pool`] replaces the pool that calls without one use
+//!   (Julia's `default_worker_pool!`), a [`CachingPool`] too.
 //! - [`distributed_reduce`] and [`distributed_for`] are `@distributed` with and
 //!   without a reducer, split like Julia's [`splitrange`]; [`SyncGroup`] and [`sync`]
 //!   are `@sync`.
@@ -28,7 +32,7 @@
 //!
 //! ```
 //! use cohort_pool::{pmap_with, BatchSize, PmapOptions};
-//! let squares = cohort_pool::blocking::pmap(|x: u64| x * x, (0..10).collect()).unwrap();
+//! let squares = cohort_pool::blocking::pmap(|x: u64| x * x, 0..10).unwrap();
 //! assert_eq!(squares[3], 9);
 //! let total = cohort_pool::blocking::distributed_reduce(0..100, |i: i64| i, |a: i64, b: i64| a + b);
 //! assert_eq!(total.unwrap(), 4950);
@@ -52,18 +56,33 @@ pub use deprecated::{
     pmap_blocking, pmap_with_blocking, set_global_everywhere_blocking, timedwait_async,
 };
 pub use distributed::{
-    distributed_for, distributed_reduce, splitrange, sync, timedwait, SyncGroup, TimedWait,
+    distributed_for, distributed_reduce, splitrange, sync, timedwait, LoopIndex, LoopRange,
+    SyncGroup, TimedWait,
 };
 pub use error::{CompositeError, PoolError};
 pub use everywhere::{
     clear, everywhere, everywhere_on, global, global_names_here, global_names_of, set_global,
     set_global_everywhere,
 };
+#[cfg(feature = "ndarray")]
+pub use pmap::pmap_array;
 pub use pmap::{
-    asyncmap, exponential_backoff, pmap, pmap_args, pmap_with, zip2, zip3, BatchSize, Batched,
-    ItemFailure, PmapOptions, MAX_AUTO_BATCH,
+    asyncmap, exponential_backoff, pmap, pmap_args, pmap_stream, pmap_with, zip2, zip3, BatchSize,
+    Batched, ItemFailure, PmapOptions, MAX_AUTO_BATCH, STREAM_BATCHES_AHEAD,
 };
-pub use pool::{default_worker_pool, remote, Lease, Remote, WorkerPool};
+
+/// The progress-bar crate [`PmapOptions::progress_bar`] takes a bar of (feature
+/// `progress`), re-exported so that its version matches.
+///
+/// ```
+/// let _bar = cohort_pool::indicatif::ProgressBar::hidden();
+/// ```
+#[cfg(feature = "progress")]
+pub use indicatif;
+pub use pool::{
+    default_pool, default_worker_pool, remote, reset_default_worker_pool, set_default_worker_pool,
+    AnyPool, Lease, Remote, WorkerPool,
+};
 
 /// Interrupts the calls running on `pids` (Julia's `interrupt(pids)`): their callers
 /// see a [`CallError::Remote`](cohort_cluster::CallError::Remote) of kind

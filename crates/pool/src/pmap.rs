@@ -1,10 +1,18 @@
-//! `pmap`: a parallel map over a pool, with batching, retries and error values.
+//! `pmap`: a parallel map over a pool, with batching, retries and error values; its
+//! input is any iterator, pulled as batches are handed out, and its results come
+//! back all at once ([`pmap`]) or one by one in input order ([`pmap_stream`]).
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cohort_cluster::{CallError, ErrorKind, Failure, Pid, RemoteException, RemoteFn};
+use futures::task::AtomicWaker;
+use futures::{FutureExt, Stream};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -12,8 +20,8 @@ use tokio::sync::Notify;
 
 use crate::caching::CachingPool;
 use crate::error::PoolError;
-use crate::pool::{default_worker_pool, local_pool, WorkerPool};
-use crate::progress::ProgressBar;
+use crate::pool::{default_pool, local_pool, AnyPool};
+use crate::progress::MapBar;
 
 /// A failed item inside a batch, as it travels back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,21 +111,33 @@ where
     }
 }
 
-/// How many items one call carries.
+/// How many items one call carries. A plain number is a fixed size:
+/// [`PmapOptions::batch_size`] takes `7` as well as `BatchSize::Fixed(7)`.
 ///
 /// ```
 /// use cohort_pool::BatchSize;
 /// assert_eq!(BatchSize::default(), BatchSize::Auto);
+/// assert_eq!(BatchSize::from(7), BatchSize::Fixed(7));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BatchSize {
     /// Chosen from the number of items and workers (the default): about eight
     /// batches per worker, at most [`MAX_AUTO_BATCH`] items each, so tiny items go in
-    /// large batches and a few large items still spread over every worker.
+    /// large batches and a few large items still spread over every worker. The number
+    /// of items is the input's exact [`size_hint`](Iterator::size_hint); an input that
+    /// does not know its length counts as its lower bound (so batches of 1 for one
+    /// that promises nothing — give a fixed size there).
     #[default]
     Auto,
     /// This many items per call (at least 1).
     Fixed(usize),
+}
+
+/// A plain number is a fixed batch size.
+impl From<usize> for BatchSize {
+    fn from(n: usize) -> Self {
+        BatchSize::Fixed(n)
+    }
 }
 
 /// The largest batch [`BatchSize::Auto`] chooses.
@@ -143,20 +163,19 @@ impl BatchSize {
 type OnError<O> = Arc<dyn Fn(&CallError) -> O + Send + Sync>;
 type RetryCheck = Arc<dyn Fn(&CallError) -> bool + Send + Sync>;
 
-/// The pool a map runs on.
-#[derive(Clone, Debug)]
-enum AnyPool {
-    Workers(WorkerPool),
-    Caching(CachingPool),
-}
-
 /// The options of [`pmap_with`] (Julia's `pmap` keywords).
+///
+/// Retries and `on_error` compose in this order: a failed item is retried while
+/// delays remain and [`retry_check`](Self::retry_check) allows it; only the failure
+/// left after that reaches [`on_error`](Self::on_error) (or stops the map). Julia calls
+/// `on_error` first, and retries only what it rethrows; cohort's `on_error` returns a
+/// value and cannot rethrow, so in Julia's order a map with both would never retry.
 ///
 /// ```
 /// use std::time::Duration;
-/// use cohort_pool::{BatchSize, PmapOptions};
+/// use cohort_pool::PmapOptions;
 /// let o = PmapOptions::<i32>::new()
-///     .batch_size(BatchSize::Fixed(10))
+///     .batch_size(10)
 ///     .on_error(|_e| -1)
 ///     .retry_delays(vec![Duration::from_millis(1); 3]);
 /// # drop(o);
@@ -169,6 +188,8 @@ pub struct PmapOptions<O> {
     retry_delays: Vec<Duration>,
     retry_check: Option<RetryCheck>,
     progress: bool,
+    #[cfg(feature = "progress")]
+    progress_bar: Option<indicatif::ProgressBar>,
 }
 
 impl<O> Default for PmapOptions<O> {
@@ -181,6 +202,8 @@ impl<O> Default for PmapOptions<O> {
             retry_delays: Vec::new(),
             retry_check: None,
             progress: false,
+            #[cfg(feature = "progress")]
+            progress_bar: None,
         }
     }
 }
@@ -198,22 +221,26 @@ impl<O> std::fmt::Debug for PmapOptions<O> {
             retry_delays,
             retry_check,
             progress,
+            #[cfg(feature = "progress")]
+            progress_bar,
         } = self;
-        f.debug_struct("PmapOptions")
-            .field("pool", pool)
+        let mut d = f.debug_struct("PmapOptions");
+        d.field("pool", pool)
             .field("distributed", distributed)
             .field("batch_size", batch_size)
             .field("on_error", &on_error.is_some())
             .field("retry_delays", retry_delays)
             .field("retry_check", &retry_check.is_some())
-            .field("progress", progress)
-            .finish()
+            .field("progress", progress);
+        #[cfg(feature = "progress")]
+        d.field("progress_bar", &progress_bar.is_some());
+        d.finish()
     }
 }
 
 impl<O> PmapOptions<O> {
-    /// The defaults: the default pool, distributed, automatic batches, no retries, the
-    /// first failure stops the map.
+    /// The defaults: the [default pool](crate::default_pool), distributed, automatic
+    /// batches, no retries, the first failure stops the map.
     ///
     /// ```
     /// let _o = cohort_pool::PmapOptions::<u8>::new();
@@ -222,14 +249,15 @@ impl<O> PmapOptions<O> {
         Self::default()
     }
 
-    /// Runs on `pool` instead of the default pool.
+    /// Runs on `pool` instead of the default pool: a [`WorkerPool`](crate::WorkerPool)
+    /// or a [`CachingPool`].
     ///
     /// ```
     /// let _o = cohort_pool::PmapOptions::<u8>::new().pool(cohort_pool::WorkerPool::new([1]));
     /// ```
     #[must_use]
-    pub fn pool(mut self, pool: WorkerPool) -> Self {
-        self.pool = Some(AnyPool::Workers(pool));
+    pub fn pool(mut self, pool: impl Into<AnyPool>) -> Self {
+        self.pool = Some(pool.into());
         self
     }
 
@@ -256,19 +284,25 @@ impl<O> PmapOptions<O> {
         self
     }
 
-    /// Items per call.
+    /// Items per call: a number (Julia's `batch_size = 10`), or [`BatchSize::Auto`]
+    /// (Julia's `batch_size = :auto`, and the default).
     ///
     /// ```
-    /// let _o = cohort_pool::PmapOptions::<u8>::new().batch_size(cohort_pool::BatchSize::Fixed(1));
+    /// use cohort_pool::{BatchSize, PmapOptions};
+    /// let _o = PmapOptions::<u8>::new().batch_size(1);
+    /// let _o = PmapOptions::<u8>::new().batch_size(BatchSize::Auto);
     /// ```
     #[must_use]
-    pub fn batch_size(mut self, b: BatchSize) -> Self {
-        self.batch_size = b;
+    pub fn batch_size(mut self, b: impl Into<BatchSize>) -> Self {
+        self.batch_size = b.into();
         self
     }
 
-    /// What to put in place of an item that failed (after its retries): `f(error)`.
-    /// Without it the first failure stops the map and is returned.
+    /// What to put in place of an item that failed (after its retries): `f(error)`,
+    /// called on this process once per such item, with the last attempt's error.
+    /// Without it the first failure stops the map and is returned. (Julia calls its
+    /// `on_error` before retrying; see the [type's docs](Self) for why cohort retries
+    /// first.)
     ///
     /// ```
     /// let _o = cohort_pool::PmapOptions::<String>::new().on_error(|e| e.to_string());
@@ -308,9 +342,12 @@ impl<O> PmapOptions<O> {
         self
     }
 
-    /// Shows a progress bar (indicatif) on stderr while the map runs. (Feature
-    /// `progress`, on by default; without it this method does not exist and indicatif
-    /// is not built.)
+    /// Shows a progress bar (indicatif) on stderr while the map runs: the elapsed
+    /// time, items done of the total (of those pulled so far when the input does not
+    /// know its length), the rate, the time left, and how many attempts failed and how
+    /// many were retried — `[00:00:03] ████░░ 191/300 (63.2/s, eta 2s) 1 failed, 1
+    /// retried`. It is cleared when the map ends. (Feature `progress`, on by default;
+    /// without it this method does not exist and indicatif is not built.)
     ///
     /// ```
     /// let _o = cohort_pool::PmapOptions::<u8>::new().progress(true);
@@ -319,6 +356,27 @@ impl<O> PmapOptions<O> {
     #[must_use]
     pub fn progress(mut self, yes: bool) -> Self {
         self.progress = yes;
+        self
+    }
+
+    /// Shows the progress on `bar`, the caller's own indicatif bar (one of a
+    /// `MultiProgress`, or one drawn elsewhere): the map sets its style, length,
+    /// position and message as [`progress`](Self::progress) describes, and leaves it
+    /// finished (or, after a failure, abandoned) instead of clearing it. (Feature
+    /// `progress`; [`cohort_pool::indicatif`](crate::indicatif) is the matching crate.)
+    ///
+    /// ```
+    /// use cohort_pool::{blocking, indicatif::ProgressBar, PmapOptions};
+    /// let bar = ProgressBar::hidden();
+    /// let v = blocking::pmap_with(|x: u8| x, vec![1, 2], PmapOptions::new().progress_bar(bar.clone()));
+    /// assert_eq!(v.unwrap(), vec![1, 2]);
+    /// assert_eq!(bar.position(), 2);
+    /// assert_eq!(bar.message(), "0 failed, 0 retried");
+    /// ```
+    #[cfg(feature = "progress")]
+    #[must_use]
+    pub fn progress_bar(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress_bar = Some(bar);
         self
     }
 }
@@ -360,42 +418,95 @@ fn backoff_with(
     v
 }
 
+/// Items handed out together: one call, or one retried item.
 struct Work {
     indices: Vec<usize>,
     attempt: usize,
     avoid: Option<Pid>,
 }
 
-struct Sched<O> {
+/// The map's state, shared by the engine (the caller's side, which owns the input)
+/// and the slots (one task per pool member, each running one batch at a time).
+struct Sched<O, Args> {
+    /// Batches ready to run: fresh ones, and retries.
     queue: VecDeque<Work>,
+    /// The items pulled and not yet handed to the caller: item `base + k` at `k`.
+    entries: VecDeque<Entry<O, Args>>,
+    base: usize,
+    /// Items pulled from the input so far.
+    pulled: usize,
+    /// Items pulled whose value is not final.
     outstanding: usize,
-    results: Vec<Option<O>>,
+    /// The input has no more items.
+    exhausted: bool,
+    /// The caller is gone, or has had the map's failure: hand out nothing more.
+    stopped: bool,
     error: Option<PoolError>,
+    /// A slot panicked (an `on_error` or `retry_check` that panicked): re-raised to
+    /// the caller.
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+/// One item of the map: its argument while it may still be sent (again), then its
+/// result until the caller takes it.
+struct Entry<O, Args> {
+    item: Option<Args>,
+    result: Option<O>,
+}
+
+impl<O, Args> Sched<O, Args> {
+    /// Item `i` has its final value `v` (the caller counts it with
+    /// [`Shared::count_done`]).
+    fn done(&mut self, i: usize, v: O) {
+        let e = &mut self.entries[i - self.base];
+        e.result = Some(v);
+        e.item = None;
+        self.outstanding -= 1;
+    }
+
+    fn halted(&self) -> bool {
+        self.stopped || self.error.is_some() || self.panic.is_some()
+    }
 }
 
 struct Shared<O, Args> {
-    items: Vec<Args>,
-    sched: Mutex<Sched<O>>,
+    sched: Mutex<Sched<O, Args>>,
+    /// Wakes the slots (new work, or the end).
     notify: Notify,
+    /// Wakes the engine (a result, a failure, a batch taken from the queue).
+    waker: AtomicWaker,
     on_error: Option<OnError<O>>,
     retry_delays: Vec<Duration>,
     retry_check: Option<RetryCheck>,
-    bar: Option<ProgressBar>,
+    bar: Option<MapBar>,
     /// The same numbers for a dashboard (`cohort_cluster::observe`).
     progress: cohort_cluster::observe::Progress,
     cluster: cohort_cluster::Cluster,
+    /// How many slots run (more when the pool grows during the map).
+    slots: AtomicUsize,
 }
 
 impl<O, Args> Shared<O, Args> {
-    fn done(&self, s: &mut Sched<O>, k: usize) {
-        s.outstanding -= k;
+    /// `k` more items have their final value: the bar and the dashboard count them.
+    fn count_done(&self, k: usize) {
+        if k == 0 {
+            return;
+        }
         if let Some(b) = &self.bar {
             b.inc(k as u64);
         }
         self.progress.done(k as u64);
-        if s.outstanding == 0 {
-            self.notify.notify_waiters();
+    }
+
+    /// Stops the map with `e` (the first failure wins).
+    fn fail(&self, e: PoolError) {
+        let mut s = self.sched.lock();
+        if !s.halted() {
+            s.error = Some(e);
         }
+        drop(s);
+        self.waker.wake();
+        self.notify.notify_waiters();
     }
 
     /// Handles a failed item: retry, replace, or stop.
@@ -411,8 +522,11 @@ impl<O, Args> Shared<O, Args> {
             cohort_cluster::observe::record_error(&self.cluster, "pmap", e);
         }
         let mut s = self.sched.lock();
-        if s.error.is_some() {
+        if s.halted() {
             return;
+        }
+        if let Some(b) = &self.bar {
+            b.failure(retry);
         }
         if retry {
             self.progress.retry();
@@ -438,12 +552,14 @@ impl<O, Args> Shared<O, Args> {
             return;
         }
         if let Some(h) = &self.on_error {
-            s.results[i] = Some(h(&err));
-            self.done(&mut s, 1);
-        } else {
-            s.error = Some(PoolError::Call(err));
+            let v = h(&err);
+            s.done(i, v);
             drop(s);
-            self.notify.notify_waiters();
+            self.count_done(1);
+            self.waker.wake();
+        } else {
+            drop(s);
+            self.fail(PoolError::Call(err));
         }
     }
 }
@@ -462,21 +578,358 @@ fn item_error(pid: Pid, function: &str, e: ItemFailure) -> CallError {
     })
 }
 
+/// How many items the streaming form pulls ahead of its consumer, per pool member and
+/// batch: enough to keep every worker busy while the consumer catches up, bounded so
+/// that a slow consumer (or a slow first item) does not pull the whole input.
+pub const STREAM_BATCHES_AHEAD: usize = 2;
+
+/// What the engine needs before it starts (at its first poll).
+struct Setup<F, O> {
+    f: F,
+    opts: PmapOptions<O>,
+    /// Whether the caller consumes results one by one (then the input is pulled at
+    /// most [`STREAM_BATCHES_AHEAD`] batches per member ahead of it).
+    streaming: bool,
+}
+
+/// The caller's side of a map: pulls the input one batch at a time, keeping one batch
+/// per pool member queued, and hands the results out in input order. Dropping it stops the map: no more batches are handed
+/// out (those running finish on their workers, and their results are dropped).
+struct Engine<F, Args, I>
+where
+    F: RemoteFn<Args>,
+{
+    input: I,
+    /// An item pulled before the map started (to tell an empty input).
+    first: Option<Args>,
+    setup: Option<Setup<F, F::Output>>,
+    shared: Option<Arc<Shared<F::Output, Args>>>,
+    batch: usize,
+    /// The pool's members: how many batches are kept ready.
+    members: usize,
+    /// Items pulled ahead of the consumer at most (streaming form).
+    window: Option<usize>,
+    /// The bar's length grows as items are pulled (the input's length is unknown).
+    grow_bar: bool,
+    finished: bool,
+}
+
+// The engine is never pinned in place: it holds no self-references (the input is
+// moved only with the engine), so it may be moved between polls.
+impl<F: RemoteFn<Args>, Args, I> Unpin for Engine<F, Args, I> {}
+
+impl<F, Args, I> Engine<F, Args, I>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    I: Iterator<Item = Args>,
+{
+    fn new(f: F, input: I, opts: PmapOptions<F::Output>, streaming: bool) -> Self {
+        Engine {
+            input,
+            first: None,
+            setup: Some(Setup { f, opts, streaming }),
+            shared: None,
+            batch: 1,
+            members: 1,
+            window: None,
+            grow_bar: false,
+            finished: false,
+        }
+    }
+
+    /// Starts the map: `Ok(false)` for an empty input (which needs no worker).
+    fn start(&mut self, setup: Setup<F, F::Output>) -> Result<bool, PoolError> {
+        let Setup { f, opts, streaming } = setup;
+        let Some(first) = self.input.next() else {
+            return Ok(false);
+        };
+        self.first = Some(first);
+        let (lo, hi) = self.input.size_hint();
+        let exact = (hi == Some(lo)).then(|| lo.saturating_add(1));
+        let known = lo.saturating_add(1);
+        let cluster = cohort_cluster::Cluster::current();
+        let pool = if !opts.distributed {
+            AnyPool::Workers(local_pool(&cluster))
+        } else {
+            opts.pool.clone().unwrap_or_else(default_pool)
+        };
+        let workers = pool.worker_pool().clone();
+        let slots = workers.len();
+        if slots == 0 {
+            return Err(PoolError::EmptyPool);
+        }
+        self.batch = opts.batch_size.resolve(known, slots);
+        self.members = slots;
+        self.window = streaming.then(|| {
+            STREAM_BATCHES_AHEAD
+                .saturating_mul(slots)
+                .saturating_mul(self.batch)
+        });
+        self.grow_bar = exact.is_none();
+        let len = exact.map(|n| n as u64);
+        #[cfg(feature = "progress")]
+        let bar = match opts.progress_bar {
+            Some(b) => Some(MapBar::from_caller(b, len)),
+            None => opts.progress.then(|| MapBar::new(len)),
+        };
+        #[cfg(not(feature = "progress"))]
+        let bar: Option<MapBar> = None;
+        let cluster = workers.cluster().clone();
+        let label = if opts.distributed { "pmap" } else { "asyncmap" };
+        let progress =
+            cohort_cluster::observe::Progress::start(&cluster, label, len.unwrap_or(known as u64));
+        let batched = Batched::new(f);
+        let (call_f, state) = match &pool {
+            AnyPool::Caching(c) => {
+                let (cached, state) = c.wrap::<Batched<F>, (Vec<Args>,)>(batched)?;
+                (Callable::Cached(c.clone(), cached), state)
+            }
+            AnyPool::Workers(_) => (Callable::Plain(batched), Vec::new()),
+        };
+        let shared = Arc::new(Shared {
+            sched: Mutex::new(Sched {
+                queue: VecDeque::new(),
+                entries: VecDeque::new(),
+                base: 0,
+                pulled: 0,
+                outstanding: 0,
+                exhausted: false,
+                stopped: false,
+                error: None,
+                panic: None,
+            }),
+            notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            on_error: opts.on_error,
+            retry_delays: opts.retry_delays,
+            retry_check: opts.retry_check,
+            bar,
+            progress,
+            cluster,
+            slots: AtomicUsize::new(slots),
+        });
+        let call_f = Arc::new(call_f);
+        let state = Arc::new(state);
+        for _ in 0..slots {
+            spawn_slot(&shared, &workers, &call_f, &state);
+        }
+        spawn_slot_grower(&shared, &workers, &call_f, &state, slots);
+        self.shared = Some(shared);
+        Ok(true)
+    }
+
+    /// Pulls one batch from the input and queues it.
+    fn feed(&mut self, shared: &Shared<F::Output, Args>) {
+        let mut batch = Vec::with_capacity(self.batch);
+        let mut exhausted = false;
+        while batch.len() < self.batch {
+            match self.first.take().or_else(|| self.input.next()) {
+                Some(x) => batch.push(x),
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        let n = batch.len();
+        let mut s = shared.sched.lock();
+        let start = s.pulled;
+        for (k, x) in batch.into_iter().enumerate() {
+            debug_assert_eq!(s.base + s.entries.len(), start + k);
+            s.entries.push_back(Entry {
+                item: Some(x),
+                result: None,
+            });
+        }
+        s.pulled += n;
+        s.outstanding += n;
+        if n > 0 {
+            s.queue.push_back(Work {
+                indices: (start..start + n).collect(),
+                attempt: 0,
+                avoid: None,
+            });
+        }
+        s.exhausted |= exhausted;
+        drop(s);
+        if self.grow_bar {
+            if let Some(b) = &shared.bar {
+                b.pulled(n as u64);
+            }
+        }
+        shared.notify.notify_waiters();
+    }
+
+    fn end(&mut self, shared: &Shared<F::Output, Args>, ok: bool) {
+        self.finished = true;
+        shared.sched.lock().stopped = true;
+        shared.notify.notify_waiters();
+        if let Some(b) = &shared.bar {
+            b.finish(ok);
+        }
+        shared.progress.finish();
+    }
+}
+
+/// What one [`Engine::poll_fill`] did.
+enum Filled {
+    /// Moved one or more results out.
+    Some,
+    /// The map has ended: every result was handed out.
+    Ended,
+}
+
+impl<F, Args, I> Engine<F, Args, I>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    I: Iterator<Item = Args>,
+{
+    /// Moves up to `max` ready results, in input order, into `out` (one lock for all
+    /// of them), feeding the queue meanwhile; pending while none is ready. A failure
+    /// comes after the results before it were handed out.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut impl Extend<F::Output>,
+        max: usize,
+    ) -> Poll<Result<Filled, PoolError>> {
+        if self.finished {
+            return Poll::Ready(Ok(Filled::Ended));
+        }
+        if let Some(setup) = self.setup.take() {
+            match self.start(setup) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.finished = true;
+                    return Poll::Ready(Ok(Filled::Ended));
+                }
+                Err(e) => {
+                    self.finished = true;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        let Some(shared) = self.shared.clone() else {
+            self.finished = true;
+            return Poll::Ready(Ok(Filled::Ended));
+        };
+        loop {
+            // Registered before the state is looked at, so no wake-up is missed.
+            shared.waker.register(cx.waker());
+            let mut s = shared.sched.lock();
+            if let Some(p) = s.panic.take() {
+                drop(s);
+                self.end(&shared, false);
+                std::panic::resume_unwind(p);
+            }
+            let mut moved = 0;
+            while moved < max && s.entries.front().is_some_and(|e| e.result.is_some()) {
+                let e = s.entries.pop_front().expect("checked above");
+                out.extend(e.result);
+                s.base += 1;
+                moved += 1;
+            }
+            if moved > 0 {
+                return Poll::Ready(Ok(Filled::Some));
+            }
+            if let Some(e) = s.error.take() {
+                drop(s);
+                self.end(&shared, false);
+                return Poll::Ready(Err(e));
+            }
+            if s.exhausted && s.outstanding == 0 {
+                drop(s);
+                self.end(&shared, true);
+                return Poll::Ready(Ok(Filled::Ended));
+            }
+            // One batch ready per member, so that a worker finishing its batch finds
+            // the next without waiting for this side.
+            let room = self.window.is_none_or(|w| s.pulled - s.base < w);
+            let members = self.members.max(shared.slots.load(Ordering::Relaxed));
+            let wanted = !s.exhausted && room && s.queue.len() < members;
+            drop(s);
+            if !wanted {
+                return Poll::Pending;
+            }
+            self.feed(&shared);
+        }
+    }
+
+    /// Runs the map to its end, collecting the results in input order.
+    async fn collect(mut self, hint: usize) -> Result<Vec<F::Output>, PoolError> {
+        let mut out = Vec::with_capacity(hint);
+        futures::future::poll_fn(|cx| loop {
+            match self.poll_fill(cx, &mut out, usize::MAX) {
+                Poll::Ready(Ok(Filled::Some)) => {}
+                Poll::Ready(Ok(Filled::Ended)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
+impl<F, Args, I> Stream for Engine<F, Args, I>
+where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    I: Iterator<Item = Args>,
+{
+    type Item = Result<F::Output, PoolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        // One at a time, so that the window counts only what the consumer has taken.
+        let mut one = Vec::with_capacity(1);
+        match this.poll_fill(cx, &mut one, 1) {
+            Poll::Ready(Ok(Filled::Some)) => Poll::Ready(one.pop().map(Ok)),
+            Poll::Ready(Ok(Filled::Ended)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<F: RemoteFn<Args>, Args, I> Drop for Engine<F, Args, I> {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.sched.lock().stopped = true;
+            shared.notify.notify_waiters();
+            if !self.finished {
+                if let Some(b) = &shared.bar {
+                    b.finish(false);
+                }
+                shared.progress.finish();
+            }
+        }
+    }
+}
+
 /// Calls `f` on each item of `items` on the default pool's workers, and returns the
-/// results in input order (Julia's `pmap(f, c)`). Items travel in batches chosen
+/// results in input order (Julia's `pmap(f, c)`). `items` is any iterable — a `Vec`,
+/// a range, a lazy iterator — pulled one batch at a time as batches are handed out,
+/// keeping one batch per pool member ready, never collected first; batches are chosen
 /// automatically; the first failure is returned.
+/// [`pmap_array`] keeps an n-dimensional input's shape; [`pmap_stream`] hands the
+/// results out one by one.
 ///
 /// # Errors
 /// The first item's failure ([`PoolError::Call`]), or [`PoolError::EmptyPool`].
 ///
 /// # Cancel safety
-/// Not cancel-safe: the map runs as a task of cohort's runtime, which dropping the
-/// future does not stop. It goes on taking workers and running batches until every item
-/// has run (or one has failed), and then drops the results.
+/// Not cancel-safe: dropped, the map stops handing out batches, but those already
+/// sent still run on their workers, and the results so far are dropped.
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
-/// let v = cohort_pool::pmap(|x: u64| x * x, (1..=4).collect()).await.unwrap();
+/// let v = cohort_pool::pmap(|x: u64| x * x, 1..=4).await.unwrap();
 /// assert_eq!(v, vec![1, 4, 9, 16]);
 /// # });
 /// ```
@@ -484,7 +937,10 @@ fn item_error(pid: Pid, function: &str, e: ItemFailure) -> CallError {
     example = " let v = cohort_pool::blocking::pmap(|s: String| s.len(), vec![\"ab\".into(), \"c\".into()]).unwrap();
  assert_eq!(v, vec![2, 1]);"
 )]
-pub async fn pmap<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
+pub async fn pmap<F, T>(
+    f: F,
+    items: impl IntoIterator<Item = T>,
+) -> Result<Vec<F::Output>, PoolError>
 where
     F: RemoteFn<(T,)>,
     T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -499,7 +955,7 @@ where
 /// As [`pmap`]; with [`PmapOptions::on_error`], failed items hold its value instead.
 ///
 /// # Cancel safety
-/// As [`pmap`]: the map goes on after the future is dropped.
+/// As [`pmap`].
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
@@ -514,7 +970,7 @@ where
  assert_eq!(v, vec![2, 3]);")]
 pub async fn pmap_with<F, T>(
     f: F,
-    items: Vec<T>,
+    items: impl IntoIterator<Item = T>,
     opts: PmapOptions<F::Output>,
 ) -> Result<Vec<F::Output>, PoolError>
 where
@@ -522,19 +978,18 @@ where
     T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let args: Vec<(T,)> = items.into_iter().map(|x| (x,)).collect();
-    pmap_args(f, args, opts).await
+    pmap_args(f, items.into_iter().map(|x| (x,)), opts).await
 }
 
 /// Maps `f` over several collections element-wise (Julia's `pmap(f, c1, c2)`): each
 /// item is the tuple of arguments of one call; [`zip2`] and [`zip3`] build them
-/// (stopping at the shortest collection).
+/// (stopping at the shortest collection), as does [`Iterator::zip`].
 ///
 /// # Errors
 /// As [`pmap_with`].
 ///
 /// # Cancel safety
-/// As [`pmap`]: the map goes on after the future is dropped.
+/// As [`pmap`].
 ///
 /// ```
 /// # cohort_cluster::runtime::block_on(async {
@@ -551,7 +1006,7 @@ where
  assert_eq!(v, vec![6]);")]
 pub async fn pmap_args<F, Args>(
     f: F,
-    items: Vec<Args>,
+    items: impl IntoIterator<Item = Args>,
     opts: PmapOptions<F::Output>,
 ) -> Result<Vec<F::Output>, PoolError>
 where
@@ -559,13 +1014,87 @@ where
     Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let h = cohort_cluster::runtime::handle();
-    // Run the engine on cohort's runtime, whatever executor awaits us.
-    match h.spawn(run(f, items, opts)).await {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(PoolError::TaskPanicked(e.to_string())),
-    }
+    let items = items.into_iter();
+    let hint = items.size_hint().0;
+    Engine::new(f, items, opts, false).collect(hint).await
+}
+
+/// The streaming form of [`pmap_with`] (Julia's `pgenerate`): a [`Stream`] of the
+/// results in input order, each handed out as soon as it and those before it have
+/// completed. The input is pulled as batches are handed out, at most
+/// [`STREAM_BATCHES_AHEAD`] batches per pool member ahead of the consumer, so an
+/// endless iterator works and a slow consumer holds the map back instead of
+/// buffering it. After a failure (without [`PmapOptions::on_error`]) the stream
+/// yields that error and ends. The blocking form,
+/// [`blocking::pmap_stream`](crate::blocking::pmap_stream), is an [`Iterator`].
+///
+/// Nothing runs until the stream is first polled; dropping it stops the map (the
+/// batches already sent still run on their workers).
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// use futures::StreamExt;
+/// use cohort_pool::{pmap_stream, PmapOptions};
+/// let firsts: Vec<u64> = pmap_stream(|x: u64| x * 10, 0.., PmapOptions::new())
+///     .take(3)
+///     .map(Result::unwrap)
+///     .collect()
+///     .await;
+/// assert_eq!(firsts, vec![0, 10, 20]);
+/// # });
+/// ```
+pub fn pmap_stream<F, T>(
+    f: F,
+    items: impl IntoIterator<Item = T>,
+    opts: PmapOptions<F::Output>,
+) -> impl Stream<Item = Result<F::Output, PoolError>> + Unpin
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    Engine::new(f, items.into_iter().map(|x| (x,)), opts, true)
+}
+
+/// [`pmap_with`] over an n-dimensional array (Julia's `pmap(f, A)` for an `A` of any
+/// shape): the result has `a`'s shape, element `[i, j, …]` being `f(a[[i, j, …]])`.
+/// The elements are pulled in logical (row-major) order and cloned as batches are
+/// handed out. (Feature `ndarray`, on by default.)
+///
+/// # Errors
+/// As [`pmap_with`].
+///
+/// # Cancel safety
+/// As [`pmap`].
+///
+/// ```
+/// # cohort_cluster::runtime::block_on(async {
+/// use cohort_pool::{pmap_array, PmapOptions};
+/// let a = ndarray::arr2(&[[1, 2, 3], [4, 5, 6]]);
+/// let b = pmap_array(|x: i32| x * 10, &a, PmapOptions::new()).await.unwrap();
+/// assert_eq!(b, ndarray::arr2(&[[10, 20, 30], [40, 50, 60]]));
+/// # });
+/// ```
+#[cfg(feature = "ndarray")]
+#[cohort_macros::twin_fn(example = " use cohort_pool::{blocking, PmapOptions};
+ let a = ndarray::Array3::<u8>::zeros((2, 3, 4));
+ let b = blocking::pmap_array(|x: u8| u16::from(x) + 1, &a, PmapOptions::new()).unwrap();
+ assert_eq!(b.shape(), &[2, 3, 4]);")]
+pub async fn pmap_array<F, T, S, D>(
+    f: F,
+    a: &ndarray::ArrayBase<S, D>,
+    opts: PmapOptions<F::Output>,
+) -> Result<ndarray::Array<F::Output, D>, PoolError>
+where
+    F: RemoteFn<(T,)>,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+    S: ndarray::Data<Elem = T>,
+    D: ndarray::Dimension,
+{
+    let v = pmap_with(f, a.iter().cloned(), opts).await?;
+    Ok(ndarray::Array::from_shape_vec(a.raw_dim(), v)
+        .expect("a map gives one result per element, in logical order"))
 }
 
 /// Pairs two collections element-wise, stopping at the shorter.
@@ -609,135 +1138,16 @@ pub fn zip3<A, B, C>(a: Vec<A>, b: Vec<B>, c: Vec<C>) -> Vec<(A, B, C)> {
     example = " let v = cohort_pool::blocking::asyncmap(|x: u32| x + 1, vec![1, 2, 3]).unwrap();
  assert_eq!(v, vec![2, 3, 4]);"
 )]
-pub async fn asyncmap<F, T>(f: F, items: Vec<T>) -> Result<Vec<F::Output>, PoolError>
+pub async fn asyncmap<F, T>(
+    f: F,
+    items: impl IntoIterator<Item = T>,
+) -> Result<Vec<F::Output>, PoolError>
 where
     F: RemoteFn<(T,)>,
     T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     pmap_with(f, items, PmapOptions::new().distributed(false)).await
-}
-
-async fn run<F, Args>(
-    f: F,
-    items: Vec<Args>,
-    opts: PmapOptions<F::Output>,
-) -> Result<Vec<F::Output>, PoolError>
-where
-    F: RemoteFn<Args>,
-    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    let n = items.len();
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let pool = if !opts.distributed {
-        AnyPool::Workers(local_pool(&cohort_cluster::Cluster::current()))
-    } else {
-        opts.pool
-            .clone()
-            .unwrap_or_else(|| AnyPool::Workers(default_worker_pool()))
-    };
-    let workers = match &pool {
-        AnyPool::Workers(p) => p.clone(),
-        AnyPool::Caching(c) => c.pool().clone(),
-    };
-    let slots = workers.len();
-    if slots == 0 {
-        return Err(PoolError::EmptyPool);
-    }
-    let bs = opts.batch_size.resolve(n, slots);
-    let mut queue = VecDeque::new();
-    let mut start = 0;
-    while start < n {
-        let end = (start + bs).min(n);
-        queue.push_back(Work {
-            indices: (start..end).collect(),
-            attempt: 0,
-            avoid: None,
-        });
-        start = end;
-    }
-    let bar = opts.progress.then(|| ProgressBar::new(n as u64));
-    let cluster = workers.cluster().clone();
-    let label = if opts.distributed { "pmap" } else { "asyncmap" };
-    let progress = cohort_cluster::observe::Progress::start(&cluster, label, n as u64);
-    let shared = Arc::new(Shared {
-        items,
-        sched: Mutex::new(Sched {
-            queue,
-            outstanding: n,
-            results: (0..n).map(|_| None).collect(),
-            error: None,
-        }),
-        notify: Notify::new(),
-        on_error: opts.on_error,
-        retry_delays: opts.retry_delays,
-        retry_check: opts.retry_check,
-        bar,
-        progress,
-        cluster,
-    });
-    let batched = Batched::new(f);
-    let (call_f, state) = match &pool {
-        AnyPool::Caching(c) => {
-            let (cached, state) = c.wrap::<Batched<F>, (Vec<Args>,)>(batched)?;
-            (Callable::Cached(c.clone(), cached), state)
-        }
-        AnyPool::Workers(_) => (Callable::Plain(batched), Vec::new()),
-    };
-    let call_f = Arc::new(call_f);
-    let state = Arc::new(state);
-    // One slot per worker of the pool; a worker that joins the pool while the map
-    // runs (an elastic worker, a new `addprocs`) gets a slot of its own, so new work
-    // goes to it too.
-    let spawn_slot = || {
-        let shared = shared.clone();
-        let workers = workers.clone();
-        let call_f = call_f.clone();
-        let state = state.clone();
-        // On cohort's runtime, so `pmap` works from any executor.
-        cohort_cluster::runtime::handle().spawn(async move {
-            slot(shared, workers, call_f, state).await;
-        })
-    };
-    let mut membership = workers.cluster().watch_membership();
-    let mut tasks: futures::stream::FuturesUnordered<_> =
-        (0..slots).map(|_| spawn_slot()).collect();
-    let mut running = slots;
-    loop {
-        tokio::select! {
-            t = futures::StreamExt::next(&mut tasks) => match t {
-                None => break,
-                Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Some(_) => {}
-            },
-            Ok(()) = membership.changed() => {
-                let open = {
-                    let s = shared.sched.lock();
-                    s.error.is_none() && s.outstanding > 0
-                };
-                while open && workers.len() > running {
-                    tasks.push(spawn_slot());
-                    running += 1;
-                }
-            }
-        }
-    }
-    let mut s = shared.sched.lock();
-    if let Some(b) = &shared.bar {
-        b.finish_and_clear();
-    }
-    shared.progress.finish();
-    if let Some(e) = s.error.take() {
-        return Err(e);
-    }
-    let results = std::mem::take(&mut s.results);
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every item has a result"))
-        .collect())
 }
 
 enum Callable<F> {
@@ -768,9 +1178,81 @@ where
     }
 }
 
+/// One pool member's share of a map: takes the next batch, runs it on a free worker,
+/// records its results; waits when nothing is queued. Each take wakes the engine, which
+/// keeps one batch per member queued.
+/// Starts one slot: a task of cohort's runtime (so `pmap` works from any executor)
+/// that runs one batch at a time until the map ends.
+fn spawn_slot<F, Args>(
+    shared: &Arc<Shared<F::Output, Args>>,
+    workers: &crate::WorkerPool,
+    call_f: &Arc<Callable<F>>,
+    state: &Arc<Vec<u8>>,
+) where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let (shared, workers) = (shared.clone(), workers.clone());
+    let (call_f, state) = (call_f.clone(), state.clone());
+    cohort_cluster::runtime::handle().spawn(async move {
+        let run = std::panic::AssertUnwindSafe(slot(shared.clone(), workers, call_f, state));
+        if let Err(p) = run.catch_unwind().await {
+            shared.sched.lock().panic.get_or_insert(p);
+            shared.waker.wake();
+            shared.notify.notify_waiters();
+        }
+    });
+}
+
+/// Gives a worker that joins the pool while the map runs (an elastic worker, a new
+/// `addprocs`) a slot of its own, so that new work goes to it too: watches the
+/// cluster's membership until the map halts or runs out of work.
+fn spawn_slot_grower<F, Args>(
+    shared: &Arc<Shared<F::Output, Args>>,
+    workers: &crate::WorkerPool,
+    call_f: &Arc<Callable<F>>,
+    state: &Arc<Vec<u8>>,
+    slots: usize,
+) where
+    F: RemoteFn<Args>,
+    Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    F::Output: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let (shared, workers) = (shared.clone(), workers.clone());
+    let (call_f, state) = (call_f.clone(), state.clone());
+    shared.slots.store(slots, Ordering::Relaxed);
+    cohort_cluster::runtime::handle().spawn(async move {
+        let mut membership = workers.cluster().watch_membership();
+        let mut running = slots;
+        loop {
+            let notified = shared.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let s = shared.sched.lock();
+                if s.halted() || (s.exhausted && s.outstanding == 0) {
+                    return;
+                }
+            }
+            while workers.len() > running {
+                spawn_slot(&shared, &workers, &call_f, &state);
+                running += 1;
+                shared.slots.store(running, Ordering::Relaxed);
+                // The engine keeps a batch ready for each slot.
+                shared.waker.wake();
+            }
+            tokio::select! {
+                changed = membership.changed() => if changed.is_err() { return },
+                _ = notified => {}
+            }
+        }
+    });
+}
+
 async fn slot<F, Args>(
     shared: Arc<Shared<F::Output, Args>>,
-    workers: WorkerPool,
+    workers: crate::WorkerPool,
     call_f: Arc<Callable<F>>,
     state: Arc<Vec<u8>>,
 ) where
@@ -780,37 +1262,48 @@ async fn slot<F, Args>(
 {
     let fname = std::any::type_name::<F>();
     loop {
-        let work = loop {
+        let (work, batch) = loop {
             let notified = shared.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut s = shared.sched.lock();
-                if s.error.is_some() || s.outstanding == 0 {
+                if s.halted() {
                     return;
                 }
                 if let Some(w) = s.queue.pop_front() {
-                    break w;
+                    // The last attempt moves the items out; earlier ones keep them
+                    // for a retry.
+                    let keep = w.attempt < shared.retry_delays.len();
+                    let base = s.base;
+                    let batch: Vec<Args> = w
+                        .indices
+                        .iter()
+                        .map(|&i| {
+                            let e = &mut s.entries[i - base];
+                            let item = if keep { e.item.clone() } else { e.item.take() };
+                            item.expect("a queued item is kept until it is final")
+                        })
+                        .collect();
+                    break (w, batch);
+                }
+                if s.exhausted && s.outstanding == 0 {
+                    return;
                 }
             }
+            shared.waker.wake();
             notified.await;
         };
+        // The engine refills the queue while this batch runs.
+        shared.waker.wake();
         let lease = match workers.take_avoiding(work.avoid).await {
             Ok(l) => l,
             Err(e) => {
-                let mut s = shared.sched.lock();
-                s.error.get_or_insert(e);
-                drop(s);
-                shared.notify.notify_waiters();
+                shared.fail(e);
                 return;
             }
         };
         let pid = lease.pid();
-        let batch: Vec<Args> = work
-            .indices
-            .iter()
-            .map(|&i| shared.items[i].clone())
-            .collect();
         let out = call_batch(workers.cluster(), &call_f, &state, pid, batch).await;
         drop(lease);
         match out {
@@ -818,18 +1311,18 @@ async fn slot<F, Args>(
                 let mut failed = Vec::new();
                 {
                     let mut s = shared.sched.lock();
-                    let mut ok = 0;
+                    if s.halted() {
+                        return;
+                    }
                     for (&i, r) in work.indices.iter().zip(results) {
                         match r {
-                            Ok(v) => {
-                                s.results[i] = Some(v);
-                                ok += 1;
-                            }
+                            Ok(v) => s.done(i, v),
                             Err(e) => failed.push((i, e)),
                         }
                     }
-                    shared.done(&mut s, ok);
                 }
+                shared.count_done(work.indices.len() - failed.len());
+                shared.waker.wake();
                 for (i, e) in failed {
                     shared.failed(i, work.attempt, pid, item_error(pid, fname, e));
                 }

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::caching::CachingPool;
 use crate::error::PoolError;
 
 struct State {
@@ -17,6 +18,10 @@ struct State {
     members: Vec<Pid>,
     /// The members not lent out, in the order they came back.
     free: VecDeque<Pid>,
+    /// Workers taken and then [detached](Lease::detach) from their lease: lent out
+    /// until [`WorkerPool::put`] gives them back (a multiset). A worker held by a live
+    /// [`Lease`] is not here, so `put` cannot free it while its holder still uses it.
+    detached: Vec<Pid>,
 }
 
 struct Inner {
@@ -53,7 +58,8 @@ impl std::fmt::Debug for WorkerPool {
     }
 }
 
-/// A worker taken from a pool; it goes back when dropped.
+/// A worker taken from a pool; it goes back when dropped. While a lease lives its
+/// worker is lent to its holder alone: [`WorkerPool::put`] does not free it.
 ///
 /// ```
 /// let pool = cohort_pool::WorkerPool::new([1]);
@@ -67,6 +73,8 @@ impl std::fmt::Debug for WorkerPool {
 pub struct Lease {
     pool: WorkerPool,
     pid: Pid,
+    /// Set by [`detach`](Self::detach): the worker stays lent after the drop.
+    detached: bool,
 }
 
 impl Lease {
@@ -77,6 +85,22 @@ impl Lease {
     /// assert_eq!(pool.take_blocking().unwrap().pid(), 1);
     /// ```
     pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Ends the lease without giving the worker back: it stays lent until
+    /// [`WorkerPool::put`]`(pid)` returns it — Julia's `take!(pool)` … `put!(pool, pid)`
+    /// pair, for code that hands the pid on.
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// let pid = pool.take_blocking().unwrap().detach();
+    /// assert!(!pool.isready());
+    /// pool.put(pid);
+    /// assert!(pool.isready());
+    /// ```
+    pub fn detach(mut self) -> Pid {
+        self.detached = true;
         self.pid
     }
 }
@@ -154,7 +178,11 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.put(self.pid);
+        if self.detached {
+            self.pool.inner.state.lock().detached.push(self.pid);
+        } else {
+            self.pool.give_back(self.pid);
+        }
     }
 }
 
@@ -214,6 +242,7 @@ impl WorkerPool {
                 state: Mutex::new(State {
                     free: members.iter().copied().collect(),
                     members,
+                    detached: Vec::new(),
                 }),
                 notify: Notify::new(),
                 follows_cluster,
@@ -359,6 +388,7 @@ impl WorkerPool {
                     return Ok(Lease {
                         pool: self.clone(),
                         pid,
+                        detached: false,
                     });
                 }
             }
@@ -374,16 +404,34 @@ impl WorkerPool {
         }
     }
 
-    /// Gives a worker back (Julia's `put!(pool, pid)`); one that has left the cluster
-    /// or the pool is dropped.
+    /// Gives back a worker that was taken and [detached](Lease::detach) from its lease
+    /// (Julia's `put!(pool, pid)`); one that has left the cluster is dropped from the
+    /// pool. A worker held by a live [`Lease`] is not given back — it goes back when
+    /// the lease is dropped — so one worker is never lent to two holders at once; a
+    /// `put` of a worker that is not lent, or not a member, does nothing.
     ///
     /// ```
     /// let pool = cohort_pool::WorkerPool::new([1]);
     /// let lease = pool.take_blocking().unwrap();
-    /// drop(lease); // calls put
+    /// pool.put(1); // the lease still holds worker 1: nothing happens
+    /// assert!(!pool.isready());
+    /// let pid = lease.detach();
+    /// pool.put(pid);
     /// assert!(pool.isready());
     /// ```
     pub fn put(&self, pid: Pid) {
+        let mut s = self.inner.state.lock();
+        let Some(i) = s.detached.iter().position(|p| *p == pid) else {
+            return;
+        };
+        s.detached.swap_remove(i);
+        drop(s);
+        self.give_back(pid);
+    }
+
+    /// Returns a lent worker to the free list (a lease's drop, or `put` of a detached
+    /// one); one that has left the cluster, or the pool, is dropped.
+    fn give_back(&self, pid: Pid) {
         let mut s = self.inner.state.lock();
         let lent = s.members.iter().filter(|p| **p == pid).count()
             > s.free.iter().filter(|p| **p == pid).count();
@@ -539,7 +587,7 @@ impl WorkerPool {
     /// ```
     pub fn remote<F>(&self, f: F) -> Remote<F> {
         Remote {
-            pool: self.clone(),
+            pool: AnyPool::Workers(self.clone()),
             f,
         }
     }
@@ -568,7 +616,7 @@ impl WorkerPool {
 /// ```
 #[derive(Clone)]
 pub struct Remote<F> {
-    pool: WorkerPool,
+    pool: AnyPool,
     f: F,
 }
 
@@ -583,7 +631,8 @@ impl<F> std::fmt::Debug for Remote<F> {
 }
 
 impl<F> Remote<F> {
-    /// Calls the function on a free worker and waits for the value.
+    /// Calls the function on a free worker and waits for the value (through the
+    /// function cache when the pool is a [`CachingPool`]).
     ///
     /// # Errors
     /// As [`WorkerPool::remotecall_fetch`].
@@ -606,33 +655,155 @@ impl<F> Remote<F> {
         Args: Serialize + DeserializeOwned + Send + 'static,
         F::Output: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.pool.remotecall_fetch(self.f.clone(), args).await
+        match &self.pool {
+            AnyPool::Workers(p) => p.remotecall_fetch(self.f.clone(), args).await,
+            AnyPool::Caching(c) => c.remotecall_fetch(self.f.clone(), args).await,
+        }
     }
 }
 
-/// `f` bound to the [default pool](default_worker_pool) (Julia's `remote(f)`).
+/// `f` bound to the [default pool](default_pool) (Julia's `remote(f)`): the one
+/// [`set_default_worker_pool`] installed, a [`CachingPool`] included, else the workers.
 ///
 /// ```
 /// let r = cohort_pool::remote(|| cohort_cluster::myid());
 /// assert_eq!(r.call_blocking(()).unwrap(), 1);
 /// ```
 pub fn remote<F>(f: F) -> Remote<F> {
-    default_worker_pool().remote(f)
+    Remote {
+        pool: default_pool(),
+        f,
+    }
 }
 
-/// The default pool (Julia's `default_worker_pool()`). On the master it holds the
-/// workers and follows the cluster as workers are added and removed (the master
-/// itself when there are none, as [`workers`](cohort_cluster::workers) says). On a
-/// worker it lends that worker itself, once per core, so a parallel map started from
-/// inside a remote call runs locally and cannot wait on the master's pool.
+/// Either kind of pool (Julia's `AbstractWorkerPool`): what [`default_pool`] returns,
+/// what [`set_default_worker_pool`] and [`PmapOptions::pool`](crate::PmapOptions::pool)
+/// take. Made from either pool with `into()`.
+///
+/// ```
+/// use cohort_pool::{AnyPool, CachingPool, WorkerPool};
+/// let a: AnyPool = WorkerPool::new([1]).into();
+/// let b: AnyPool = CachingPool::new([1]).into();
+/// assert_eq!(a.worker_pool().workers(), b.worker_pool().workers());
+/// ```
+#[derive(Clone, Debug)]
+pub enum AnyPool {
+    /// A plain pool: each call carries its function.
+    Workers(WorkerPool),
+    /// A caching pool: a function's state goes to each worker once.
+    Caching(CachingPool),
+}
+
+impl AnyPool {
+    /// The workers it lends (a caching pool's own [`WorkerPool`]).
+    ///
+    /// ```
+    /// let p: cohort_pool::AnyPool = cohort_pool::WorkerPool::new([1]).into();
+    /// assert_eq!(p.worker_pool().len(), 1);
+    /// ```
+    pub fn worker_pool(&self) -> &WorkerPool {
+        match self {
+            AnyPool::Workers(p) => p,
+            AnyPool::Caching(c) => c.pool(),
+        }
+    }
+}
+
+impl From<WorkerPool> for AnyPool {
+    fn from(p: WorkerPool) -> Self {
+        AnyPool::Workers(p)
+    }
+}
+
+impl From<CachingPool> for AnyPool {
+    fn from(p: CachingPool) -> Self {
+        AnyPool::Caching(p)
+    }
+}
+
+/// The pools installed by [`set_default_worker_pool`], one per cluster (the pool's).
+static REPLACED: Mutex<Vec<AnyPool>> = Mutex::new(Vec::new());
+
+/// Replaces the default pool of the pool's cluster on this process (Julia's
+/// `default_worker_pool!(pool)`): [`pmap`](crate::pmap), [`remote`] and the other
+/// calls without an explicit pool use it from now on — a [`CachingPool`] too, whose
+/// function cache they then share. Returns the pool it replaced, if one had been
+/// installed; [`reset_default_worker_pool`] goes back to the pool that follows the
+/// cluster. The installed pool (and with it its cluster) is kept until then.
+///
+/// ```
+/// use cohort_pool::{default_worker_pool, reset_default_worker_pool, set_default_worker_pool, WorkerPool};
+/// set_default_worker_pool(WorkerPool::new([1, 1]));
+/// assert_eq!(default_worker_pool().len(), 2);
+/// reset_default_worker_pool();
+/// assert_eq!(default_worker_pool().len(), 1);
+/// ```
+pub fn set_default_worker_pool(pool: impl Into<AnyPool>) -> Option<AnyPool> {
+    let pool = pool.into();
+    let mut r = REPLACED.lock();
+    let old = r
+        .iter()
+        .position(|p| p.worker_pool().cluster() == pool.worker_pool().cluster())
+        .map(|i| r.swap_remove(i));
+    r.push(pool);
+    old
+}
+
+/// Undoes [`set_default_worker_pool`] for the current cluster: the default pool is
+/// again the one following the cluster's workers. Returns the pool that had been
+/// installed, if any.
+///
+/// ```
+/// assert!(cohort_pool::reset_default_worker_pool().is_none());
+/// ```
+pub fn reset_default_worker_pool() -> Option<AnyPool> {
+    let cluster = Cluster::current();
+    let mut r = REPLACED.lock();
+    r.iter()
+        .position(|p| p.worker_pool().cluster() == &cluster)
+        .map(|i| r.swap_remove(i))
+}
+
+/// The default pool as calls without an explicit pool use it: the one
+/// [`set_default_worker_pool`] installed for the current cluster, else the
+/// [workers](default_worker_pool).
+///
+/// ```
+/// let p = cohort_pool::default_pool();
+/// assert_eq!(p.worker_pool().workers(), vec![1]);
+/// ```
+pub fn default_pool() -> AnyPool {
+    let cluster = Cluster::current();
+    if let Some(p) = REPLACED
+        .lock()
+        .iter()
+        .find(|p| p.worker_pool().cluster() == &cluster)
+    {
+        return p.clone();
+    }
+    AnyPool::Workers(following_pool(&cluster))
+}
+
+/// The default pool's workers (Julia's `default_worker_pool()`): the pool
+/// [`set_default_worker_pool`] installed (a caching pool's own [`WorkerPool`]), else
+/// the pool that follows the cluster. On the master that one holds the workers and
+/// follows the cluster as workers are added and removed (the master itself when there
+/// are none, as [`workers`](cohort_cluster::workers) says). On a worker it lends that
+/// worker itself, once per core, so a parallel map started from inside a remote call
+/// runs locally and cannot wait on the master's pool.
 ///
 /// ```
 /// assert_eq!(cohort_pool::default_worker_pool().workers(), vec![1]);
 /// ```
 pub fn default_worker_pool() -> WorkerPool {
+    default_pool().worker_pool().clone()
+}
+
+/// The pool following the cluster (or, on a worker, lending it itself).
+fn following_pool(cluster: &Cluster) -> WorkerPool {
     static MASTER: OnceLock<WorkerPool> = OnceLock::new();
     static WORKER: OnceLock<WorkerPool> = OnceLock::new();
-    let cluster = Cluster::current();
+    let cluster = cluster.clone();
     let me = cluster.myid();
     if cluster != Cluster::global() {
         // Another cluster of this process: a pool following it (cheap to make).

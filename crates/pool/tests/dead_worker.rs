@@ -25,7 +25,7 @@ fn dead_worker_items_are_retried_and_default_pool_follows() {
     });
     let v = blocking::pmap_with(
         slow_where,
-        (0..100).collect(),
+        0..100,
         PmapOptions::new()
             .batch_size(BatchSize::Fixed(2))
             .retry_delays(vec![Duration::from_millis(10); 3]),
@@ -46,7 +46,7 @@ fn dead_worker_items_are_retried_and_default_pool_follows() {
     assert_eq!(default_worker_pool().workers(), vec![w[1], added[0]]);
     let v = blocking::pmap_with(
         slow_where,
-        (0..20).collect(),
+        0..20,
         PmapOptions::new().batch_size(BatchSize::Fixed(1)),
     )
     .unwrap();

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cohort::{CallError, ErrorKind, Pid};
+use cohort_pool::indicatif;
 use cohort_pool::*;
 
 fn cluster() -> Vec<Pid> {
@@ -48,7 +49,7 @@ fn pmap_spreads_over_every_worker() {
     };
     let v = blocking::pmap_with(
         slow,
-        (0..64).collect(),
+        0..64,
         PmapOptions::new()
             .pool(WorkerPool::new(w.clone()))
             .batch_size(BatchSize::Fixed(1)),
@@ -83,7 +84,7 @@ fn on_error_values_appear_inline() {
     cluster();
     let v = blocking::pmap_with(
         fails_on_odd,
-        (0..20).collect(),
+        0..20,
         PmapOptions::new()
             .batch_size(BatchSize::Fixed(3))
             .on_error(|e| match e {
@@ -121,7 +122,7 @@ fn retries_land_on_a_healthy_worker() {
     assert!(w.contains(&2));
     let v = blocking::pmap_with(
         fails_on_first_worker,
-        (0..40).collect(),
+        0..40,
         PmapOptions::new()
             .batch_size(BatchSize::Fixed(2))
             .retry_delays(vec![Duration::ZERO; 3]),
@@ -155,12 +156,8 @@ fn retries_land_on_a_healthy_worker() {
 #[test]
 fn local_asyncmap_runs_here() {
     cluster();
-    let v = blocking::pmap_with(
-        double_where,
-        (0..10).collect(),
-        PmapOptions::new().distributed(false),
-    )
-    .unwrap();
+    let v =
+        blocking::pmap_with(double_where, 0..10, PmapOptions::new().distributed(false)).unwrap();
     assert!(v.iter().all(|r| r.1 == 1));
 }
 
@@ -180,12 +177,7 @@ fn several_collections_map_elementwise() {
 fn one_worker_pool() {
     let w = cluster();
     let pool = WorkerPool::new([w[1]]);
-    let v = blocking::pmap_with(
-        double_where,
-        (0..100).collect(),
-        PmapOptions::new().pool(pool),
-    )
-    .unwrap();
+    let v = blocking::pmap_with(double_where, 0..100, PmapOptions::new().pool(pool)).unwrap();
     assert!(v.iter().all(|r| r.1 == w[1]));
 }
 
@@ -232,10 +224,7 @@ fn default_pool_holds_the_workers() {
 }
 
 fn nested(n: u64) -> u64 {
-    blocking::pmap(|x: u64| x * 2, (0..n).collect())
-        .unwrap()
-        .iter()
-        .sum()
+    blocking::pmap(|x: u64| x * 2, 0..n).unwrap().iter().sum()
 }
 
 #[test]
@@ -262,7 +251,7 @@ fn caching_pool_sends_captured_data_once_per_worker() {
     let f = cohort::closure!([table] |i: usize| table[i] * 2);
     let v = blocking::pmap_with(
         f.clone(),
-        (0..200).collect(),
+        0..200,
         PmapOptions::new()
             .caching_pool(pool.clone())
             .batch_size(BatchSize::Fixed(1)),
@@ -372,7 +361,378 @@ fn everywhere_and_named_values() {
 #[test]
 fn progress_option_runs() {
     cluster();
-    let v =
-        blocking::pmap_with(square, (0..50).collect(), PmapOptions::new().progress(true)).unwrap();
+    let v = blocking::pmap_with(square, 0..50, PmapOptions::new().progress(true)).unwrap();
     assert_eq!(v.len(), 50);
+}
+
+/// A terminal that keeps what a progress bar draws on it.
+#[derive(Debug, Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl indicatif::TermLike for Capture {
+    fn width(&self) -> u16 {
+        160
+    }
+    fn move_cursor_up(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _n: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        let mut t = self.0.lock().unwrap();
+        t.push_str(s);
+        t.push('\n');
+        Ok(())
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.lock().unwrap().push_str(s);
+        Ok(())
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How many times `key` was attempted on this process (a worker).
+fn attempts() -> &'static std::sync::Mutex<std::collections::HashMap<u64, u32>> {
+    static A: OnceLock<std::sync::Mutex<std::collections::HashMap<u64, u32>>> = OnceLock::new();
+    A.get_or_init(Default::default)
+}
+
+/// Fails the first `key / 1000` attempts at `key` on this process, then gives `2 key`.
+fn flaky(key: u64) -> u64 {
+    let n = {
+        let mut a = attempts().lock().unwrap();
+        let n = a.entry(key).or_default();
+        *n += 1;
+        *n
+    };
+    assert!(u64::from(n) > key / 1000, "attempt {n} at {key}");
+    key * 2
+}
+
+fn attempts_at(key: u64) -> u32 {
+    attempts().lock().unwrap().get(&key).copied().unwrap_or(0)
+}
+
+#[test]
+fn pmap_pulls_a_lazy_input_as_batches_are_handed_out() {
+    let w = cluster();
+    // Each pull records how many items were done then (the caller's bar counts them).
+    let bar = indicatif::ProgressBar::hidden();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (b, s) = (bar.clone(), seen.clone());
+    let items = (0..40u64).inspect(move |_| s.lock().unwrap().push(b.position()));
+    let v = blocking::pmap_with(
+        square,
+        items,
+        PmapOptions::new()
+            .pool(WorkerPool::new(w.clone()))
+            .batch_size(1)
+            .progress_bar(bar.clone()),
+    )
+    .unwrap();
+    assert_eq!(v, (0..40u64).map(|x| x * x).collect::<Vec<_>>());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 40);
+    // A batch is pulled only while fewer than one per member are queued, so when item
+    // k is pulled at most `members - 1` items are queued and `members` running: the
+    // others are done. Collected up front, every pull would have seen 0 done.
+    let members = w.len() as u64;
+    for (k, done) in seen.iter().enumerate() {
+        assert!(
+            done + 2 * members > k as u64,
+            "item {k} pulled with {done} done"
+        );
+    }
+    assert_eq!(bar.position(), 40);
+}
+
+#[test]
+fn pmap_stream_yields_in_order_within_its_window() {
+    let w = cluster();
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = pulled.clone();
+    let items = (0..1000u64).inspect(move |_| {
+        p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let window = STREAM_BATCHES_AHEAD * w.len();
+    let mut out = Vec::new();
+    for (k, r) in blocking::pmap_stream(
+        square,
+        items,
+        PmapOptions::new()
+            .pool(WorkerPool::new(w.clone()))
+            .batch_size(1),
+    )
+    .enumerate()
+    {
+        // The engine pulls only while polled, and only `window` items ahead of those
+        // handed out: when result k arrives, at most k + window items were pulled.
+        let n = pulled.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(n <= k + window, "result {k} with {n} items pulled");
+        out.push(r.unwrap());
+    }
+    assert_eq!(out, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+    // An endless input, and a stream dropped early.
+    let firsts: Vec<u64> = blocking::pmap_stream(square, 0u64.., PmapOptions::new())
+        .take(5)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(firsts, vec![0, 1, 4, 9, 16]);
+    // A failure ends the stream after the results before it (one batch: they arrive
+    // together, the failure last).
+    let got: Vec<Result<i64, PoolError>> = blocking::pmap_stream(
+        fails_on_odd,
+        vec![0, 2, 3, 4],
+        PmapOptions::new().batch_size(10),
+    )
+    .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], Ok(0));
+    assert_eq!(got[1], Ok(2));
+    assert!(
+        matches!(&got[2], Err(PoolError::Call(CallError::Remote(r))) if r.message.contains("odd 3"))
+    );
+}
+
+#[test]
+fn pmap_array_keeps_the_shape() {
+    cluster();
+    let a = ndarray::Array3::from_shape_fn((2, 3, 4), |(i, j, k)| (100 * i + 10 * j + k) as u64);
+    let b = blocking::pmap_array(square, &a, PmapOptions::new().batch_size(5)).unwrap();
+    assert_eq!(b.shape(), &[2, 3, 4]);
+    assert_eq!(b, a.mapv(|x| x * x));
+    // A view in another memory order: logical order is kept.
+    let t = a.t();
+    let bt = blocking::pmap_array(square, &t, PmapOptions::new()).unwrap();
+    assert_eq!(bt.shape(), &[4, 3, 2]);
+    assert_eq!(bt, t.mapv(|x| x * x));
+}
+
+#[test]
+fn a_put_does_not_free_a_worker_a_lease_still_holds() {
+    let w = cluster();
+    let pool = WorkerPool::new([w[0]]);
+    let lease = pool.take_blocking().unwrap();
+    // The old `put` freed a worker whenever some copy of it was lent, so a third
+    // holder could take it while the lease still held it.
+    pool.put(w[0]);
+    assert!(!pool.isready());
+    assert!(
+        futures::FutureExt::now_or_never(pool.take()).is_none(),
+        "a second holder got the leased worker"
+    );
+    drop(lease);
+    assert!(pool.isready());
+    // Julia's take!/put! pair: a detached lease stays lent until put, once.
+    let pid = pool.take_blocking().unwrap().detach();
+    assert_eq!(pid, w[0]);
+    assert!(!pool.isready());
+    pool.put(pid);
+    pool.put(pid);
+    let held = pool.take_blocking().unwrap();
+    assert!(!pool.isready(), "one put of a worker freed it twice");
+    drop(held);
+    assert_eq!(
+        pool.remotecall_fetch_blocking(cohort::myid, ()).unwrap(),
+        w[0]
+    );
+}
+
+#[test]
+fn integer_ranges_of_every_type_split_at_their_edges() {
+    let w = cluster();
+    let add = |a: u64, b: u64| a + b;
+    // A whole type, which no half-open range can cover.
+    let s = blocking::distributed_reduce(0..=255, |i: u8| u64::from(i), add).unwrap();
+    assert_eq!(s, 32_640);
+    let s = blocking::distributed_reduce(
+        i8::MIN..=i8::MAX,
+        |i: i8| i64::from(i),
+        |a: i64, b: i64| a + b,
+    );
+    assert_eq!(s.unwrap(), -128);
+    let who = blocking::distributed_reduce(
+        0..=255u8,
+        |i: u8| vec![(i, cohort::myid())],
+        |mut a: Vec<(u8, Pid)>, b: Vec<(u8, Pid)>| {
+            a.extend(b);
+            a
+        },
+    )
+    .unwrap();
+    assert_eq!(who.len(), 256);
+    assert!(who
+        .iter()
+        .enumerate()
+        .all(|(k, (i, _))| usize::from(*i) == k));
+    assert_eq!(who[0].1, w[0]);
+    assert_eq!(who[255].1, w[1]);
+    // Near the edges of i64, u64, i128, u128.
+    let n = blocking::distributed_reduce(i64::MAX - 9..=i64::MAX, |_i: i64| 1u64, add);
+    assert_eq!(n.unwrap(), 10);
+    let n = blocking::distributed_reduce(i64::MIN..i64::MIN + 10, |_i: i64| 1u64, add);
+    assert_eq!(n.unwrap(), 10);
+    let top = blocking::distributed_reduce(
+        u64::MAX - 2..=u64::MAX,
+        |i: u64| i,
+        |a: u64, b: u64| a.max(b),
+    );
+    assert_eq!(top.unwrap(), u64::MAX);
+    let n = blocking::distributed_reduce(i128::MAX - 4..=i128::MAX, |_i: i128| 1u64, add);
+    assert_eq!(n.unwrap(), 5);
+    let n = blocking::distributed_reduce(u128::MAX - 4..=u128::MAX, |_i: u128| 1u64, add);
+    assert_eq!(n.unwrap(), 5);
+    // Each of the other types.
+    assert_eq!(
+        blocking::distributed_reduce(0..10, |i: u16| u64::from(i), add).unwrap(),
+        45
+    );
+    assert_eq!(
+        blocking::distributed_reduce(0..10, |i: u32| u64::from(i), add).unwrap(),
+        45
+    );
+    assert_eq!(
+        blocking::distributed_reduce(0..10, |i: usize| i as u64, add).unwrap(),
+        45
+    );
+    assert_eq!(
+        blocking::distributed_reduce(-5..5, |i: i16| i64::from(i), |a: i64, b: i64| a + b).unwrap(),
+        -5
+    );
+    assert_eq!(
+        blocking::distributed_reduce(-5..5, |i: i32| i64::from(i), |a: i64, b: i64| a + b).unwrap(),
+        -5
+    );
+    assert_eq!(
+        blocking::distributed_reduce(-5..=5, |i: isize| i as i64, |a: i64, b: i64| a + b).unwrap(),
+        0
+    );
+    // Empty ranges, half-open and inclusive.
+    assert_eq!(
+        blocking::distributed_reduce(5..5u8, |i: u8| u64::from(i), add),
+        Err(PoolError::EmptyReduction)
+    );
+    #[allow(clippy::reversed_empty_ranges)]
+    let e = blocking::distributed_reduce(5..=4i128, |_i: i128| 1u64, add);
+    assert_eq!(e, Err(PoolError::EmptyReduction));
+    assert!(distributed_for(u64::MAX..u64::MAX, |_i: u64| ()).is_empty());
+    let futs = distributed_for(usize::MAX - 1..=usize::MAX, |i: usize| {
+        assert!(i >= usize::MAX - 1)
+    });
+    assert_eq!(futs.len(), 2);
+    for f in futs {
+        f.wait_blocking().unwrap();
+    }
+    // Splitting whole 128-bit types, whose length does not fit in them.
+    assert_eq!(
+        splitrange(0, u128::MAX, 2),
+        vec![0..=u128::MAX / 2, u128::MAX / 2 + 1..=u128::MAX]
+    );
+    let parts = splitrange(i128::MIN, i128::MAX, 3);
+    assert_eq!(parts.len(), 3);
+    assert_eq!(*parts[0].start(), i128::MIN);
+    assert_eq!(*parts[2].end(), i128::MAX);
+    assert_eq!(*parts[1].start(), parts[0].end() + 1);
+    assert_eq!(*parts[2].start(), parts[1].end() + 1);
+    assert_eq!(
+        splitrange(-128i8, 127, 3),
+        vec![-128..=-43, -42..=42, 43..=127]
+    );
+}
+
+#[test]
+fn retries_come_before_on_error() {
+    let w = cluster();
+    // One member: every retry goes to the same worker, which counts the attempts.
+    let pool = WorkerPool::new([w[0]]);
+    let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let opts = |delays: usize, check: bool| {
+        let h = handled.clone();
+        PmapOptions::new()
+            .pool(pool.clone())
+            .batch_size(1)
+            .retry_delays(vec![Duration::ZERO; delays])
+            .retry_check(move |_| check)
+            .on_error(move |e| {
+                h.lock().unwrap().push(e.to_string());
+                0
+            })
+    };
+    // Two failures, three retries: the retries absorb them; on_error is not called.
+    let keys: Vec<u64> = (2000..2004).collect();
+    let v = blocking::pmap_with(flaky, keys.clone(), opts(3, true)).unwrap();
+    assert_eq!(v, keys.iter().map(|k| k * 2).collect::<Vec<_>>());
+    assert!(handled.lock().unwrap().is_empty());
+    for &k in &keys {
+        let n = cohort::blocking::remotecall_fetch(attempts_at, w[0], (k,)).unwrap();
+        assert_eq!(n, 3, "key {k}");
+    }
+    // Five failures, two retries: on_error sees the third (last) attempt's error,
+    // once per item.
+    let keys: Vec<u64> = (5000..5004).collect();
+    let v = blocking::pmap_with(flaky, keys.clone(), opts(2, true)).unwrap();
+    assert_eq!(v, vec![0; 4]);
+    let seen = std::mem::take(&mut *handled.lock().unwrap());
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(
+        seen.iter().all(|m| m.contains("attempt 3 at 500")),
+        "{seen:?}"
+    );
+    for &k in &keys {
+        let n = cohort::blocking::remotecall_fetch(attempts_at, w[0], (k,)).unwrap();
+        assert_eq!(n, 3, "key {k}");
+    }
+    // A retry_check that refuses: on_error after the first attempt.
+    let keys: Vec<u64> = (5100..5102).collect();
+    let v = blocking::pmap_with(flaky, keys.clone(), opts(2, false)).unwrap();
+    assert_eq!(v, vec![0; 2]);
+    assert_eq!(handled.lock().unwrap().len(), 2);
+    for &k in &keys {
+        let n = cohort::blocking::remotecall_fetch(attempts_at, w[0], (k,)).unwrap();
+        assert_eq!(n, 1, "key {k}");
+    }
+}
+
+#[test]
+fn the_progress_bar_shows_time_rate_eta_and_counts() {
+    let w = cluster();
+    let term = Capture::default();
+    let target = indicatif::ProgressDrawTarget::term_like(Box::new(term.clone()));
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
+    // Key 3000 fails three attempts (two of them retried), then on_error; the rest pass.
+    let keys: Vec<u64> = vec![10, 11, 3000, 12, 13];
+    let v = blocking::pmap_with(
+        flaky,
+        keys,
+        PmapOptions::new()
+            .pool(WorkerPool::new([w[1]]))
+            .batch_size(1)
+            .retry_delays(vec![Duration::ZERO; 2])
+            .on_error(|_| 0)
+            .progress_bar(bar.clone()),
+    )
+    .unwrap();
+    assert_eq!(v, vec![20, 22, 0, 24, 26]);
+    assert_eq!(bar.position(), 5);
+    assert_eq!(bar.length(), Some(5));
+    assert_eq!(bar.message(), "3 failed, 2 retried");
+    // The last frame drawn (at the finish): elapsed time, done/total, rate, eta, counts.
+    let shown = term.0.lock().unwrap().clone();
+    let last = shown.lines().last().expect("a frame was drawn").to_string();
+    assert!(last.starts_with("[00:"), "{last}");
+    assert!(last.contains(" 5/5 ("), "{last}");
+    assert!(last.contains("/s, eta "), "{last}");
+    assert!(last.ends_with("3 failed, 2 retried"), "{last}");
 }
