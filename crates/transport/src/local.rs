@@ -18,16 +18,51 @@ use crate::manager::{
 };
 use crate::{WORKER_FLAG, WORKER_TIMEOUT_ENV};
 
-/// How long a launched worker may take to print its address.
-const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines a worker may print before its address line before it is given up on.
+///
+/// ```
+/// assert_eq!(cohort_transport::local::MAX_STARTUP_LINES, 1000);
+/// ```
+pub const MAX_STARTUP_LINES: usize = 1000;
+
+/// Lines of a worker's output kept for the error if it fails to start.
+const OUTPUT_KEPT: usize = 20;
+
+/// How long a worker whose output ended may take to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// The last lines a worker printed, for the error if it fails to start.
+#[derive(Default)]
+pub(crate) struct LastLines(parking_lot::Mutex<std::collections::VecDeque<String>>);
+
+impl LastLines {
+    pub(crate) fn push(&self, line: &str) {
+        let mut v = self.0.lock();
+        if v.len() == OUTPUT_KEPT {
+            v.pop_front();
+        }
+        v.push_back(line.to_string());
+    }
+
+    pub(crate) fn take(&self) -> Vec<String> {
+        self.0.lock().drain(..).collect()
+    }
+}
 
 /// Starts workers as child processes of this one (Julia's `LocalManager`).
 ///
 /// Each worker runs `executable --cohort-worker --bind-to ADDR exeflags…` with the
 /// cookie (and, with TLS, `--tls-stdin` and the credentials) written to its stdin; the executable defaults to the current one, which
 /// `cohort::init` (or `#[cohort::main]`) turns into a worker. Lines the worker prints
-/// after its address are forwarded to this process's stdout as
-/// `      From worker N:\tline`, as Julia does.
+/// after its address are forwarded to this process's stdout (stderr lines to its
+/// stderr) as `      From worker N:\tline`, as Julia does; lines before it as
+/// `      From worker startup:\tline`.
+///
+/// A worker is waited for (its address line) for the launch's worker timeout
+/// (`AddProcs::worker_timeout`, else `COHORT_WORKER_TIMEOUT`, else 60 s), and given up
+/// on after [`MAX_STARTUP_LINES`](crate::local::MAX_STARTUP_LINES) lines without it; one
+/// that exits first fails the launch with its exit status and the last lines it
+/// printed ([`AnnounceFailure::ExitedWith`]).
 ///
 /// ```
 /// let m = cohort_transport::LocalManager::new(4);
@@ -76,7 +111,7 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
         .envs(params.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     if let Some(t) = params.worker_timeout {
         cmd.env(WORKER_TIMEOUT_ENV, t.as_secs_f64().to_string());
     }
@@ -90,47 +125,81 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
     let mut child = cmd.spawn().map_err(spawn_err)?;
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
+    let stderr = child.stderr.take().expect("stderr was piped");
+    let label = Arc::new(OutputLabel(AtomicU32::new(0)));
+    let last = Arc::new(LastLines::default());
+    // stderr is forwarded labelled, as stdout is: "From worker startup:" until the
+    // worker has a pid, "From worker N:" after.
+    let stderr_task = {
+        let (label, last) = (label.clone(), last.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match label.0.load(Ordering::Relaxed) {
+                    0 => {
+                        last.push(&line);
+                        eprintln!("      From worker startup:\t{line}");
+                    }
+                    pid => eprintln!("      From worker {pid}:\t{line}"),
+                }
+            }
+        })
+    };
     // The cookie (and the TLS bundle) go over stdin, never argv, where any local user
-    // could read them.
+    // could read them. A worker that exited at once has closed it (EPIPE): what it
+    // printed and its exit status, read below, say why.
     let cookie_line = params.stdin_payload();
     if let Err(e) = stdin.write_all(cookie_line.as_bytes()).await {
-        let _ = child.start_kill();
-        return Err(spawn_err(e));
+        tracing::debug!(error = %e, "the worker closed its stdin before the cookie was written");
     }
     drop(stdin);
     let process = WorkerProcess::new(child);
     let mut lines = BufReader::new(stdout).lines();
-    let found = tokio::time::timeout(ANNOUNCE_TIMEOUT, async {
+    let timeout = params
+        .worker_timeout
+        .unwrap_or_else(crate::listen::worker_timeout);
+    let found = tokio::time::timeout(timeout, async {
+        let mut read = 0;
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(addr) = parse_announcement(&line) {
-                return Some(addr);
+                return Ok(addr);
             }
-            // Anything the worker printed before its address is passed on as is.
-            println!("{line}");
+            read += 1;
+            last.push(&line);
+            // Anything the worker prints before its address is its start-up output.
+            println!("      From worker startup:\t{line}");
+            if read >= MAX_STARTUP_LINES {
+                return Err(AnnounceFailure::TooMuchOutput { lines: read });
+            }
         }
-        None
+        Err(AnnounceFailure::Exited)
     })
     .await;
+    let fail = |cause| LaunchError::Announce {
+        exe: exe.display().to_string(),
+        cause,
+    };
     let (host, port) = match found {
-        Ok(Some(addr)) => addr,
-        Ok(None) => {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(AnnounceFailure::Exited)) => {
+            // Its output ended: it exited (or is about to). Its status, and the last
+            // lines it printed once stderr is drained too.
+            let status = process.stop_with_status(EXIT_GRACE).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), stderr_task).await;
+            return Err(fail(AnnounceFailure::ExitedWith {
+                status: status.map_or_else(|| "status unknown".into(), |s| s.to_string()),
+                output: last.take(),
+            }));
+        }
+        Ok(Err(cause)) => {
             process.kill().await;
-            return Err(LaunchError::Announce {
-                exe: exe.display().to_string(),
-                cause: AnnounceFailure::Exited,
-            });
+            return Err(fail(cause));
         }
         Err(_) => {
             process.kill().await;
-            return Err(LaunchError::Announce {
-                exe: exe.display().to_string(),
-                cause: AnnounceFailure::TimedOut {
-                    after: ANNOUNCE_TIMEOUT,
-                },
-            });
+            return Err(fail(AnnounceFailure::TimedOut { after: timeout }));
         }
     };
-    let label = Arc::new(OutputLabel(AtomicU32::new(0)));
     let forward = label.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {

@@ -284,10 +284,30 @@ impl WorkerProcess {
     /// # Ok(()) }
     /// ```
     pub async fn stop(&self, grace: Duration) {
+        self.stop_with_status(grace).await;
+    }
+
+    /// As [`stop`](Self::stop), and returns how the process ended (`None` if it
+    /// could not be reaped).
+    ///
+    /// # Cancel safety
+    /// As [`stop`](Self::stop).
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let p = cohort_transport::WorkerProcess::new(tokio::process::Command::new("false").spawn()?);
+    /// let status = p.stop_with_status(std::time::Duration::from_secs(5)).await.unwrap();
+    /// assert_eq!(status.code(), Some(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop_with_status(&self, grace: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.lock().await;
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                let _ = child.start_kill();
+                child.wait().await.ok()
+            }
         }
     }
 
@@ -486,6 +506,48 @@ pub enum AnnounceFailure {
         /// How long the manager waited.
         after: Duration,
     },
+    /// It exited before the address line: how, and the last lines it printed (this
+    /// crate's [`LocalManager`](crate::LocalManager) reports this rather than
+    /// [`Exited`](Self::Exited)).
+    ///
+    /// ```
+    /// let c = cohort_transport::AnnounceFailure::ExitedWith {
+    ///     status: "exit status: 3".into(),
+    ///     output: vec!["error: no such file".into()],
+    /// };
+    /// assert_eq!(
+    ///     c.to_string(),
+    ///     "exited before printing its address (exit status: 3); it printed:\n  error: no such file"
+    /// );
+    /// ```
+    #[error("exited before printing its address ({status}){}", printed(output))]
+    ExitedWith {
+        /// The exit status as the OS says it (`exit status: 3`, `signal: 9 (SIGKILL)`).
+        status: String,
+        /// The last lines it wrote to stdout or stderr, oldest first.
+        output: Vec<String>,
+    },
+    /// It printed this many lines without the address line, and was given up on
+    /// (and killed).
+    ///
+    /// ```
+    /// let c = cohort_transport::AnnounceFailure::TooMuchOutput { lines: 1000 };
+    /// assert!(c.to_string().contains("1000 lines"));
+    /// ```
+    #[error("printed {lines} lines without its address line; given up on")]
+    TooMuchOutput {
+        /// The lines read.
+        lines: usize,
+    },
+}
+
+/// `"; it printed:\n  line…"` for a failed worker's last lines, or nothing.
+fn printed(output: &[String]) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("; it printed:\n  {}", output.join("\n  "))
+    }
 }
 
 /// Starts `count` workers at once with `launch_one` (process start-up dominates a

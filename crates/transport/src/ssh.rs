@@ -58,9 +58,6 @@ use crate::{WORKER_FLAG, WORKER_TIMEOUT_ENV};
 /// ```
 pub const DEFAULT_MAX_PARALLEL: usize = 10;
 
-/// How long a launched worker may take to print its address.
-const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Lines of ssh's stderr kept for error messages.
 const STDERR_KEPT: usize = 20;
 
@@ -662,27 +659,39 @@ impl SshManager {
         }
         drop(stdin);
         let mut lines = BufReader::new(stdout).lines();
-        let found = tokio::time::timeout(ANNOUNCE_TIMEOUT, async {
+        let timeout = params
+            .worker_timeout
+            .unwrap_or_else(crate::listen::worker_timeout);
+        let found = tokio::time::timeout(timeout, async {
+            let mut read = 0;
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(addr) = parse_announcement(&line) {
-                    return Some(addr);
+                    return Ok(addr);
                 }
-                println!("{line}");
+                // Anything the worker prints before its address is its start-up output.
+                println!("      From worker startup:\t{line}");
+                read += 1;
+                if read >= crate::local::MAX_STARTUP_LINES {
+                    return Err(read);
+                }
             }
-            None
+            Err(0)
         })
         .await;
-        let port = match found {
-            Ok(Some((_, port))) => port,
-            other => {
+        let why = match found {
+            Ok(Ok((_, port))) => Ok(port),
+            Err(_) => Err(format!("did not print its address within {timeout:?}")),
+            Ok(Err(0)) => Err("exited before printing its address".to_string()),
+            Ok(Err(n)) => Err(format!(
+                "printed {n} lines without its address line; given up on"
+            )),
+        };
+        let port = match why {
+            Ok(port) => port,
+            Err(why) => {
                 process.kill().await;
                 // Let the stderr task take the last lines.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let why = if other.is_err() {
-                    "did not print its address within 60 s".to_string()
-                } else {
-                    "exited before printing its address".to_string()
-                };
                 let err = kept.lock().join("\n");
                 return Err(remote_err(
                     spec,
