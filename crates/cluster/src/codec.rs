@@ -150,11 +150,16 @@ thread_local! {
     static INTERNAL: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether a handle serialized now is inside a cluster message (or a value the
-/// runtime stores for one): only then does it travel live. Bytes made anywhere
-/// else — `serde_json` into a file, [`encode`] by hand — carry an inert handle
-/// (see [`CallError::Inert`](crate::CallError::Inert)).
-pub(crate) fn in_message() -> bool {
+/// Whether a value serialized now is going into a cluster message (or a value the
+/// runtime stores for one): only then does a handle inside travel live. Bytes made
+/// anywhere else — `serde_json` into a file, [`encode`] by hand — carry an inert
+/// handle (see [`CallError::Inert`](crate::CallError::Inert)). A handle type of
+/// another crate (a `SharedArray`) asks this to follow the same rule.
+///
+/// ```
+/// assert!(!cohort_cluster::codec::in_message());
+/// ```
+pub fn in_message() -> bool {
     target().is_some() || INTERNAL.with(Cell::get)
 }
 
