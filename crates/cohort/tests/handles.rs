@@ -80,12 +80,15 @@ fn take_answer(rr: RemoteChannel<i64, String>) -> i64 {
     rr.take_key_blocking("answer".into()).unwrap()
 }
 
-/// Element 1 of a vector: what `fetch_with` runs on the owner.
+/// Element 1 of a vector: what `fetch_with` runs on the owner. (`&Vec`: the
+/// stored value is a `Vec<u64>`, and `fetch_with` hands the function a `&T`.)
+#[allow(clippy::ptr_arg)]
 fn second(v: &Vec<u64>) -> u64 {
     v[1]
 }
 
 /// Element `i` (Julia's `v[i + 1]`).
+#[allow(clippy::ptr_arg)]
 fn at(v: &Vec<u64>, i: usize) -> u64 {
     v[i]
 }
