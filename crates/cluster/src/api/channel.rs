@@ -361,7 +361,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// ```
     #[cohort_macros::twin(
         example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
- assert!(!rc.isready_blocking());"
+ assert!(!rc.isready_blocking().unwrap());"
     )]
     pub fn new(pid: Pid) -> impl std::future::Future<Output = Result<Self, CallError>> {
         Self::with_capacity(pid, 1)
@@ -1120,7 +1120,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
     /// rc.put(3).await.unwrap();
     /// assert_eq!(rc.fetch().await.unwrap(), 3);
-    /// assert!(rc.isready().await);
+    /// assert!(rc.isready().await.unwrap());
     /// # });
     /// ```
     #[cohort_macros::twin(

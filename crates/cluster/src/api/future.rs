@@ -100,7 +100,7 @@ pub(crate) fn live(node: &Node) -> &crate::shell::node::LiveTable {
 /// ```
 /// use cohort_cluster::Future;
 /// let f: Future<i32> = Future::new(cohort_cluster::myid());
-/// assert!(!f.isready_blocking());
+/// assert!(!f.isready_blocking().unwrap());
 /// f.put_blocking(7).unwrap();
 /// assert_eq!(f.fetch_blocking().unwrap(), 7);
 /// assert!(f.put_blocking(8).is_err()); // write-once
