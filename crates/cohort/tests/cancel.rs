@@ -162,7 +162,10 @@ fn a_take_given_up_on_a_local_channel_loses_nothing() {
             assert_eq!(poll_once(&mut t), None, "the channel is empty");
             rc.put(1).await.unwrap();
         }
-        assert!(rc.isready().await.unwrap(), "the dropped local take removed nothing");
+        assert!(
+            rc.isready().await.unwrap(),
+            "the dropped local take removed nothing"
+        );
         rc.put(2).await.unwrap();
         assert_eq!(take(&rc).await, 1);
         assert_eq!(take(&rc).await, 2);

@@ -127,7 +127,10 @@ fn a_finalized_future_is_dead_here_and_where_it_is_sent() {
     );
     // Sent to another process, the cached one arrives finalized: no value with it.
     let there = blocking::remotecall_fetch(fetch_there, w[1], (f.clone(),)).unwrap();
-    assert!(there.clone().unwrap_err().contains("finalized"), "{there:?}");
+    assert!(
+        there.clone().unwrap_err().contains("finalized"),
+        "{there:?}"
+    );
 
     // Not fetched, finalized, then sent: the fetch there fails at once instead of
     // waiting for a value the owner has freed.
@@ -157,7 +160,10 @@ fn a_finalized_remote_channel_is_dead_here_and_where_it_is_sent() {
     assert_eq!(rc.len_blocking(), Err(CallError::Finalized));
     assert_eq!(rc.put_blocking(2).unwrap_err().error, CallError::Finalized);
     let there = blocking::remotecall_fetch(take_there, w[1], (rc.clone(),)).unwrap();
-    assert!(there.clone().unwrap_err().contains("finalized"), "{there:?}");
+    assert!(
+        there.clone().unwrap_err().contains("finalized"),
+        "{there:?}"
+    );
 }
 
 #[test]
@@ -205,7 +211,10 @@ fn fetch_with_reads_part_of_a_remote_value_on_its_owner() {
     // A function, a closure, and a function shipped with an index (Julia's
     // `f[123457]`): each runs on the owner, and only its result crosses.
     assert_eq!(f.fetch_with_blocking(second).unwrap(), 1);
-    assert_eq!(f.fetch_with_blocking(|v: &Vec<u64>| v.len()).unwrap(), N as usize);
+    assert_eq!(
+        f.fetch_with_blocking(|v: &Vec<u64>| v.len()).unwrap(),
+        N as usize
+    );
     assert_eq!(f.fetch_with_args_blocking(at, 123_456).unwrap(), 123_456);
     let small = bytes_in_from(owner) - before;
     assert!(small < 64 * 1024, "fetch_with brought {small} bytes");
@@ -291,7 +300,10 @@ fn handles_written_outside_a_message_are_inert() {
     // And cohort's own codec, called by hand, is outside a message too.
     let bytes = cohort_cluster::codec::encode(&rc).unwrap();
     let copy: RemoteChannel<u64> = cohort_cluster::codec::decode(&bytes).unwrap();
-    assert!(matches!(copy.fetch_blocking(), Err(CallError::Inert { .. })));
+    assert!(matches!(
+        copy.fetch_blocking(),
+        Err(CallError::Inert { .. })
+    ));
 }
 
 #[test]

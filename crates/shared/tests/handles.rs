@@ -44,27 +44,37 @@ fn read_1d(s: SharedArray<i64, Ix1>, i: usize) -> i64 {
 
 #[cohort::remote]
 fn view_error(s: SharedArray<i64, Ix1>) -> String {
-    s.try_view().map(|_| String::new()).unwrap_or_else(|e| e.to_string())
+    s.try_view()
+        .map(|_| String::new())
+        .unwrap_or_else(|e| e.to_string())
 }
 
 #[cohort::remote]
 fn view_error_of_json(json: String) -> String {
     let s: SharedArray<i64, Ix1> = serde_json::from_str(&json).unwrap();
-    s.try_view().map(|_| String::new()).unwrap_or_else(|e| e.to_string())
+    s.try_view()
+        .map(|_| String::new())
+        .unwrap_or_else(|e| e.to_string())
 }
 
 #[test]
 fn reshape_shares_the_memory_with_every_participant() {
     let _g = serial();
     let w = workers();
-    let s = SharedArray::<i64, Ix1>::builder(12).pids(&w).build().unwrap();
+    let s = SharedArray::<i64, Ix1>::builder(12)
+        .pids(&w)
+        .build()
+        .unwrap();
     let m = s.reshape::<Ix2>((3, 4)).unwrap();
     assert_eq!(m.shape(), &[3, 4]);
     assert_eq!(m.procs(), s.procs());
     // A worker writes through the reshaped handle; the other reads through the
     // original one: column-major, [2, 1] is element 2 + 1 * 3.
     blocking::remotecall_wait(write_2d, w[0], (m.clone(), 2, 1, 77)).unwrap();
-    assert_eq!(blocking::remotecall_fetch(read_1d, w[1], (s.clone(), 5)).unwrap(), 77);
+    assert_eq!(
+        blocking::remotecall_fetch(read_1d, w[1], (s.clone(), 5)).unwrap(),
+        77
+    );
     assert_eq!(s.get(5), Some(77));
     // Another number of elements is refused.
     match s.reshape::<Ix2>((5, 3)) {
@@ -79,8 +89,13 @@ fn reshape_shares_the_memory_with_every_participant() {
 fn deep_copy_is_independent_and_clone_is_not() {
     let _g = serial();
     let w = workers();
-    let s = SharedArray::<i64, Ix1>::builder(8).pids(&w).build().unwrap();
-    s.view_mut().as_linear_mut().copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    let s = SharedArray::<i64, Ix1>::builder(8)
+        .pids(&w)
+        .build()
+        .unwrap();
+    s.view_mut()
+        .as_linear_mut()
+        .copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
     let c = s.deep_copy().unwrap();
     assert_eq!(c.procs(), s.procs());
     assert_eq!(c.view().to_vec(), s.view().to_vec());
@@ -89,7 +104,10 @@ fn deep_copy_is_independent_and_clone_is_not() {
     blocking::remotecall_wait(write_2d, w[1], (c2, 0, 0, -1)).unwrap();
     assert_eq!(c.get(0), Some(-1));
     assert_eq!(s.get(0), Some(1));
-    assert_eq!(blocking::remotecall_fetch(read_1d, w[0], (s.clone(), 0)).unwrap(), 1);
+    assert_eq!(
+        blocking::remotecall_fetch(read_1d, w[0], (s.clone(), 0)).unwrap(),
+        1
+    );
     // A clone is the same memory.
     let same = s.clone();
     same.set(0, 9);
@@ -109,9 +127,15 @@ fn finalize_gives_up_the_claim_and_the_handle_is_dead_where_it_goes() {
         });
     }
     let before = vec![0; w.len()];
-    let mut s = SharedArray::<i64, Ix1>::builder(4).pids(&w).build().unwrap();
+    let mut s = SharedArray::<i64, Ix1>::builder(4)
+        .pids(&w)
+        .build()
+        .unwrap();
     for (k, &p) in w.iter().enumerate() {
-        assert_eq!(cohort_shared::blocking::mapped_segments_on(p).unwrap(), before[k] + 1);
+        assert_eq!(
+            cohort_shared::blocking::mapped_segments_on(p).unwrap(),
+            before[k] + 1
+        );
     }
     let keep = s.clone();
     s.finalize();
@@ -122,7 +146,10 @@ fn finalize_gives_up_the_claim_and_the_handle_is_dead_where_it_goes() {
     let e = blocking::remotecall_fetch(view_error, w[0], (s.clone(),)).unwrap();
     assert!(e.contains("finalized"), "{e}");
     // The clone kept its own claim: the array is still there.
-    assert_eq!(blocking::remotecall_fetch(read_1d, w[1], (keep.clone(), 0)).unwrap(), 0);
+    assert_eq!(
+        blocking::remotecall_fetch(read_1d, w[1], (keep.clone(), 0)).unwrap(),
+        0
+    );
     // Finalizing the last live handle here releases the participants, before any
     // handle is dropped.
     let mut keep = keep;
@@ -139,7 +166,10 @@ fn finalize_gives_up_the_claim_and_the_handle_is_dead_where_it_goes() {
 fn a_shared_array_written_outside_a_message_is_inert() {
     let _g = serial();
     let w = workers();
-    let s = SharedArray::<i64, Ix1>::builder(4).pids(&w).build().unwrap();
+    let s = SharedArray::<i64, Ix1>::builder(4)
+        .pids(&w)
+        .build()
+        .unwrap();
     let json = serde_json::to_string(&s).unwrap();
     let copy: SharedArray<i64, Ix1> = serde_json::from_str(&json).unwrap();
     assert!(!copy.is_mapped());
@@ -150,5 +180,8 @@ fn a_shared_array_written_outside_a_message_is_inert() {
     assert!(e.contains("inert"), "{e}");
     // The original is untouched.
     s.set(1, 5);
-    assert_eq!(blocking::remotecall_fetch(read_1d, w[1], (s.clone(), 1)).unwrap(), 5);
+    assert_eq!(
+        blocking::remotecall_fetch(read_1d, w[1], (s.clone(), 1)).unwrap(),
+        5
+    );
 }

@@ -59,10 +59,7 @@ impl<T: ChannelValue, K: ChannelValue> ErasedChannel for Typed<T, K> {
         let kv: Result<(K, T), CallError> = codec::decode(&bytes).map_err(decode_err);
         Box::pin(async move {
             let (k, v) = kv?;
-            self.0
-                .put(k, v)
-                .await
-                .map_err(|_| CallError::ChannelClosed)
+            self.0.put(k, v).await.map_err(|_| CallError::ChannelClosed)
         })
     }
     fn take(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>> {
@@ -908,12 +905,10 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
     /// rc.put_blocking(vec![1, 2, 3]).unwrap();
     /// assert_eq!(rc.fetch_key_with_args_blocking((), at, 1).unwrap(), 2);
     /// ```
-    #[cohort_macros::twin(
-        example = " fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
+    #[cohort_macros::twin(example = " fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
  let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
  rc.put_blocking(vec![1, 2, 3]).unwrap();
- assert_eq!(rc.fetch_key_with_args_blocking((), at, 0).unwrap(), 1);"
-    )]
+ assert_eq!(rc.fetch_key_with_args_blocking((), at, 0).unwrap(), 1);")]
     pub async fn fetch_key_with_args<F, A, R>(&self, key: K, f: F, args: A) -> Result<R, CallError>
     where
         F: for<'a> RemoteFn<(&'a T, A), Output = R>,
@@ -977,7 +972,6 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
             .await
             .map(|_| ())
     }
-
 }
 
 impl<T: ChannelValue> RemoteChannel<T> {
@@ -1258,12 +1252,10 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// rc.put_blocking(vec![1, 2, 3]).unwrap();
     /// assert_eq!(rc.fetch_with_args_blocking(at, 2).unwrap(), 3);
     /// ```
-    #[cohort_macros::twin(
-        example = " fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
+    #[cohort_macros::twin(example = " fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
  let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
  rc.put_blocking(vec![1, 2, 3]).unwrap();
- assert_eq!(rc.fetch_with_args_blocking(at, 2).unwrap(), 3);"
-    )]
+ assert_eq!(rc.fetch_with_args_blocking(at, 2).unwrap(), 3);")]
     pub async fn fetch_with_args<F, A, R>(&self, f: F, args: A) -> Result<R, CallError>
     where
         F: for<'a> RemoteFn<(&'a T, A), Output = R>,

@@ -747,12 +747,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// assert_eq!(f.fetch_with_args(at, 2).await.unwrap(), 30);
     /// # });
     /// ```
-    #[cohort_macros::twin(
-        example = " fn at(v: &Vec<u64>, i: usize) -> u64 { v[i] }
+    #[cohort_macros::twin(example = " fn at(v: &Vec<u64>, i: usize) -> u64 { v[i] }
  let f = cohort_cluster::Future::<Vec<u64>>::new(cohort_cluster::myid());
  f.put_blocking(vec![10, 20, 30]).unwrap();
- assert_eq!(f.fetch_with_args_blocking(at, 0).unwrap(), 10);"
-    )]
+ assert_eq!(f.fetch_with_args_blocking(at, 0).unwrap(), 10);")]
     pub async fn fetch_with_args<F, A, R>(&self, f: F, args: A) -> Result<R, CallError>
     where
         F: for<'a> RemoteFn<(&'a T, A), Output = R>,
@@ -761,9 +759,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     {
         self.check_finalized()?;
         let here = |v: &Result<T, CallError>, args: A| {
-            v.as_ref()
-                .map(|v| f.call((v, args)))
-                .map_err(Clone::clone)
+            v.as_ref().map(|v| f.call((v, args))).map_err(Clone::clone)
         };
         if let Some(v) = self.inner.cell.get() {
             return here(v, args);
