@@ -1,9 +1,23 @@
 //! A user-defined [`AbstractChannel`] backed by a dictionary: the Rust port of
 //! `dictchannel.jl` from Julia's Examples repository, which Julia's manual cites
-//! as the example of a custom channel that a `RemoteChannel` can refer to. In
-//! cohort it is a local channel only: `RemoteChannel` stores an
-//! `AbstractChannel<T>` whose key type is `()`, so a keyed channel like this one
-//! cannot sit behind a `RemoteChannel` (there is no keyed `put!(rr, k, v)`).
+//! as the example of a custom channel that a `RemoteChannel` can refer to. It is a
+//! plain `AbstractChannel<V, K>` here; behind a `RemoteChannel` (in
+//! `cohort-cluster`, above this crate) it is used from any process, as in Julia:
+//!
+//! ```julia
+//! rr = RemoteChannel(() -> DictChannel(), 2)
+//! put!(rr, "k", 1); fetch(rr, "k"); take!(rr, "k")
+//! ```
+//!
+//! ```ignore
+//! let rr = RemoteChannel::<i64, String>::with_factory_blocking(2, DictChannel::<String, i64>::new)?;
+//! rr.put_key_blocking("k".into(), 1)?;
+//! assert_eq!(rr.fetch_key_blocking("k".into())?, 1);
+//! assert_eq!(rr.take_key_blocking("k".into())?, 1);
+//! ```
+//!
+//! (`crates/cohort/tests/handles.rs` runs exactly that across processes, with
+//! this file as its `DictChannel`.)
 //!
 //! The Julia original:
 //!
@@ -180,6 +194,11 @@ where
 
     fn is_open(&self) -> bool {
         !self.d.lock().closed
+    }
+
+    /// `length(D.d)`: the number of stored entries.
+    fn len(&self) -> Option<usize> {
+        Some(self.d.lock().map.len())
     }
 }
 

@@ -47,6 +47,9 @@ use crate::error::{ChannelError, PutError};
 ///     assert!(!ch.is_open());
 /// }
 /// ```
+// `len` without `is_empty`: a channel that cannot say its length returns `None`,
+// and "empty" of a keyed store has no one meaning (`isready(key)` asks per key).
+#[allow(clippy::len_without_is_empty)]
 pub trait AbstractChannel<T, K = ()>: Send + Sync {
     /// Stores `value` under `key` (Julia's `put!(c, args...)`), waiting for
     /// room if the implementation is bounded.
@@ -234,6 +237,24 @@ pub trait AbstractChannel<T, K = ()>: Send + Sync {
     /// assert!(ch.is_open());
     /// ```
     fn is_open(&self) -> bool;
+
+    /// How many values the channel holds now, if it can say (Julia's `n_avail`,
+    /// `length` of a `DictChannel`'s dictionary); `None` by default. A
+    /// `RemoteChannel` reports it as its `len`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    /// use futures::executor::block_on;
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// block_on(ch.put((), 1)).unwrap();
+    /// assert_eq!(ch.len(), Some(1));
+    /// ```
+    fn len(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A [`Channel`] as an [`AbstractChannel`] with key `()`: every method
@@ -271,5 +292,9 @@ impl<T: Clone + Send + 'static> AbstractChannel<T> for Channel<T> {
 
     fn is_open(&self) -> bool {
         Channel::is_open(self)
+    }
+
+    fn len(&self) -> Option<usize> {
+        Some(Channel::len(self))
     }
 }

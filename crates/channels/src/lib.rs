@@ -14,9 +14,11 @@
 //! * [`AbstractChannel<T, K>`] is the object-safe interface (Julia's
 //!   `AbstractChannel`). `cohort-cluster` stores a
 //!   `Box<dyn AbstractChannel<..>>` on the owning worker and implements
-//!   `RemoteChannel<T>` by forwarding `put`/`take`/`fetch`/`isready`/`wait`
-//!   to it; [`Channel`] is the usual implementation, user types (such as the
-//!   `DictChannel` in `examples/dict_channel.rs`) are others.
+//!   `RemoteChannel<T, K>` by forwarding `put`/`take`/`fetch`/`isready`/`wait`
+//!   to it, with their key; [`Channel`] is the usual implementation, user types
+//!   (such as the keyed `DictChannel` in `examples/dict_channel.rs`, which the
+//!   `cohort` crate's `tests/handles.rs` uses behind a `RemoteChannel` across
+//!   processes) are others.
 //!
 //! This crate knows nothing about processes, serialization or the network.
 //!

@@ -143,6 +143,39 @@ pub(crate) fn target() -> Option<(u64, Pid)> {
     TARGET.with(|t| t.get())
 }
 
+thread_local! {
+    /// Set while the runtime encodes a value for its own store (a local future's
+    /// value copied for remote fetchers): handles inside travel as live ones,
+    /// though no message is being built yet.
+    static INTERNAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a value serialized now is going into a cluster message (or a value the
+/// runtime stores for one): only then does a handle inside travel live. Bytes made
+/// anywhere else — `serde_json` into a file, [`encode`] by hand — carry an inert
+/// handle (see [`CallError::Inert`](crate::CallError::Inert)). A handle type of
+/// another crate (a `SharedArray`) asks this to follow the same rule.
+///
+/// ```
+/// assert!(!cohort_cluster::codec::in_message());
+/// ```
+pub fn in_message() -> bool {
+    target().is_some() || INTERNAL.with(Cell::get)
+}
+
+/// Runs `f` (an encoding by the runtime for its own store) with handles treated as
+/// inside a message (see [`in_message`]).
+pub(crate) fn internally<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INTERNAL.with(|t| t.set(self.0));
+        }
+    }
+    let _restore = Restore(INTERNAL.with(|t| t.replace(true)));
+    f()
+}
+
 /// Runs `f` with [`serializing_for`] reporting `pid` of `node`'s cluster (restored
 /// afterwards, also when `f` panics).
 pub(crate) fn with_target<R>(

@@ -283,6 +283,20 @@ pub enum CallError {
     /// This handle was finalized: its claim on the owner's value was given up early.
     #[error("the reference was finalized: its value is no longer available through this handle")]
     Finalized,
+    /// The handle was decoded from bytes encoded outside a cluster message (with
+    /// `serde_json` into a file, with [`codec::encode`](crate::codec::encode) by
+    /// hand): such bytes carry no live reference, so the handle made from them is
+    /// inert and every use of it fails with this error. Send handles inside call
+    /// arguments, results and channel values instead.
+    #[error(
+        "reference {id} is an inert copy: it was encoded outside a cluster message \
+         (into a file, by hand), which carries no live reference; send handles inside \
+         calls and channel values"
+    )]
+    Inert {
+        /// The reference the bytes named.
+        id: cohort_wire::ids::RefId,
+    },
     /// A bounded wait ([`with_timeout`](crate::with_timeout), or a handle's
     /// `*_timeout` method) ran out of time; what it waited for was given up as its
     /// cancel-safety rules say.
@@ -482,4 +496,57 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A [`RemoteException`] as serde data: how the runtime's own calls (a
+/// `fetch_with` run on a value's owner) carry the owner's failure back intact.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct WireException {
+    pid: Pid,
+    kind: i32,
+    function: String,
+    message: String,
+    context: String,
+}
+
+impl From<RemoteException> for WireException {
+    fn from(e: RemoteException) -> Self {
+        let w = e.to_wire();
+        WireException {
+            pid: w.pid,
+            kind: w.kind,
+            function: w.function,
+            message: w.message,
+            context: w.context,
+        }
+    }
+}
+
+impl From<WireException> for RemoteException {
+    fn from(w: WireException) -> Self {
+        RemoteException::from_wire(proto::RemoteError {
+            pid: w.pid,
+            kind: w.kind,
+            function: w.function,
+            message: w.message,
+            context: w.context,
+        })
+    }
+}
+
+impl WireException {
+    /// `e`, seen on process `pid`, as the failure it reports to a remote caller.
+    pub(crate) fn of(pid: Pid, e: CallError) -> Self {
+        match e {
+            CallError::Remote(r) => r.into(),
+            other => RemoteException {
+                pid,
+                kind: ErrorKind::Reference,
+                function: String::new(),
+                message: other.to_string(),
+                context: String::new(),
+            }
+            .into(),
+        }
+    }
 }

@@ -77,7 +77,7 @@ fn a_take_given_up_on_a_worker_channel_loses_nothing_and_keeps_the_order() {
         for i in 0..8 {
             assert_eq!(take(&rc).await, i);
         }
-        assert!(!rc.isready().await);
+        assert!(!rc.isready().await.unwrap());
     });
     blocking::rmprocs(&w, None).unwrap();
 }
@@ -98,7 +98,7 @@ fn a_take_given_up_after_it_removed_its_value_puts_it_back() {
                 continue;
             }
             // Once the owner has no value left, the value is with the take.
-            while rc.isready().await {
+            while rc.isready().await.unwrap() {
                 tokio::task::yield_now().await;
             }
             drop(t);
@@ -144,7 +144,7 @@ fn a_take_given_up_by_a_worker_on_another_workers_channel_loses_nothing() {
     assert_eq!(given_up.take_blocking().unwrap(), 1);
     rc.put_blocking(7).unwrap();
     assert_eq!(f.fetch_blocking().unwrap(), 7);
-    assert!(!rc.isready_blocking());
+    assert!(!rc.isready_blocking().unwrap());
     blocking::rmprocs(&w, None).unwrap();
 }
 
@@ -162,7 +162,10 @@ fn a_take_given_up_on_a_local_channel_loses_nothing() {
             assert_eq!(poll_once(&mut t), None, "the channel is empty");
             rc.put(1).await.unwrap();
         }
-        assert!(rc.isready().await, "the dropped local take removed nothing");
+        assert!(
+            rc.isready().await.unwrap(),
+            "the dropped local take removed nothing"
+        );
         rc.put(2).await.unwrap();
         assert_eq!(take(&rc).await, 1);
         assert_eq!(take(&rc).await, 2);

@@ -99,7 +99,7 @@ fn item(i: u32, first: Pid, started: RemoteChannel<u32>, gate: RemoteChannel<Pid
         let _ = started.put_blocking(i);
         gate.fetch_timeout_blocking(Duration::from_secs(120))
             .expect("a joined worker took an item");
-    } else if !gate.isready_blocking() {
+    } else if gate.isready_blocking() == Ok(false) {
         let _ = gate.put_blocking(me);
     }
     me

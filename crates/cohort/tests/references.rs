@@ -111,7 +111,7 @@ fn remote_channel_between_processes() {
     for i in 0..5 {
         rc.put_blocking(i).unwrap();
     }
-    assert!(rc.isready_blocking());
+    assert!(rc.isready_blocking().unwrap());
     assert_eq!(rc.fetch_blocking().unwrap(), 0);
     // A third process takes through its own handle, which arrived inside the call.
     let r = rc.clone();
@@ -126,7 +126,7 @@ fn remote_channel_between_processes() {
     )
     .unwrap();
     assert_eq!(taken, vec![0, 1, 2, 3, 4]);
-    assert!(!rc.isready_blocking());
+    assert!(!rc.isready_blocking().unwrap());
     rc.put_blocking(9).unwrap();
     rc.close_blocking().unwrap();
     assert_eq!(
@@ -164,14 +164,14 @@ fn factory_channels_and_channels_inside_channels() {
 fn unit_and_none_results_are_distinct_from_not_ready() {
     let w = blocking::addprocs(1).unwrap();
     let f: Future<Option<u8>> = Future::new(w[0]);
-    assert!(!f.isready_blocking());
+    assert!(!f.isready_blocking().unwrap());
     f.put_blocking(None).unwrap();
-    assert!(f.isready_blocking());
+    assert!(f.isready_blocking().unwrap());
     assert_eq!(f.fetch_blocking().unwrap(), None);
     let g = remotecall(nothing, w[0], ());
     assert_eq!(g.fetch_blocking().unwrap(), None);
     let u = blocking::remotecall_wait(unit, w[0], ()).unwrap();
-    assert!(u.isready_blocking());
+    assert!(u.isready_blocking().unwrap());
     u.fetch_blocking().unwrap();
     blocking::rmprocs(&w, None).unwrap();
 }
@@ -192,14 +192,14 @@ fn remotecall_results_come_back_unasked_and_large_ones_stay_with_their_owner() {
     // wait, isready and fetch of one result, and of a failure.
     let f = c.remotecall(add_one, w[0], (41,));
     f.wait_blocking().unwrap();
-    assert!(f.isready_blocking());
+    assert!(f.isready_blocking().unwrap());
     assert_eq!(f.fetch_blocking().unwrap(), 42);
     let bad = c.remotecall(refuse, w[1], (7,));
     match bad.wait_blocking() {
         Err(CallError::Remote(e)) => assert!(e.message.contains("refused 7"), "{e}"),
         other => panic!("expected the panic, got {other:?}"),
     }
-    assert!(bad.isready_blocking());
+    assert!(bad.isready_blocking().unwrap());
     assert!(matches!(bad.fetch_blocking(), Err(CallError::Remote(_))));
     // A result over the push limit (800 kB) is fetched from its owner.
     let big = c.remotecall(make_values, w[0], (100_000,));

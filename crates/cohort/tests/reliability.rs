@@ -471,7 +471,7 @@ fn a_put_blocked_on_a_channel_whose_owner_is_killed_fails_naming_the_owner() {
         let s = c.stats_of_blocking(owner).unwrap();
         s.connected.contains(&putter).then_some(())
     });
-    assert!(!put.isready_blocking());
+    assert!(!put.isready_blocking().unwrap());
     signal("-9", owner_os);
     let r = put.fetch_blocking().unwrap();
     let e = r.expect_err("the put cannot succeed: its channel is gone");

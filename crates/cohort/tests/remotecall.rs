@@ -64,11 +64,11 @@ fn futures_fetch_wait_isready() {
     let w = cluster();
     let f = remotecall(add, w[0], (1, 2));
     f.wait_blocking().unwrap();
-    assert!(f.isready_blocking());
+    assert!(f.isready_blocking().unwrap());
     assert_eq!(f.fetch_blocking().unwrap(), 3);
     assert_eq!(f.fetch_blocking().unwrap(), 3);
     let g = blocking::remotecall_wait(whoami, w[1], ()).unwrap();
-    assert!(g.isready_blocking());
+    assert!(g.isready_blocking().unwrap());
     assert_eq!(g.fetch_blocking().unwrap(), w[1]);
 }
 
@@ -94,7 +94,7 @@ fn panics_come_back_as_remote_exceptions_and_worker_survives() {
 fn future_put_is_write_once_across_processes() {
     let w = cluster();
     let f: Future<String> = Future::new(w[0]);
-    assert!(!f.isready_blocking());
+    assert!(!f.isready_blocking().unwrap());
     f.put_blocking("first".into()).unwrap();
     assert_eq!(f.put_blocking("second".into()), Err(CallError::AlreadySet));
     // A second put from another worker is refused by the owner too.

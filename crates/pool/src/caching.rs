@@ -418,12 +418,12 @@ impl CachingPool {
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::CachingPool::new([1]);
     /// let f = pool.remotecall_wait(|| 9u8, ()).await.unwrap();
-    /// assert!(f.isready().await);
+    /// assert!(f.isready().await.unwrap());
     /// # });
     /// ```
     #[cohort_macros::twin(example = " let pool = cohort_pool::CachingPool::new([1]);
  let f = pool.remotecall_wait_blocking(|| 9u8, ()).unwrap();
- assert!(f.isready_blocking());")]
+ assert!(f.isready_blocking().unwrap());")]
     pub async fn remotecall_wait<F, Args>(
         &self,
         f: F,

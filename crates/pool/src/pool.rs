@@ -529,7 +529,7 @@ impl WorkerPool {
     /// # cohort_cluster::runtime::block_on(async {
     /// let pool = cohort_pool::WorkerPool::new([1]);
     /// let f = pool.remotecall_wait(|| 1u8, ()).await.unwrap();
-    /// assert!(f.isready().await);
+    /// assert!(f.isready().await.unwrap());
     /// # });
     /// ```
     #[cohort_macros::twin(example = " let pool = cohort_pool::WorkerPool::new([1]);

@@ -117,17 +117,35 @@ pub struct SharedArray<T: Pod, D: Dimension> {
     /// The cluster of the participating processes.
     cluster: Cluster,
     seg: Option<Arc<Segment>>,
+    /// Live, finalized or inert (see [`finalize`](Self::finalize) and
+    /// [`SharedError::Inert`]).
+    state: State,
     id: SegId,
     dim: D,
     pids: Arc<[Pid]>,
     _t: PhantomData<T>,
 }
 
+/// Whether a handle still stands for its array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum State {
+    /// It does (it maps the array if this process is a participant or the creator).
+    Live,
+    /// [`SharedArray::finalize`] gave its claim up.
+    Finalized,
+    /// Decoded from bytes made outside a cluster message.
+    Inert,
+}
+
+/// A handle's `Clone` is another handle to the same memory (as passing it to a
+/// call is); [`deep_copy`](SharedArray::deep_copy) is Julia's `copy`, an array of
+/// its own.
 impl<T: Pod, D: Dimension> Clone for SharedArray<T, D> {
     fn clone(&self) -> Self {
         SharedArray {
             cluster: self.cluster.clone(),
             seg: self.seg.clone(),
+            state: self.state,
             id: self.id,
             dim: self.dim.clone(),
             pids: self.pids.clone(),
@@ -148,6 +166,40 @@ impl<T: Pod, D: Dimension> fmt::Debug for SharedArray<T, D> {
 }
 
 impl<T: Pod, D: Dimension + 'static> SharedArray<T, D> {
+    /// An independent copy (Julia's `copy(S)`): a new shared array of the same shape
+    /// over the same participants, in memory of its own, holding this one's elements
+    /// as they are now. Writes to either are not seen in the other. (`Clone` is
+    /// another handle to the *same* memory.) The copy is made in shared memory even
+    /// when this array maps a file.
+    ///
+    /// # Errors
+    /// As [`SharedArrayBuilder::build`]; [`SharedError::Borrowed`] if this array is
+    /// mutably borrowed here; [`SharedError::NotMapped`], [`SharedError::Finalized`],
+    /// [`SharedError::Inert`] where this handle cannot read the elements.
+    ///
+    /// ```
+    /// use cohort_shared::SharedArray;
+    /// let s = SharedArray::<i32, ndarray::Ix1>::new(3).unwrap();
+    /// s.set(0, 1);
+    /// let c = s.deep_copy().unwrap();
+    /// c.set(0, 2);
+    /// assert_eq!((s.get(0), c.get(0)), (Some(1), Some(2)));
+    /// let same = s.clone();
+    /// same.set(0, 3);
+    /// assert_eq!(s.get(0), Some(3));
+    /// ```
+    pub fn deep_copy(&self) -> Result<Self, SharedError> {
+        let from = self.try_view()?;
+        // In the array's cluster, over its participants.
+        let copy = self
+            .cluster
+            .install(|| Self::builder(self.dim()).pids(&self.pids).build())?;
+        copy.try_view_mut()?
+            .as_linear_mut()
+            .copy_from_slice(from.as_linear());
+        Ok(copy)
+    }
+
     /// A zeroed shared array of `shape` over the default processes: the workers on
     /// this host (this process alone when there are none). Julia's
     /// `SharedArray{T}(dims)`.
@@ -301,9 +353,88 @@ impl<T: Pod, D: Dimension> SharedArray<T, D> {
     }
 
     pub(crate) fn segment(&self) -> Result<&Segment, SharedError> {
+        match self.state {
+            State::Live => {}
+            State::Finalized => return Err(SharedError::Finalized),
+            State::Inert => return Err(SharedError::Inert),
+        }
         self.seg.as_deref().ok_or_else(|| SharedError::NotMapped {
             pid: self.cluster.myid(),
             pids: self.pids.to_vec(),
+        })
+    }
+
+    /// Gives up this handle's claim on the array now, before it is dropped (Julia's
+    /// `finalize(S)`): its share of this process's mapping goes at once, and every
+    /// later use of this handle fails ([`SharedError::Finalized`]; views of it
+    /// panic, as for an unmapped array). Sent to another process, it arrives
+    /// finalized.
+    ///
+    /// With no other handle to the array in this process, that is the process's
+    /// claim: it unmaps the array, and on the creator the participants are released,
+    /// as when the last handle is dropped. **Deliberately unlike Julia**, where `S`
+    /// is one object, a clone of a `SharedArray` is a handle of its own (as a Rust
+    /// `Arc` clone is), and keeps its claim until it is finalized or dropped too: a
+    /// handle cannot take the memory away from a view that another handle lent out.
+    /// It takes `&mut self` for the same reason — no view of this handle is alive
+    /// while it lets go.
+    ///
+    /// ```
+    /// use cohort_shared::{SharedArray, SharedError};
+    /// let mut s = SharedArray::<u8, ndarray::Ix1>::new(4).unwrap();
+    /// s.finalize();
+    /// assert!(!s.is_mapped());
+    /// assert!(matches!(s.try_view(), Err(SharedError::Finalized)));
+    /// ```
+    pub fn finalize(&mut self) {
+        self.seg = None;
+        self.state = State::Finalized;
+    }
+
+    /// The same memory seen with another shape of as many elements (Julia's
+    /// `reshape(S, dims)` of a `SharedArray`, which shares `S`'s memory): the linear
+    /// (column-major) order of the elements is kept, and a write through either
+    /// handle is seen through the other and by every participant. The new handle
+    /// has the same participants and its own claim on the mapping.
+    ///
+    /// # Errors
+    /// [`SharedError::ShapeMismatch`] if `shape` has another number of elements;
+    /// [`SharedError::Finalized`], [`SharedError::Inert`] for a dead handle.
+    ///
+    /// ```
+    /// use cohort_shared::SharedArray;
+    /// let s = SharedArray::<u32, ndarray::Ix1>::new(6).unwrap();
+    /// s.view_mut().as_linear_mut().copy_from_slice(&[0, 1, 2, 3, 4, 5]);
+    /// let m = s.reshape::<ndarray::Ix2>((2, 3)).unwrap();
+    /// assert_eq!(m.get([1, 2]), Some(5)); // column-major: element 1 + 2 * 2
+    /// m.set([0, 1], 20);
+    /// assert_eq!(s.get(2), Some(20));
+    /// assert!(s.reshape::<ndarray::Ix2>((4, 2)).is_err());
+    /// ```
+    pub fn reshape<E: Dimension>(
+        &self,
+        shape: impl IntoDimension<Dim = E>,
+    ) -> Result<SharedArray<T, E>, SharedError> {
+        match self.state {
+            State::Live => {}
+            State::Finalized => return Err(SharedError::Finalized),
+            State::Inert => return Err(SharedError::Inert),
+        }
+        let dim = shape.into_dimension();
+        if dim.size_checked() != Some(self.len()) {
+            return Err(SharedError::ShapeMismatch {
+                from: self.shape().to_vec(),
+                to: dim.slice().to_vec(),
+            });
+        }
+        Ok(SharedArray {
+            cluster: self.cluster.clone(),
+            seg: self.seg.clone(),
+            state: self.state,
+            id: self.id,
+            dim,
+            pids: self.pids.clone(),
+            _t: PhantomData,
         })
     }
 
@@ -834,6 +965,7 @@ impl<T: Pod, D: Dimension + 'static, I: InitSpec<T, D>> SharedArrayBuilder<T, D,
         let array = SharedArray {
             cluster,
             seg: Some(created.seg.clone()),
+            state: State::Live,
             id: created.desc.id,
             dim: self.dim.clone(),
             pids: pids.into(),
@@ -943,12 +1075,14 @@ struct Pending<T: Pod, D: Dimension> {
     attaching: Vec<(Pid, Future<Result<(), AttachFailure>>)>,
 }
 
-/// What travels: the segment's identity, the shape and the participants.
+/// What travels: the segment's identity, the shape and the participants, and
+/// whether the handle is live.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     id: SegId,
     shape: Vec<usize>,
     pids: Vec<Pid>,
+    state: State,
 }
 
 impl<T: Pod, D: Dimension> Serialize for SharedArray<T, D> {
@@ -960,10 +1094,18 @@ impl<T: Pod, D: Dimension> Serialize for SharedArray<T, D> {
         if let Some(seg) = &self.seg {
             cohort_cluster::codec::keep_until_answered(seg.clone());
         }
+        // Outside a cluster message (into a file, by hand), the handle goes inert: a
+        // later process must not take the segment's identity for a live array.
+        let state = if cohort_cluster::codec::in_message() {
+            self.state
+        } else {
+            State::Inert
+        };
         Wire {
             id: self.id,
             shape: self.shape().to_vec(),
             pids: self.pids.to_vec(),
+            state,
         }
         .serialize(s)
     }
@@ -984,7 +1126,10 @@ impl<'de, T: Pod, D: Dimension> Deserialize<'de> for SharedArray<T, D> {
         Ok(SharedArray {
             // The cluster that receives the message (the current one while decoding).
             cluster: Cluster::current(),
-            seg: segment::lookup(&w.id),
+            seg: (w.state == State::Live)
+                .then(|| segment::lookup(&w.id))
+                .flatten(),
+            state: w.state,
             id: w.id,
             dim,
             pids: w.pids.into(),

@@ -127,6 +127,25 @@ pub enum SharedError {
         /// The number of elements.
         len: usize,
     },
+    /// [`SharedArray::reshape`](crate::SharedArray::reshape) to a shape of another
+    /// number of elements.
+    #[error("cannot reshape a SharedArray of shape {from:?} ({} elements) to {to:?} ({} elements)", from.iter().product::<usize>(), to.iter().product::<usize>())]
+    ShapeMismatch {
+        /// The array's shape.
+        from: Vec<usize>,
+        /// The shape asked for.
+        to: Vec<usize>,
+    },
+    /// This handle was [`finalize`](crate::SharedArray::finalize)d (here, or before
+    /// it was sent here): it no longer maps the array.
+    #[error("the SharedArray handle was finalized: it no longer maps the array")]
+    Finalized,
+    /// The handle was decoded from bytes encoded outside a cluster message (with
+    /// `serde_json` into a file, by hand): such bytes name no live array, so the
+    /// handle is inert and maps nothing. Send a `SharedArray` inside call
+    /// arguments instead.
+    #[error("the SharedArray handle is an inert copy: it was encoded outside a cluster message (into a file, by hand), which carries no live array")]
+    Inert,
 }
 
 /// Why a participant could not map a [`SharedArray`](crate::SharedArray)'s segment

@@ -283,7 +283,7 @@ fn decode_result<T: DeserializeOwned>(n: &Arc<Node>, bytes: &[u8]) -> Result<T, 
 /// ```
 #[cohort_macros::twin_fn(example = " fn one() -> i32 { 1 }
  let f = cohort_cluster::blocking::remotecall_wait(one, 1, ()).unwrap();
- assert!(f.isready_blocking());")]
+ assert!(f.isready_blocking().unwrap());")]
 pub fn remotecall_wait<F, Args>(
     f: F,
     pid: Pid,

@@ -21,11 +21,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api::cluster::Cluster;
-use crate::api::future::live;
+use crate::api::future::{live, Unary};
 use crate::codec;
 use crate::core::Reply;
-use crate::error::{CallError, ErrorKind, Failure};
-use crate::registry::RemoteFn;
+use crate::error::{CallError, ErrorKind, Failure, WireException};
+use crate::registry::{RemoteFn, RemoteFnEntry, REMOTE_FUNCTIONS};
 use crate::shell::channel_ops::{ChannelSlot, ErasedChannel};
 use crate::shell::node::{current, enter, Node};
 
@@ -45,74 +45,97 @@ fn decode_err(f: Failure) -> CallError {
     CallError::Serialization(f.message)
 }
 
-struct Typed<T>(Arc<dyn AbstractChannel<T>>);
+struct Typed<T, K>(Arc<dyn AbstractChannel<T, K>>);
 
-impl<T: ChannelValue> ErasedChannel for Typed<T> {
+/// Encodes `v` for the requester `to`: handles inside travel live to it.
+fn encode_for<V: Serialize>((node, pid): &(Arc<Node>, Pid), v: &V) -> Result<Bytes, CallError> {
+    codec::with_target(node, *pid, || codec::encode(v))
+        .map(Bytes::from)
+        .map_err(decode_err)
+}
+
+impl<T: ChannelValue, K: ChannelValue> ErasedChannel for Typed<T, K> {
     fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
-        let v: Result<T, CallError> = codec::decode(&bytes).map_err(decode_err);
+        let kv: Result<(K, T), CallError> = codec::decode(&bytes).map_err(decode_err);
         Box::pin(async move {
-            self.0
-                .put((), v?)
-                .await
-                .map_err(|_| CallError::ChannelClosed)
+            let (k, v) = kv?;
+            self.0.put(k, v).await.map_err(|_| CallError::ChannelClosed)
         })
     }
-    fn take(&self) -> BoxFuture<'_, Result<Bytes, CallError>> {
+    fn take(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>> {
+        let k: Result<K, CallError> = codec::decode(&key).map_err(decode_err);
         Box::pin(async move {
-            let v = self.0.take(()).await.map_err(channel_error)?;
-            codec::encode(&v).map(Bytes::from).map_err(decode_err)
+            let k = k?;
+            let v = self.0.take(k.clone()).await.map_err(channel_error)?;
+            // With its key: a value handed back goes back under it.
+            encode_for(&to, &(k, v))
         })
     }
     fn put_front(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
-        let v: Result<T, CallError> = codec::decode(&bytes).map_err(decode_err);
+        let kv: Result<(K, T), CallError> = codec::decode(&bytes).map_err(decode_err);
         Box::pin(async move {
+            let (k, v) = kv?;
             self.0
-                .put_front((), v?)
+                .put_front(k, v)
                 .await
                 .map_err(|_| CallError::ChannelClosed)
         })
     }
-    fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>> {
+    fn fetch(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>> {
+        let k: Result<K, CallError> = codec::decode(&key).map_err(decode_err);
         Box::pin(async move {
-            let v = self.0.fetch(()).await.map_err(channel_error)?;
-            codec::encode(&v).map(Bytes::from).map_err(decode_err)
+            let v = self.0.fetch(k?).await.map_err(channel_error)?;
+            encode_for(&to, &v)
         })
     }
-    fn wait(&self) -> BoxFuture<'_, Result<(), CallError>> {
-        Box::pin(async move { self.0.wait(()).await.map_err(channel_error) })
+    fn wait(&self, key: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
+        let k: Result<K, CallError> = codec::decode(&key).map_err(decode_err);
+        Box::pin(async move { self.0.wait(k?).await.map_err(channel_error) })
     }
-    fn isready(&self) -> bool {
-        self.0.isready(())
+    fn isready(&self, key: Bytes) -> Result<bool, CallError> {
+        let k: K = codec::decode(&key).map_err(decode_err)?;
+        Ok(self.0.isready(k))
     }
     fn close(&self) {
         self.0.close()
     }
+    fn is_open(&self) -> bool {
+        self.0.is_open()
+    }
+    fn len(&self) -> Option<usize> {
+        self.0.len()
+    }
 }
 
 /// Puts a channel made by a factory into `node`'s store under `id`.
-fn install<T: ChannelValue>(node: &Node, id: RefId, chan: Arc<dyn AbstractChannel<T>>) {
+fn install<T: ChannelValue, K: ChannelValue>(
+    node: &Node,
+    id: RefId,
+    chan: Arc<dyn AbstractChannel<T, K>>,
+) {
     let slot = ChannelSlot::new(Arc::new(Typed(chan.clone())), Arc::new(chan)).counted(node);
     node.store().install_channel(id, slot);
 }
 
 /// The call that runs a factory on the owner and installs its channel there.
-struct Install<T, F> {
+struct Install<T, K, F> {
     id: RefId,
     factory: F,
-    _t: PhantomData<fn() -> T>,
+    _t: PhantomData<fn() -> (T, K)>,
 }
 
-impl<T, F, C> RemoteFn<()> for Install<T, F>
+impl<T, K, F, C> RemoteFn<()> for Install<T, K, F>
 where
     T: ChannelValue,
+    K: ChannelValue,
     F: RemoteFn<(), Output = C>,
-    C: AbstractChannel<T> + 'static,
+    C: AbstractChannel<T, K> + 'static,
 {
     type Output = ();
 
     fn call(&self, (): ()) {
         // Runs on the owner, for the node that received the call.
-        install::<T>(&current(), self.id, Arc::new(self.factory.call(())));
+        install::<T, K>(&current(), self.id, Arc::new(self.factory.call(())));
     }
 
     fn encode_state(&self) -> Result<Vec<u8>, Failure> {
@@ -129,22 +152,31 @@ where
     }
 }
 
-struct Inner<T> {
+struct Inner<T, K> {
     /// The node (cluster) this handle belongs to.
     node: Arc<Node>,
     id: RefId,
     owner: Pid,
-    /// Set by `finalize`: this process no longer claims the channel.
+    /// Set by `finalize` (or for a handle that arrived finalized): this process no
+    /// longer claims the channel.
     finalized: std::sync::atomic::AtomicBool,
-    _t: PhantomData<fn() -> T>,
+    /// Decoded from bytes made outside a cluster message: no claim, every use fails
+    /// ([`CallError::Inert`]).
+    inert: bool,
+    /// Whether this handle is the one in the node's table of live handles (a dead
+    /// one never is).
+    in_live: bool,
+    _t: PhantomData<fn() -> (T, K)>,
 }
 
-impl<T> Drop for Inner<T> {
+impl<T, K> Drop for Inner<T, K> {
     fn drop(&mut self) {
         if !self.finalized.load(std::sync::atomic::Ordering::Acquire) {
             self.node.store().dropped(self.id);
         }
-        live(&self.node).lock().remove(&self.id);
+        if self.in_live {
+            live(&self.node).lock().remove(&self.id);
+        }
     }
 }
 
@@ -174,11 +206,52 @@ impl<T> Drop for Inner<T> {
 /// assert_eq!(rc.take_blocking().unwrap(), 2); // a closed channel drains first
 /// assert!(rc.take_blocking().is_err());
 /// ```
-pub struct RemoteChannel<T> {
-    inner: Arc<Inner<T>>,
+///
+/// # Keyed channels
+///
+/// `K` is the channel's key type ([`AbstractChannel<T, K>`]): `()` for a FIFO
+/// channel, whose methods take no key (`put`, `take`, …); a keyed store made by a
+/// factory — the manual's `DictChannel` — uses the `_key` forms, which forward the
+/// key to the channel on its owner (Julia's `put!(rr, k, v)`, `take!(rr, k)`,
+/// `fetch(rr, k)`, `isready(rr, k)`, `wait(rr, k)`).
+///
+/// ```
+/// use cohort_channels::{AbstractChannel, ChannelError, PutError};
+/// use cohort_cluster::RemoteChannel;
+/// use futures::future::BoxFuture;
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// /// A keyed store whose takes do not wait (a small stand-in for `DictChannel`).
+/// #[derive(Default)]
+/// struct Store(Mutex<HashMap<String, u32>>);
+/// impl AbstractChannel<u32, String> for Store {
+///     fn put(&self, k: String, v: u32) -> BoxFuture<'_, Result<(), PutError<u32>>> {
+///         self.0.lock().unwrap().insert(k, v);
+///         Box::pin(async { Ok(()) })
+///     }
+///     fn take(&self, k: String) -> BoxFuture<'_, Result<u32, ChannelError>> {
+///         let v = self.0.lock().unwrap().remove(&k).ok_or(ChannelError::Closed);
+///         Box::pin(async move { v })
+///     }
+///     fn isready(&self, k: String) -> bool { self.0.lock().unwrap().contains_key(&k) }
+///     fn wait(&self, _k: String) -> BoxFuture<'_, Result<(), ChannelError>> { Box::pin(async { Ok(()) }) }
+///     fn close(&self) {}
+///     fn is_open(&self) -> bool { true }
+///     fn len(&self) -> Option<usize> { Some(self.0.lock().unwrap().len()) }
+/// }
+///
+/// let rr = RemoteChannel::<u32, String>::with_factory_blocking(1, Store::default).unwrap();
+/// rr.put_key_blocking("a".into(), 7).unwrap();
+/// assert!(rr.isready_key_blocking("a".into()).unwrap());
+/// assert_eq!(rr.len_blocking().unwrap(), Some(1));
+/// assert_eq!(rr.take_key_blocking("a".into()).unwrap(), 7);
+/// ```
+pub struct RemoteChannel<T, K = ()> {
+    inner: Arc<Inner<T, K>>,
 }
 
-impl<T> Clone for RemoteChannel<T> {
+impl<T, K> Clone for RemoteChannel<T, K> {
     fn clone(&self) -> Self {
         RemoteChannel {
             inner: self.inner.clone(),
@@ -186,7 +259,7 @@ impl<T> Clone for RemoteChannel<T> {
     }
 }
 
-impl<T> fmt::Debug for RemoteChannel<T> {
+impl<T, K> fmt::Debug for RemoteChannel<T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -223,19 +296,37 @@ impl<T> SendError<T> {
     }
 }
 
-impl<T: ChannelValue> RemoteChannel<T> {
+impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
     fn handle(node: Arc<Node>, id: RefId, owner: Pid) -> Self {
         let inner = Arc::new(Inner {
             node,
             id,
             owner,
             finalized: std::sync::atomic::AtomicBool::new(false),
+            inert: false,
+            in_live: true,
             _t: PhantomData,
         });
         let weak: Weak<dyn Any + Send + Sync> =
             Arc::downgrade(&(inner.clone() as Arc<dyn Any + Send + Sync>));
         live(&inner.node).lock().insert(id, weak);
         RemoteChannel { inner }
+    }
+
+    /// A handle that names channel `id` but holds no claim on it: one that arrived
+    /// finalized, or an inert one (see [`CallError::Inert`]).
+    fn dead(node: Arc<Node>, id: RefId, owner: Pid, inert: bool) -> Self {
+        RemoteChannel {
+            inner: Arc::new(Inner {
+                node,
+                id,
+                owner,
+                finalized: std::sync::atomic::AtomicBool::new(true),
+                inert,
+                in_live: false,
+                _t: PhantomData,
+            }),
+        }
     }
 
     /// The cluster this handle belongs to.
@@ -247,7 +338,9 @@ impl<T: ChannelValue> RemoteChannel<T> {
     pub fn cluster(&self) -> Cluster {
         Cluster::from_node(self.inner.node.clone())
     }
+}
 
+impl<T: ChannelValue> RemoteChannel<T> {
     /// A channel of capacity 1 on `pid` (Julia's `RemoteChannel(pid)`).
     ///
     /// # Errors
@@ -265,7 +358,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// ```
     #[cohort_macros::twin(
         example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
- assert!(!rc.isready_blocking());"
+ assert!(!rc.isready_blocking().unwrap());"
     )]
     pub fn new(pid: Pid) -> impl std::future::Future<Output = Result<Self, CallError>> {
         Self::with_capacity(pid, 1)
@@ -309,10 +402,13 @@ impl<T: ChannelValue> RemoteChannel<T> {
             },
         )
     }
+}
 
-    /// A channel made on `pid` by `factory`, which returns any [`AbstractChannel<T>`]
-    /// (Julia's `RemoteChannel(() -> Channel{Int}(10), pid)`). Waits until the channel
-    /// exists on `pid`.
+impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
+    /// A channel made on `pid` by `factory`, which returns any
+    /// [`AbstractChannel<T, K>`] (Julia's `RemoteChannel(() -> Channel{Int}(10), pid)`,
+    /// or `RemoteChannel(() -> DictChannel(), pid)` for a keyed one). Waits until the
+    /// channel exists on `pid`.
     ///
     /// The factory travels as shipped code, so `pid` must run this executable.
     ///
@@ -343,7 +439,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     ) -> impl std::future::Future<Output = Result<Self, CallError>>
     where
         F: RemoteFn<(), Output = C>,
-        C: AbstractChannel<T> + 'static,
+        C: AbstractChannel<T, K> + 'static,
     {
         Self::with_factory_in(current(), pid, factory)
     }
@@ -356,19 +452,19 @@ impl<T: ChannelValue> RemoteChannel<T> {
     ) -> Result<Self, CallError>
     where
         F: RemoteFn<(), Output = C>,
-        C: AbstractChannel<T> + 'static,
+        C: AbstractChannel<T, K> + 'static,
     {
         let id = n.new_ref();
         if pid == n.myid() {
             n.store().created(id, pid);
-            install::<T>(&n, id, Arc::new(factory.call(())));
+            install::<T, K>(&n, id, Arc::new(factory.call(())));
             return Ok(Self::handle(n, id, pid));
         }
         // Count our handle before the channel exists, so the owner cannot free it
         // between its creation and our first use.
         n.store().created(id, pid);
         let rc = Self::handle(n.clone(), id, pid);
-        let install = Install::<T, F> {
+        let install = Install::<T, K, F> {
             id,
             factory,
             _t: PhantomData,
@@ -399,13 +495,16 @@ impl<T: ChannelValue> RemoteChannel<T> {
 
     /// Gives up this process's claim on the channel now, for every clone of this
     /// handle in the process (Julia's `finalize`); the owner frees the channel once no
-    /// process claims it. Later operations through this handle fail with
-    /// [`CallError::Finalized`].
+    /// process claims it. Every later operation through this handle (or a clone of
+    /// it here) fails with [`CallError::Finalized`], and a finalized handle sent to
+    /// another process arrives finalized: its operations there fail the same way at
+    /// once.
     ///
     /// ```
     /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
     /// rc.finalize();
     /// assert_eq!(rc.take_blocking(), Err(cohort_cluster::CallError::Finalized));
+    /// assert_eq!(rc.isready_blocking(), Err(cohort_cluster::CallError::Finalized));
     /// ```
     pub fn finalize(&self) {
         use std::sync::atomic::Ordering;
@@ -414,8 +513,11 @@ impl<T: ChannelValue> RemoteChannel<T> {
         }
     }
 
+    /// Whether the handle may still be used: not finalized, not inert.
     fn check_finalized(&self) -> Result<(), CallError> {
-        if self
+        if self.inner.inert {
+            Err(CallError::Inert { id: self.inner.id })
+        } else if self
             .inner
             .finalized
             .load(std::sync::atomic::Ordering::Acquire)
@@ -426,10 +528,20 @@ impl<T: ChannelValue> RemoteChannel<T> {
         }
     }
 
-    fn local(&self) -> Option<Arc<dyn AbstractChannel<T>>> {
+    fn local(&self) -> Option<Arc<dyn AbstractChannel<T, K>>> {
         (self.inner.owner == self.inner.node.myid())
-            .then(|| channel_in::<T>(&self.inner.node, self.inner.id))
+            .then(|| channel_in::<T, K>(&self.inner.node, self.inner.id))
             .flatten()
+    }
+
+    fn is_local(&self) -> bool {
+        self.inner.owner == self.inner.node.myid()
+    }
+
+    /// Encodes `v` for the owner (handles inside travel live to it).
+    fn encode_for_owner<V: Serialize>(&self, v: &V) -> Result<Vec<u8>, CallError> {
+        codec::with_target(&self.inner.node, self.inner.owner, || codec::encode(v))
+            .map_err(decode_err)
     }
 
     async fn ask(&self, kind: RefRequestKind, value: Vec<u8>) -> Reply {
@@ -461,6 +573,408 @@ impl<T: ChannelValue> RemoteChannel<T> {
         })
     }
 
+    /// Puts `value` under `key` (Julia's `put!(rr, key, value)` on a keyed channel),
+    /// waiting as the channel's `put` does. For a FIFO channel (`K = ()`) this is
+    /// [`put`](RemoteChannel::put).
+    ///
+    /// # Errors
+    /// As [`put`](RemoteChannel::put).
+    ///
+    /// # Cancel safety
+    /// As [`put`](RemoteChannel::put).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_key_blocking((), 3).unwrap();
+    /// assert_eq!(rc.take_key_blocking(()).unwrap(), 3);
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_key_blocking((), 3).unwrap();"
+    )]
+    pub async fn put_key(&self, key: K, value: T) -> Result<(), SendError<T>> {
+        if let Err(error) = self.check_finalized() {
+            return Err(SendError { value, error });
+        }
+        if self.is_local() {
+            let Some(ch) = self.local() else {
+                return Err(SendError {
+                    value,
+                    error: self.gone(),
+                });
+            };
+            return ch.put(key, value).await.map_err(|e| SendError {
+                value: e.into_inner(),
+                error: CallError::ChannelClosed,
+            });
+        }
+        // The key first: a unit key encodes to nothing, so a plain channel's bytes
+        // are the value's alone.
+        let bytes = match self.encode_for_owner(&(&key, &value)) {
+            Ok(b) => b,
+            Err(error) => return Err(SendError { value, error }),
+        };
+        // Checked here: the owner would drop the connection over an oversized frame.
+        if let Err(error) =
+            crate::api::limits::check_payload(&self.inner.node, "channel value", bytes.len())
+        {
+            return Err(SendError { value, error });
+        }
+        match self.ask(RefRequestKind::Put, bytes).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(SendError { value, error }),
+        }
+    }
+
+    async fn get(&self, kind: RefRequestKind, key: K) -> Result<T, CallError> {
+        self.check_finalized()?;
+        if self.is_local() {
+            let ch = self.local().ok_or_else(|| self.gone())?;
+            let r = if kind == RefRequestKind::Take {
+                ch.take(key).await
+            } else {
+                ch.fetch(key).await
+            };
+            return r.map_err(channel_error);
+        }
+        let b = self.ask(kind, self.encode_for_owner(&key)?).await?;
+        // Handles inside the value are this channel's cluster's. A take answers
+        // with the key (see `shell::channel_ops::ErasedChannel`).
+        enter(&self.inner.node, || {
+            if kind == RefRequestKind::Take {
+                codec::decode::<(K, T)>(&b).map(|(_, v)| v)
+            } else {
+                codec::decode::<T>(&b)
+            }
+        })
+        .map_err(decode_err)
+    }
+
+    /// Removes and returns the value under `key`, waiting for it (Julia's
+    /// `take!(rr, key)`). For a FIFO channel this is [`take`](RemoteChannel::take).
+    ///
+    /// # Errors
+    /// As [`take`](RemoteChannel::take).
+    ///
+    /// # Cancel safety
+    /// As [`take`](RemoteChannel::take), given the channel's own `take` is
+    /// cancel-safe; a value removed for a take given up goes back under its key
+    /// ([`AbstractChannel::put_front`]).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_blocking(4).unwrap();
+    /// assert_eq!(rc.take_key_blocking(()).unwrap(), 4);
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(4).unwrap();
+ assert_eq!(rc.take_key_blocking(()).unwrap(), 4);"
+    )]
+    pub async fn take_key(&self, key: K) -> Result<T, CallError> {
+        self.get(RefRequestKind::Take, key).await
+    }
+
+    /// Returns a copy of the value under `key` without removing it, waiting for it
+    /// (Julia's `fetch(rr, key)`). For a FIFO channel this is
+    /// [`fetch`](RemoteChannel::fetch).
+    ///
+    /// # Errors
+    /// As [`fetch`](RemoteChannel::fetch); [`CallError::ChannelUnsupported`] for a
+    /// channel whose `fetch` is the trait's default.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it removes nothing.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_blocking(4).unwrap();
+    /// assert_eq!(rc.fetch_key_blocking(()).unwrap(), 4);
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(4).unwrap();
+ assert_eq!(rc.fetch_key_blocking(()).unwrap(), 4);"
+    )]
+    pub async fn fetch_key(&self, key: K) -> Result<T, CallError> {
+        self.get(RefRequestKind::Fetch, key).await
+    }
+
+    /// Whether the value under `key` is there now (Julia's `isready(rr, key)`).
+    ///
+    /// # Errors
+    /// As [`isready`](RemoteChannel::isready).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it changes nothing.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert!(!rc.isready_key_blocking(()).unwrap());
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ assert!(!rc.isready_key_blocking(()).unwrap());"
+    )]
+    pub async fn isready_key(&self, key: K) -> Result<bool, CallError> {
+        self.check_finalized()?;
+        if self.is_local() {
+            return Ok(self.local().ok_or_else(|| self.gone())?.isready(key));
+        }
+        let b = self
+            .ask(RefRequestKind::IsReady, self.encode_for_owner(&key)?)
+            .await?;
+        Ok(b.first() == Some(&1))
+    }
+
+    /// Waits until the value under `key` is there (Julia's `wait(rr, key)`).
+    ///
+    /// # Errors
+    /// As [`wait`](RemoteChannel::wait).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it changes nothing.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// rc.put_blocking(1).unwrap();
+    /// rc.wait_key_blocking(()).unwrap();
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.put_blocking(1).unwrap();
+ rc.wait_key_blocking(()).unwrap();"
+    )]
+    pub async fn wait_key(&self, key: K) -> Result<(), CallError> {
+        self.check_finalized()?;
+        if self.is_local() {
+            let ch = self.local().ok_or_else(|| self.gone())?;
+            return ch.wait(key).await.map_err(channel_error);
+        }
+        self.ask(RefRequestKind::Wait, self.encode_for_owner(&key)?)
+            .await
+            .map(|_| ())
+    }
+
+    /// The channel's open flag and length, asked of its owner.
+    async fn state(&self) -> Result<(bool, Option<usize>), CallError> {
+        self.check_finalized()?;
+        if self.is_local() {
+            let ch = self.local().ok_or_else(|| self.gone())?;
+            return Ok((ch.is_open(), ch.len()));
+        }
+        // A built-in by name: any cohort process answers it, whatever its executable.
+        let (open, len) = crate::api::call::remotecall_fetch_in(
+            self.inner.node.clone(),
+            channel_state,
+            self.inner.owner,
+            (self.inner.id.whence, self.inner.id.id),
+        )
+        .await?
+        .map_err(|e| CallError::Remote(e.into()))?;
+        Ok((open, len.map(|n| n as usize)))
+    }
+
+    /// Whether the channel is still open: not yet [`close`](Self::close)d (Julia's
+    /// `isopen`).
+    ///
+    /// # Errors
+    /// The owner is gone ([`CallError::WorkerExited`]), or the channel is
+    /// ([`CallError::Remote`] of kind `Reference`); [`CallError::Finalized`],
+    /// [`CallError::Inert`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it changes nothing.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert!(rc.is_open_blocking().unwrap());
+    /// rc.close_blocking().unwrap();
+    /// assert!(!rc.is_open_blocking().unwrap());
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ assert!(rc.is_open_blocking().unwrap());"
+    )]
+    pub async fn is_open(&self) -> Result<bool, CallError> {
+        Ok(self.state().await?.0)
+    }
+
+    /// How many values the channel holds now, where the channel can say
+    /// ([`AbstractChannel::len`]: a [`Channel`] can, a factory's channel may
+    /// not): `None` if it cannot (Julia's `n_avail`).
+    ///
+    /// # Errors
+    /// As [`is_open`](Self::is_open).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it changes nothing.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 4).unwrap();
+    /// rc.put_blocking(1).unwrap();
+    /// rc.put_blocking(2).unwrap();
+    /// assert_eq!(rc.len_blocking().unwrap(), Some(2));
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ assert_eq!(rc.len_blocking().unwrap(), Some(0));"
+    )]
+    pub async fn len(&self) -> Result<Option<usize>, CallError> {
+        Ok(self.state().await?.1)
+    }
+
+    /// Whether the channel holds no value now (Julia's `isempty`): by its
+    /// [`len`](Self::len); for a FIFO channel that cannot say its length, by
+    /// `!isready`.
+    ///
+    /// # Errors
+    /// As [`is_open`](Self::is_open); [`CallError::ChannelUnsupported`] for a keyed
+    /// channel that cannot say its length.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it changes nothing.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert!(rc.is_empty_blocking().unwrap());
+    /// rc.put_blocking(1).unwrap();
+    /// assert!(!rc.is_empty_blocking().unwrap());
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ assert!(rc.is_empty_blocking().unwrap());"
+    )]
+    pub async fn is_empty(&self) -> Result<bool, CallError> {
+        if let Some(n) = self.state().await?.1 {
+            return Ok(n == 0);
+        }
+        // A FIFO channel's key is the unit: "is a value ready" is "not empty".
+        match (Box::new(()) as Box<dyn Any>).downcast::<K>() {
+            Ok(unit) => Ok(!self.isready_key(*unit).await?),
+            Err(_) => Err(CallError::ChannelUnsupported(
+                "this keyed channel cannot say how many values it holds".into(),
+            )),
+        }
+    }
+
+    /// Runs `f` on the value under `key` where the channel is stored, without
+    /// removing it, and returns only `f`'s result (Julia's `rr[i]` on a
+    /// `RemoteChannel` holding an array): see
+    /// [`fetch_with`](RemoteChannel::fetch_with). The value is the one
+    /// [`fetch_key`](Self::fetch_key) would return, copied on the owner.
+    ///
+    /// # Errors
+    /// As [`fetch_key`](Self::fetch_key); [`CallError::CannotShipCode`] if the owner
+    /// runs another executable; `f`'s panic as a [`CallError::Remote`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it removes nothing.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
+    /// rc.put_blocking(vec![1, 2, 3]).unwrap();
+    /// assert_eq!(rc.fetch_key_with_blocking((), |v: &Vec<u8>| v[2]).unwrap(), 3);
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
+ rc.put_blocking(vec![1, 2, 3]).unwrap();
+ assert_eq!(rc.fetch_key_with_blocking((), |v: &Vec<u8>| v.len()).unwrap(), 3);"
+    )]
+    pub async fn fetch_key_with<F, R>(&self, key: K, f: F) -> Result<R, CallError>
+    where
+        F: for<'a> RemoteFn<(&'a T,), Output = R>,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.fetch_key_with_args(key, Unary(f), ()).await
+    }
+
+    /// [`fetch_key_with`](Self::fetch_key_with) for a function that takes
+    /// arguments after the value, shipped with it (see
+    /// [`Future::fetch_with_args`](crate::Future::fetch_with_args)).
+    ///
+    /// # Errors
+    /// As [`fetch_key_with`](Self::fetch_key_with).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it removes nothing.
+    ///
+    /// ```
+    /// fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
+    /// let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
+    /// rc.put_blocking(vec![1, 2, 3]).unwrap();
+    /// assert_eq!(rc.fetch_key_with_args_blocking((), at, 1).unwrap(), 2);
+    /// ```
+    #[cohort_macros::twin(example = " fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
+ let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
+ rc.put_blocking(vec![1, 2, 3]).unwrap();
+ assert_eq!(rc.fetch_key_with_args_blocking((), at, 0).unwrap(), 1);")]
+    pub async fn fetch_key_with_args<F, A, R>(&self, key: K, f: F, args: A) -> Result<R, CallError>
+    where
+        F: for<'a> RemoteFn<(&'a T, A), Output = R>,
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_finalized()?;
+        if self.is_local() {
+            let ch = self.local().ok_or_else(|| self.gone())?;
+            let v = ch.fetch(key).await.map_err(channel_error)?;
+            return Ok(f.call((&v, args)));
+        }
+        let call = ChannelFetchWith::<T, K, A, F> {
+            id: self.inner.id,
+            key,
+            f,
+            _t: PhantomData,
+        };
+        crate::api::call::remotecall_fetch_in(
+            self.inner.node.clone(),
+            call,
+            self.inner.owner,
+            (args,),
+        )
+        .await?
+        .map_err(|e| CallError::Remote(e.into()))
+    }
+
+    /// Closes the channel for everyone (Julia's `close`): puts fail from now on, takes
+    /// drain what is left, then fail. Completes once the owner has closed it.
+    ///
+    /// # Errors
+    /// [`CallError::Finalized`] through a finalized handle; the owner's loss
+    /// ([`CallError::WorkerExited`]).
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes may or may not close the channel
+    /// (the request may have left already).
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
+    /// rc.close().await.unwrap();
+    /// assert!(rc.put(1).await.is_err());
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+ rc.close_blocking().unwrap();
+ assert!(rc.put_blocking(1).is_err());"
+    )]
+    pub async fn close(&self) -> Result<(), CallError> {
+        self.check_finalized()?;
+        if self.inner.owner == self.inner.node.myid() {
+            if let Some(c) = self.local() {
+                c.close();
+            }
+            return Ok(());
+        }
+        self.ask(RefRequestKind::Close, Vec::new())
+            .await
+            .map(|_| ())
+    }
+}
+
+impl<T: ChannelValue> RemoteChannel<T> {
     /// Puts a value, waiting while the channel is full (Julia's `put!`).
     ///
     /// # Errors
@@ -488,58 +1002,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
  rc.put_blocking(3).unwrap();"
     )]
     pub async fn put(&self, value: T) -> Result<(), SendError<T>> {
-        if let Err(error) = self.check_finalized() {
-            return Err(SendError { value, error });
-        }
-        if self.inner.owner == self.inner.node.myid() {
-            let Some(ch) = self.local() else {
-                return Err(SendError {
-                    value,
-                    error: self.gone(),
-                });
-            };
-            return ch.put((), value).await.map_err(|e| SendError {
-                value: e.into_inner(),
-                error: CallError::ChannelClosed,
-            });
-        }
-        let bytes = match codec::with_target(&self.inner.node, self.inner.owner, || {
-            codec::encode(&value)
-        }) {
-            Ok(b) => b,
-            Err(f) => {
-                return Err(SendError {
-                    value,
-                    error: decode_err(f),
-                })
-            }
-        };
-        // Checked here: the owner would drop the connection over an oversized frame.
-        if let Err(error) =
-            crate::api::limits::check_payload(&self.inner.node, "channel value", bytes.len())
-        {
-            return Err(SendError { value, error });
-        }
-        match self.ask(RefRequestKind::Put, bytes).await {
-            Ok(_) => Ok(()),
-            Err(error) => Err(SendError { value, error }),
-        }
-    }
-
-    async fn get(&self, kind: RefRequestKind) -> Result<T, CallError> {
-        self.check_finalized()?;
-        if self.inner.owner == self.inner.node.myid() {
-            let ch = self.local().ok_or_else(|| self.gone())?;
-            let r = if kind == RefRequestKind::Take {
-                ch.take(()).await
-            } else {
-                ch.fetch(()).await
-            };
-            return r.map_err(channel_error);
-        }
-        let b = self.ask(kind, Vec::new()).await?;
-        // Handles inside the value are this channel's cluster's.
-        enter(&self.inner.node, || codec::decode(&b)).map_err(decode_err)
+        self.put_key((), value).await
     }
 
     /// Removes and returns the oldest value, waiting for one (Julia's `take!`).
@@ -579,7 +1042,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
  assert_eq!(rc.take_blocking().unwrap(), 3);"
     )]
     pub async fn take(&self) -> Result<T, CallError> {
-        self.get(RefRequestKind::Take).await
+        self.take_key(()).await
     }
 
     /// [`take`](Self::take), giving up after `limit` (see [`crate::with_timeout`]).
@@ -651,7 +1114,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
     /// rc.put(3).await.unwrap();
     /// assert_eq!(rc.fetch().await.unwrap(), 3);
-    /// assert!(rc.isready().await);
+    /// assert!(rc.isready().await.unwrap());
     /// # });
     /// ```
     #[cohort_macros::twin(
@@ -660,10 +1123,15 @@ impl<T: ChannelValue> RemoteChannel<T> {
  assert_eq!(rc.fetch_blocking().unwrap(), 3);"
     )]
     pub async fn fetch(&self) -> Result<T, CallError> {
-        self.get(RefRequestKind::Fetch).await
+        self.fetch_key(()).await
     }
 
     /// Whether a value can be taken now (Julia's `isready`).
+    ///
+    /// # Errors
+    /// As Julia's `isready` throws then: the owner is gone
+    /// ([`CallError::WorkerExited`] naming it); [`CallError::Finalized`] after
+    /// [`finalize`](Self::finalize); [`CallError::Inert`] for an inert handle.
     ///
     /// # Cancel safety
     /// Cancel-safe: it changes nothing; an answer that comes late is dropped.
@@ -671,21 +1139,15 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
-    /// assert!(!rc.isready().await);
+    /// assert!(!rc.isready().await.unwrap());
     /// # });
     /// ```
     #[cohort_macros::twin(
         example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
- assert!(!rc.isready_blocking());"
+ assert!(!rc.isready_blocking().unwrap());"
     )]
-    pub async fn isready(&self) -> bool {
-        if self.check_finalized().is_err() {
-            return false;
-        }
-        if self.inner.owner == self.inner.node.myid() {
-            return self.local().is_some_and(|c| c.isready(()));
-        }
-        matches!(self.ask(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
+    pub async fn isready(&self) -> Result<bool, CallError> {
+        self.isready_key(()).await
     }
 
     /// Waits until a value is available (Julia's `wait`).
@@ -711,12 +1173,7 @@ impl<T: ChannelValue> RemoteChannel<T> {
  rc.wait_blocking().unwrap();"
     )]
     pub async fn wait(&self) -> Result<(), CallError> {
-        self.check_finalized()?;
-        if self.inner.owner == self.inner.node.myid() {
-            let ch = self.local().ok_or_else(|| self.gone())?;
-            return ch.wait(()).await.map_err(channel_error);
-        }
-        self.ask(RefRequestKind::Wait, Vec::new()).await.map(|_| ())
+        self.wait_key(()).await
     }
 
     /// [`wait`](Self::wait), giving up after `limit` (see [`crate::with_timeout`]).
@@ -745,40 +1202,67 @@ impl<T: ChannelValue> RemoteChannel<T> {
         crate::with_timeout(limit, self.wait()).await
     }
 
-    /// Closes the channel for everyone (Julia's `close`): puts fail from now on, takes
-    /// drain what is left, then fail. Completes once the owner has closed it.
+    /// Runs `f` on the oldest value where the channel is stored, without removing
+    /// it, and returns only `f`'s result: reading part of a large value without
+    /// fetching all of it (Julia's `rr[2, 3]` on a `RemoteChannel` holding an
+    /// array, evaluated on its owner). `f` takes the value by reference: a function
+    /// or a closure that captures nothing ([`fetch_with_args`](Self::fetch_with_args)
+    /// ships arguments with it). On the
+    /// owner the value is copied out of the channel (as `fetch` copies it) and `f`
+    /// runs on the copy; only the result crosses.
     ///
     /// # Errors
-    /// [`CallError::Finalized`] through a finalized handle; the owner's loss
-    /// ([`CallError::WorkerExited`]).
+    /// As [`fetch`](Self::fetch); [`CallError::CannotShipCode`] if the owner runs
+    /// another executable; `f`'s panic as a [`CallError::Remote`].
     ///
     /// # Cancel safety
-    /// Dropping the future before it completes may or may not close the channel
-    /// (the request may have left already).
+    /// Cancel-safe: it removes nothing.
     ///
     /// ```
-    /// # cohort_cluster::runtime::block_on(async {
-    /// let rc = cohort_cluster::RemoteChannel::<u8>::new(1).await.unwrap();
-    /// rc.close().await.unwrap();
-    /// assert!(rc.put(1).await.is_err());
-    /// # });
+    /// let rc = cohort_cluster::RemoteChannel::<Vec<u64>>::new_blocking(1).unwrap();
+    /// rc.put_blocking(vec![5; 1000]).unwrap();
+    /// assert_eq!(rc.fetch_with_blocking(|v: &Vec<u64>| v.len()).unwrap(), 1000);
     /// ```
     #[cohort_macros::twin(
-        example = " let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
- rc.close_blocking().unwrap();
- assert!(rc.put_blocking(1).is_err());"
+        example = " let rc = cohort_cluster::RemoteChannel::<Vec<u64>>::new_blocking(1).unwrap();
+ rc.put_blocking(vec![5; 10]).unwrap();
+ assert_eq!(rc.fetch_with_blocking(|v: &Vec<u64>| v[0]).unwrap(), 5);"
     )]
-    pub async fn close(&self) -> Result<(), CallError> {
-        self.check_finalized()?;
-        if self.inner.owner == self.inner.node.myid() {
-            if let Some(c) = self.local() {
-                c.close();
-            }
-            return Ok(());
-        }
-        self.ask(RefRequestKind::Close, Vec::new())
-            .await
-            .map(|_| ())
+    pub async fn fetch_with<F, R>(&self, f: F) -> Result<R, CallError>
+    where
+        F: for<'a> RemoteFn<(&'a T,), Output = R>,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.fetch_key_with((), f).await
+    }
+
+    /// [`fetch_with`](Self::fetch_with) for a function that takes arguments after
+    /// the value, shipped with it (Julia's `rr[2, 3]`: see
+    /// [`Future::fetch_with_args`](crate::Future::fetch_with_args)).
+    ///
+    /// # Errors
+    /// As [`fetch_with`](Self::fetch_with).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it removes nothing.
+    ///
+    /// ```
+    /// fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
+    /// let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
+    /// rc.put_blocking(vec![1, 2, 3]).unwrap();
+    /// assert_eq!(rc.fetch_with_args_blocking(at, 2).unwrap(), 3);
+    /// ```
+    #[cohort_macros::twin(example = " fn at(v: &Vec<u8>, i: usize) -> u8 { v[i] }
+ let rc = cohort_cluster::RemoteChannel::<Vec<u8>>::new_blocking(1).unwrap();
+ rc.put_blocking(vec![1, 2, 3]).unwrap();
+ assert_eq!(rc.fetch_with_args_blocking(at, 2).unwrap(), 3);")]
+    pub async fn fetch_with_args<F, A, R>(&self, f: F, args: A) -> Result<R, CallError>
+    where
+        F: for<'a> RemoteFn<(&'a T, A), Output = R>,
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.fetch_key_with_args((), f, args).await
     }
 
     /// A blocking iterator that takes values until the channel is closed and drained
@@ -830,55 +1314,153 @@ pub fn channel_from_id<T: Send + 'static>(id: RefId) -> Option<Arc<dyn AbstractC
     channel_in(&current(), id)
 }
 
-fn channel_in<T: Send + 'static>(node: &Node, id: RefId) -> Option<Arc<dyn AbstractChannel<T>>> {
+fn channel_in<T: Send + 'static, K: 'static>(
+    node: &Node,
+    id: RefId,
+) -> Option<Arc<dyn AbstractChannel<T, K>>> {
     let slot = node.store().channel(id)?;
     slot.typed
-        .downcast_ref::<Arc<dyn AbstractChannel<T>>>()
+        .downcast_ref::<Arc<dyn AbstractChannel<T, K>>>()
         .cloned()
 }
 
-/// How a `RemoteChannel` travels: its identity and owner.
-#[derive(Serialize, Deserialize)]
-struct Carried {
-    whence: Pid,
-    id: u64,
-    owner: Pid,
+/// The built-in behind [`RemoteChannel::is_open`] and [`RemoteChannel::len`] on
+/// another process: the open flag and length of channel `(whence, id)` stored here.
+/// Registered by name, so a process of any executable answers it.
+fn channel_state(whence: Pid, id: u64) -> Result<(bool, Option<u64>), WireException> {
+    let node = current();
+    let id = RefId::new(whence, id);
+    let slot = node.store().channel(id).ok_or_else(|| {
+        WireException::from(crate::RemoteException {
+            pid: node.myid(),
+            kind: ErrorKind::Reference,
+            function: String::new(),
+            message: format!("channel {id} no longer exists"),
+            context: String::new(),
+        })
+    })?;
+    Ok((slot.erased.is_open(), slot.erased.len().map(|n| n as u64)))
 }
 
-impl<T: ChannelValue> Serialize for RemoteChannel<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if let Some((node_id, dest)) = codec::target() {
-            if node_id != self.inner.node.id {
-                return Err(codec::refuse(format!(
-                    "a RemoteChannel of another cluster cannot travel in this message (reference {})",
-                    self.inner.id
-                )));
-            }
-            self.inner.node.store().serialized(self.inner.id, dest);
-        }
-        Carried {
-            whence: self.inner.id.whence,
-            id: self.inner.id.id,
-            owner: self.inner.owner,
-        }
-        .serialize(s)
+#[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+static CHANNEL_STATE: fn() -> RemoteFnEntry =
+    || RemoteFnEntry::of::<_, (Pid, u64)>("cohort::channel_state", &channel_state);
+
+/// The call [`RemoteChannel::fetch_key_with`] sends to the owner: copies the value
+/// under the key out of the channel there and runs the function on it.
+struct ChannelFetchWith<T, K, A, F> {
+    id: RefId,
+    key: K,
+    f: F,
+    _t: PhantomData<fn() -> (T, A)>,
+}
+
+impl<T, K, A, F, R> RemoteFn<(A,)> for ChannelFetchWith<T, K, A, F>
+where
+    T: ChannelValue,
+    K: ChannelValue,
+    A: 'static,
+    F: for<'a> RemoteFn<(&'a T, A), Output = R>,
+{
+    type Output = Result<R, WireException>;
+
+    fn call(&self, (args,): (A,)) -> Self::Output {
+        // On the owner, for the node that received the call.
+        let node = current();
+        let me = node.myid();
+        let ch = channel_in::<T, K>(&node, self.id).ok_or_else(|| {
+            WireException::of(
+                me,
+                CallError::NotAChannel {
+                    id: self.id,
+                    pid: me,
+                },
+            )
+        })?;
+        let key = self.key.clone();
+        let v = crate::runtime::block_on(async move { ch.fetch(key).await })
+            .map_err(|e| WireException::of(me, channel_error(e)))?;
+        Ok(self.f.call((&v, args)))
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        codec::encode(&(
+            self.id.whence,
+            self.id.id,
+            codec::encode(&self.key)?,
+            self.f.encode_state()?,
+        ))
+    }
+
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        let (whence, id, key, inner): (Pid, u64, Vec<u8>, Vec<u8>) = codec::decode(state)?;
+        Ok(ChannelFetchWith {
+            id: RefId::new(whence, id),
+            key: codec::decode(&key)?,
+            f: F::decode_state(&inner)?,
+            _t: PhantomData,
+        })
     }
 }
 
-impl<'de, T: ChannelValue> Deserialize<'de> for RemoteChannel<T> {
+/// How a `RemoteChannel` travels: its identity and owner, and whether it is live.
+#[derive(Serialize, Deserialize)]
+enum Carried {
+    /// A live handle: the receiver registers with the owner.
+    Live { whence: Pid, id: u64, owner: Pid },
+    /// A finalized handle: the receiver's is finalized too.
+    Finalized { whence: Pid, id: u64, owner: Pid },
+    /// Encoded outside a cluster message: the handle made from it is inert.
+    Inert { whence: Pid, id: u64, owner: Pid },
+}
+
+impl<T: ChannelValue, K: ChannelValue> Serialize for RemoteChannel<T, K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let inner = &self.inner;
+        let (whence, id, owner) = (inner.id.whence, inner.id.id, inner.owner);
+        if inner.inert || !codec::in_message() {
+            // Into a file, by hand: a later process must not take these ids for a
+            // live channel (they may name another reference by then).
+            return Carried::Inert { whence, id, owner }.serialize(s);
+        }
+        if inner.finalized.load(std::sync::atomic::Ordering::Acquire) {
+            return Carried::Finalized { whence, id, owner }.serialize(s);
+        }
+        if let Some((node_id, dest)) = codec::target() {
+            if node_id != inner.node.id {
+                return Err(codec::refuse(format!(
+                    "a RemoteChannel of another cluster cannot travel in this message (reference {})",
+                    inner.id
+                )));
+            }
+            inner.node.store().serialized(inner.id, dest);
+        }
+        Carried::Live { whence, id, owner }.serialize(s)
+    }
+}
+
+impl<'de, T: ChannelValue, K: ChannelValue> Deserialize<'de> for RemoteChannel<T, K> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let c = Carried::deserialize(d)?;
-        let id = RefId::new(c.whence, c.id);
         // The node that receives the message (see `shell::node::enter`).
         let n = current();
+        let (whence, id, owner) = match Carried::deserialize(d)? {
+            Carried::Live { whence, id, owner } => (whence, id, owner),
+            Carried::Finalized { whence, id, owner } => {
+                return Ok(Self::dead(n, RefId::new(whence, id), owner, false))
+            }
+            Carried::Inert { whence, id, owner } => {
+                return Ok(Self::dead(n, RefId::new(whence, id), owner, true))
+            }
+        };
+        let id = RefId::new(whence, id);
         let existing = live(&n).lock().get(&id).and_then(Weak::upgrade);
         if let Some(existing) = existing {
-            if let Ok(inner) = existing.downcast::<Inner<T>>() {
-                n.store().deserialized(id, c.owner, false);
+            if let Ok(inner) = existing.downcast::<Inner<T, K>>() {
+                n.store().deserialized(id, owner, false);
                 return Ok(RemoteChannel { inner });
             }
         }
-        n.store().deserialized(id, c.owner, true);
-        Ok(Self::handle(n, id, c.owner))
+        n.store().deserialized(id, owner, true);
+        Ok(Self::handle(n, id, owner))
     }
 }

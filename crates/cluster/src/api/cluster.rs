@@ -446,11 +446,11 @@ impl Cluster {
     /// # cohort_cluster::runtime::block_on(async {
     /// let c = cohort_cluster::Cluster::new();
     /// let f = c.remotecall_wait(|| 5, 1, ()).await.unwrap();
-    /// assert!(f.isready().await);
+    /// assert!(f.isready().await.unwrap());
     /// # });
     /// ```
     #[cohort_macros::twin(example = " let c = cohort_cluster::Cluster::new();
- assert!(c.remotecall_wait_blocking(|| 5, 1, ()).unwrap().isready_blocking());")]
+ assert!(c.remotecall_wait_blocking(|| 5, 1, ()).unwrap().isready_blocking().unwrap());")]
     pub fn remotecall_wait<F, Args>(
         &self,
         f: F,

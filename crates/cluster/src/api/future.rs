@@ -17,7 +17,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::api::cluster::Cluster;
 use crate::codec;
 use crate::core::Reply;
-use crate::error::{CallError, ErrorKind, RemoteException};
+use crate::error::{CallError, ErrorKind, Failure, RemoteException, WireException};
+use crate::registry::RemoteFn;
 use crate::shell::node::{current, enter, Node};
 
 type Publisher<T> = Box<dyn FnOnce(&Result<T, CallError>) + Send>;
@@ -43,8 +44,12 @@ struct Inner<T> {
     /// Whether this process holds a registration with the owner (released on fetch or
     /// drop).
     tracked: AtomicBool,
-    /// Whether `finalize` gave up this process's claim before the value arrived here.
+    /// Whether `finalize` was called: every later use of the handle fails, also when
+    /// the value had arrived here (Julia drops the cached value on `finalize`).
     finalized: AtomicBool,
+    /// Whether this handle was decoded from bytes made outside a cluster message
+    /// (see [`CallError::Inert`]): it names a reference but holds no claim on it.
+    inert: bool,
     /// Whether the value is produced in this process's memory (a local call or a
     /// local `Future::new`), rather than stored by the owner's reference store.
     local: bool,
@@ -95,7 +100,7 @@ pub(crate) fn live(node: &Node) -> &crate::shell::node::LiveTable {
 /// ```
 /// use cohort_cluster::Future;
 /// let f: Future<i32> = Future::new(cohort_cluster::myid());
-/// assert!(!f.isready_blocking());
+/// assert!(!f.isready_blocking().unwrap());
 /// f.put_blocking(7).unwrap();
 /// assert_eq!(f.fetch_blocking().unwrap(), 7);
 /// assert!(f.put_blocking(8).is_err()); // write-once
@@ -148,6 +153,7 @@ impl<T: Send + Sync + 'static> Future<T> {
             ready: tokio::sync::Notify::new(),
             tracked: AtomicBool::new(tracked),
             finalized: AtomicBool::new(false),
+            inert: false,
             local,
             publish: Mutex::new(None),
             pushed: Mutex::new(Pushed::None),
@@ -282,6 +288,27 @@ impl<T: Send + Sync + 'static> Future<T> {
         f
     }
 
+    /// A handle that names reference `id` but holds no claim on it: one that
+    /// arrived finalized, or an inert one decoded from bytes made outside a message.
+    /// Every use of it fails ([`CallError::Finalized`], [`CallError::Inert`]).
+    fn dead(n: &Arc<Node>, id: RefId, owner: Pid, inert: bool) -> Self {
+        Future::from_inner(Inner {
+            node: n.clone(),
+            id,
+            owner,
+            cell: OnceLock::new(),
+            ready: tokio::sync::Notify::new(),
+            tracked: AtomicBool::new(false),
+            finalized: AtomicBool::new(!inert),
+            inert,
+            local: false,
+            publish: Mutex::new(None),
+            pushed: Mutex::new(Pushed::None),
+            in_live: AtomicBool::new(false),
+            keep: Mutex::new(Vec::new()),
+        })
+    }
+
     /// The cluster this handle belongs to.
     ///
     /// ```
@@ -380,23 +407,34 @@ impl<T: Send + Sync + 'static> Future<T> {
 
     /// Gives up this process's claim on the owner's copy now (Julia's `finalize`),
     /// for every clone of this handle in the process: the owner frees the value once
-    /// no process claims it. A value already fetched stays readable here.
+    /// no process claims it.
+    ///
+    /// The handle is dead from then on, everywhere: every later `fetch`, `wait`,
+    /// `isready` and `put` through it (or a clone of it in this process) fails with
+    /// [`CallError::Finalized`], also when the value had already been fetched here —
+    /// as Julia drops the cached value. A finalized handle sent to another process
+    /// arrives finalized there, so a fetch there fails the same way at once (it does
+    /// not wait for a value the owner has freed).
     ///
     /// ```
     /// let f = cohort_cluster::Future::<u8>::new(cohort_cluster::myid());
+    /// f.put_blocking(1).unwrap();
+    /// assert_eq!(f.fetch_blocking(), Ok(1));
     /// f.finalize();
     /// assert_eq!(f.fetch_blocking(), Err(cohort_cluster::CallError::Finalized));
+    /// assert_eq!(f.isready_blocking(), Err(cohort_cluster::CallError::Finalized));
     /// ```
     pub fn finalize(&self) {
-        if self.inner.cell.get().is_none() {
-            self.inner.finalized.store(true, Ordering::Release);
-        }
+        self.inner.finalized.store(true, Ordering::Release);
         *self.inner.pushed.lock() = Pushed::None;
         self.release();
     }
 
+    /// Whether the handle may still be used: not finalized, not inert.
     fn check_finalized(&self) -> Result<(), CallError> {
-        if self.inner.finalized.load(Ordering::Acquire) && self.inner.cell.get().is_none() {
+        if self.inner.inert {
+            Err(CallError::Inert { id: self.inner.id })
+        } else if self.inner.finalized.load(Ordering::Acquire) {
             Err(CallError::Finalized)
         } else {
             Ok(())
@@ -407,7 +445,8 @@ impl<T: Send + Sync + 'static> Future<T> {
     ///
     /// # Errors
     /// The call's [`RemoteException`] if it failed; [`CallError::WorkerExited`] if the
-    /// owner died.
+    /// owner died; [`CallError::Finalized`] after [`finalize`](Self::finalize);
+    /// [`CallError::Inert`] for an inert handle.
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future abandons the request (a late reply is dropped);
@@ -473,7 +512,14 @@ impl<T: Send + Sync + 'static> Future<T> {
     }
 
     /// Whether the value is available now (Julia's `isready`). For a remote future not
-    /// yet fetched, this asks the owner.
+    /// yet fetched, this asks the owner. A call that failed is ready (its value is the
+    /// failure, which `fetch` returns).
+    ///
+    /// # Errors
+    /// As Julia's `isready` throws when the owner is gone:
+    /// [`CallError::WorkerExited`] naming the owner if it died before the value
+    /// reached this process (the value died with it); [`CallError::Finalized`] after
+    /// [`finalize`](Self::finalize); [`CallError::Inert`] for an inert handle.
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future abandons the request (a late reply is dropped);
@@ -482,27 +528,47 @@ impl<T: Send + Sync + 'static> Future<T> {
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
     /// let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
-    /// assert!(!f.isready().await);
+    /// assert!(!f.isready().await.unwrap());
     /// # });
     /// ```
     #[cohort_macros::twin(
         example = " let f = cohort_cluster::Future::<i32>::new(cohort_cluster::myid());
- assert!(!f.isready_blocking());"
+ assert!(!f.isready_blocking().unwrap());"
     )]
-    pub async fn isready(&self) -> bool {
-        if self.inner.cell.get().is_some() {
-            return true;
-        }
-        if self.check_finalized().is_err() {
-            return false;
+    pub async fn isready(&self) -> Result<bool, CallError> {
+        self.check_finalized()?;
+        if let Some(v) = self.inner.cell.get() {
+            return ready_outcome(v.as_ref().map(|_| ()));
         }
         if self.purely_local() {
-            return false;
+            return Ok(false);
         }
-        if let Some(ready) = self.pushed_ready() {
-            return ready;
+        match self.pushed_ready() {
+            Some(true) => {
+                // The pushed reply is here: a failure of the owner is no value.
+                if let Some(reply) = self.pushed(true).await {
+                    return ready_outcome(reply.as_ref().map(|_| ()));
+                }
+                return Ok(true);
+            }
+            Some(false) => return Ok(false),
+            None => {}
         }
-        matches!(self.ask_owner(RefRequestKind::IsReady, Vec::new()).await, Ok(b) if b.first() == Some(&1))
+        match self.ask_owner(RefRequestKind::IsReady, Vec::new()).await {
+            Ok(b) => Ok(b.first() == Some(&1)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `isready` of an outcome known here: a failed call is ready (its failure is the
+/// value), the owner's death is not a value but an error.
+fn ready_outcome(r: Result<(), &CallError>) -> Result<bool, CallError> {
+    match r {
+        Err(e @ (CallError::WorkerExited { .. } | CallError::NoSuchProcess { .. })) => {
+            Err(e.clone())
+        }
+        _ => Ok(true),
     }
 }
 
@@ -514,7 +580,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// # Errors
     /// The call's [`RemoteException`] if it failed or panicked;
     /// [`CallError::WorkerExited`] if the owner died first;
-    /// [`CallError::Serialization`] if the value is not a `T`.
+    /// [`CallError::Serialization`] if the value is not a `T`;
+    /// [`CallError::Finalized`] after [`finalize`](Self::finalize), also when the
+    /// value had been fetched before; [`CallError::Inert`] for an inert handle.
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future abandons the request (a late reply is dropped);
@@ -528,10 +596,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// # });
     /// ```
     pub async fn fetch_ref(&self) -> Result<&T, CallError> {
+        self.check_finalized()?;
         if let Some(v) = self.inner.cell.get() {
             return v.as_ref().map_err(Clone::clone);
         }
-        self.check_finalized()?;
         if self.purely_local() {
             return self.wait_local().await.as_ref().map_err(Clone::clone);
         }
@@ -615,6 +683,192 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     }
 }
 
+impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
+    /// Runs `f` on the value where it is stored and returns only `f`'s result:
+    /// reading part of a large remote value without fetching all of it (Julia's
+    /// `rr[2, 3]` on a `Future` holding an array, which runs `getindex` on the
+    /// owner). `f` takes the value by reference: a function or a closure that
+    /// captures nothing; [`fetch_with_args`](Self::fetch_with_args) ships arguments
+    /// with it (an index).
+    ///
+    /// Where the value is already in this process (fetched, put or computed here, or
+    /// a `remotecall` result pushed back), `f` runs here on it; otherwise it runs on
+    /// the owner, as shipped code, against the stored value (waiting for it there as
+    /// `fetch` would), and only the result crosses. Unlike `fetch`, it does not cache
+    /// the value and does not give up this process's claim on it.
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch) (the call's failure, [`CallError::WorkerExited`],
+    /// [`CallError::Finalized`], [`CallError::Inert`]); [`CallError::CannotShipCode`]
+    /// if the owner runs another executable; `f`'s panic as a
+    /// [`RemoteException`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request (a late answer is
+    /// dropped); the value stays with its owner and this handle stays usable.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<Vec<u64>>::new(cohort_cluster::myid());
+    /// f.put(vec![10, 20, 30]).await.unwrap();
+    /// assert_eq!(f.fetch_with(|v: &Vec<u64>| v[1]).await.unwrap(), 20);
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<Vec<u64>>::new(cohort_cluster::myid());
+ f.put_blocking(vec![10, 20, 30]).unwrap();
+ assert_eq!(f.fetch_with_blocking(|v: &Vec<u64>| v.len()).unwrap(), 3);"
+    )]
+    pub async fn fetch_with<F, R>(&self, f: F) -> Result<R, CallError>
+    where
+        F: for<'a> RemoteFn<(&'a T,), Output = R>,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.fetch_with_args(Unary(f), ()).await
+    }
+
+    /// [`fetch_with`](Self::fetch_with) for a function that takes arguments after
+    /// the value, shipped with it: `f(&value, args)` runs where the value is. Julia's
+    /// `rr[2, 3]` is `rr.fetch_with_args(at, (1, 2))` with
+    /// `fn at(m: &Array2<f64>, (i, j): (usize, usize)) -> f64 { m[[i, j]] }`.
+    ///
+    /// # Errors
+    /// As [`fetch_with`](Self::fetch_with), and [`CallError::Serialization`] if
+    /// `args` cannot be encoded.
+    ///
+    /// # Cancel safety
+    /// As [`fetch_with`](Self::fetch_with).
+    ///
+    /// ```
+    /// fn at(v: &Vec<u64>, i: usize) -> u64 { v[i] }
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<Vec<u64>>::new(cohort_cluster::myid());
+    /// f.put(vec![10, 20, 30]).await.unwrap();
+    /// assert_eq!(f.fetch_with_args(at, 2).await.unwrap(), 30);
+    /// # });
+    /// ```
+    #[cohort_macros::twin(example = " fn at(v: &Vec<u64>, i: usize) -> u64 { v[i] }
+ let f = cohort_cluster::Future::<Vec<u64>>::new(cohort_cluster::myid());
+ f.put_blocking(vec![10, 20, 30]).unwrap();
+ assert_eq!(f.fetch_with_args_blocking(at, 0).unwrap(), 10);")]
+    pub async fn fetch_with_args<F, A, R>(&self, f: F, args: A) -> Result<R, CallError>
+    where
+        F: for<'a> RemoteFn<(&'a T, A), Output = R>,
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_finalized()?;
+        let here = |v: &Result<T, CallError>, args: A| {
+            v.as_ref().map(|v| f.call((v, args))).map_err(Clone::clone)
+        };
+        if let Some(v) = self.inner.cell.get() {
+            return here(v, args);
+        }
+        if self.purely_local() {
+            return here(self.wait_local().await, args);
+        }
+        let n = &self.inner.node;
+        // A pushed result already here, or a value this process owns: no call.
+        let bytes = if self.pushed_ready() == Some(true) {
+            self.pushed(true).await
+        } else if self.inner.owner == n.myid() {
+            Some(self.ask_owner(RefRequestKind::Fetch, Vec::new()).await)
+        } else {
+            None
+        };
+        if let Some(reply) = bytes {
+            let value = reply.and_then(|b| {
+                enter(n, || codec::decode::<T>(&b)).map_err(|f| CallError::Serialization(f.message))
+            });
+            return here(&value, args);
+        }
+        let call = FetchWith::<T, A, F> {
+            id: self.inner.id,
+            f,
+            _t: PhantomData,
+        };
+        crate::api::call::remotecall_fetch_in(n.clone(), call, self.inner.owner, (args,))
+            .await?
+            .map_err(|e| CallError::Remote(e.into()))
+    }
+}
+
+/// A function of the value alone, as one of the value and `()`: how
+/// `fetch_with` runs through `fetch_with_args`.
+pub(crate) struct Unary<F>(pub(crate) F);
+
+impl<'a, T: 'a, F, R> RemoteFn<(&'a T, ())> for Unary<F>
+where
+    F: RemoteFn<(&'a T,), Output = R>,
+{
+    type Output = R;
+
+    fn call(&self, (v, ()): (&'a T, ())) -> R {
+        self.0.call((v,))
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        self.0.encode_state()
+    }
+
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        F::decode_state(state).map(Unary)
+    }
+}
+
+/// The call [`Future::fetch_with_args`] sends to the owner: reads the stored value
+/// there and runs the function on it and the arguments.
+struct FetchWith<T, A, F> {
+    id: RefId,
+    f: F,
+    _t: PhantomData<fn() -> (T, A)>,
+}
+
+impl<T, A, F, R> RemoteFn<(A,)> for FetchWith<T, A, F>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+    A: 'static,
+    F: for<'a> RemoteFn<(&'a T, A), Output = R>,
+{
+    type Output = Result<R, WireException>;
+
+    fn call(&self, (args,): (A,)) -> Self::Output {
+        // On the owner, for the node that received the call.
+        let node = current();
+        let me = node.myid();
+        let rx = node
+            .store()
+            .request(self.id, RefRequestKind::Fetch, Bytes::new());
+        let bytes = crate::runtime::block_on(rx)
+            .unwrap_or_else(|_| {
+                Err(CallError::Remote(RemoteException {
+                    pid: me,
+                    kind: ErrorKind::Reference,
+                    function: String::new(),
+                    message: format!("reference {} was freed", self.id),
+                    context: String::new(),
+                }))
+            })
+            .map_err(|e| WireException::of(me, e))?;
+        let value: T = enter(&node, || codec::decode(&bytes))
+            .map_err(|f| WireException::from(RemoteException::from_failure(me, "", f)))?;
+        Ok(self.f.call((&value, args)))
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, Failure> {
+        codec::encode(&(self.id.whence, self.id.id, self.f.encode_state()?))
+    }
+
+    fn decode_state(state: &[u8]) -> Result<Self, Failure> {
+        let (whence, id, inner): (Pid, u64, Vec<u8>) = codec::decode(state)?;
+        Ok(FetchWith {
+            id: RefId::new(whence, id),
+            f: F::decode_state(&inner)?,
+            _t: PhantomData,
+        })
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// Stores the value (Julia's `put!` on a `Future`). A future is write-once.
     ///
@@ -622,7 +876,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
     /// [`CallError::AlreadySet`] if it has a value already (set here, or by any other
     /// process); [`CallError::WorkerExited`] if the owner is gone;
     /// [`CallError::PayloadTooLarge`] if the encoded value is over the message limit
-    /// for a remote owner (nothing is sent).
+    /// for a remote owner (nothing is sent); [`CallError::Finalized`] after
+    /// [`finalize`](Self::finalize); [`CallError::Inert`] for an inert handle.
     ///
     /// # Cancel safety
     /// Not cancel-safe: once the value has been sent, dropping the future does not
@@ -641,10 +896,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Future<T> {
  f.put_blocking(1).unwrap();"
     )]
     pub async fn put(&self, value: T) -> Result<(), CallError> {
+        self.check_finalized()?;
         if self.inner.cell.get().is_some() {
             return Err(CallError::AlreadySet);
         }
-        self.check_finalized()?;
         if self.purely_local() {
             return if self.set_local(Ok(value)) {
                 Ok(())
@@ -706,6 +961,11 @@ enum Carried<T> {
     Value(T),
     /// The failure the sender already observed.
     Failed { pid: Pid, message: String },
+    /// A finalized handle: the receiver's handle is finalized too.
+    Finalized { whence: Pid, id: u64, owner: Pid },
+    /// Encoded outside a cluster message: no claim, no value; the handle made from
+    /// it is inert.
+    Inert { whence: Pid, id: u64, owner: Pid },
 }
 
 impl<T> Serialize for Future<T>
@@ -714,6 +974,16 @@ where
 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let inner = &self.inner;
+        let (whence, id, owner) = (inner.id.whence, inner.id.id, inner.owner);
+        if inner.inert || !codec::in_message() {
+            // Into a file, by hand: a later process must not take these ids for a
+            // live reference (they may name another value by then), nor read a value
+            // this handle vouched for.
+            return Carried::<&T>::Inert { whence, id, owner }.serialize(s);
+        }
+        if inner.finalized.load(Ordering::Acquire) {
+            return Carried::<&T>::Finalized { whence, id, owner }.serialize(s);
+        }
         match inner.cell.get() {
             Some(Ok(v)) => return Carried::Value(v).serialize(s),
             Some(Err(e)) => {
@@ -750,7 +1020,8 @@ where
                         let stored = match v {
                             // A value too large to send is stored as that failure:
                             // every fetch of it would cost its connection.
-                            Ok(v) => codec::encode(v)
+                            // Handles inside travel live: the bytes are for fetchers.
+                            Ok(v) => codec::internally(|| codec::encode(v))
                                 .and_then(|b| {
                                     crate::api::limits::check_result(&node, b.len())?;
                                     Ok(b)
@@ -806,6 +1077,12 @@ where
                     context: String::new(),
                 })),
             )),
+            Carried::Finalized { whence, id, owner } => {
+                Ok(Future::dead(&n, RefId::new(whence, id), owner, false))
+            }
+            Carried::Inert { whence, id, owner } => {
+                Ok(Future::dead(&n, RefId::new(whence, id), owner, true))
+            }
             Carried::Handle { whence, id, owner } => {
                 let id = RefId::new(whence, id);
                 let mut map = live(&n).lock();

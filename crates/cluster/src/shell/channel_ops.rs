@@ -24,17 +24,26 @@ use crate::core::ChannelOp;
 use crate::error::{CallError, ErrorKind, ProtocolError, RemoteException};
 
 /// The owner's channel, seen through bytes, for requests from other processes.
+///
+/// A request's bytes start with the encoded key (nothing, for a plain channel's
+/// unit key): `PUT` and `PUT_FRONT` carry `(key, value)`, the others the key alone. A
+/// `TAKE` answers `(key, value)`, so that a value handed back goes back under its
+/// key; `FETCH` answers the value. Every method decodes before it returns (on the
+/// thread of the call, with its current node), then acts when polled; values that
+/// go out are encoded for `to` (the requester), so handles inside travel live.
 pub(crate) trait ErasedChannel: Send + Sync {
-    /// Decodes `bytes` before it returns (on the thread of the call, with its
-    /// current node), then puts the value when polled.
     fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
-    fn take(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
+    fn take(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>>;
     /// Hands back a value a take removed (`AbstractChannel::put_front`).
     fn put_front(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
-    fn fetch(&self) -> BoxFuture<'_, Result<Bytes, CallError>>;
-    fn wait(&self) -> BoxFuture<'_, Result<(), CallError>>;
-    fn isready(&self) -> bool;
+    fn fetch(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>>;
+    fn wait(&self, key: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
+    fn isready(&self, key: Bytes) -> Result<bool, CallError>;
     fn close(&self);
+    /// Whether the channel is still open (`AbstractChannel::is_open`).
+    fn is_open(&self) -> bool;
+    /// How many values it holds, where it can say (`AbstractChannel::len`).
+    fn len(&self) -> Option<usize>;
 }
 
 /// The store's record of a channel: the byte face for remote requests and the typed
@@ -119,26 +128,30 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
     });
     super::runtime::handle().spawn(async move {
         let e = &channel.erased;
+        let to = (node.clone(), from);
+        // Every operation decodes at once, here: handles inside the value (and the
+        // key) are this node's.
         let reply = match kind {
-            // `put` decodes at once, here: handles inside the value are this node's.
             RefRequestKind::Put => enter(&node, || e.put(value)).await.map(|()| Bytes::new()),
-            RefRequestKind::Take => match stop {
-                Some(stop) => {
-                    // The stop first: once stopped, the take is not polled again.
-                    let r = match future::select(stop, e.take()).await {
-                        Either::Left(_) => Err(stopped(&node)),
-                        Either::Right((r, _)) => r,
-                    };
-                    channel.takes.lock().remove(&(from, call_id));
-                    r
+            RefRequestKind::Take => {
+                let take = enter(&node, || e.take(value, to));
+                match stop {
+                    Some(stop) => {
+                        // The stop first: once stopped, the take is not polled again.
+                        let r = match future::select(stop, take).await {
+                            Either::Left(_) => Err(stopped(&node)),
+                            Either::Right((r, _)) => r,
+                        };
+                        channel.takes.lock().remove(&(from, call_id));
+                        r
+                    }
+                    None => take.await,
                 }
-                None => e.take().await,
-            },
-            RefRequestKind::Fetch => e.fetch().await,
-            RefRequestKind::Wait => e.wait().await.map(|()| Bytes::new()),
-            RefRequestKind::IsReady => {
-                Ok(Bytes::from_static(if e.isready() { &[1] } else { &[0] }))
             }
+            RefRequestKind::Fetch => enter(&node, || e.fetch(value, to)).await,
+            RefRequestKind::Wait => enter(&node, || e.wait(value)).await.map(|()| Bytes::new()),
+            RefRequestKind::IsReady => enter(&node, || e.isready(value))
+                .map(|ready| Bytes::from_static(if ready { &[1] } else { &[0] })),
             RefRequestKind::Close => {
                 e.close();
                 Ok(Bytes::new())
