@@ -485,6 +485,16 @@ pub enum ClusterError {
         /// What that worker uses.
         other: cohort_transport::WorkerTransport,
     },
+    /// Workers were asked for with another `lazy` setting than the all-to-all workers
+    /// already running ([`AddProcs::lazy`](crate::AddProcs::lazy)): the setting is
+    /// the cluster's, as in Julia.
+    #[error("active workers run with lazy={running}; cannot add workers with lazy={asked}")]
+    LazyMismatch {
+        /// The running workers' setting.
+        running: bool,
+        /// The one asked for.
+        asked: bool,
+    },
     /// The join listener for elastic workers
     /// ([`Cluster::listen_for_workers`](crate::Cluster::listen_for_workers)) could not
     /// listen at the address given.

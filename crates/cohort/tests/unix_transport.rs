@@ -13,7 +13,8 @@
 //! Unix socket and hands each connection — the master's, then other workers' — to
 //! `WorkerOptions::process_messages` (Julia's `process_messages`).
 //!
-//! The tests: lazy and eager all-to-all calls between workers, checked to go over
+//! The tests: lazy all-to-all calls between workers (and a lazy(false) launch refused
+//! in the lazy cluster), checked to go over
 //! the sockets (no worker holds a TCP socket), plain and under TLS; the up-front
 //! refusals (`ClusterError::TransportMismatch` for TCP workers joining these in an
 //! all-to-all cluster, `ClusterError::TopologyUnsupported` for a manager whose
@@ -186,16 +187,30 @@ fn unix_sockets_carry_all_to_all() {
     );
     assert_eq!(workers(), pids, "the refused launch started nobody");
 
-    // Eager all-to-all: a third worker, from another manager on the same directory,
-    // connects to both at once as it joins, over their sockets.
-    let c = AddProcs::with_manager(UnixManager::new(&dir))
+    // The cluster is lazy: a worker asked for with lazy(false) is refused up front,
+    // as in Julia, rather than changing the setting under the running workers.
+    let eager = AddProcs::with_manager(UnixManager::new(&dir))
         .count(1)
         .lazy(false)
         .launch_blocking()
+        .unwrap_err();
+    assert!(
+        matches!(
+            eager,
+            ClusterError::LazyMismatch {
+                running: true,
+                asked: false
+            }
+        ),
+        "{eager:?}"
+    );
+    assert_eq!(workers(), pids, "the refused launch started nobody");
+    // A third worker, from another manager on the same directory, reaches both over
+    // their sockets at its first calls.
+    let c = AddProcs::with_manager(UnixManager::new(&dir))
+        .count(1)
+        .launch_blocking()
         .unwrap()[0];
-    // It started both connections while joining, before any call.
-    let joined = cohort::runtime::block_on(cohort::stats_of(c)).unwrap();
-    assert_eq!(joined.connected, vec![1, a, b]);
     let (_, os_c) = blocking::remotecall_fetch(whoami, c, ()).unwrap();
     let seen = blocking::remotecall_fetch(
         cohort::closure!(
@@ -210,6 +225,8 @@ fn unix_sockets_carry_all_to_all() {
     )
     .unwrap();
     assert_eq!(seen, ((a, os[0]), (b, os[1])));
+    let joined = cohort::runtime::block_on(cohort::stats_of(c)).unwrap();
+    assert_eq!(joined.connected, vec![1, a, b]);
     for (w, expected) in [(a, vec![1, b, c]), (b, vec![1, a, c])] {
         let s = cohort::runtime::block_on(cohort::stats_of(w)).unwrap();
         assert_eq!(s.connected, expected, "worker {w}");

@@ -184,7 +184,7 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
         Ok(Err(AnnounceFailure::Exited)) => {
             // Its output ended: it exited (or is about to). Its status, and the last
             // lines it printed once stderr is drained too.
-            let status = process.stop_with_status(EXIT_GRACE).await;
+            let status = process.stop_with_status(EXIT_GRACE).await.status;
             let _ = tokio::time::timeout(Duration::from_secs(2), stderr_task).await;
             return Err(fail(AnnounceFailure::ExitedWith {
                 status: status.map_or_else(|| "status unknown".into(), |s| s.to_string()),

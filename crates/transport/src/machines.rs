@@ -222,6 +222,10 @@ impl FromStr for MachineSpec {
             None => (None, rest),
         };
         let (host, port) = host_port(hp, s)?;
+        // sshd cannot listen on port 0 (a bind port of 0 means "any free port").
+        if port == Some(0) {
+            return Err(MachineSpecError::BadPort("0".into()));
+        }
         let (bind_addr, bind_port) = match bind {
             Some(b) => {
                 let (a, p) = host_port(b, s)?;
@@ -318,6 +322,15 @@ mod tests {
 
     fn p(s: &str) -> MachineSpec {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn an_ssh_port_of_0_is_refused_and_a_bind_port_of_0_means_any() {
+        assert!(matches!(
+            "node1:0".parse::<MachineSpec>(),
+            Err(MachineSpecError::BadPort(p)) if p == "0"
+        ));
+        assert_eq!(p("node1 10.0.0.1:0").bind_port, Some(0));
     }
 
     #[test]

@@ -287,8 +287,7 @@ impl WorkerProcess {
         self.stop_with_status(grace).await;
     }
 
-    /// As [`stop`](Self::stop), and returns how the process ended (`None` if it
-    /// could not be reaped).
+    /// As [`stop`](Self::stop), and says how the process ended.
     ///
     /// # Cancel safety
     /// As [`stop`](Self::stop).
@@ -296,17 +295,24 @@ impl WorkerProcess {
     /// ```
     /// # async fn demo() -> std::io::Result<()> {
     /// let p = cohort_transport::WorkerProcess::new(tokio::process::Command::new("false").spawn()?);
-    /// let status = p.stop_with_status(std::time::Duration::from_secs(5)).await.unwrap();
-    /// assert_eq!(status.code(), Some(1));
+    /// let end = p.stop_with_status(std::time::Duration::from_secs(5)).await;
+    /// assert_eq!(end.status.unwrap().code(), Some(1));
+    /// assert!(!end.killed);
     /// # Ok(()) }
     /// ```
-    pub async fn stop_with_status(&self, grace: Duration) -> Option<std::process::ExitStatus> {
+    pub async fn stop_with_status(&self, grace: Duration) -> Stopped {
         let mut child = self.child.lock().await;
         match tokio::time::timeout(grace, child.wait()).await {
-            Ok(status) => status.ok(),
+            Ok(status) => Stopped {
+                status: status.ok(),
+                killed: false,
+            },
             Err(_) => {
                 let _ = child.start_kill();
-                child.wait().await.ok()
+                Stopped {
+                    status: child.wait().await.ok(),
+                    killed: true,
+                }
             }
         }
     }
@@ -330,6 +336,24 @@ impl WorkerProcess {
         let _ = child.wait().await;
     }
 }
+
+/// How [`WorkerProcess::stop_with_status`] ended a process.
+///
+/// ```
+/// let s = cohort_transport::manager::Stopped { status: None, killed: true };
+/// assert!(s.killed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Its exit status (`None` if it could not be reaped).
+    pub status: Option<std::process::ExitStatus>,
+    /// Whether it had to be killed (it had not exited within the grace period).
+    pub killed: bool,
+}
+
+/// How long the default [`ClusterManager::kill`] lets a worker asked to exit take
+/// before it kills it.
+const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// What a manager knows about one worker it launched (Julia's `WorkerConfig`).
 ///
@@ -700,17 +724,22 @@ pub trait ClusterManager: Send + Sync + 'static {
         WorkerTransport::Tcp
     }
 
-    /// Stops a worker the runtime has already asked to exit. The default waits a
-    /// moment for its process to exit, then kills it.
+    /// Stops a worker the runtime has already asked to exit. The default waits 2 s for
+    /// its process to exit, then kills it — and says so in a `tracing` warning naming
+    /// the worker, as Julia's `rmprocs` does.
     ///
     /// # Cancel safety
     /// Up to the implementation. The default is as [`WorkerProcess::stop`]: dropped
     /// early, the process may be left running or unreaped.
     fn kill<'a>(&'a self, pid: u32, config: &'a WorkerConfig) -> BoxFuture<'a, ()> {
-        let _ = pid;
         Box::pin(async move {
             if let Some(p) = &config.process {
-                p.stop(Duration::from_secs(2)).await;
+                if p.stop_with_status(KILL_GRACE).await.killed {
+                    tracing::warn!(
+                        pid,
+                        "worker {pid} did not exit within {KILL_GRACE:?} of being asked to; killed it"
+                    );
+                }
             }
         })
     }

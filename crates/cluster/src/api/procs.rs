@@ -178,7 +178,8 @@ impl AddProcs {
     }
 
     /// With all-to-all, connect worker pairs at first use (true, the default) or at
-    /// once.
+    /// once. The setting is the cluster's: adding workers with the other setting while
+    /// all-to-all workers run fails with [`ClusterError::LazyMismatch`], as in Julia.
     ///
     /// ```
     /// let _ = cohort_cluster::AddProcs::local(1).lazy(false);

@@ -35,6 +35,7 @@ pub(crate) async fn launch(
         return Err(ClusterError::NotMaster);
     }
     check_topology(manager.as_ref(), params.topology, &n.managed.read())?;
+    check_lazy(&n, &params)?;
     crate::api::observe::first_use(&n);
     #[cfg(feature = "tls")]
     {
@@ -96,6 +97,26 @@ pub(crate) async fn launch(
     }
     pids.sort_unstable();
     Ok(pids)
+}
+
+/// Refuses, before anything is launched, an all-to-all launch whose `lazy` setting
+/// contradicts that of the all-to-all workers already running (Julia: "Active workers
+/// with lazy=… Cannot set lazy=…"): connections are either made at join or at first
+/// use, for the whole cluster.
+fn check_lazy(n: &Node, params: &LaunchParams) -> Result<(), ClusterError> {
+    let has_workers = n.workers().iter().any(|&p| p != cohort_wire::ids::MASTER);
+    let (topology, lazy) = n.peek(|c| c.membership().topology());
+    if has_workers
+        && topology == Topology::AllToAll
+        && params.topology == Topology::AllToAll
+        && lazy != params.lazy
+    {
+        return Err(ClusterError::LazyMismatch {
+            running: lazy,
+            asked: params.lazy,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses, before anything is launched, a topology whose worker-to-worker
