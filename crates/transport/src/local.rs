@@ -60,7 +60,7 @@ impl LastLines {
 ///
 /// A worker is waited for (its address line) for the launch's worker timeout
 /// (`AddProcs::worker_timeout`, else `COHORT_WORKER_TIMEOUT`, else 60 s), and given up
-/// on after [`MAX_STARTUP_LINES`](crate::local::MAX_STARTUP_LINES) lines without it; one
+/// on after [`MAX_STARTUP_LINES`] lines without it; one
 /// that exits first fails the launch with its exit status and the last lines it
 /// printed ([`AnnounceFailure::ExitedWith`]).
 ///
