@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use cohort_transport::{BoxedReader, BoxedWriter};
@@ -85,6 +85,12 @@ pub(crate) struct Peer {
     last_write: AtomicU64,
     /// The reader task, once started, to stop it when the connection is cut.
     reader: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// Whether a message came from the peer on this connection: for a connection
+    /// this process opened, the acceptor's answer to `Identify`, which says the
+    /// peer has registered it.
+    heard: AtomicBool,
+    /// Wakes [`wait_answered`](Self::wait_answered) (heard, or closed).
+    settled: tokio::sync::Notify,
     /// Bytes read and written (for `crate::observe`).
     pub(crate) traffic: super::observe::Traffic,
 }
@@ -117,8 +123,33 @@ impl Peer {
             closed: AtomicBool::new(false),
             last_write: AtomicU64::new(0),
             reader: std::sync::OnceLock::new(),
+            heard: AtomicBool::new(false),
+            settled: tokio::sync::Notify::new(),
             traffic: Default::default(),
         })
+    }
+
+    /// Waits until the peer has answered on this connection (its first message came)
+    /// or the connection closed, at most `limit`; returns whether it answered.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only waits.
+    pub(crate) async fn wait_answered(&self, limit: Duration) -> bool {
+        let waiting = async {
+            loop {
+                let settled = self.settled.notified();
+                tokio::pin!(settled);
+                settled.as_mut().enable();
+                if self.heard.load(Ordering::Acquire) {
+                    return true;
+                }
+                if self.closed.load(Ordering::Acquire) {
+                    return false;
+                }
+                settled.await;
+            }
+        };
+        tokio::time::timeout(limit, waiting).await.unwrap_or(false)
     }
 
     pub(crate) fn same_exe(&self) -> bool {
@@ -199,6 +230,7 @@ impl Peer {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.settled.notify_waiters();
         tracing::debug!(pid = self.pid, reason, "closing connection");
         let w = self.out.lock().idle.take();
         if let Some(mut w) = w {
@@ -245,6 +277,7 @@ impl Peer {
                 Err(reason) => {
                     tracing::warn!(pid, %reason, "could not connect to worker");
                     p.closed.store(true, Ordering::Release);
+                    p.settled.notify_waiters();
                     n.peer_lost(pid, &p, &format!("could not connect: {reason}"));
                 }
             }
@@ -398,6 +431,7 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
         if let Err(e) = result {
             tracing::debug!(pid = peer.pid, error = %e, "write failed");
             peer.closed.store(true, Ordering::Release);
+            peer.settled.notify_waiters();
             let _ = w.shutdown().await;
             return;
         }
@@ -446,6 +480,9 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
         // reading more.
         let full = batch.len() >= BATCH_LIMIT;
         if !batch.is_empty() {
+            if !peer.heard.swap(true, Ordering::AcqRel) {
+                peer.settled.notify_waiters();
+            }
             // Held only while these are handled, let go before the next read waits.
             let Some(n) = peer.node.upgrade() else {
                 break "the node is gone".to_string();

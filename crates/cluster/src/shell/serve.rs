@@ -31,7 +31,7 @@ use cohort_transport::listen::{self, parse_bind};
 use cohort_transport::tls::TLS_STDIN_FLAG;
 use cohort_transport::{ClusterManager, Connection, Topology, WORKER_FLAG};
 use cohort_wire::cookie::Cookie;
-use cohort_wire::ids::MASTER;
+use cohort_wire::ids::{Pid, MASTER};
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use thiserror::Error;
@@ -765,6 +765,15 @@ async fn accept_connection(
             }
             Peer::register(n, id.pid, est);
             n.with_core(|c| c.handle_connected(id.pid, None, false));
+            // The answer that tells the connector this connection is registered here
+            // (what a worker joining with eager connections waits for): any message
+            // will do, and a heartbeat means nothing else.
+            let _ = n.send(
+                id.pid,
+                Envelope {
+                    kind: Some(Kind::Heartbeat(proto::Heartbeat {})),
+                },
+            );
             Ok(())
         }
         _ => Err(ConnectError::Unexpected {
@@ -790,6 +799,7 @@ pub(crate) async fn become_worker(
         return Err(ConnectError::SecondMaster);
     }
     *n.master_hostname.write() = join.master_hostname.clone();
+    let eager: Vec<Pid> = join.connect_now.iter().map(|w| w.pid).collect();
     n.join_as_worker(Joined {
         pid: join.pid,
         topology: topology_from_wire(join.topology()),
@@ -805,6 +815,23 @@ pub(crate) async fn become_worker(
         )
         .ok(),
     });
+    // Eager connections: JoinComplete waits until each peer has registered the
+    // connection (its answer to Identify came), so that a launch returns with every
+    // connection it asked for up at both ends. One that fails or stays silent is
+    // not waited for past the limit; calls to it fail or connect later as usual.
+    let peers: Vec<Arc<Peer>> = {
+        let table = n.peers.read();
+        eager.iter().filter_map(|p| table.get(p).cloned()).collect()
+    };
+    let limit = n.handshake_timeout() * 2;
+    for p in peers {
+        if !p.wait_answered(limit).await {
+            tracing::warn!(
+                pid = p.pid,
+                "an eager connection did not come up while joining"
+            );
+        }
+    }
     let jc = proto::JoinComplete {
         os_pid: std::process::id(),
         cpu_threads: std::thread::available_parallelism()
