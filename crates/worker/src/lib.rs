@@ -67,6 +67,13 @@ pub struct Cli {
     /// Read the TLS credentials from stdin after the cookie (what managers pass).
     #[arg(long)]
     pub tls_stdin: bool,
+    /// Replace stdin with /dev/null once the cookie is read (Julia's
+    /// `start_worker(close_stdin=true)`).
+    #[arg(long)]
+    pub close_stdin: bool,
+    /// Send stderr where stdout goes (Julia's `start_worker(stderr_to_stdout=true)`).
+    #[arg(long)]
+    pub stderr_to_stdout: bool,
     /// Print the names of the functions this worker serves, and exit.
     #[arg(long)]
     pub list_functions: bool,
@@ -109,6 +116,14 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     if cli.tls_stdin {
         args.push("--tls-stdin".to_string());
+    }
+    for (on, flag) in [
+        (cli.close_stdin, "--close-stdin"),
+        (cli.stderr_to_stdout, "--stderr-to-stdout"),
+    ] {
+        if on {
+            args.push(flag.to_string());
+        }
     }
     if let Some(j) = &cli.join {
         args.push("--join".to_string());

@@ -202,6 +202,16 @@ pub struct WorkerOptions {
     /// listener of [`run_worker`]; a program that accepts its own connections for
     /// [`process_messages`](Self::process_messages) limits them itself.
     pub max_handshakes: usize,
+    /// Once the cookie (and TLS bundle) are read, replace stdin with `/dev/null`
+    /// (`--close-stdin`; Julia's `start_worker(close_stdin=true)`), so that nothing
+    /// the worker runs reads what is left on it. Default false: stdin stays as the
+    /// manager left it.
+    pub close_stdin: bool,
+    /// Send stderr where stdout goes (`--stderr-to-stdout`; Julia's
+    /// `start_worker(stderr_to_stdout=true)`), so that a manager that forwards only
+    /// stdout gets both, in order. Default false: the stock managers forward both,
+    /// each labelled.
+    pub stderr_to_stdout: bool,
 }
 
 impl Default for WorkerOptions {
@@ -218,6 +228,8 @@ impl Default for WorkerOptions {
             manager: None,
             handshake_timeout: super::accept::handshake_timeout_from_env(),
             max_handshakes: super::accept::max_handshakes_from_env(),
+            close_stdin: false,
+            stderr_to_stdout: false,
         }
     }
 }
@@ -237,6 +249,8 @@ impl std::fmt::Debug for WorkerOptions {
             manager,
             handshake_timeout,
             max_handshakes,
+            close_stdin,
+            stderr_to_stdout,
         } = self;
         let mut d = f.debug_struct("WorkerOptions");
         d.field("bind_to", bind_to)
@@ -252,6 +266,8 @@ impl std::fmt::Debug for WorkerOptions {
         )
         .field("handshake_timeout", handshake_timeout)
         .field("max_handshakes", max_handshakes)
+        .field("close_stdin", close_stdin)
+        .field("stderr_to_stdout", stderr_to_stdout)
         .finish()
     }
 }
@@ -259,7 +275,8 @@ impl std::fmt::Debug for WorkerOptions {
 impl WorkerOptions {
     /// Parses the worker arguments that follow `--cohort-worker`: `--bind-to
     /// addr[:port]`, `--join HOST:PORT`, `--cookie-file FILE`, `--tls-stdin`,
-    /// `--tls-bundle FILE`; anything else is left for the program.
+    /// `--tls-bundle FILE`, `--close-stdin`, `--stderr-to-stdout`; anything else is
+    /// left for the program.
     ///
     /// # Errors
     /// [`WorkerArgsError`]: a malformed `--bind-to` or `--join`, a flag without its
@@ -318,6 +335,14 @@ impl WorkerOptions {
                     Ok(t) => o.tls = Some(t),
                     Err(source) => return Err(WorkerArgsError::BadBundle { path, source }),
                 }
+                continue;
+            }
+            if a == "--close-stdin" {
+                o.close_stdin = true;
+                continue;
+            }
+            if a == "--stderr-to-stdout" {
+                o.stderr_to_stdout = true;
                 continue;
             }
             if let Some(v) = flag_value(a, "--join", &mut it)? {
@@ -439,6 +464,7 @@ impl WorkerOptions {
         }
         *n.peer_manager.write() = self.manager.clone();
         n.set_handshake_timeout(self.handshake_timeout);
+        redirect_std_streams(self.close_stdin, self.stderr_to_stdout)?;
         super::memory::tune_allocator();
         super::memory::start_idle_trim(Arc::downgrade(n));
         start_master_timer(self.timeout);
@@ -476,6 +502,28 @@ impl WorkerOptions {
                 )
             })
     }
+}
+
+/// Julia's `start_worker(close_stdin, stderr_to_stdout)`: stdin onto `/dev/null`, and
+/// stderr onto stdout, as asked (after the cookie has been read from stdin).
+fn redirect_std_streams(close_stdin: bool, stderr_to_stdout: bool) -> std::io::Result<()> {
+    if close_stdin {
+        let null = std::fs::File::open("/dev/null")?;
+        // SAFETY: dup2 on descriptors this process owns; `null` stays open until the
+        // call returns, and fd 0 then refers to /dev/null.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    if stderr_to_stdout {
+        use std::io::Write;
+        let _ = std::io::stderr().flush();
+        // SAFETY: dup2 of the process's own stdout onto its stderr.
+        if unsafe { libc::dup2(1, 2) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Exits the process if no master has joined within `timeout`.
@@ -682,6 +730,8 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     }
     *n.peer_manager.write() = opts.manager;
     n.set_handshake_timeout(opts.handshake_timeout);
+    redirect_std_streams(opts.close_stdin, opts.stderr_to_stdout)
+        .map_err(|e| format!("redirecting stdin/stderr: {e}"))?;
     super::memory::start_idle_trim(Arc::downgrade(n));
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
