@@ -189,8 +189,16 @@ impl fmt::Display for RemoteException {
             write!(f, " in {}", self.function)?;
         }
         write!(f, ": {}", self.message)?;
-        if !self.context.is_empty() {
-            write!(f, " ({})", self.context)?;
+        match self.context.split_once('\n') {
+            _ if self.context.is_empty() => {}
+            // One line (a location, one cause) in parentheses; several (a cause
+            // chain, a remote backtrace) below, indented.
+            None => write!(f, " ({})", self.context)?,
+            Some(_) => {
+                for line in self.context.lines() {
+                    write!(f, "\n    {line}")?;
+                }
+            }
         }
         Ok(())
     }

@@ -89,6 +89,7 @@ pub use cohort_wire::ids::{Pid, RefId};
 pub use core::fuzzing;
 pub use core::liveness::{Heartbeat, HeartbeatError};
 pub use error::{CallError, ClusterError, ErrorKind, Failure, ProtocolError, RemoteException};
+pub use panics::BACKTRACE_ENV;
 pub use registry::{Closure, RemoteFn};
 pub use shell::accept::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES, HANDSHAKE_TIMEOUT_ENV, MAX_HANDSHAKES_ENV,

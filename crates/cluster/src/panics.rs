@@ -1,5 +1,9 @@
 //! Panic locations for remote errors: a panic hook records where the last panic on
-//! each thread happened, so a caught panic can report it as context.
+//! each thread happened — and its stack backtrace when backtraces are on — so a
+//! caught panic can report it as context.
+//!
+//! Backtraces are on where Rust's own are (`RUST_LIB_BACKTRACE`, else
+//! `RUST_BACKTRACE`, set and not `0`) or where [`BACKTRACE_ENV`] is `1`.
 
 use std::cell::RefCell;
 use std::sync::Once;
@@ -22,6 +26,26 @@ pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The environment variable that turns on stack backtraces in remote panics
+/// (`COHORT_BACKTRACE=1`, on the workers: `AddProcs::env(BACKTRACE_ENV, "1")`), also
+/// where `RUST_BACKTRACE` is not set. `0` turns them off even where it is.
+///
+/// ```
+/// assert_eq!(cohort_cluster::BACKTRACE_ENV, "COHORT_BACKTRACE");
+/// ```
+pub const BACKTRACE_ENV: &str = "COHORT_BACKTRACE";
+
+/// This panic's stack backtrace, if backtraces are on here.
+fn backtrace() -> Option<String> {
+    use std::backtrace::{Backtrace, BacktraceStatus};
+    let bt = match std::env::var(BACKTRACE_ENV).as_deref() {
+        Ok("0") => return None,
+        Ok(v) if !v.is_empty() => Backtrace::force_capture(),
+        _ => Backtrace::capture(),
+    };
+    (bt.status() == BacktraceStatus::Captured).then(|| bt.to_string())
+}
+
 /// Installs the hook once; it keeps the previous hook's behaviour (printing) too.
 pub(crate) fn install_hook() {
     static ONCE: Once = Once::new();
@@ -29,7 +53,11 @@ pub(crate) fn install_hook() {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if let Some(loc) = info.location() {
-                let s = format!("panicked at {}:{}:{}", loc.file(), loc.line(), loc.column());
+                let mut s = format!("panicked at {}:{}:{}", loc.file(), loc.line(), loc.column());
+                if let Some(bt) = backtrace() {
+                    s.push_str("\nstack backtrace:\n");
+                    s.push_str(bt.trim_end());
+                }
                 LAST.with(|l| *l.borrow_mut() = Some(s));
             }
             if !QUIET.with(|q| q.get()) {

@@ -92,7 +92,8 @@ pub use cohort_cluster::{
 #[cfg(feature = "tls")]
 pub use cohort_cluster::{cluster_tls, ClusterTls, TlsError, TlsMode};
 pub use cohort_cluster::{
-    with_timeout, Heartbeat, HeartbeatError, HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV,
+    with_timeout, Heartbeat, HeartbeatError, BACKTRACE_ENV, HEARTBEAT_INTERVAL_ENV,
+    HEARTBEAT_TIMEOUT_ENV,
 };
 pub use cohort_macros::{main, remote};
 
