@@ -605,8 +605,6 @@ where
     setup: Option<Setup<F, F::Output>>,
     shared: Option<Arc<Shared<F::Output, Args>>>,
     batch: usize,
-    /// The pool's members: how many batches are kept ready.
-    members: usize,
     /// Items pulled ahead of the consumer at most (streaming form).
     window: Option<usize>,
     /// The bar's length grows as items are pulled (the input's length is unknown).
@@ -632,7 +630,6 @@ where
             setup: Some(Setup { f, opts, streaming }),
             shared: None,
             batch: 1,
-            members: 1,
             window: None,
             grow_bar: false,
             finished: false,
@@ -661,7 +658,6 @@ where
             return Err(PoolError::EmptyPool);
         }
         self.batch = opts.batch_size.resolve(known, slots);
-        self.members = slots;
         self.window = streaming.then(|| {
             STREAM_BATCHES_AHEAD
                 .saturating_mul(slots)
@@ -849,8 +845,9 @@ where
             // One batch ready per member, so that a worker finishing its batch finds
             // the next without waiting for this side.
             let room = self.window.is_none_or(|w| s.pulled - s.base < w);
-            let members = self.members.max(shared.slots.load(Ordering::Relaxed));
-            let wanted = !s.exhausted && room && s.queue.len() < members;
+            // A batch kept ready per slot (one per pool member, more as members join).
+            let slots = shared.slots.load(Ordering::Relaxed);
+            let wanted = !s.exhausted && room && s.queue.len() < slots;
             drop(s);
             if !wanted {
                 return Poll::Pending;
@@ -1221,7 +1218,6 @@ fn spawn_slot_grower<F, Args>(
 {
     let (shared, workers) = (shared.clone(), workers.clone());
     let (call_f, state) = (call_f.clone(), state.clone());
-    shared.slots.store(slots, Ordering::Relaxed);
     cohort_cluster::runtime::handle().spawn(async move {
         let mut membership = workers.cluster().watch_membership();
         let mut running = slots;

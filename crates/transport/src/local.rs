@@ -49,6 +49,44 @@ impl LastLines {
     }
 }
 
+/// Reads a launched worker's stdout until its address line, for at most `timeout`:
+/// each line before it is printed as its start-up output (and kept in `last`, if
+/// given), and more than [`MAX_STARTUP_LINES`] of them give up on it.
+///
+/// # Errors
+/// [`AnnounceFailure::Exited`] when the output ends first,
+/// [`AnnounceFailure::TooMuchOutput`], [`AnnounceFailure::TimedOut`].
+pub(crate) async fn read_announcement<R>(
+    lines: &mut tokio::io::Lines<R>,
+    timeout: Duration,
+    last: Option<&LastLines>,
+) -> Result<(String, u16), AnnounceFailure>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    let read = async {
+        let mut read = 0;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = parse_announcement(&line) {
+                return Ok(addr);
+            }
+            read += 1;
+            if let Some(last) = last {
+                last.push(&line);
+            }
+            // Anything the worker prints before its address is its start-up output.
+            println!("      From worker startup:\t{line}");
+            if read >= MAX_STARTUP_LINES {
+                return Err(AnnounceFailure::TooMuchOutput { lines: read });
+            }
+        }
+        Err(AnnounceFailure::Exited)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(AnnounceFailure::TimedOut { after: timeout }))
+}
+
 /// Starts workers as child processes of this one (Julia's `LocalManager`).
 ///
 /// Each worker runs `executable --cohort-worker --bind-to ADDR exeflags…` with the
@@ -158,30 +196,13 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
     let timeout = params
         .worker_timeout
         .unwrap_or_else(crate::listen::worker_timeout);
-    let found = tokio::time::timeout(timeout, async {
-        let mut read = 0;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = parse_announcement(&line) {
-                return Ok(addr);
-            }
-            read += 1;
-            last.push(&line);
-            // Anything the worker prints before its address is its start-up output.
-            println!("      From worker startup:\t{line}");
-            if read >= MAX_STARTUP_LINES {
-                return Err(AnnounceFailure::TooMuchOutput { lines: read });
-            }
-        }
-        Err(AnnounceFailure::Exited)
-    })
-    .await;
     let fail = |cause| LaunchError::Announce {
         exe: exe.display().to_string(),
         cause,
     };
-    let (host, port) = match found {
-        Ok(Ok(addr)) => addr,
-        Ok(Err(AnnounceFailure::Exited)) => {
+    let (host, port) = match read_announcement(&mut lines, timeout, Some(&last)).await {
+        Ok(addr) => addr,
+        Err(AnnounceFailure::Exited) => {
             // Its output ended: it exited (or is about to). Its status, and the last
             // lines it printed once stderr is drained too.
             let status = process.stop_with_status(EXIT_GRACE).await.status;
@@ -191,13 +212,9 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
                 output: last.take(),
             }));
         }
-        Ok(Err(cause)) => {
+        Err(cause) => {
             process.kill().await;
             return Err(fail(cause));
-        }
-        Err(_) => {
-            process.kill().await;
-            return Err(fail(AnnounceFailure::TimedOut { after: timeout }));
         }
     };
     let forward = label.clone();

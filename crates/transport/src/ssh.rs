@@ -43,7 +43,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Semaphore;
 
-use crate::listen::parse_announcement;
+use crate::local::{read_announcement, LastLines};
 use crate::machines::{read_machine_file, Count, MachineSpec, MachineSpecError};
 use crate::manager::{
     ClusterManager, LaunchError, LaunchParams, ManageEvent, WorkerConfig, WorkerProcess,
@@ -57,9 +57,6 @@ use crate::{WORKER_FLAG, WORKER_TIMEOUT_ENV};
 /// assert_eq!(cohort_transport::ssh::DEFAULT_MAX_PARALLEL, 10);
 /// ```
 pub const DEFAULT_MAX_PARALLEL: usize = 10;
-
-/// Lines of ssh's stderr kept for error messages.
-const STDERR_KEPT: usize = 20;
 
 /// Quotes `s` for a POSIX shell (the remote login shell runs the worker command).
 ///
@@ -133,8 +130,6 @@ struct Shared {
     /// The control sockets made so far, by destination.
     paths: Mutex<Vec<(String, PathBuf)>>,
     launching: Semaphore,
-    /// The driver's executable and its digest, computed on first use.
-    local_exe: tokio::sync::OnceCell<Arc<LocalExe>>,
     /// Per machine, the path its workers run (found or copied once).
     placed: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<String>>>>,
 }
@@ -146,7 +141,6 @@ impl Shared {
             masters: tokio::sync::Mutex::new(HashMap::new()),
             paths: Mutex::new(Vec::new()),
             launching: Semaphore::new(max_parallel),
-            local_exe: tokio::sync::OnceCell::new(),
             placed: Mutex::new(HashMap::new()),
         })
     }
@@ -640,17 +634,13 @@ impl SshManager {
         let stderr = child.stderr.take().expect("stderr was piped");
         let process = WorkerProcess::new(child);
         // Keep the last lines of ssh's stderr for errors, and pass them on.
-        let kept = Arc::new(Mutex::new(Vec::<String>::new()));
+        let kept = Arc::new(LastLines::default());
         let k = kept.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("{line}");
-                let mut v = k.lock();
-                if v.len() == STDERR_KEPT {
-                    v.remove(0);
-                }
-                v.push(line);
+                k.push(&line);
             }
         });
         // The cookie (and the TLS bundle) travel over ssh's stdin: never on a command line.
@@ -662,29 +652,9 @@ impl SshManager {
         let timeout = params
             .worker_timeout
             .unwrap_or_else(crate::listen::worker_timeout);
-        let found = tokio::time::timeout(timeout, async {
-            let mut read = 0;
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = parse_announcement(&line) {
-                    return Ok(addr);
-                }
-                // Anything the worker prints before its address is its start-up output.
-                println!("      From worker startup:\t{line}");
-                read += 1;
-                if read >= crate::local::MAX_STARTUP_LINES {
-                    return Err(read);
-                }
-            }
-            Err(0)
-        })
-        .await;
-        let why = match found {
-            Ok(Ok((_, port))) => Ok(port),
-            Err(_) => Err(format!("did not print its address within {timeout:?}")),
-            Ok(Err(0)) => Err("exited before printing its address".to_string()),
-            Ok(Err(n)) => Err(format!(
-                "printed {n} lines without its address line; given up on"
-            )),
+        let why = match read_announcement(&mut lines, timeout, None).await {
+            Ok((_, port)) => Ok(port),
+            Err(cause) => Err(cause.to_string()),
         };
         let port = match why {
             Ok(port) => port,
@@ -692,7 +662,7 @@ impl SshManager {
                 process.kill().await;
                 // Let the stderr task take the last lines.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let err = kept.lock().join("\n");
+                let err = kept.take().join("\n");
                 return Err(remote_err(
                     spec,
                     if err.is_empty() {
@@ -760,27 +730,22 @@ impl SshManager {
             .cloned()
     }
 
-    /// The driver's executable and its SHA-256 (read once, off the runtime's threads).
-    async fn local_exe(&self, exe: &str) -> Result<Arc<LocalExe>, LaunchError> {
+    /// The driver's executable and its SHA-256 (hashed off the runtime's threads, once
+    /// per process: [`sha256_file`] remembers it).
+    async fn local_exe(&self, exe: &str) -> Result<LocalExe, LaunchError> {
         let path = exe.to_string();
-        self.shared
-            .local_exe
-            .get_or_try_init(|| async move {
-                let p = path.clone();
-                let digest = tokio::task::spawn_blocking(move || sha256_file(&p))
-                    .await
-                    .map_err(|e| LaunchError::Other(format!("hashing {path}: {e}")))?
-                    .map_err(|source| LaunchError::Spawn {
-                        exe: path.clone(),
-                        source,
-                    })?;
-                Ok(Arc::new(LocalExe {
-                    path,
-                    sha256: digest,
-                }))
-            })
+        let p = path.clone();
+        let sha256 = tokio::task::spawn_blocking(move || sha256_file(&p))
             .await
-            .cloned()
+            .map_err(|e| LaunchError::Spawn {
+                exe: path.clone(),
+                source: io::Error::other(format!("hashing it failed: {e}")),
+            })?
+            .map_err(|source| LaunchError::Spawn {
+                exe: path.clone(),
+                source,
+            })?;
+        Ok(LocalExe { path, sha256 })
     }
 
     /// Finds this build on `spec`'s machine, or copies it there; returns the path to run.

@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::accept::{accept_loop, AcceptLimits};
-use super::handshake::{handshake, read_one, tls_client, tls_server, write_one, ConnectError};
+use super::handshake::{authenticate, read_one, write_one, ConnectError};
 use super::launch::finish_join;
 use super::node::Node;
 
@@ -107,17 +107,9 @@ async fn accept_join(
     permit: OwnedSemaphorePermit,
 ) -> Result<Pid, ConnectError> {
     let conn = Connection::from_tcp(stream)?;
-    // The unauthenticated phase, TLS included, is bounded: a connection that sends
-    // nothing holds its set-up slot only for the handshake timeout.
-    let setup = async {
-        let conn = tls_server(n, conn).await?;
-        handshake(n, conn, Role::Acceptor).await
-    };
-    let mut est = tokio::time::timeout(n.handshake_timeout(), setup)
-        .await
-        .map_err(|_| ConnectError::TimedOut {
-            during: "the handshake",
-        })??;
+    // Bounded: a connection that sends nothing holds its set-up slot only for the
+    // handshake timeout.
+    let mut est = authenticate(n, conn, Role::Acceptor).await?;
     drop(permit);
     let request = match read_one(&mut est, n.handshake_timeout()).await?.kind {
         Some(Kind::JoinRequest(r)) => r,
@@ -180,15 +172,7 @@ pub(crate) async fn join_master(
             }
         }
     };
-    let setup = async {
-        let conn = tls_client(n, conn).await?;
-        handshake(n, conn, Role::Connector).await
-    };
-    let mut est = tokio::time::timeout(n.handshake_timeout(), setup)
-        .await
-        .map_err(|_| ConnectError::TimedOut {
-            during: "the handshake",
-        })??;
+    let mut est = authenticate(n, conn, Role::Connector).await?;
     write_one(
         &mut est,
         &Envelope {

@@ -198,6 +198,32 @@ pub(crate) async fn handshake(
     })
 }
 
+/// Authenticates a fresh connection as `role`: TLS (when on; client or server by
+/// role), then the cookie handshake, the whole of it bounded by the node's handshake
+/// timeout — TLS has no timeout of its own, so a peer that sends nothing holds the
+/// connection only that long.
+///
+/// # Errors
+/// Any [`ConnectError`] of TLS or the handshake; `TimedOut` past the timeout.
+pub(crate) async fn authenticate(
+    node: &Node,
+    conn: Connection,
+    role: Role,
+) -> Result<Established, ConnectError> {
+    let setup = async {
+        let conn = match role {
+            Role::Acceptor => tls_server(node, conn).await?,
+            _ => tls_client(node, conn).await?,
+        };
+        handshake(node, conn, role).await
+    };
+    tokio::time::timeout(node.handshake_timeout(), setup)
+        .await
+        .map_err(|_| ConnectError::TimedOut {
+            during: "the handshake",
+        })?
+}
+
 /// Reads one envelope from a connection before its driver starts (Join,
 /// JoinComplete, Identify), keeping any bytes after it in `est.buf`.
 pub(crate) async fn read_one(

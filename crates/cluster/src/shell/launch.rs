@@ -14,7 +14,7 @@ use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 
 use super::driver::Peer;
-use super::handshake::{handshake, read_one, tls_client, write_one, ConnectError};
+use super::handshake::{authenticate, read_one, write_one, ConnectError};
 use super::node::{duration_ms, Managed, Node};
 #[cfg(feature = "tls")]
 use super::tls::TlsMode;
@@ -181,14 +181,7 @@ async fn join_worker(
         }
     };
     // TLS (when on) goes under the cookie handshake.
-    let conn = match tls_client(&n, conn).await {
-        Ok(c) => c,
-        Err(e) => {
-            manager.kill(pid, &config).await;
-            return Err(fail(e));
-        }
-    };
-    let est = match handshake(&n, conn, Role::Connector).await {
+    let est = match authenticate(&n, conn, Role::Connector).await {
         Ok(e) => e,
         Err(e) => {
             manager.kill(pid, &config).await;

@@ -39,7 +39,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::accept::{accept_loop, AcceptLimits};
 use super::driver::Peer;
-use super::handshake::{handshake, read_one, tls_server, write_one, ConnectError, Established};
+use super::handshake::{authenticate, read_one, write_one, ConnectError, Established};
 use super::launch::topology_from_wire;
 use super::node::{global, Node};
 use crate::core::Joined;
@@ -310,15 +310,7 @@ impl WorkerOptions {
                     flag: TLS_STDIN_FLAG,
                 });
             }
-            let bundle = if a == "--tls-bundle" {
-                Some(it.next().map(|v| v.as_ref().to_string()).ok_or(
-                    WorkerArgsError::MissingValue {
-                        flag: "--tls-bundle",
-                    },
-                )?)
-            } else {
-                a.strip_prefix("--tls-bundle=").map(str::to_string)
-            };
+            let bundle = flag_value(a, "--tls-bundle", &mut it)?;
             #[cfg(not(feature = "tls"))]
             if bundle.is_some() {
                 return Err(WorkerArgsError::TlsUnavailable {
@@ -356,18 +348,11 @@ impl WorkerOptions {
                 o.cookie = Some(read_cookie_file(&path)?);
                 continue;
             }
-            let value = if a == "--bind-to" {
-                it.next().map(|v| v.as_ref().to_string())
-            } else {
-                a.strip_prefix("--bind-to=").map(str::to_string)
-            };
-            if let Some(v) = value {
+            if let Some(v) = flag_value(a, "--bind-to", &mut it)? {
                 o.bind_to = match parse_bind(&v) {
                     Ok(a) => a,
                     Err(source) => return Err(WorkerArgsError::BadBind { value: v, source }),
                 };
-            } else if a == "--bind-to" {
-                return Err(WorkerArgsError::MissingValue { flag: "--bind-to" });
             }
         }
         Ok(o)
@@ -793,18 +778,9 @@ async fn accept_connection(
     permit: Option<OwnedSemaphorePermit>,
 ) -> Result<(), ConnectError> {
     let n = global();
-    // The whole unauthenticated phase — TLS included, which has no timeout of its own —
-    // is bounded, so a connection that sends nothing holds its slot (and descriptor)
+    // Bounded, so a connection that sends nothing holds its slot (and descriptor)
     // only for the handshake timeout.
-    let setup = async {
-        let conn = tls_server(n, conn).await?;
-        handshake(n, conn, Role::Acceptor).await
-    };
-    let mut est = tokio::time::timeout(n.handshake_timeout(), setup)
-        .await
-        .map_err(|_| ConnectError::TimedOut {
-            during: "the handshake",
-        })??;
+    let mut est = authenticate(n, conn, Role::Acceptor).await?;
     drop(permit);
     let first = read_one(&mut est, Duration::from_secs(30)).await?;
     match first.kind {
