@@ -90,6 +90,44 @@ fn probe() -> Probe {
     }
 }
 
+/// This process's sockets, one line each: the inode, and for a TCP socket its
+/// endpoints and state from `/proc/self/net/tcp{,6}` (for a failure's report).
+#[cohort::remote]
+fn socket_report() -> Vec<String> {
+    let mut tcp = std::collections::HashMap::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 {
+                // local, remote, state (hex: 01 established, 0A listen, 06 time-wait…)
+                tcp.insert(
+                    f[9].to_string(),
+                    format!("tcp {} -> {} state {}", f[1], f[2], f[3]),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(l) = std::fs::read_link(e.path()) {
+            let l = l.to_string_lossy().into_owned();
+            if let Some(inode) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                let what = tcp.get(inode).cloned().unwrap_or_else(|| "not TCP".into());
+                out.push(format!("fd {:?} inode {inode}: {what}", e.file_name()));
+            }
+        }
+    }
+    out
+}
+
 #[cohort::remote]
 fn os_pid() -> u32 {
     std::process::id()
@@ -492,6 +530,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+    if bad.iter().any(|b| b.contains("sockets")) {
+        eprintln!("soak: processes {:?}, anchor {}", procs(), s.anchor);
+        for w in workers() {
+            for l in blocking::remotecall_fetch(socket_report, w, ())? {
+                eprintln!("soak: worker {w} {l}");
+            }
+        }
+        for l in socket_report() {
+            eprintln!("soak: driver {l}");
+        }
     }
     // Nothing of the DArrays and SPMD runs stays on any process.
     for p in procs() {

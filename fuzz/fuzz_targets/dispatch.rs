@@ -72,6 +72,12 @@ fn call(inp: &mut Input<'_>) -> proto::Call {
             display: "echo".into(),
         }),
         args: payload(usize::from(inp.small() % 4)),
+        // The core passes a kept function state through to the shell untouched.
+        capture: (inp.small() % 4 == 0).then(|| proto::Capture {
+            key: payload(usize::from(inp.small() % 4)).to_vec(),
+            forget: vec![payload(usize::from(inp.small() % 2)).to_vec()],
+        }),
+        capture_state: payload(usize::from(inp.small() % 4)),
     }
 }
 

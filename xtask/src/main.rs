@@ -111,6 +111,7 @@ fn codegen(root: &Path, check: bool) -> Result<()> {
         // read buffer instead of copying them (bulk arrays cross without a copy).
         .bytes([
             ".cohort.v1.Call.args",
+            ".cohort.v1.Call.capture_state",
             ".cohort.v1.CallResult.value",
             ".cohort.v1.RefRequest.value",
         ])

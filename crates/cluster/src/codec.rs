@@ -53,6 +53,7 @@ thread_local! {
 /// cohort_cluster::codec::keep_until_answered(std::sync::Arc::new(5u8));
 /// ```
 pub fn keep_until_answered(what: KeepAlive) {
+    note_peer_specific();
     KEEP.with(|k| {
         if let Some(v) = k.borrow_mut().as_mut() {
             v.push(what);
@@ -134,13 +135,38 @@ thread_local! {
 /// assert_eq!(cohort_cluster::codec::serializing_for(), None);
 /// ```
 pub fn serializing_for() -> Option<Pid> {
+    note_peer_specific();
     TARGET.with(|t| t.get()).map(|(_, pid)| pid)
 }
 
 /// The serialization target with the id of the node serializing: a handle checks
 /// that it belongs to that node's cluster.
 pub(crate) fn target() -> Option<(u64, Pid)> {
+    note_peer_specific();
     TARGET.with(|t| t.get())
+}
+
+thread_local! {
+    /// Set when a value being encoded asked who it is encoded for, or whether it goes
+    /// into a message: a handle, whose bytes hold to one receiver (see
+    /// [`watching_peer_specific`]).
+    static PEER_SPECIFIC: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_peer_specific() {
+    PEER_SPECIFIC.with(|p| p.set(true));
+}
+
+/// Runs `f` (an encoding) and says whether what it encoded is specific to its
+/// receiver: a remote reference, or anything else that asked for its target,
+/// whether it is in a message, or to be kept until the call is answered. Such bytes
+/// must go to that receiver exactly once, so a function state holding them is never
+/// kept on a callee for later calls.
+pub(crate) fn watching_peer_specific<R>(f: impl FnOnce() -> R) -> (R, bool) {
+    let outer = PEER_SPECIFIC.with(|p| p.replace(false));
+    let r = f();
+    let specific = PEER_SPECIFIC.with(|p| p.replace(outer || p.get()));
+    (r, specific)
 }
 
 thread_local! {
@@ -160,6 +186,7 @@ thread_local! {
 /// assert!(!cohort_cluster::codec::in_message());
 /// ```
 pub fn in_message() -> bool {
+    note_peer_specific();
     target().is_some() || INTERNAL.with(Cell::get)
 }
 

@@ -43,6 +43,7 @@ extern crate self as cohort_cluster;
 
 mod api;
 pub mod blocking;
+mod captures;
 pub mod codec;
 mod core;
 mod error;
@@ -75,6 +76,7 @@ pub use api::procs::{
     rmprocs_nowait, set_cluster_cookie, workers, AddProcs, ProcessRole, RmStatus, RmprocsTask,
 };
 pub use api::topology::topology;
+pub use captures::{Prepared, StateCache, CAPTURE_MIN, DEFAULT_CAPTURE_BUDGET};
 pub use cohort_transport::{
     ClusterManager, LaunchParams, LocalManager, Topology, WorkerConfig, WorkerTransport,
 };

@@ -60,6 +60,20 @@ pub trait RemoteFn<Args>: Send + Sync + Sized + 'static {
     /// # Errors
     /// The deserialization error of captured state.
     fn decode_state(state: &[u8]) -> Result<Self, Failure>;
+
+    /// Where the function keeps its state once encoded, for all its calls: `None`
+    /// (the default) makes each call encode it again. [`Prepared`](crate::Prepared)
+    /// returns its cache.
+    ///
+    /// ```
+    /// use cohort_cluster::{Prepared, RemoteFn};
+    /// fn id(x: u8) -> u8 { x }
+    /// assert!(RemoteFn::<(u8,)>::state_cache(&id).is_none());
+    /// assert!(RemoteFn::<(u8,)>::state_cache(&Prepared::new(id)).is_some());
+    /// ```
+    fn state_cache(&self) -> Option<&crate::StateCache> {
+        None
+    }
 }
 
 macro_rules! impl_remote_fn {
@@ -316,8 +330,19 @@ where
     F: RemoteFn<Args>,
     Args: Serialize,
 {
-    let state = f.encode_state()?;
-    let mut out = postcard::to_stdvec(&state[..])
+    encode_with_state(&f.encode_state()?, args)
+}
+
+/// Encodes a call's payload from an encoded state: the state (length-prefixed),
+/// then the argument tuple — what [`encode_call`] makes.
+///
+/// # Errors
+/// The serialization error of the arguments.
+pub(crate) fn encode_with_state<Args: Serialize>(
+    state: &[u8],
+    args: &Args,
+) -> Result<Vec<u8>, Failure> {
+    let mut out = postcard::to_stdvec(state)
         .map_err(|e| Failure::new(ErrorKind::Serialization, e.to_string()))?;
     codec::encode_into(args, &mut out)?;
     Ok(out)

@@ -95,6 +95,7 @@ pub use cohort_cluster::{
     with_timeout, Heartbeat, HeartbeatError, BACKTRACE_ENV, HEARTBEAT_INTERVAL_ENV,
     HEARTBEAT_TIMEOUT_ENV,
 };
+pub use cohort_cluster::{Prepared, StateCache, CAPTURE_MIN, DEFAULT_CAPTURE_BUDGET};
 pub use cohort_macros::{main, remote};
 
 /// The names of the functions registered with `#[cohort::remote]` in this executable

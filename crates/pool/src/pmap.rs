@@ -682,7 +682,10 @@ where
                 let (cached, state) = c.wrap::<Batched<F>, (Vec<Args>,)>(batched)?;
                 (Callable::Cached(c.clone(), cached), state)
             }
-            AnyPool::Workers(_) => (Callable::Plain(batched), Vec::new()),
+            AnyPool::Workers(_) => (
+                Callable::Plain(cohort_cluster::Prepared::new(batched)),
+                Vec::new(),
+            ),
         };
         let shared = Arc::new(Shared {
             sched: Mutex::new(Sched {
@@ -1148,7 +1151,9 @@ where
 }
 
 enum Callable<F> {
-    Plain(Batched<F>),
+    /// Encoded once for the whole map; its state crosses to each worker once (see
+    /// [`cohort_cluster::Prepared`]).
+    Plain(cohort_cluster::Prepared<Batched<F>>),
     Cached(CachingPool, crate::caching::Cached<Batched<F>>),
 }
 

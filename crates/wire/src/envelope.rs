@@ -118,6 +118,18 @@ pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
     // The kind's field number in `Envelope`, the payload's field number in that
     // message, the payload, and the message's other fields encoded (small).
     let (kind_tag, payload_tag, payload, rest): (u32, u32, &Bytes, Vec<u8>) = match &msg.kind {
+        // A kept function state crosses once and may be far larger than the
+        // arguments: the larger of the two goes out from where it is.
+        Some(Kind::Call(c))
+            if c.capture_state.len() > c.args.len()
+                && c.capture_state.len() >= SPLIT_PAYLOAD_MIN =>
+        {
+            let rest = Call {
+                capture_state: Bytes::new(),
+                ..c.clone()
+            };
+            (1, 7, &c.capture_state, rest.encode_to_vec())
+        }
         Some(Kind::Call(c)) if c.args.len() >= SPLIT_PAYLOAD_MIN => {
             let rest = Call {
                 args: Bytes::new(),
@@ -225,7 +237,41 @@ mod tests {
         assert_eq!(decode_envelope(frame).unwrap(), msg);
         if !f.tail.is_empty() {
             assert!(f.tail.len() >= SPLIT_PAYLOAD_MIN);
-            assert!(f.head.len() < 128, "the head holds no payload");
+            assert!(
+                f.head.len() < 128 + smaller_payload(&msg),
+                "the head holds no large payload"
+            );
+        }
+    }
+
+    /// A call's smaller payload (the head carries it when both are large).
+    fn smaller_payload(msg: &Envelope) -> usize {
+        match &msg.kind {
+            Some(Kind::Call(c)) => c.args.len().min(c.capture_state.len()),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn a_call_with_a_large_state_and_large_arguments_sends_the_larger_beside_the_head() {
+        for (state, args) in [
+            (3 * SPLIT_PAYLOAD_MIN, SPLIT_PAYLOAD_MIN),
+            (SPLIT_PAYLOAD_MIN, 2 * SPLIT_PAYLOAD_MIN),
+        ] {
+            let msg = Envelope {
+                kind: Some(Kind::Call(Call {
+                    capture: Some(Capture {
+                        key: vec![1; 16],
+                        forget: vec![],
+                    }),
+                    capture_state: big(state, 3),
+                    args: big(args, 5),
+                    ..Default::default()
+                })),
+            };
+            let f = encode_envelope_split(&msg);
+            assert_eq!(f.tail.len(), state.max(args));
+            split_round_trip(msg);
         }
     }
 
@@ -254,6 +300,18 @@ mod tests {
                         display: "closure".into(),
                     }),
                     args: big(n, 3),
+                    ..Default::default()
+                }),
+                // A kept function state beside small arguments, and beside large ones.
+                Kind::Call(Call {
+                    call_id: 10,
+                    capture: Some(Capture {
+                        key: vec![7; 16],
+                        forget: vec![vec![1; 16]],
+                    }),
+                    capture_state: big(n, 17),
+                    args: big(8, 19),
+                    ..Default::default()
                 }),
                 Kind::Result(CallResult {
                     call_id: 1 << 40,
@@ -301,6 +359,7 @@ mod tests {
                     display: "m::f".into(),
                 }),
                 args: vec![1, 2, 3].into(),
+                ..Default::default()
             }),
             Kind::Result(CallResult {
                 call_id: 5,
@@ -359,10 +418,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn split_frames_decode_to_the_message(call_id in any::<u64>(), creator in any::<u32>(), n in 0usize..200_000, which in 0u8..3) {
+        fn split_frames_decode_to_the_message(call_id in any::<u64>(), creator in any::<u32>(), n in 0usize..200_000, which in 0u8..4) {
             let payload = big(n, 13);
             let kind = match which {
                 0 => Kind::Call(Call { call_id, args: payload, ..Default::default() }),
+                3 => Kind::Call(Call { call_id, capture: Some(Capture { key: vec![2; 16], forget: vec![] }), capture_state: payload, args: big(n / 2, 3), ..Default::default() }),
                 1 => Kind::Result(CallResult { call_id, outcome: Some(call_result::Outcome::Value(payload)) }),
                 _ => Kind::RefRequest(RefRequest { call_id, value: payload, creator, ..Default::default() }),
             };

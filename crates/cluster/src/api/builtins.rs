@@ -40,6 +40,14 @@ pub struct Stats {
     pub heap_in_use_bytes: u64,
     /// The processes this one has a connection to, sorted.
     pub connected: Vec<Pid>,
+    /// Function states (captured values) other processes keep here now, for their
+    /// later calls (see [`Cluster::set_capture_budget`](crate::Cluster::set_capture_budget)).
+    pub kept_states: usize,
+    /// Function states received to keep so far, and their bytes: with states kept, a
+    /// closure's captures cross once per caller while unchanged.
+    pub kept_states_received: u64,
+    /// The bytes of [`kept_states_received`](Self::kept_states_received).
+    pub kept_state_bytes_received: u64,
 }
 
 /// This process's [`Stats`] in the [current](crate::Cluster::current) cluster.
@@ -54,6 +62,7 @@ pub fn stats() -> Stats {
 /// This process's [`Stats`] in `n`'s cluster.
 pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
     let s = n.store().stats();
+    let kept = crate::captures::counts_in(n);
     Stats {
         pid: n.myid(),
         live_values: s.owned_values,
@@ -70,6 +79,9 @@ pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
             v.sort_unstable();
             v
         },
+        kept_states: kept.0,
+        kept_states_received: kept.1,
+        kept_state_bytes_received: kept.2,
     }
 }
 

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::future::Future;
+use crate::captures::{self, StateBytes};
 use crate::codec;
 use crate::error::{CallError, Failure, RemoteException};
 use crate::registry::{self, RemoteFn};
@@ -70,16 +71,58 @@ where
     })
 }
 
-fn encode_args<F, Args>(n: &Node, f: &F, args: &Args, pid: Pid) -> Result<Vec<u8>, CallError>
+/// A call's encoded payload: the arguments (after the state, unless it is kept) and,
+/// for a state worth keeping on the callee, its key and bytes.
+struct Payload {
+    args: Vec<u8>,
+    kept: Option<(captures::Key, Bytes)>,
+}
+
+fn encode_args<F, Args>(
+    n: &Node,
+    f: &F,
+    args: &Args,
+    pid: Pid,
+    by_code: bool,
+) -> Result<Payload, CallError>
 where
     F: RemoteFn<Args>,
     Args: Serialize,
 {
-    let bytes = codec::with_target(n, pid, || registry::encode_call(f, args))
-        .map_err(|e: Failure| CallError::Serialization(e.message))?;
+    let ser = |e: Failure| CallError::Serialization(e.message);
+    let budget = n.capture_budget();
+    let payload = codec::with_target(n, pid, || {
+        let state = match f.state_cache() {
+            Some(cache) => cache.state_of(f)?,
+            None => captures::fresh(f)?,
+        };
+        // Kept on the callee: a state of code sent by offset (a named function has
+        // none), large enough, within the budget, holding nothing receiver-specific.
+        let keep = |len: usize| by_code && (captures::CAPTURE_MIN..=budget).contains(&len);
+        let kept = match state {
+            StateBytes::Kept(bytes, key) if keep(bytes.len()) => Ok((key, bytes)),
+            StateBytes::Fresh(state, false) if keep(state.len()) => {
+                Ok((captures::key_of::<F>(&state), Bytes::from(state)))
+            }
+            StateBytes::Kept(bytes, _) => Err(bytes.to_vec()),
+            StateBytes::Fresh(state, _) => Err(state),
+        };
+        match kept {
+            Ok(kept) => Ok(Payload {
+                args: codec::encode(args)?,
+                kept: Some(kept),
+            }),
+            Err(state) => Ok(Payload {
+                args: registry::encode_with_state(&state, args)?,
+                kept: None,
+            }),
+        }
+    })
+    .map_err(ser)?;
     // Checked here, not by the receiver: an oversized frame would cost the connection.
-    crate::api::limits::check_payload(n, "call arguments", bytes.len())?;
-    Ok(bytes)
+    let state_len = payload.kept.as_ref().map_or(0, |(_, b)| b.len());
+    crate::api::limits::check_payload(n, "call arguments", payload.args.len() + state_len)?;
+    Ok(payload)
 }
 
 fn build_call<F, Args>(
@@ -96,16 +139,34 @@ where
     Args: Serialize + DeserializeOwned,
     F::Output: Serialize,
 {
-    let function = function_ref(n, f, pid)?;
-    let (args, keep) = codec::collecting_keepalives(|| encode_args(n, f, args, pid));
-    let args = args?;
+    let mut function = function_ref(n, f, pid)?;
+    let by_code = matches!(function.target, Some(function_ref::Target::CodeOffset(_)));
+    let (payload, keep) = codec::collecting_keepalives(|| encode_args(n, f, args, pid, by_code));
+    let payload = payload?;
+    let (capture, capture_state) = match payload.kept {
+        Some((key, state)) => {
+            // The callee finds the function in the state it keeps.
+            let t = captures::cached_trampoline_of::<F, Args>();
+            function.target = Some(function_ref::Target::CodeOffset(registry::code_offset(t)));
+            (
+                Some(proto::Capture {
+                    key: key.to_vec(),
+                    forget: Vec::new(),
+                }),
+                state,
+            )
+        }
+        None => (None, Bytes::new()),
+    };
     let env = Envelope {
         kind: Some(Kind::Call(proto::Call {
             call_id,
             mode: mode as i32,
             result_ref: result_ref.map(Into::into),
             function: Some(function),
-            args: args.into(),
+            args: payload.args.into(),
+            capture,
+            capture_state,
         })),
     };
     Ok((env, keep))

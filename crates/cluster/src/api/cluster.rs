@@ -236,6 +236,35 @@ impl Cluster {
         set_cookie_in(&self.node, cookie)
     }
 
+    /// How many bytes of function state (a closure's captured values) each process
+    /// this one calls may keep for it: [`DEFAULT_CAPTURE_BUDGET`](crate::DEFAULT_CAPTURE_BUDGET)
+    /// (1 GiB) unless [set](Self::set_capture_budget).
+    ///
+    /// ```
+    /// assert_eq!(cohort_cluster::Cluster::new().capture_budget(), 1 << 30);
+    /// ```
+    pub fn capture_budget(&self) -> usize {
+        self.node.capture_budget()
+    }
+
+    /// Sets [`capture_budget`](Self::capture_budget) for this process's later calls.
+    /// A call whose function state is at least [`CAPTURE_MIN`](crate::CAPTURE_MIN)
+    /// bytes, holds no remote reference and fits the budget sends that state to a
+    /// process once while it is unchanged; later calls send a 16-byte key, and the
+    /// callee runs them on the state it kept (decoded once). When the states kept for
+    /// one process would exceed the budget, the least recently used go; a closure's
+    /// code keeps its newest two states. `0` turns this off: every call carries its
+    /// state, as a plain message.
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// c.set_capture_budget(0);
+    /// assert_eq!(c.capture_budget(), 0);
+    /// ```
+    pub fn set_capture_budget(&self, bytes: usize) {
+        self.node.set_capture_budget(bytes);
+    }
+
     /// The largest message (frame) this process sends or accepts in this cluster
     /// after the handshake, in bytes: `COHORT_MAX_FRAME` when the cluster was made,
     /// or 1 GiB.

@@ -923,6 +923,7 @@ fn call(
                 display: name.into(),
             }),
             args: Bytes::copy_from_slice(args),
+            ..Default::default()
         })),
     }
 }

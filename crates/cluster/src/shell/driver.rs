@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::handshake::{handshake, tls_client, write_one, ConnectError, Established};
 use super::node::Node;
+use crate::captures::{Note, SentStates};
 
 /// A writer coalesces queued frames up to this many bytes into one write.
 const COALESCE_LIMIT: usize = 256 * 1024;
@@ -93,6 +94,8 @@ pub(crate) struct Peer {
     settled: tokio::sync::Notify,
     /// Bytes read and written (for `crate::observe`).
     pub(crate) traffic: super::observe::Traffic,
+    /// The function states this connection's callee keeps for us (`crate::captures`).
+    sent_states: Mutex<SentStates>,
 }
 
 /// The clock `Peer::last_write` counts from.
@@ -126,6 +129,7 @@ impl Peer {
             heard: AtomicBool::new(false),
             settled: tokio::sync::Notify::new(),
             traffic: Default::default(),
+            sent_states: Mutex::new(SentStates::default()),
         })
     }
 
@@ -163,12 +167,46 @@ impl Peer {
     /// Queues one message, in order after those queued before it; returns false if
     /// the connection is closed. Called under the core's lock (which fixes the order);
     /// [`flush`](Self::flush) writes it.
-    pub(crate) fn enqueue(&self, env: Envelope) -> bool {
+    pub(crate) fn enqueue(&self, mut env: Envelope) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
+        self.note_capture(&mut env);
         self.out.lock().queue.push(Queued::Message(env));
         true
+    }
+
+    /// A call with a function state to keep goes without the state if the callee
+    /// holds it already. Decided here, as the call joins the queue (under the core's
+    /// lock, in the order calls leave): an earlier call that carries the state is
+    /// then always ahead of this one on the wire.
+    fn note_capture(&self, env: &mut Envelope) {
+        let Some(Kind::Call(call)) = &mut env.kind else {
+            return;
+        };
+        let Some(capture) = &mut call.capture else {
+            return;
+        };
+        let Ok(key) = capture.key.as_slice().try_into() else {
+            return;
+        };
+        let code = match call.function.as_ref().and_then(|f| f.target.as_ref()) {
+            Some(proto::function_ref::Target::CodeOffset(c)) => *c,
+            _ => 0,
+        };
+        let budget = self
+            .node
+            .upgrade()
+            .map_or(crate::captures::DEFAULT_CAPTURE_BUDGET, |n| {
+                n.capture_budget()
+            });
+        let len = call.capture_state.len();
+        match self.sent_states.lock().note(key, code, len, budget) {
+            Note::Held => call.capture_state = bytes::Bytes::new(),
+            Note::Send { forget } => {
+                capture.forget = forget.iter().map(|k| k.to_vec()).collect();
+            }
+        }
     }
 
     /// Writes what is queued now if the socket takes it; what it does not take goes

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use cohort_wire::proto::{self, function_ref::Target};
 
 use super::node::{current, enter, Node};
+use crate::captures;
 use crate::codec;
 use crate::core::{own, RunCall};
 use crate::error::{ErrorKind, Failure, RemoteException};
@@ -73,7 +74,19 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
     let RunCall { seq, from, call } = run;
     let me = node.myid();
     let same_exe = node.peers.read().get(&from).is_some_and(|p| p.same_exe());
-    let (display, trampoline) = resolve(me, call.function, same_exe);
+    let (display, mut trampoline) = resolve(me, call.function, same_exe);
+    // Kept states are taken in the order calls came (this runs in that order for
+    // each caller), so a state is here before any call that only names it.
+    let slot = match &call.capture {
+        Some(capture) => match node.kept.take_in(from, capture, own(call.capture_state)) {
+            Ok(slot) => Some(slot),
+            Err(f) => {
+                trampoline = Err(f);
+                None
+            }
+        },
+        None => None,
+    };
     let args = own(call.args);
     let node = node.clone();
     super::runners::submit(Box::new(move || {
@@ -83,7 +96,9 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
         let out = match trampoline {
             Ok(t) => {
                 enter_call(&node);
-                enter(&node, || codec::with_target(&node, from, || t(args)))
+                enter(&node, || {
+                    codec::with_target(&node, from, || captures::with_slot(slot, || t(args)))
+                })
             }
             Err(f) => Err(f),
         };

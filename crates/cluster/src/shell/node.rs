@@ -119,6 +119,11 @@ pub(crate) struct Node {
     max_frame: AtomicUsize,
     /// What this node records for a dashboard (`crate::observe`).
     pub(crate) observe: super::observe::Observer,
+    /// The function states other processes keep here (`crate::captures`).
+    pub(crate) kept: crate::captures::KeptStates,
+    /// How many bytes of function state this node lets each callee keep for it
+    /// ([`crate::Cluster::set_capture_budget`]); 0: none.
+    capture_budget: AtomicUsize,
 }
 
 /// The default node of this process: a worker's only one, and the one the free
@@ -207,6 +212,8 @@ impl Node {
             )),
             max_frame: AtomicUsize::new(crate::api::limits::max_frame_from_env()),
             observe: Default::default(),
+            kept: Default::default(),
+            capture_budget: AtomicUsize::new(crate::captures::DEFAULT_CAPTURE_BUDGET),
         });
         // The pump holds the node weakly: it ends when the node goes.
         let weak = Arc::downgrade(&node);
@@ -243,6 +250,16 @@ impl Node {
             crate::api::limits::clamp_max_frame(bytes),
             Ordering::Relaxed,
         );
+    }
+
+    /// How many bytes of function state each callee may keep for this node.
+    pub(crate) fn capture_budget(&self) -> usize {
+        self.capture_budget.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`capture_budget`](Self::capture_budget).
+    pub(crate) fn set_capture_budget(&self, bytes: usize) {
+        self.capture_budget.store(bytes, Ordering::Relaxed);
     }
 
     /// This node as an `Arc`, for tasks and handles it makes.
@@ -666,6 +683,7 @@ impl Node {
             return;
         }
         tracing::debug!(pid, reason, "peer lost");
+        self.kept.forget_peer(pid);
         self.observe.peer_lost(pid, reason);
         self.with_core(|c| c.handle_peer_lost(pid, reason, Instant::now()));
     }

@@ -133,9 +133,34 @@ pub struct Call {
     pub result_ref: ::core::option::Option<RefIdMsg>,
     #[prost(message, optional, tag = "4")]
     pub function: ::core::option::Option<FunctionRef>,
-    /// The serialized argument tuple.
+    /// The serialized argument tuple, after the function's state (a postcard
+    /// length-prefixed byte string; empty for a function with no state) — except in a
+    /// call with a `capture`: then the argument tuple alone.
     #[prost(bytes = "bytes", tag = "5")]
     pub args: ::prost::bytes::Bytes,
+    /// Set when the function's state is large enough to be worth keeping on the
+    /// callee for later calls from the same caller (`CAPTURE_MIN` bytes; states that
+    /// hold remote references never are): the state then crosses once per connection
+    /// while it is unchanged.
+    #[prost(message, optional, tag = "6")]
+    pub capture: ::core::option::Option<Capture>,
+    /// With `capture`, the first time its key goes over this connection: the state
+    /// itself, which the callee keeps under the key. Empty when the callee holds it.
+    #[prost(bytes = "bytes", tag = "7")]
+    pub capture_state: ::prost::bytes::Bytes,
+}
+/// A function state the callee keeps for later calls from this caller (a closure's
+/// captured values: Julia sends a global once, and again when it changes).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Capture {
+    /// Names the state for this caller: a 128-bit hash (XXH3) of the function's type
+    /// and its encoded state.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: ::prost::alloc::vec::Vec<u8>,
+    /// Keys of states the caller stopped counting on (its budget, or newer states of
+    /// the same code): the callee lets them go before it looks at `key`.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub forget: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// The outcome of a call or of a reference request.
 #[derive(Clone, PartialEq, ::prost::Message)]
