@@ -47,6 +47,7 @@ mod everywhere;
 mod pmap;
 mod pool;
 mod progress;
+mod proxy;
 
 pub use caching::{cache_stats, cache_stats_of, CacheStats, Cached, CachingPool, CachingRemote};
 #[allow(deprecated)]
