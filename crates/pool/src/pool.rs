@@ -74,6 +74,28 @@ pub(crate) struct Inner {
 /// assert_eq!(pool.len(), 1);
 /// let v = pool.remotecall_fetch_blocking(|x: u32| x + 1, (41,)).unwrap();
 /// assert_eq!(v, 42);
+/// // Encoded and decoded on its owner, a pool is the pool itself.
+/// let bytes = cohort_cluster::codec::encode(&pool).unwrap();
+/// let back: WorkerPool = cohort_cluster::codec::decode(&bytes).unwrap();
+/// assert!(!back.is_proxy());
+/// let lease = back.take_blocking().unwrap();
+/// assert!(!pool.isready());
+/// # drop(lease);
+/// ```
+///
+/// Passed to a worker, it lends the owner's workers there:
+///
+/// ```no_run
+/// use cohort_pool::WorkerPool;
+/// let w = cohort_cluster::blocking::addprocs(2).unwrap();
+/// let pool = WorkerPool::new([w[1]]);
+/// let ran = cohort_cluster::blocking::remotecall_fetch(
+///     |p: WorkerPool| p.remotecall_fetch_blocking(cohort_cluster::myid, ()).unwrap(),
+///     w[0],
+///     (pool.clone(),),
+/// )
+/// .unwrap();
+/// assert_eq!(ran, w[1]);
 /// ```
 #[derive(Clone)]
 pub struct WorkerPool {

@@ -318,9 +318,9 @@ pub(crate) async fn take(
             give(&cluster, owner, lease);
         }
     });
-    let reply = rx
-        .await
-        .map_err(|_| PoolError::TaskPanicked("a proxy's request to its owner was dropped".into()))??;
+    let reply = rx.await.map_err(|_| {
+        PoolError::TaskPanicked("a proxy's request to its owner was dropped".into())
+    })??;
     match reply {
         TakeReply::Lent {
             lease,

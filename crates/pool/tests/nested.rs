@@ -60,7 +60,10 @@ fn nested_maps_finish(w: &[Pid]) {
         assert!(*proxy, "a worker's default pool is a proxy of the master's");
         assert_eq!(members, w);
         assert_eq!(inner.len(), 12);
-        assert!(inner.iter().all(|p| w.contains(p)), "{inner:?} not in {w:?}");
+        assert!(
+            inner.iter().all(|p| w.contains(p)),
+            "{inner:?} not in {w:?}"
+        );
     }
 }
 
@@ -91,7 +94,11 @@ fn inner_work_spreads(w: &[Pid]) {
                 PmapOptions::new().batch_size(1),
             )
             .unwrap();
-            (cohort::myid(), v, remote(cohort::myid).call_blocking(()).unwrap())
+            (
+                cohort::myid(),
+                v,
+                remote(cohort::myid).call_blocking(()).unwrap(),
+            )
         })
         .call_blocking(())
         .unwrap()
@@ -102,7 +109,10 @@ fn inner_work_spreads(w: &[Pid]) {
         inner.iter().any(|p| *p != outer),
         "the inner items all ran on {outer}, with other workers free: {inner:?}"
     );
-    assert!(w.contains(&remote_ran) && remote_ran != outer, "{remote_ran}");
+    assert!(
+        w.contains(&remote_ran) && remote_ran != outer,
+        "{remote_ran}"
+    );
 }
 
 #[test]

@@ -104,7 +104,10 @@ fn a_pool_passed_to_a_worker_lends_its_owners_workers() {
     let lease = pool.take_blocking().unwrap();
     let there = cohort::blocking::remotecall_fetch(
         |p: WorkerPool| {
-            let took = p.take_blocking().map(|l| l.pid()).map_err(|e| e.to_string());
+            let took = p
+                .take_blocking()
+                .map(|l| l.pid())
+                .map_err(|e| e.to_string());
             let ran = p.remotecall_fetch_blocking(cohort::myid, ()).unwrap();
             (p.isready(), took, ran)
         },
@@ -117,20 +120,32 @@ fn a_pool_passed_to_a_worker_lends_its_owners_workers() {
 
     // Detached there and put back there (through another proxy of the same pool).
     let pid = cohort::blocking::remotecall_fetch(
-        |p: WorkerPool| p.take_blocking().map(Lease::detach).map_err(|e| e.to_string()),
+        |p: WorkerPool| {
+            p.take_blocking()
+                .map(Lease::detach)
+                .map_err(|e| e.to_string())
+        },
         w[0],
         (pool.clone(),),
     )
     .unwrap();
     assert_eq!(pid, Ok(w[1]));
     assert!(!pool.isready());
-    cohort::blocking::remotecall_fetch(|p: WorkerPool, pid: Pid| p.put(pid), w[0], (pool.clone(), w[1]))
-        .unwrap();
+    cohort::blocking::remotecall_fetch(
+        |p: WorkerPool, pid: Pid| p.put(pid),
+        w[0],
+        (pool.clone(), w[1]),
+    )
+    .unwrap();
     assert_eq!(take_within(&pool).pid(), w[1]);
 
     // Pushed there, a member here.
-    cohort::blocking::remotecall_fetch(|p: WorkerPool, pid: Pid| p.push(pid), w[0], (pool.clone(), w[0]))
-        .unwrap();
+    cohort::blocking::remotecall_fetch(
+        |p: WorkerPool, pid: Pid| p.push(pid),
+        w[0],
+        (pool.clone(), w[0]),
+    )
+    .unwrap();
     assert_eq!(pool.workers(), vec![w[0], w[1]]);
 
     // Sent back to its owner, it is the pool itself.
@@ -178,7 +193,9 @@ fn a_lease_held_by_a_killed_process_goes_back_to_its_pool() {
     // The holder's exit gives the worker back: this take waits for just that.
     assert_eq!(take_within(&pool).pid(), w[1]);
     // A proxy of a pool whose owner died fails, typed, at once.
-    let r = within("a take from a dead owner's pool", move || theirs.take_blocking());
+    let r = within("a take from a dead owner's pool", move || {
+        theirs.take_blocking()
+    });
     assert!(matches!(r, Err(PoolError::Call(_))), "{r:?}");
 }
 
