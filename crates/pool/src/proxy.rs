@@ -311,6 +311,7 @@ pub(crate) async fn take(
     // The request runs on even if this take is dropped, so a worker lent meanwhile
     // is not left held on the owner.
     cohort_cluster::runtime::handle().spawn(async move {
+        gives().settled(&cluster, owner).await;
         let reply = cluster
             .remotecall_fetch(pool_try_take, owner, (id, me, avoid))
             .await;
@@ -341,7 +342,68 @@ pub(crate) async fn take(
 
 /// Tells the owner that a lease ended (an owner that is gone holds nothing).
 fn give(cluster: &Cluster, owner: Pid, lease: u64) {
-    let _ = cluster.remote_do(pool_give, owner, (lease,));
+    gives().start(cluster, owner);
+    let cluster = cluster.clone();
+    cohort_cluster::runtime::handle().spawn(async move {
+        // An owner that cannot be reached holds nothing for this process any more.
+        let _ = cluster.remotecall_fetch(pool_give, owner, (lease,)).await;
+        gives().end(&cluster, owner);
+    });
+}
+
+/// The gives this process has sent and its owners have not yet answered, per owner:
+/// a take waits for them, so that a worker given back just before is free for it
+/// (calls run concurrently on the owner, so a take sent after a give could
+/// otherwise find the worker still lent).
+#[derive(Default)]
+struct Gives {
+    pending: Mutex<Vec<(Cluster, Pid, usize)>>,
+    answered: tokio::sync::Notify,
+}
+
+fn gives() -> &'static Gives {
+    static G: OnceLock<Gives> = OnceLock::new();
+    G.get_or_init(Default::default)
+}
+
+impl Gives {
+    fn start(&self, cluster: &Cluster, owner: Pid) {
+        let mut p = self.pending.lock();
+        match p.iter_mut().find(|(c, o, _)| c == cluster && *o == owner) {
+            Some(e) => e.2 += 1,
+            None => p.push((cluster.clone(), owner, 1)),
+        }
+    }
+
+    fn end(&self, cluster: &Cluster, owner: Pid) {
+        let mut p = self.pending.lock();
+        if let Some(i) = p.iter().position(|(c, o, _)| c == cluster && *o == owner) {
+            p[i].2 -= 1;
+            if p[i].2 == 0 {
+                p.swap_remove(i);
+            }
+        }
+        drop(p);
+        self.answered.notify_waiters();
+    }
+
+    /// Waits until the owner has answered every give sent to it so far.
+    async fn settled(&self, cluster: &Cluster, owner: Pid) {
+        loop {
+            let answered = self.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            let busy = self
+                .pending
+                .lock()
+                .iter()
+                .any(|(c, o, _)| c == cluster && *o == owner);
+            if !busy {
+                return;
+            }
+            answered.await;
+        }
+    }
 }
 
 /// Leases taken through a proxy and detached, until a `put` through a proxy of the
