@@ -61,10 +61,11 @@ pub(crate) struct Inner {
 /// [`push`](Self::push), [`workers`](Self::workers) and [`len`](Self::len) ask the
 /// owner; the workers it takes are held on the owner, which gets them back when the
 /// lease is dropped or when the holder's process leaves the cluster. A proxy's take
-/// never waits: when the owner has no free worker it lends the calling process
-/// itself, which is busy anyway (it runs the call that asked), so a map started
-/// inside a map's item always makes progress and picks up the pool's workers as they
-/// free up. The owner keeps the pool only while it holds a handle to it: once the
+/// never waits for a worker to free up: when the owner has none free it lends the
+/// calling process itself, which is busy anyway (it runs the call that asked), so a
+/// map started inside a map's item always makes progress and picks up the pool's
+/// workers as they free up. A worker this process gave back is free for its next
+/// take (that take waits for the owner to have it back). The owner keeps the pool only while it holds a handle to it: once the
 /// last one there is dropped, a proxy's requests fail with [`PoolError::PoolGone`].
 /// Sent back to its owner, a pool arrives as the pool itself.
 ///
@@ -448,8 +449,8 @@ impl WorkerPool {
     }
 
     /// Whether a worker is free now (Julia's `isready(pool)`); for a proxy, whether
-    /// one is free on its owner (a proxy's [`take`](Self::take) does not wait either
-    /// way).
+    /// one is free on its owner (a proxy's [`take`](Self::take) does not wait for one
+    /// either way).
     ///
     /// ```
     /// assert!(cohort_pool::WorkerPool::new([1]).isready());
@@ -489,8 +490,8 @@ impl WorkerPool {
     }
 
     /// Takes a free worker, waiting until one is free (Julia's `take!(pool)`); it goes
-    /// back when the [`Lease`] is dropped. A proxy does not wait: it takes a free
-    /// worker on its owner, else lends this process itself.
+    /// back when the [`Lease`] is dropped. A proxy does not wait for one: it takes a
+    /// free worker on its owner, else lends this process itself.
     ///
     /// # Errors
     /// [`PoolError::EmptyPool`] if the pool has no member left; for a proxy,
@@ -644,7 +645,8 @@ impl WorkerPool {
     /// pool when the call has finished.
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`]; the call's own failures are in the future.
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too); the call's
+    /// own failures are in the future.
     ///
     /// # Cancel safety
     /// Cancel-safe: it waits only to take a worker (as [`take`](Self::take)) and then
@@ -678,7 +680,8 @@ impl WorkerPool {
     /// `remotecall_fetch(f, pool, args...)`).
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`], or the call's failure as [`PoolError::Call`].
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too), or the
+    /// call's failure as [`PoolError::Call`].
     ///
     /// # Cancel safety
     /// Not cancel-safe once a worker is taken. Dropped while it waits for a worker, nothing
@@ -707,7 +710,8 @@ impl WorkerPool {
     /// [`Future`] holding its result (Julia's `remotecall_wait(f, pool, args...)`).
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`], or the call's failure.
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too), or the
+    /// call's failure.
     ///
     /// # Cancel safety
     /// As [`remotecall_fetch`](Self::remotecall_fetch): dropped after a worker was taken,
@@ -742,7 +746,7 @@ impl WorkerPool {
     /// has finished, and a failure is printed on this process's stderr.
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`].
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too).
     ///
     /// # Cancel safety
     /// Cancel-safe, as [`remotecall`](Self::remotecall): once a worker is taken the call
