@@ -21,6 +21,16 @@ pub enum PoolError {
     /// The pool has no worker left (all were removed or died).
     #[error("the worker pool is empty")]
     EmptyPool,
+    /// A pool received from another process (a proxy) names a pool its owner no
+    /// longer has: the owner dropped its last handle to it, or the pool was never
+    /// one of the owner's.
+    #[error("worker pool {pool} is no longer on its owner, process {owner}")]
+    PoolGone {
+        /// The process that held the pool.
+        owner: Pid,
+        /// The pool's id there.
+        pool: u64,
+    },
     /// A reduction over an empty range has no value.
     #[error("a distributed reduction over an empty range has no value")]
     EmptyReduction,

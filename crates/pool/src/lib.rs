@@ -7,6 +7,10 @@
 //!
 //! - [`WorkerPool`] lends workers one call at a time; [`default_worker_pool`] follows
 //!   the cluster; [`CachingPool`] sends a closure's captured data to each worker once.
+//!   A pool passed to another process arrives there as a proxy of the pool on its
+//!   owner, and a worker's default pool is a proxy of the master's, so maps and
+//!   [`remote`] calls inside remote calls use the cluster's workers — and lend their
+//!   own process while none is free, so a map nested in a map's item cannot deadlock.
 //! - [`pmap`] / [`pmap_with`] map a function over any iterable in batches (pulled as
 //!   they are handed out), keep input order, retry failed items elsewhere
 //!   ([`PmapOptions::retry_delays`]) or put a value in their place
@@ -47,6 +51,7 @@ mod everywhere;
 mod pmap;
 mod pool;
 mod progress;
+mod proxy;
 
 pub use caching::{cache_stats, cache_stats_of, CacheStats, Cached, CachingPool, CachingRemote};
 #[allow(deprecated)]

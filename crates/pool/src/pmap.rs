@@ -653,7 +653,7 @@ where
             opts.pool.clone().unwrap_or_else(default_pool)
         };
         let workers = pool.worker_pool().clone();
-        let slots = workers.len();
+        let slots = workers.try_len()?;
         if slots == 0 {
             return Err(PoolError::EmptyPool);
         }
@@ -714,7 +714,11 @@ where
         for _ in 0..slots {
             spawn_slot(&shared, &workers, &call_f, &state);
         }
-        spawn_slot_grower(&shared, &workers, &call_f, &state, slots);
+        // A proxy's take lends this process when its owner has no free worker, so its
+        // slots never wait for a member to join.
+        if !workers.is_proxy() {
+            spawn_slot_grower(&shared, &workers, &call_f, &state, slots);
+        }
         self.shared = Some(shared);
         Ok(true)
     }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 
-use cohort_cluster::{Cluster, Future, Pid, RemoteFn};
+use cohort_cluster::{Cluster, Future, Pid, RemoteFn, Topology};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,25 +12,41 @@ use tokio::sync::Notify;
 
 use crate::caching::CachingPool;
 use crate::error::PoolError;
+use crate::proxy::{self, Proxy};
 
-struct State {
+pub(crate) struct State {
     /// The members (a multiset: a local pool may list this process several times).
-    members: Vec<Pid>,
+    pub(crate) members: Vec<Pid>,
     /// The members not lent out, in the order they came back.
-    free: VecDeque<Pid>,
+    pub(crate) free: VecDeque<Pid>,
     /// Workers taken and then [detached](Lease::detach) from their lease: lent out
     /// until [`WorkerPool::put`] gives them back (a multiset). A worker held by a live
     /// [`Lease`] is not here, so `put` cannot free it while its holder still uses it.
     detached: Vec<Pid>,
 }
 
-struct Inner {
-    /// The cluster the members belong to.
-    cluster: Cluster,
-    state: Mutex<State>,
+/// A pool whose state lives on this process.
+pub(crate) struct Local {
+    pub(crate) state: Mutex<State>,
     notify: Notify,
     /// The default pool follows the cluster's workers as they come and go.
     follows_cluster: bool,
+    /// The id other processes reach it by, given the first time it is sent to one.
+    pub(crate) id: OnceLock<u64>,
+}
+
+/// Where a pool's state lives.
+pub(crate) enum Kind {
+    /// On this process.
+    Local(Local),
+    /// On another process, its owner: this handle forwards to it.
+    Proxy(Proxy),
+}
+
+pub(crate) struct Inner {
+    /// The cluster the members belong to.
+    pub(crate) cluster: Cluster,
+    pub(crate) kind: Kind,
 }
 
 /// A set of workers lent out one call at a time (Julia's `WorkerPool`): a call on the
@@ -39,22 +55,63 @@ struct Inner {
 ///
 /// Cloning gives another handle to the same pool.
 ///
+/// A pool travels: passed to another process as (part of) a remote call's argument
+/// or value, it arrives there as a *proxy* of the pool on its owner (the process that
+/// made it), as in Julia. A proxy's [`take`](Self::take), [`put`](Self::put),
+/// [`push`](Self::push), [`workers`](Self::workers) and [`len`](Self::len) ask the
+/// owner; the workers it takes are held on the owner, which gets them back when the
+/// lease is dropped or when the holder's process leaves the cluster. A proxy's take
+/// never waits for a worker to free up: when the owner has none free it lends the
+/// calling process itself, which is busy anyway (it runs the call that asked), so a
+/// map started inside a map's item always makes progress and picks up the pool's
+/// workers as they free up. A worker this process gave back is free for its next
+/// take (that take waits for the owner to have it back). The owner keeps the pool only while it holds a handle to it: once the
+/// last one there is dropped, a proxy's requests fail with [`PoolError::PoolGone`].
+/// Sent back to its owner, a pool arrives as the pool itself.
+///
 /// ```
 /// use cohort_pool::WorkerPool;
 /// let pool = WorkerPool::new([cohort_cluster::myid()]);
 /// assert_eq!(pool.len(), 1);
 /// let v = pool.remotecall_fetch_blocking(|x: u32| x + 1, (41,)).unwrap();
 /// assert_eq!(v, 42);
+/// // Encoded and decoded on its owner, a pool is the pool itself.
+/// let bytes = cohort_cluster::codec::encode(&pool).unwrap();
+/// let back: WorkerPool = cohort_cluster::codec::decode(&bytes).unwrap();
+/// assert!(!back.is_proxy());
+/// let lease = back.take_blocking().unwrap();
+/// assert!(!pool.isready());
+/// # drop(lease);
+/// ```
+///
+/// Passed to a worker, it lends the owner's workers there:
+///
+/// ```no_run
+/// use cohort_pool::WorkerPool;
+/// let w = cohort_cluster::blocking::addprocs(2).unwrap();
+/// let pool = WorkerPool::new([w[1]]);
+/// let ran = cohort_cluster::blocking::remotecall_fetch(
+///     |p: WorkerPool| p.remotecall_fetch_blocking(cohort_cluster::myid, ()).unwrap(),
+///     w[0],
+///     (pool.clone(),),
+/// )
+/// .unwrap();
+/// assert_eq!(ran, w[1]);
 /// ```
 #[derive(Clone)]
 pub struct WorkerPool {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.inner.state.lock();
-        write!(f, "WorkerPool({:?}, {} free)", s.members, s.free.len())
+        match &self.inner.kind {
+            Kind::Local(l) => {
+                let s = l.state.lock();
+                write!(f, "WorkerPool({:?}, {} free)", s.members, s.free.len())
+            }
+            Kind::Proxy(p) => write!(f, "WorkerPool(proxy of {} on {})", p.id, p.owner),
+        }
     }
 }
 
@@ -75,9 +132,30 @@ pub struct Lease {
     pid: Pid,
     /// Set by [`detach`](Self::detach): the worker stays lent after the drop.
     detached: bool,
+    held: Held,
+}
+
+/// Who holds the lent worker for a lease.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Held {
+    /// This process's pool.
+    Here,
+    /// The owner of a proxy's pool, under this lease id there.
+    Owner(u64),
+    /// Nobody: a proxy lent this process itself (its owner had no free worker).
+    Itself,
 }
 
 impl Lease {
+    pub(crate) fn new(pool: WorkerPool, pid: Pid, held: Held) -> Self {
+        Lease {
+            pool,
+            pid,
+            detached: false,
+            held,
+        }
+    }
+
     /// The worker.
     ///
     /// ```
@@ -90,7 +168,9 @@ impl Lease {
 
     /// Ends the lease without giving the worker back: it stays lent until
     /// [`WorkerPool::put`]`(pid)` returns it — Julia's `take!(pool)` … `put!(pool, pid)`
-    /// pair, for code that hands the pid on.
+    /// pair, for code that hands the pid on. A worker taken through a proxy is put
+    /// back through a proxy of the same pool on the same process (or goes back when
+    /// this process leaves the cluster).
     ///
     /// ```
     /// let pool = cohort_pool::WorkerPool::new([1]);
@@ -178,10 +258,19 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if self.detached {
-            self.pool.inner.state.lock().detached.push(self.pid);
-        } else {
-            self.pool.give_back(self.pid);
+        match (&self.pool.inner.kind, self.held) {
+            (Kind::Local(l), Held::Here) => {
+                if self.detached {
+                    l.state.lock().detached.push(self.pid);
+                } else {
+                    self.pool.give_back(self.pid);
+                }
+            }
+            (Kind::Proxy(p), Held::Owner(lease)) => {
+                proxy::end_lease(&self.pool.inner.cluster, p, lease, self.pid, self.detached);
+            }
+            // A process lent to itself holds nothing anywhere.
+            _ => {}
         }
     }
 }
@@ -210,7 +299,7 @@ impl WorkerPool {
     }
 
     /// A pool of every worker of `cluster`, following it as workers join and leave
-    /// (what [`default_worker_pool`] is for the current cluster).
+    /// (what [`default_worker_pool`] is for the current cluster on its master).
     ///
     /// ```
     /// let c = cohort_cluster::Cluster::new();
@@ -231,6 +320,30 @@ impl WorkerPool {
         &self.inner.cluster
     }
 
+    /// The process that holds this pool's state: this process for a pool made here,
+    /// the owner for a pool received from another process (a proxy).
+    ///
+    /// ```
+    /// let pool = cohort_pool::WorkerPool::new([1]);
+    /// assert_eq!(pool.owner(), cohort_cluster::myid());
+    /// ```
+    pub fn owner(&self) -> Pid {
+        match &self.inner.kind {
+            Kind::Local(_) => self.inner.cluster.myid(),
+            Kind::Proxy(p) => p.owner,
+        }
+    }
+
+    /// Whether this handle is a proxy of a pool on another process (see the
+    /// [type's docs](Self)).
+    ///
+    /// ```
+    /// assert!(!cohort_pool::WorkerPool::new([1]).is_proxy());
+    /// ```
+    pub fn is_proxy(&self) -> bool {
+        matches!(self.inner.kind, Kind::Proxy(_))
+    }
+
     fn is_alive(&self, pid: Pid) -> bool {
         self.inner.cluster.procs().contains(&pid)
     }
@@ -239,18 +352,31 @@ impl WorkerPool {
         WorkerPool {
             inner: Arc::new(Inner {
                 cluster,
-                state: Mutex::new(State {
-                    free: members.iter().copied().collect(),
-                    members,
-                    detached: Vec::new(),
+                kind: Kind::Local(Local {
+                    state: Mutex::new(State {
+                        free: members.iter().copied().collect(),
+                        members,
+                        detached: Vec::new(),
+                    }),
+                    notify: Notify::new(),
+                    follows_cluster,
+                    id: OnceLock::new(),
                 }),
-                notify: Notify::new(),
-                follows_cluster,
             }),
         }
     }
 
-    /// Adds a worker (Julia's `push!(pool, pid)`).
+    pub(crate) fn from_proxy(cluster: Cluster, proxy: Proxy) -> Self {
+        WorkerPool {
+            inner: Arc::new(Inner {
+                cluster,
+                kind: Kind::Proxy(proxy),
+            }),
+        }
+    }
+
+    /// Adds a worker (Julia's `push!(pool, pid)`); on a proxy, to the pool on its
+    /// owner (a failure to reach the owner is printed on stderr).
     ///
     /// ```
     /// let pool = cohort_pool::WorkerPool::new([]);
@@ -258,33 +384,59 @@ impl WorkerPool {
     /// assert_eq!(pool.workers(), vec![1]);
     /// ```
     pub fn push(&self, pid: Pid) {
-        let mut s = self.inner.state.lock();
+        let l = match &self.inner.kind {
+            Kind::Local(l) => l,
+            Kind::Proxy(p) => return proxy::push(&self.inner.cluster, p, pid),
+        };
+        let mut s = l.state.lock();
         s.members.push(pid);
         s.free.push_back(pid);
         drop(s);
-        self.inner.notify.notify_one();
+        l.notify.notify_one();
     }
 
-    /// The members, sorted (Julia's `workers(pool)`).
+    /// The members, sorted (Julia's `workers(pool)`). A proxy asks its owner; when the
+    /// owner cannot be reached (or this thread may not block: a single-threaded async
+    /// runtime's thread), it gives the members last heard of, and none for a pool
+    /// its owner no longer has.
     ///
     /// ```
     /// assert_eq!(cohort_pool::WorkerPool::new([1]).workers(), vec![1]);
     /// ```
     pub fn workers(&self) -> Vec<Pid> {
-        self.refresh();
-        let mut v = self.inner.state.lock().members.clone();
-        v.sort_unstable();
-        v
+        match &self.inner.kind {
+            Kind::Local(l) => {
+                self.refresh(l);
+                let mut v = l.state.lock().members.clone();
+                v.sort_unstable();
+                v
+            }
+            Kind::Proxy(p) => proxy::info(&self.inner.cluster, p).members,
+        }
     }
 
-    /// The number of members (Julia's `length(pool)`).
+    /// The number of members (Julia's `length(pool)`); for a proxy as
+    /// [`workers`](Self::workers) says.
     ///
     /// ```
     /// assert_eq!(cohort_pool::WorkerPool::new([1]).len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        self.refresh();
-        self.inner.state.lock().members.len()
+        match &self.inner.kind {
+            Kind::Local(l) => {
+                self.refresh(l);
+                l.state.lock().members.len()
+            }
+            Kind::Proxy(p) => proxy::info(&self.inner.cluster, p).members.len(),
+        }
+    }
+
+    /// The number of members, or why a proxy's owner cannot tell.
+    pub(crate) fn try_len(&self) -> Result<usize, PoolError> {
+        match &self.inner.kind {
+            Kind::Local(_) => Ok(self.len()),
+            Kind::Proxy(p) => proxy::try_info(&self.inner.cluster, p).map(|i| i.members.len()),
+        }
     }
 
     /// Whether the pool has no members.
@@ -296,23 +448,30 @@ impl WorkerPool {
         self.len() == 0
     }
 
-    /// Whether a worker is free now (Julia's `isready(pool)`).
+    /// Whether a worker is free now (Julia's `isready(pool)`); for a proxy, whether
+    /// one is free on its owner (a proxy's [`take`](Self::take) does not wait for one
+    /// either way).
     ///
     /// ```
     /// assert!(cohort_pool::WorkerPool::new([1]).isready());
     /// ```
     pub fn isready(&self) -> bool {
-        self.refresh();
-        !self.inner.state.lock().free.is_empty()
+        match &self.inner.kind {
+            Kind::Local(l) => {
+                self.refresh(l);
+                !l.state.lock().free.is_empty()
+            }
+            Kind::Proxy(p) => proxy::info(&self.inner.cluster, p).any_free,
+        }
     }
 
     /// The default pool follows the cluster: adds new workers, drops those gone.
-    fn refresh(&self) {
-        if !self.inner.follows_cluster {
+    fn refresh(&self, l: &Local) {
+        if !l.follows_cluster {
             return;
         }
         let now = self.inner.cluster.workers();
-        let mut s = self.inner.state.lock();
+        let mut s = l.state.lock();
         if s.members == now {
             return;
         }
@@ -326,19 +485,24 @@ impl WorkerPool {
         s.members = now;
         drop(s);
         if !added.is_empty() {
-            self.inner.notify.notify_waiters();
+            l.notify.notify_waiters();
         }
     }
 
     /// Takes a free worker, waiting until one is free (Julia's `take!(pool)`); it goes
-    /// back when the [`Lease`] is dropped.
+    /// back when the [`Lease`] is dropped. A proxy does not wait for one: it takes a
+    /// free worker on its owner, else lends this process itself.
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`] if the pool has no member left.
+    /// [`PoolError::EmptyPool`] if the pool has no member left; for a proxy,
+    /// [`PoolError::PoolGone`] or the failure to reach the owner
+    /// ([`PoolError::Call`]).
     ///
     /// # Cancel safety
     /// Cancel-safe: a worker is taken only by the poll that returns its [`Lease`], so a
-    /// dropped `take` takes none, and a wake-up it had received passes to the next waiter.
+    /// dropped `take` takes none, and a wake-up it had received passes to the next
+    /// waiter. A proxy's request to its owner runs on: a worker lent after the `take`
+    /// was dropped goes straight back.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {
@@ -355,44 +519,20 @@ impl WorkerPool {
     /// Takes a free worker other than `avoid` when the pool has another live member
     /// (retries go elsewhere).
     pub(crate) async fn take_avoiding(&self, avoid: Option<Pid>) -> Result<Lease, PoolError> {
+        let l = match &self.inner.kind {
+            Kind::Local(l) => l,
+            Kind::Proxy(p) => return proxy::take(self, p, avoid).await,
+        };
         loop {
             // Watched before the members are looked at, so no join is missed.
             let mut membership = self.inner.cluster.watch_membership();
-            self.refresh();
-            let notified = self.inner.notify.notified();
+            let notified = l.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut s = self.inner.state.lock();
-                // Drop members that have left the cluster.
-                if s.free.iter().any(|p| !self.is_alive(*p)) {
-                    let dead: Vec<Pid> = s
-                        .free
-                        .iter()
-                        .copied()
-                        .filter(|p| !self.is_alive(*p))
-                        .collect();
-                    s.free.retain(|p| !dead.contains(p));
-                    s.members.retain(|p| !dead.contains(p));
-                }
-                if s.members.is_empty() {
-                    return Err(PoolError::EmptyPool);
-                }
-                let only_avoided = avoid.is_some_and(|a| s.members.iter().all(|p| *p == a));
-                let pick = s
-                    .free
-                    .iter()
-                    .position(|p| only_avoided || Some(*p) != avoid);
-                if let Some(i) = pick {
-                    let pid = s.free.remove(i).expect("index in range");
-                    return Ok(Lease {
-                        pool: self.clone(),
-                        pid,
-                        detached: false,
-                    });
-                }
+            if let Some(lease) = self.try_take_local(l, avoid)? {
+                return Ok(lease);
             }
-            if self.inner.follows_cluster {
+            if l.follows_cluster {
                 // New workers join without a notification of the pool's own.
                 tokio::select! {
                     _ = notified => {}
@@ -404,11 +544,54 @@ impl WorkerPool {
         }
     }
 
+    /// Takes a free worker of a local pool now, if one is free (other than `avoid`
+    /// when the pool has another member); what a proxy's owner does for it.
+    pub(crate) fn try_take_now(&self, avoid: Option<Pid>) -> Result<Option<Lease>, PoolError> {
+        match &self.inner.kind {
+            Kind::Local(l) => self.try_take_local(l, avoid),
+            // An owner resolves ids to its own pools only.
+            Kind::Proxy(p) => Err(PoolError::PoolGone {
+                owner: p.owner,
+                pool: p.id,
+            }),
+        }
+    }
+
+    fn try_take_local(&self, l: &Local, avoid: Option<Pid>) -> Result<Option<Lease>, PoolError> {
+        self.refresh(l);
+        let mut s = l.state.lock();
+        // Drop members that have left the cluster.
+        if s.free.iter().any(|p| !self.is_alive(*p)) {
+            let dead: Vec<Pid> = s
+                .free
+                .iter()
+                .copied()
+                .filter(|p| !self.is_alive(*p))
+                .collect();
+            s.free.retain(|p| !dead.contains(p));
+            s.members.retain(|p| !dead.contains(p));
+        }
+        if s.members.is_empty() {
+            return Err(PoolError::EmptyPool);
+        }
+        let only_avoided = avoid.is_some_and(|a| s.members.iter().all(|p| *p == a));
+        let pick = s
+            .free
+            .iter()
+            .position(|p| only_avoided || Some(*p) != avoid);
+        Ok(pick.map(|i| {
+            let pid = s.free.remove(i).expect("index in range");
+            Lease::new(self.clone(), pid, Held::Here)
+        }))
+    }
+
     /// Gives back a worker that was taken and [detached](Lease::detach) from its lease
     /// (Julia's `put!(pool, pid)`); one that has left the cluster is dropped from the
     /// pool. A worker held by a live [`Lease`] is not given back — it goes back when
     /// the lease is dropped — so one worker is never lent to two holders at once; a
-    /// `put` of a worker that is not lent, or not a member, does nothing.
+    /// `put` of a worker that is not lent, or not a member, does nothing. On a proxy it
+    /// gives back a worker this process took through a proxy of the same pool and
+    /// detached.
     ///
     /// ```
     /// let pool = cohort_pool::WorkerPool::new([1]);
@@ -420,7 +603,11 @@ impl WorkerPool {
     /// assert!(pool.isready());
     /// ```
     pub fn put(&self, pid: Pid) {
-        let mut s = self.inner.state.lock();
+        let l = match &self.inner.kind {
+            Kind::Local(l) => l,
+            Kind::Proxy(p) => return proxy::put(&self.inner.cluster, p, pid),
+        };
+        let mut s = l.state.lock();
         let Some(i) = s.detached.iter().position(|p| *p == pid) else {
             return;
         };
@@ -432,7 +619,10 @@ impl WorkerPool {
     /// Returns a lent worker to the free list (a lease's drop, or `put` of a detached
     /// one); one that has left the cluster, or the pool, is dropped.
     fn give_back(&self, pid: Pid) {
-        let mut s = self.inner.state.lock();
+        let Kind::Local(l) = &self.inner.kind else {
+            return;
+        };
+        let mut s = l.state.lock();
         let lent = s.members.iter().filter(|p| **p == pid).count()
             > s.free.iter().filter(|p| **p == pid).count();
         if !lent {
@@ -443,11 +633,11 @@ impl WorkerPool {
         } else if let Some(i) = s.members.iter().position(|p| *p == pid) {
             s.members.remove(i);
             drop(s);
-            self.inner.notify.notify_waiters();
+            l.notify.notify_waiters();
             return;
         }
         drop(s);
-        self.inner.notify.notify_one();
+        l.notify.notify_one();
     }
 
     /// Calls `f(args…)` on a free worker and returns its [`Future`] at once the worker
@@ -455,7 +645,8 @@ impl WorkerPool {
     /// pool when the call has finished.
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`]; the call's own failures are in the future.
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too); the call's
+    /// own failures are in the future.
     ///
     /// # Cancel safety
     /// Cancel-safe: it waits only to take a worker (as [`take`](Self::take)) and then
@@ -489,7 +680,8 @@ impl WorkerPool {
     /// `remotecall_fetch(f, pool, args...)`).
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`], or the call's failure as [`PoolError::Call`].
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too), or the
+    /// call's failure as [`PoolError::Call`].
     ///
     /// # Cancel safety
     /// Not cancel-safe once a worker is taken. Dropped while it waits for a worker, nothing
@@ -518,7 +710,8 @@ impl WorkerPool {
     /// [`Future`] holding its result (Julia's `remotecall_wait(f, pool, args...)`).
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`], or the call's failure.
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too), or the
+    /// call's failure.
     ///
     /// # Cancel safety
     /// As [`remotecall_fetch`](Self::remotecall_fetch): dropped after a worker was taken,
@@ -553,7 +746,7 @@ impl WorkerPool {
     /// has finished, and a failure is printed on this process's stderr.
     ///
     /// # Errors
-    /// [`PoolError::EmptyPool`].
+    /// As [`take`](Self::take) (for a proxy, [`PoolError::PoolGone`] too).
     ///
     /// # Cancel safety
     /// Cancel-safe, as [`remotecall`](Self::remotecall): once a worker is taken the call
@@ -788,9 +981,13 @@ pub fn default_pool() -> AnyPool {
 /// [`set_default_worker_pool`] installed (a caching pool's own [`WorkerPool`]), else
 /// the pool that follows the cluster. On the master that one holds the workers and
 /// follows the cluster as workers are added and removed (the master itself when there
-/// are none, as [`workers`](cohort_cluster::workers) says). On a worker it lends that
-/// worker itself, once per core, so a parallel map started from inside a remote call
-/// runs locally and cannot wait on the master's pool.
+/// are none, as [`workers`](cohort_cluster::workers) says). On a worker it is, as in
+/// Julia, a proxy of the master's default pool (see [`WorkerPool`]): a parallel map or
+/// [`remote`] call made inside a remote call spreads over the cluster's workers, and
+/// cannot deadlock on a map that holds them, since a proxy lends its own process
+/// when the master has no free worker. On a worker of a cluster whose workers do not
+/// all reach each other ([`Topology`] other than `AllToAll`) it lends that worker
+/// itself, once per core.
 ///
 /// ```
 /// assert_eq!(cohort_pool::default_worker_pool().workers(), vec![1]);
@@ -799,18 +996,27 @@ pub fn default_worker_pool() -> WorkerPool {
     default_pool().worker_pool().clone()
 }
 
-/// The pool following the cluster (or, on a worker, lending it itself).
+/// The pool following the cluster: on its master the workers, on a worker a proxy of
+/// the master's default pool (or, where workers cannot reach each other, the worker
+/// itself).
 fn following_pool(cluster: &Cluster) -> WorkerPool {
     static MASTER: OnceLock<WorkerPool> = OnceLock::new();
     static WORKER: OnceLock<WorkerPool> = OnceLock::new();
     let cluster = cluster.clone();
     let me = cluster.myid();
+    let on_worker = || {
+        if cluster.topology() == Topology::AllToAll {
+            proxy::default_of_master(&cluster)
+        } else {
+            local_pool(&cluster)
+        }
+    };
     if cluster != Cluster::global() {
         // Another cluster of this process: a pool following it (cheap to make).
         return if me == 1 {
             WorkerPool::following(&cluster)
         } else {
-            local_pool(&cluster)
+            on_worker()
         };
     }
     if me == 1 {
@@ -818,7 +1024,7 @@ fn following_pool(cluster: &Cluster) -> WorkerPool {
             .get_or_init(|| WorkerPool::following(&cluster))
             .clone()
     } else {
-        WORKER.get_or_init(|| local_pool(&cluster)).clone()
+        WORKER.get_or_init(on_worker).clone()
     }
 }
 
