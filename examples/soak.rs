@@ -50,50 +50,15 @@ use rand::{Rng, SeedableRng};
 struct Probe {
     rss_kib: u64,
     fds: usize,
+    /// TCP sockets: the listener and the connections.
+    tcp: usize,
+    /// Other sockets (Unix-domain ones the runtime and the launcher made).
     sockets: usize,
     threads: usize,
 }
 
-fn status_field(name: &str) -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    s.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-#[cohort::remote]
-fn probe() -> Probe {
-    // SAFETY: malloc_trim only hands free pages of glibc's heap back to the OS.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let (mut fds, mut sockets) = (0, 0);
-    for e in std::fs::read_dir("/proc/self/fd")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        match std::fs::read_link(e.path()) {
-            Ok(l) if l.to_string_lossy().starts_with("socket:") => sockets += 1,
-            Ok(_) => fds += 1,
-            // The directory's own descriptor, closed by now.
-            Err(_) => {}
-        }
-    }
-    Probe {
-        rss_kib: status_field("VmRSS:"),
-        fds,
-        sockets,
-        threads: status_field("Threads:") as usize,
-    }
-}
-
-/// This process's sockets, one line each: the inode, and for a TCP socket its
-/// endpoints and state from `/proc/self/net/tcp{,6}` (for a failure's report).
-#[cohort::remote]
-fn socket_report() -> Vec<String> {
+/// The inodes of this process's network namespace's TCP sockets.
+fn tcp_inodes() -> std::collections::HashMap<String, String> {
     let mut tcp = std::collections::HashMap::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         for line in std::fs::read_to_string(table)
@@ -111,6 +76,60 @@ fn socket_report() -> Vec<String> {
             }
         }
     }
+    tcp
+}
+
+fn status_field(name: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cohort::remote]
+fn probe() -> Probe {
+    // SAFETY: malloc_trim only hands free pages of glibc's heap back to the OS.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let (mut fds, mut tcp, mut sockets) = (0, 0, 0);
+    let tcp_inodes = tcp_inodes();
+    for e in std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        match std::fs::read_link(e.path()) {
+            Ok(l) if l.to_string_lossy().starts_with("socket:") => {
+                let l = l.to_string_lossy().into_owned();
+                let inode = l.trim_start_matches("socket:[").trim_end_matches(']');
+                if tcp_inodes.contains_key(inode) {
+                    tcp += 1;
+                } else {
+                    sockets += 1;
+                }
+            }
+            Ok(_) => fds += 1,
+            // The directory's own descriptor, closed by now.
+            Err(_) => {}
+        }
+    }
+    Probe {
+        rss_kib: status_field("VmRSS:"),
+        fds,
+        tcp,
+        sockets,
+        threads: status_field("Threads:") as usize,
+    }
+}
+
+/// This process's sockets, one line each (the inode, and for a TCP socket its
+/// endpoints and state), then its threads by name: for a failure's report.
+#[cohort::remote]
+fn socket_report() -> Vec<String> {
+    let tcp = tcp_inodes();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc/self/fd")
         .into_iter()
@@ -125,6 +144,16 @@ fn socket_report() -> Vec<String> {
             }
         }
     }
+    let mut names = std::collections::BTreeMap::<String, usize>::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        *names.entry(name.trim().to_string()).or_default() += 1;
+    }
+    out.push(format!("threads {names:?}"));
     out
 }
 
@@ -433,8 +462,14 @@ fn near(what: &str, base: Probe, end: Probe, peers: usize) -> Vec<String> {
         ));
     }
     // A listener, and at most two connections (one made each way) per peer.
-    if end.sockets > 1 + 2 * peers {
-        bad.push(format!("{what}: {} sockets for {peers} peers", end.sockets));
+    if end.tcp > 1 + 2 * peers {
+        bad.push(format!("{what}: {} TCP sockets for {peers} peers", end.tcp));
+    }
+    if end.sockets > base.sockets {
+        bad.push(format!(
+            "{what}: {} other sockets, baseline {}",
+            end.sockets, base.sockets
+        ));
     }
     if end.threads > base.threads + 4 {
         bad.push(format!(
@@ -531,7 +566,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    if bad.iter().any(|b| b.contains("sockets")) {
+    if bad
+        .iter()
+        .any(|b| b.contains("sockets") || b.contains("threads"))
+    {
         eprintln!("soak: processes {:?}, anchor {}", procs(), s.anchor);
         for w in workers() {
             for l in blocking::remotecall_fetch(socket_report, w, ())? {

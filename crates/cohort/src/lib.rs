@@ -79,7 +79,7 @@ pub use cohort_cluster::{
     ClusterError, ClusterManager, ConnectError, Cookie, ElasticListener, ErrorKind, Failure,
     Future, LaunchParams, LocalManager, Pid, ProcessRole, ProtocolError, RefId, RemoteChannel,
     RemoteException, RemoteFn, RmStatus, RmprocsTask, SendError, Stats, Target, Topology,
-    WorkerArgsError, WorkerConfig, WorkerOptions, DEFAULT_HANDSHAKE_TIMEOUT,
+    WeakCluster, WorkerArgsError, WorkerConfig, WorkerOptions, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_HANDSHAKES, HANDSHAKE_TIMEOUT_ENV, MAX_FRAME_ENV, MAX_HANDSHAKES_ENV,
     MIN_MAX_FRAME, PAYLOAD_ROOM,
 };

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
-use cohort_cluster::{Cluster, Pid};
+use cohort_cluster::{Cluster, Pid, WeakCluster};
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -164,16 +164,22 @@ fn release_departed(cluster: &Cluster) {
 /// Makes sure a task gives back the leases of holders that leave `cluster`; subscribed
 /// before the caller records a lease, so no departure after that is missed.
 fn watch_holders(cluster: &Cluster) {
-    static WATCHED: Mutex<Vec<Cluster>> = Mutex::new(Vec::new());
+    // Weak: watching a cluster must not keep it from being dropped (its drop shuts
+    // its connections, so that its workers exit); the task ends with it.
+    static WATCHED: Mutex<Vec<WeakCluster>> = Mutex::new(Vec::new());
     let mut w = WATCHED.lock();
-    if w.contains(cluster) {
+    w.retain(|c| c.upgrade().is_some());
+    if w.iter().any(|c| c.is(cluster)) {
         return;
     }
-    w.push(cluster.clone());
+    w.push(cluster.downgrade());
     let mut membership = cluster.watch_membership();
-    let cluster = cluster.clone();
+    let weak = cluster.downgrade();
     cohort_cluster::runtime::handle().spawn(async move {
         while membership.changed().await.is_ok() {
+            let Some(cluster) = weak.upgrade() else {
+                return;
+            };
             release_departed(&cluster);
         }
     });

@@ -68,6 +68,45 @@ impl PartialEq for Cluster {
 
 impl Eq for Cluster {}
 
+/// A handle to a [`Cluster`] that does not keep it alive ([`Cluster::downgrade`]):
+/// for tasks and tables that watch a cluster but must not stop its drop (which shuts
+/// its connections, so that its workers exit).
+///
+/// ```
+/// let c = cohort_cluster::Cluster::new();
+/// let w = c.downgrade();
+/// assert_eq!(w.upgrade(), Some(c.clone()));
+/// drop(c);
+/// assert!(w.upgrade().is_none());
+/// ```
+#[derive(Clone, Debug)]
+pub struct WeakCluster {
+    node: std::sync::Weak<Node>,
+}
+
+impl WeakCluster {
+    /// The cluster, if a [`Cluster`] handle to it still exists.
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// assert!(c.downgrade().upgrade().is_some());
+    /// ```
+    pub fn upgrade(&self) -> Option<Cluster> {
+        self.node.upgrade().map(|node| Cluster { node })
+    }
+
+    /// Whether this is a handle to `cluster`.
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// assert!(c.downgrade().is(&c));
+    /// assert!(!c.downgrade().is(&cohort_cluster::Cluster::new()));
+    /// ```
+    pub fn is(&self, cluster: &Cluster) -> bool {
+        std::ptr::eq(self.node.as_ptr(), Arc::as_ptr(&cluster.node))
+    }
+}
+
 impl fmt::Debug for Cluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cluster")
@@ -234,6 +273,18 @@ impl Cluster {
     /// ```
     pub fn set_cookie(&self, cookie: &str) -> Result<(), ClusterError> {
         set_cookie_in(&self.node, cookie)
+    }
+
+    /// A handle that does not keep this cluster alive.
+    ///
+    /// ```
+    /// let c = cohort_cluster::Cluster::new();
+    /// assert!(c.downgrade().is(&c));
+    /// ```
+    pub fn downgrade(&self) -> WeakCluster {
+        WeakCluster {
+            node: Arc::downgrade(&self.node),
+        }
     }
 
     /// How many bytes of function state (a closure's captured values) each process
