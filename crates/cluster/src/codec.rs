@@ -299,3 +299,183 @@ impl<'de, T: bytemuck::Pod> serde::Deserialize<'de> for Bulk<T> {
         d.deserialize_bytes(V(std::marker::PhantomData))
     }
 }
+
+/// A value that can be decoded into a caller's buffer of its elements, without a
+/// vector of its own: what [`Future::fetch_into`](crate::Future::fetch_into) fetches.
+/// Implemented for [`Bulk<E>`] (its bytes are copied in one block) and `Vec<E>` (its
+/// elements are decoded in place; `f32`/`f64`/`u8`/`i8`, which postcard writes at
+/// their fixed width, in one block too).
+///
+/// ```
+/// use cohort_cluster::codec::{encode, Bulk, IntoBuffer};
+/// let bytes = encode(&Bulk(vec![1.5f64, 2.5])).unwrap();
+/// let mut out = [0.0; 2];
+/// <Bulk<f64> as IntoBuffer>::decode_into(&bytes, &mut out).unwrap();
+/// assert_eq!(out, [1.5, 2.5]);
+/// ```
+pub trait IntoBuffer {
+    /// The element type.
+    type Elem;
+
+    /// Decodes the encoded value `bytes` into `out`, which must have exactly the
+    /// value's length.
+    ///
+    /// # Errors
+    /// [`BufferError::Length`] if `out` is not as long as the value (nothing else is
+    /// written then), [`BufferError::Decode`] if `bytes` are not such a value.
+    fn decode_into(bytes: &[u8], out: &mut [Self::Elem]) -> Result<(), BufferError>;
+
+    /// The elements of a value held here, for a copy into a buffer.
+    fn elems(&self) -> &[Self::Elem];
+}
+
+/// Why a value could not be decoded into a buffer ([`IntoBuffer::decode_into`]).
+///
+/// ```
+/// let e = cohort_cluster::codec::BufferError::Length { value: 3, buffer: 2 };
+/// assert!(e.to_string().contains("3"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BufferError {
+    /// The buffer's length is not the value's.
+    #[error("the value has {value} elements but the buffer {buffer}")]
+    Length {
+        /// Elements in the value.
+        value: usize,
+        /// Elements in the buffer.
+        buffer: usize,
+    },
+    /// The bytes are not an encoded value of this type.
+    #[error("cannot decode the value: {0}")]
+    Decode(String),
+}
+
+impl<E: bytemuck::Pod> IntoBuffer for Bulk<E> {
+    type Elem = E;
+
+    fn decode_into(bytes: &[u8], out: &mut [E]) -> Result<(), BufferError> {
+        let (raw, _): (&[u8], _) =
+            postcard::take_from_bytes(bytes).map_err(|e| BufferError::Decode(e.to_string()))?;
+        copy_raw(raw, out)
+    }
+
+    fn elems(&self) -> &[E] {
+        &self.0
+    }
+}
+
+/// Copies `raw`, the bytes of `out.len()` elements, into `out`.
+fn copy_raw<E: bytemuck::Pod>(raw: &[u8], out: &mut [E]) -> Result<(), BufferError> {
+    let size = std::mem::size_of::<E>().max(1);
+    if !raw.len().is_multiple_of(size) {
+        return Err(BufferError::Decode(format!(
+            "{} bytes are not a whole number of {}",
+            raw.len(),
+            std::any::type_name::<E>()
+        )));
+    }
+    if raw.len() / size != out.len() {
+        return Err(BufferError::Length {
+            value: raw.len() / size,
+            buffer: out.len(),
+        });
+    }
+    bytemuck::cast_slice_mut::<E, u8>(out).copy_from_slice(raw);
+    Ok(())
+}
+
+impl<E: bytemuck::Pod + DeserializeOwned> IntoBuffer for Vec<E> {
+    type Elem = E;
+
+    fn decode_into(bytes: &[u8], out: &mut [E]) -> Result<(), BufferError> {
+        let bad = |e: postcard::Error| BufferError::Decode(e.to_string());
+        let (len, rest): (usize, &[u8]) = take_varint(bytes).ok_or_else(|| {
+            BufferError::Decode("the value's length is missing or too large".into())
+        })?;
+        if len != out.len() {
+            return Err(BufferError::Length {
+                value: len,
+                buffer: out.len(),
+            });
+        }
+        use std::any::TypeId;
+        let fixed = [
+            TypeId::of::<f64>(),
+            TypeId::of::<f32>(),
+            TypeId::of::<u8>(),
+            TypeId::of::<i8>(),
+        ];
+        if cfg!(target_endian = "little") && fixed.contains(&TypeId::of::<E>()) {
+            // postcard writes these at their width, little-endian: the elements'
+            // bytes as they are in memory.
+            let need = len * std::mem::size_of::<E>();
+            let raw = rest.get(..need).ok_or_else(|| {
+                BufferError::Decode(format!("{} bytes for {len} elements", rest.len()))
+            })?;
+            return copy_raw(raw, out);
+        }
+        let mut rest = rest;
+        for slot in out.iter_mut() {
+            let (v, r) = postcard::take_from_bytes::<E>(rest).map_err(bad)?;
+            *slot = v;
+            rest = r;
+        }
+        Ok(())
+    }
+
+    fn elems(&self) -> &[E] {
+        self
+    }
+}
+
+/// postcard's length prefix: a LEB128 `usize` at the front of `bytes`, and the rest.
+fn take_varint(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut v: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((usize::try_from(v).ok()?, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    #[test]
+    fn vectors_and_bulk_arrays_decode_into_buffers_of_their_length_only() {
+        let v: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5).collect();
+        let mut out = vec![0.0; 1000];
+        Vec::<f64>::decode_into(&encode(&v).unwrap(), &mut out).unwrap();
+        assert_eq!(out, v);
+        Bulk::<f64>::decode_into(&encode(&Bulk(v.clone())).unwrap(), &mut out).unwrap();
+        assert_eq!(out, v);
+        // Varint-encoded elements, decoded one by one.
+        let w: Vec<u64> = vec![1, 300, u64::MAX, 0];
+        let mut o = [9u64; 4];
+        Vec::<u64>::decode_into(&encode(&w).unwrap(), &mut o).unwrap();
+        assert_eq!(o.to_vec(), w);
+        let mut short = vec![7.0; 999];
+        assert_eq!(
+            Vec::<f64>::decode_into(&encode(&v).unwrap(), &mut short),
+            Err(BufferError::Length {
+                value: 1000,
+                buffer: 999
+            })
+        );
+        assert!(short.iter().all(|&x| x == 7.0), "nothing written");
+        assert!(matches!(
+            Bulk::<f64>::decode_into(&encode(&Bulk(v)).unwrap(), &mut short),
+            Err(BufferError::Length { .. })
+        ));
+        // Truncated or garbage bytes are errors, not panics.
+        let e = encode(&w).unwrap();
+        assert!(Vec::<u64>::decode_into(&e[..e.len() - 1], &mut o).is_err());
+        assert!(Vec::<f64>::decode_into(&[0xff; 11], &mut out).is_err());
+        assert!(Bulk::<f64>::decode_into(&[3, 1, 2, 3], &mut [0.0]).is_err());
+        let empty: Vec<f32> = Vec::new();
+        Vec::<f32>::decode_into(&encode(&empty).unwrap(), &mut []).unwrap();
+    }
+}

@@ -291,6 +291,11 @@ pub enum CallError {
     /// This handle was finalized: its claim on the owner's value was given up early.
     #[error("the reference was finalized: its value is no longer available through this handle")]
     Finalized,
+    /// The value could not go into the caller's buffer
+    /// ([`Future::fetch_into`](crate::Future::fetch_into)): another length, or bytes
+    /// that are not such a value.
+    #[error(transparent)]
+    Buffer(#[from] crate::codec::BufferError),
     /// The handle was decoded from bytes encoded outside a cluster message (with
     /// `serde_json` into a file, with [`codec::encode`](crate::codec::encode) by
     /// hand): such bytes carry no live reference, so the handle made from them is

@@ -70,7 +70,7 @@
 //! let _ = cohort::myid();
 //! ```
 
-pub use cohort_cluster::codec::Bulk;
+pub use cohort_cluster::codec::{BufferError, Bulk, IntoBuffer};
 pub use cohort_cluster::{
     addprocs, builtins, channel_from_id, closure, cluster_cookie, fetchfrom, interrupt,
     interrupt_all, interrupted, myid, myrole, nprocs, nworkers, procs, procs_of, remote_do,

@@ -609,8 +609,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
         };
         // Handles inside the value are this future's cluster's.
         let value = reply.and_then(|b| {
-            enter(&self.inner.node, || codec::decode::<T>(&b))
-                .map_err(|f| CallError::Serialization(f.message))
+            let v = enter(&self.inner.node, || codec::decode::<T>(&b))
+                .map_err(|f| CallError::Serialization(f.message));
+            self.inner.node.spare.recycle(b);
+            v
         });
         let _ = self.inner.cell.set(value);
         self.release();
@@ -681,6 +683,81 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
     {
         crate::with_timeout(limit, self.fetch()).await
     }
+}
+
+impl<T> Future<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static + codec::IntoBuffer,
+    T::Elem: Copy,
+{
+    /// Waits for the value — a `Vec<E>` or a [`Bulk<E>`](crate::codec::Bulk) of plain
+    /// numbers — and copies its elements into `out`, with no vector of its own:
+    /// repeated transfers reuse the caller's memory (a large array is decoded
+    /// straight from the message that brought it). Unlike `fetch`, it does not cache
+    /// the value here and keeps this process's claim on the owner's copy (another
+    /// `fetch_into`, or a `fetch`, gets it again); a value already here (fetched,
+    /// put or computed here) is copied from where it is.
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch); [`CallError::Buffer`] if `out` is not as long as
+    /// the value (then `out` is left as it was) or the value is not such an array.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future abandons the request (a late answer is
+    /// dropped); `out` may then hold part of the value or none of it, and the
+    /// handle stays usable.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let f = cohort_cluster::Future::<Vec<f64>>::new(cohort_cluster::myid());
+    /// f.put(vec![1.0, 2.0, 3.0]).await.unwrap();
+    /// let mut buf = [0.0; 3];
+    /// f.fetch_into(&mut buf).await.unwrap();
+    /// assert_eq!(buf, [1.0, 2.0, 3.0]);
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let f = cohort_cluster::Future::<Vec<f64>>::new(cohort_cluster::myid());
+ f.put_blocking(vec![1.0, 2.0]).unwrap();
+ let mut buf = [0.0; 2];
+ f.fetch_into_blocking(&mut buf).unwrap();
+ assert_eq!(buf, [1.0, 2.0]);"
+    )]
+    pub async fn fetch_into(&self, out: &mut [T::Elem]) -> Result<(), CallError> {
+        self.check_finalized()?;
+        if let Some(v) = self.inner.cell.get() {
+            return copy_elems(v.as_ref().map_err(Clone::clone)?, out);
+        }
+        if self.purely_local() {
+            let v = self.wait_local().await.as_ref().map_err(Clone::clone)?;
+            return copy_elems(v, out);
+        }
+        let reply = match self.pushed(true).await {
+            Some(reply) => reply,
+            None => self.ask_owner(RefRequestKind::Fetch, Vec::new()).await,
+        }?;
+        T::decode_into(&reply, out)?;
+        // The message's memory holds the next large one (repeated transfers).
+        self.inner.node.spare.recycle(reply);
+        Ok(())
+    }
+}
+
+/// Copies the elements of `v`, held here, into `out` of the same length.
+fn copy_elems<T: codec::IntoBuffer>(v: &T, out: &mut [T::Elem]) -> Result<(), CallError>
+where
+    T::Elem: Copy,
+{
+    let elems = v.elems();
+    if elems.len() != out.len() {
+        return Err(codec::BufferError::Length {
+            value: elems.len(),
+            buffer: out.len(),
+        }
+        .into());
+    }
+    out.copy_from_slice(elems);
+    Ok(())
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {

@@ -484,6 +484,14 @@ const BATCH_LIMIT: usize = 256;
 /// at most this often (each whole message tells it by itself).
 const HEARD_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The whole length (header included) of the large frame `buf` starts with, while
+/// it has not all come.
+fn large_frame_pending(buf: &BytesMut) -> Option<usize> {
+    let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let total = 4 + u32::from_le_bytes(head) as usize;
+    (total >= super::spare::SPARE_MIN && buf.len() < total).then_some(total)
+}
+
 async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let max = peer
         .node
@@ -500,13 +508,20 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
         let mut failed = None;
         while batch.len() < BATCH_LIMIT {
             match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => match decode_envelope(frame) {
-                    Ok(env) => batch.push(env),
-                    Err(e) => {
-                        failed = Some(format!("bad message: {e}"));
-                        break;
+                Ok(Some(frame)) => {
+                    if frame.len() >= super::spare::SPARE_MIN {
+                        // Let go of the large message's memory here (keep what
+                        // follows it), so that whoever decodes it can give it back.
+                        buf = BytesMut::from(&buf[..]);
                     }
-                },
+                    match decode_envelope(frame) {
+                        Ok(env) => batch.push(env),
+                        Err(e) => {
+                            failed = Some(format!("bad message: {e}"));
+                            break;
+                        }
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     failed = Some(format!("bad frame: {e}"));
@@ -539,6 +554,17 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
         }
         if full {
             continue;
+        }
+        if let Some(total) = large_frame_pending(&buf) {
+            // Into the memory of a large message given back, if there is one: its
+            // pages are already mapped (see `spare`).
+            if let Some(spare) = peer
+                .node
+                .upgrade()
+                .and_then(|n| n.spare.take_for(total, &buf))
+            {
+                buf = spare;
+            }
         }
         if buf.capacity() - buf.len() < 8192 {
             buf.reserve(64 * 1024);

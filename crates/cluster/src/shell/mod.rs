@@ -26,6 +26,7 @@ pub(crate) mod observe;
 pub(crate) mod runners;
 pub mod runtime;
 pub(crate) mod serve;
+pub(crate) mod spare;
 pub(crate) mod timer;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;

@@ -119,6 +119,8 @@ pub(crate) struct Node {
     max_frame: AtomicUsize,
     /// What this node records for a dashboard (`crate::observe`).
     pub(crate) observe: super::observe::Observer,
+    /// A large receive buffer given back, for the next large message (`spare`).
+    pub(crate) spare: Arc<super::spare::SpareBuffer>,
     /// The function states other processes keep here (`crate::captures`).
     pub(crate) kept: crate::captures::KeptStates,
     /// How many bytes of function state this node lets each callee keep for it
@@ -212,6 +214,7 @@ impl Node {
             )),
             max_frame: AtomicUsize::new(crate::api::limits::max_frame_from_env()),
             observe: Default::default(),
+            spare: Default::default(),
             kept: Default::default(),
             capture_budget: AtomicUsize::new(crate::captures::DEFAULT_CAPTURE_BUDGET),
         });
