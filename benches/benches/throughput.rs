@@ -6,7 +6,8 @@
 //! DESIGN.md's figure: a 256 MiB `f64` array held by a worker (a `Future` of it,
 //! computed once), fetched again and again into the caller's buffer
 //! (`Future::fetch_into`), as a `Bulk<f64>` and as a `Vec<f64>`, beside raw TCP of
-//! the same byte count into a buffer read again and again.
+//! the same byte count into a buffer read again and again; and the other way, a
+//! `Bulk<f64>` of 256 MiB sent to the worker, which sums it.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -156,6 +157,11 @@ fn bulk(c: &mut Criterion, pid: Pid) {
     g.finish();
 }
 
+#[cohort::remote]
+fn sum_bulk(v: cohort::Bulk<f64>) -> f64 {
+    v.iter().sum()
+}
+
 fn bulk_held(c: &mut Criterion, pid: Pid) {
     let mut peer = Peer::spawn(Child::Bulk);
     let mut raw = vec![0u8; BIG_BYTES];
@@ -183,6 +189,18 @@ fn bulk_held(c: &mut Criterion, pid: Pid) {
             held_vec.fetch_into_blocking(&mut out).unwrap();
             assert_eq!(out[n - 1], 1.5);
         })
+    });
+    // The other way: an array sent to the worker to be summed (its copy for the
+    // call is made before the timing starts).
+    g.bench_function("send_bulk_f64_sum", |b| {
+        b.iter_batched(
+            || cohort::Bulk(out.clone()),
+            |v| {
+                let s = cohort::blocking::remotecall_fetch(sum_bulk, pid, (v,)).unwrap();
+                assert_eq!(s, 1.5 * n as f64);
+            },
+            criterion::BatchSize::PerIteration,
+        )
     });
     g.finish();
 }
