@@ -1,5 +1,10 @@
 //! [`CachingPool`]: a pool that sends a function's captured data to each worker once
 //! and reuses it (Julia's `CachingPool`).
+//!
+//! Every call already sends captures of [`CAPTURE_MIN`](cohort_cluster::CAPTURE_MIN)
+//! bytes or more once per worker while they are unchanged (the runtime keeps them on
+//! the callee); a `CachingPool` does it for captures of any size, and its cache stays
+//! until [`clear`](CachingPool::clear) or the pool's drop.
 
 use std::any::Any;
 use std::collections::HashMap;
