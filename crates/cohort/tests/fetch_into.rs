@@ -96,3 +96,44 @@ fn a_failed_call_and_a_dead_owner_are_errors() {
         CallError::WorkerExited { .. } | CallError::NoSuchProcess { .. }
     ));
 }
+
+fn pattern(n: usize, seed: u64) -> Vec<u64> {
+    (0..n as u64).map(|i| i.wrapping_mul(seed) ^ seed).collect()
+}
+
+#[test]
+fn large_fetches_from_two_workers_at_once_never_mix_their_bytes() {
+    // Each fetch's message lands in the memory a previous one gave back: from either
+    // worker, in either thread, the bytes must be that array's.
+    let c = Cluster::new();
+    let w = c.launch_blocking(AddProcs::local(2)).unwrap();
+    let n = 1 << 19; // 4 MiB each
+    let held: Vec<_> = w
+        .iter()
+        .enumerate()
+        .map(|(k, &p)| c.remotecall(pattern, p, (n, k as u64 + 3)))
+        .collect();
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let held = held.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u64; n];
+                for i in 0..20 {
+                    let k = (i + t) % 2;
+                    buf.fill(0);
+                    held[k].fetch_into_blocking(&mut buf).unwrap();
+                    assert!(buf == pattern(n, k as u64 + 3), "fetch {i} of thread {t}");
+                    // Plain fetches of fresh values in between.
+                    let v = held[1 - k]
+                        .fetch_with_blocking(|v: &Vec<u64>| v[7])
+                        .unwrap();
+                    assert_eq!(v, pattern(8, (1 - k) as u64 + 3)[7]);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    c.rmprocs_blocking(&w, None).unwrap();
+}
