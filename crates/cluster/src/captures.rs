@@ -325,8 +325,7 @@ impl StateCache {
                 None => fresh(f),
             };
         }
-        let (state, specific) = codec::watching_peer_specific(|| f.encode_state());
-        let state = state?;
+        let (state, specific) = encode_watched(f)?;
         if specific || state.len() < CAPTURE_MIN {
             let _ = self.cell.set(None);
             return Ok(StateBytes::Fresh(state, specific));
@@ -340,8 +339,14 @@ impl StateCache {
 
 /// `f`'s state encoded for this call.
 pub(crate) fn fresh<F: RemoteFn<Args>, Args>(f: &F) -> Result<StateBytes, Failure> {
+    let (state, specific) = encode_watched(f)?;
+    Ok(StateBytes::Fresh(state, specific))
+}
+
+/// `f`'s state, and whether it holds something specific to its receiver.
+fn encode_watched<F: RemoteFn<Args>, Args>(f: &F) -> Result<(Vec<u8>, bool), Failure> {
     let (state, specific) = codec::watching_peer_specific(|| f.encode_state());
-    Ok(StateBytes::Fresh(state?, specific))
+    Ok((state?, specific))
 }
 
 /// `f` with its state (a closure's captured values) encoded and hashed once, by its
@@ -429,13 +434,6 @@ where
     fn state_cache(&self) -> Option<&StateCache> {
         Some(&self.cache)
     }
-}
-
-/// This process's figures of kept function states, in the
-/// [current](crate::Cluster::current) cluster: see [`Stats`](crate::Stats)'s
-/// `kept_states*` fields.
-pub(crate) fn counts_in(n: &crate::shell::node::Node) -> (usize, u64, u64) {
-    n.kept.counts()
 }
 
 #[cfg(test)]

@@ -389,9 +389,8 @@ impl<E: bytemuck::Pod + DeserializeOwned> IntoBuffer for Vec<E> {
 
     fn decode_into(bytes: &[u8], out: &mut [E]) -> Result<(), BufferError> {
         let bad = |e: postcard::Error| BufferError::Decode(e.to_string());
-        let (len, rest): (usize, &[u8]) = take_varint(bytes).ok_or_else(|| {
-            BufferError::Decode("the value's length is missing or too large".into())
-        })?;
+        // postcard's length prefix, then the elements.
+        let (len, rest): (usize, &[u8]) = postcard::take_from_bytes(bytes).map_err(bad)?;
         if len != out.len() {
             return Err(BufferError::Length {
                 value: len,
@@ -426,18 +425,6 @@ impl<E: bytemuck::Pod + DeserializeOwned> IntoBuffer for Vec<E> {
     fn elems(&self) -> &[E] {
         self
     }
-}
-
-/// postcard's length prefix: a LEB128 `usize` at the front of `bytes`, and the rest.
-fn take_varint(bytes: &[u8]) -> Option<(usize, &[u8])> {
-    let mut v: u64 = 0;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((usize::try_from(v).ok()?, &bytes[i + 1..]));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

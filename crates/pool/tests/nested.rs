@@ -3,25 +3,11 @@
 //! lends its own process when the master has no free worker, so the nested map
 //! cannot wait for a worker the outer map holds. Its own binary: it grows the cluster.
 
-use std::sync::mpsc::{channel, RecvTimeoutError};
-use std::time::Duration;
-
 use cohort::Pid;
 use cohort_pool::*;
 
-/// Runs `f` on a thread and waits for it at most two minutes: a deadlock fails the
-/// test instead of hanging it.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(v) => v,
-        Err(RecvTimeoutError::Timeout) => panic!("{what} did not finish in 120 s: a deadlock"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
-    }
-}
+mod common;
+use common::within;
 
 /// What an outer item reports: its item, where it ran, its default pool as it saw
 /// it, and where its inner items ran.

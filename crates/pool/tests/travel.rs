@@ -4,12 +4,13 @@
 //! (a proxy of the master's, until replaced there). The tests share one cluster and
 //! take turns (they count free workers).
 
-use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
 
 use cohort::Pid;
 use cohort_pool::*;
+
+mod common;
+use common::within;
 
 fn cluster() -> (Vec<Pid>, MutexGuard<'static, ()>) {
     static TURN: Mutex<()> = Mutex::new(());
@@ -19,20 +20,6 @@ fn cluster() -> (Vec<Pid>, MutexGuard<'static, ()>) {
         .get_or_init(|| cohort::blocking::addprocs(2).expect("addprocs"))
         .clone();
     (w, turn)
-}
-
-/// Runs `f` on a thread and waits for it at most two minutes, so that a worker never
-/// given back fails the test instead of hanging it.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(v) => v,
-        Err(RecvTimeoutError::Timeout) => panic!("{what} did not finish in 120 s"),
-        Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
-    }
 }
 
 /// Takes a worker of `pool`, waiting (for its return) at most two minutes.

@@ -62,7 +62,7 @@ pub fn stats() -> Stats {
 /// This process's [`Stats`] in `n`'s cluster.
 pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
     let s = n.store().stats();
-    let kept = crate::captures::counts_in(n);
+    let kept = n.kept.counts();
     Stats {
         pid: n.myid(),
         live_values: s.owned_values,
