@@ -50,16 +50,32 @@ use rand::{Rng, SeedableRng};
 struct Probe {
     rss_kib: u64,
     fds: usize,
-    /// TCP sockets: the listener and the connections.
+    /// The listeners and the connections' accepting ends: TCP sockets, and
+    /// Unix-domain sockets named `@cohort-…` (the same-host socket and the
+    /// connections it accepted).
     tcp: usize,
-    /// Other sockets (Unix-domain ones the runtime and the launcher made).
+    /// Other sockets: Unix-domain ones the runtime and the launcher made, and the
+    /// unnamed connecting end of each same-host connection this process opened.
     sockets: usize,
     threads: usize,
 }
 
-/// The inodes of this process's network namespace's TCP sockets.
+/// The inodes of this process's network namespace's TCP sockets, and of its
+/// Unix-domain sockets named `@cohort-…` (a worker's same-host socket, and what it
+/// accepted).
 fn tcp_inodes() -> std::collections::HashMap<String, String> {
     let mut tcp = std::collections::HashMap::new();
+    for line in std::fs::read_to_string("/proc/self/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+    {
+        // Num RefCount Protocol Flags Type St Inode Path
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 7 && f[7].starts_with("@cohort-") {
+            tcp.insert(f[6].to_string(), format!("unix {} state {}", f[7], f[5]));
+        }
+    }
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         for line in std::fs::read_to_string(table)
             .unwrap_or_default()
@@ -139,7 +155,10 @@ fn socket_report() -> Vec<String> {
         if let Ok(l) = std::fs::read_link(e.path()) {
             let l = l.to_string_lossy().into_owned();
             if let Some(inode) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                let what = tcp.get(inode).cloned().unwrap_or_else(|| "not TCP".into());
+                let what = tcp
+                    .get(inode)
+                    .cloned()
+                    .unwrap_or_else(|| "not TCP, not a named cohort socket".into());
                 out.push(format!("fd {:?} inode {inode}: {what}", e.file_name()));
             }
         }
@@ -461,11 +480,17 @@ fn near(what: &str, base: Probe, end: Probe, peers: usize) -> Vec<String> {
             end.fds, base.fds
         ));
     }
-    // A listener, and at most two connections (one made each way) per peer.
-    if end.tcp > 1 + 2 * peers {
-        bad.push(format!("{what}: {} TCP sockets for {peers} peers", end.tcp));
+    // Two listeners (TCP and same-host), and at most two connections (one made
+    // each way) per peer.
+    if end.tcp > 2 + 2 * peers {
+        bad.push(format!(
+            "{what}: {} TCP and same-host sockets for {peers} peers",
+            end.tcp
+        ));
     }
-    if end.sockets > base.sockets {
+    // A same-host connection this process opened has an unnamed end here: at most
+    // one per peer above the baseline.
+    if end.sockets > base.sockets + peers {
         bad.push(format!(
             "{what}: {} other sockets, baseline {}",
             end.sockets, base.sockets

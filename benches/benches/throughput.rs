@@ -7,7 +7,11 @@
 //! computed once), fetched again and again into the caller's buffer
 //! (`Future::fetch_into`), as a `Bulk<f64>` and as a `Vec<f64>`, beside raw TCP of
 //! the same byte count into a buffer read again and again; and the other way, a
-//! `Bulk<f64>` of 256 MiB sent to the worker, which sums it.
+//! `Bulk<f64>` of 256 MiB sent to the worker, which sums it. The workers are on this
+//! host, so the runtime reaches them on their same-host sockets
+//! (`cohort::transport::same_host`); `fetch_into_bulk_f64_over_tcp` fetches from a
+//! worker started with `COHORT_SAME_HOST=0`, over loopback TCP, and `memcpy` (one
+//! copy of the array in memory) is the ceiling of any same-host transfer.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -170,6 +174,13 @@ fn bulk_held(c: &mut Criterion, pid: Pid) {
     let held_vec = cohort::remotecall(make, pid, (n,));
     held_bulk.wait_blocking().expect("the array");
     held_vec.wait_blocking().expect("the array");
+    // A worker kept on TCP (same-host sockets off), to show what the socket gains.
+    let tcp_worker = cohort::Cluster::global()
+        .launch_blocking(cohort::AddProcs::local(1).env("COHORT_SAME_HOST", "0"))
+        .expect("a TCP worker")[0];
+    let held_tcp = cohort::remotecall(make_bulk, tcp_worker, (n,));
+    held_tcp.wait_blocking().expect("the array");
+    let source = vec![1.5f64; n];
     let mut out = vec![0.0f64; n];
     let mut g = c.benchmark_group("bulk_256MiB");
     g.throughput(Throughput::Bytes(BIG_BYTES as u64))
@@ -178,6 +189,19 @@ fn bulk_held(c: &mut Criterion, pid: Pid) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(10));
     g.bench_function("raw_tcp", |b| b.iter(|| peer.pull(black_box(&mut raw))));
+    // The ceiling of any same-host transfer: one copy in memory.
+    g.bench_function("memcpy", |b| {
+        b.iter(|| {
+            out.copy_from_slice(black_box(&source));
+            black_box(&mut out);
+        })
+    });
+    g.bench_function("fetch_into_bulk_f64_over_tcp", |b| {
+        b.iter(|| {
+            held_tcp.fetch_into_blocking(&mut out).unwrap();
+            assert_eq!(out[n - 1], 1.5);
+        })
+    });
     g.bench_function("fetch_into_bulk_f64", |b| {
         b.iter(|| {
             held_bulk.fetch_into_blocking(&mut out).unwrap();
@@ -194,7 +218,7 @@ fn bulk_held(c: &mut Criterion, pid: Pid) {
     // call is made before the timing starts).
     g.bench_function("send_bulk_f64_sum", |b| {
         b.iter_batched(
-            || cohort::Bulk(out.clone()),
+            || cohort::Bulk(source.clone()),
             |v| {
                 let s = cohort::blocking::remotecall_fetch(sum_bulk, pid, (v,)).unwrap();
                 assert_eq!(s, 1.5 * n as f64);
@@ -203,6 +227,8 @@ fn bulk_held(c: &mut Criterion, pid: Pid) {
         )
     });
     g.finish();
+    drop(held_tcp);
+    cohort::blocking::rmprocs(&[tcp_worker], Some(Duration::from_secs(10))).expect("rmprocs");
 }
 
 fn main() {
@@ -212,7 +238,7 @@ fn main() {
     );
     let want_bulk = cohort_benches::selected("bulk_32MiB/raw_tcp fetch_vec_f64 fetch_bulk_f64");
     let want_held =
-        cohort_benches::selected("bulk_256MiB/raw_tcp fetch_into_bulk_f64 fetch_into_vec_f64");
+        cohort_benches::selected("bulk_256MiB/raw_tcp memcpy fetch_into_bulk_f64_over_tcp fetch_into_bulk_f64 fetch_into_vec_f64 send_bulk_f64_sum");
     if !want_pipe && !want_bulk && !want_held {
         return;
     }

@@ -17,6 +17,9 @@
 //!   optionally tunnelled and multiplexed; [`machines`] parses its machine specs.
 //! - [`listen`]: the worker side — bind, announce the address on stdout, read the
 //!   cookie from stdin.
+//! - [`same_host`]: a worker also listens on an abstract Unix-domain socket, which
+//!   processes on its host connect to instead of loopback TCP (on by default;
+//!   `COHORT_SAME_HOST=0` turns it off).
 //! - [`unix`]: [`UnixManager`], which starts local workers that listen on Unix-domain
 //!   sockets and connects to them there; the workers connect to each other there too.
 //! - `tls` (feature `tls`, on by default): `ClusterTls`, the cluster's TLS
@@ -34,6 +37,7 @@ pub mod listen;
 pub mod local;
 pub mod machines;
 pub mod manager;
+pub mod same_host;
 pub mod ssh;
 pub mod stream;
 #[cfg(feature = "tls")]

@@ -2,7 +2,9 @@
 //! as one line, and read the cluster cookie from stdin.
 //!
 //! The announcement is `cohort_worker:PORT#HOST` (Julia prints
-//! `julia_worker:PORT#HOST`); a manager reads the worker's stdout until it sees it.
+//! `julia_worker:PORT#HOST`), followed, for a worker that also listens on a
+//! same-host socket ([`crate::same_host`]), by ` local=NAME@KEY`; a manager reads the
+//! worker's stdout until it sees it.
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::same_host::LocalEndpoint;
 use crate::{HOSTNAME_ENV, WORKER_TIMEOUT_ENV};
 
 /// The prefix of the address line a worker prints.
@@ -47,9 +50,47 @@ pub fn announcement(host: &str, port: u16) -> String {
 /// ```
 pub fn parse_announcement(line: &str) -> Option<(String, u16)> {
     let rest = line.trim().strip_prefix(ANNOUNCE_PREFIX)?;
-    let (port, host) = rest.split_once('#')?;
+    let (port, rest) = rest.split_once('#')?;
+    let host = rest.split_whitespace().next()?;
     let port = port.parse().ok()?;
-    (!host.is_empty()).then(|| (host.to_string(), port))
+    Some((host.to_string(), port))
+}
+
+/// The word of an address line that names the worker's same-host socket.
+const LOCAL_WORD: &str = "local=";
+
+/// The address line of a worker listening at `host:port` and, on its host, at
+/// `local` ([`crate::same_host`]).
+///
+/// ```
+/// use cohort_transport::listen::{announcement_with, parse_announcement, parse_local};
+/// use cohort_transport::same_host::LocalEndpoint;
+/// let local = LocalEndpoint { name: "cohort-1-2".into(), host_key: "b.3.4".into() };
+/// let line = announcement_with("127.0.0.1", 9009, Some(&local));
+/// assert_eq!(line, "cohort_worker:9009#127.0.0.1 local=cohort-1-2@b.3.4");
+/// assert_eq!(parse_announcement(&line), Some(("127.0.0.1".to_string(), 9009)));
+/// assert_eq!(parse_local(&line), Some(local));
+/// ```
+pub fn announcement_with(host: &str, port: u16, local: Option<&LocalEndpoint>) -> String {
+    match local {
+        Some(l) => format!("{} {LOCAL_WORD}{}", announcement(host, port), l.to_token()),
+        None => announcement(host, port),
+    }
+}
+
+/// The same-host socket an address line names, if it names one (and is an address
+/// line at all).
+///
+/// ```
+/// use cohort_transport::listen::parse_local;
+/// assert_eq!(parse_local("cohort_worker:9009#127.0.0.1"), None);
+/// assert_eq!(parse_local("hello local=a@b"), None);
+/// ```
+pub fn parse_local(line: &str) -> Option<LocalEndpoint> {
+    parse_announcement(line)?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(LOCAL_WORD))
+        .and_then(LocalEndpoint::parse)
 }
 
 /// Parses a `--bind-to` value: `addr`, `addr:port` or `[v6addr]:port`; port 0 (or
@@ -163,8 +204,21 @@ fn system_hostname() -> Option<String> {
 /// cohort_transport::listen::announce("127.0.0.1", 9009).unwrap();
 /// ```
 pub fn announce(host: &str, port: u16) -> io::Result<()> {
+    announce_with(host, port, None)
+}
+
+/// Prints the address line of a worker that also listens on a same-host socket
+/// ([`announcement_with`]) on stdout and flushes it.
+///
+/// # Errors
+/// The I/O error of writing stdout (the manager closed the pipe).
+///
+/// ```no_run
+/// cohort_transport::listen::announce_with("127.0.0.1", 9009, None).unwrap();
+/// ```
+pub fn announce_with(host: &str, port: u16, local: Option<&LocalEndpoint>) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(out, "{}", announcement(host, port))?;
+    writeln!(out, "{}", announcement_with(host, port, local))?;
     out.flush()
 }
 

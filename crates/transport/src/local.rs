@@ -11,11 +11,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::listen::parse_announcement;
+use crate::listen::{parse_announcement, parse_local};
 use crate::manager::AnnounceFailure;
 use crate::manager::{
     ClusterManager, LaunchError, LaunchParams, ManageEvent, WorkerConfig, WorkerProcess,
 };
+use crate::same_host::LocalEndpoint;
 use crate::{WORKER_FLAG, WORKER_TIMEOUT_ENV};
 
 /// Lines a worker may print before its address line before it is given up on.
@@ -60,15 +61,15 @@ pub(crate) async fn read_announcement<R>(
     lines: &mut tokio::io::Lines<R>,
     timeout: Duration,
     last: Option<&LastLines>,
-) -> Result<(String, u16), AnnounceFailure>
+) -> Result<(String, u16, Option<LocalEndpoint>), AnnounceFailure>
 where
     R: tokio::io::AsyncBufRead + Unpin,
 {
     let read = async {
         let mut read = 0;
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = parse_announcement(&line) {
-                return Ok(addr);
+            if let Some((host, port)) = parse_announcement(&line) {
+                return Ok((host, port, parse_local(&line)));
             }
             read += 1;
             if let Some(last) = last {
@@ -200,7 +201,7 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
         exe: exe.display().to_string(),
         cause,
     };
-    let (host, port) = match read_announcement(&mut lines, timeout, Some(&last)).await {
+    let (host, port, local) = match read_announcement(&mut lines, timeout, Some(&last)).await {
         Ok(addr) => addr,
         Err(AnnounceFailure::Exited) => {
             // Its output ended: it exited (or is about to). Its status, and the last
@@ -225,6 +226,9 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
         }
     });
     let mut config = WorkerConfig::at(host, port);
+    // A worker on this host announces its same-host socket too; the runtime
+    // connects there when it may (`crate::same_host`).
+    config.local = local;
     config.process = Some(process);
     config.userdata = Some(label);
     Ok(config)

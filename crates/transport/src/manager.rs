@@ -379,6 +379,13 @@ pub struct WorkerConfig {
     /// manager sets the node name the scheduler reports (the Slurm manager of
     /// `cohort-slurm` sets `SLURMD_NODENAME`).
     pub hostname: Option<String>,
+    /// The worker's same-host socket, when it announced one
+    /// ([`crate::same_host`]; [`LocalManager`](crate::LocalManager) fills it in). The
+    /// default [`ClusterManager::connect`] on a process of the worker's host (the
+    /// master; other workers, which learn it from the master) connects there instead
+    /// of to `host:port`, unless same-host sockets are turned off, and falls back to
+    /// `host:port` if that fails. `None` (the default): TCP only.
+    pub local: Option<crate::same_host::LocalEndpoint>,
     /// The worker's identity for [`Topology::Custom`].
     pub ident: Option<String>,
     /// With [`Topology::Custom`], the identities this worker connects to.
@@ -412,6 +419,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("port", &self.port)
             .field("bind_addr", &self.bind_addr)
             .field("hostname", &self.hostname)
+            .field("local", &self.local)
             .field("ident", &self.ident)
             .field("connect_idents", &self.connect_idents)
             .field("os_pid", &self.process.as_ref().and_then(|p| p.os_pid()))
@@ -667,15 +675,19 @@ pub trait ClusterManager: Send + Sync + 'static {
         let _ = (pid, config, event);
     }
 
-    /// Opens a connection to a worker. The default connects over TCP to the config's
-    /// `host:port` with `TCP_NODELAY`.
+    /// Opens a connection to a worker. The default connects to the worker's
+    /// same-host socket when the config names one on this host
+    /// ([`WorkerConfig::local`], [`same_host::connect_if_local`](crate::same_host::connect_if_local)),
+    /// and otherwise (or if that is refused) over TCP to the config's `host:port`
+    /// with `TCP_NODELAY`.
     ///
     /// On the master, `config` is the one [`launch`](Self::launch) sent. On a worker
     /// that was handed this manager for its peers (Julia's
     /// `init_worker(cookie, manager)`; cohort's `WorkerOptions::manager`), the
     /// runtime calls it to reach worker `pid`, with a config made from what the master
     /// announced of that worker: `host` is its [`bind_addr`](WorkerConfig::bind_addr)
-    /// (or else `host`), with its `port` and `ident`; no `process` or `userdata`. A
+    /// (or else `host`), with its `port`, `ident` and `local`; no `process` or
+    /// `userdata`. A
     /// manager that overrides this for a transport its workers can use for each other
     /// too returns [`WorkerTransport::Custom`] from
     /// [`worker_transport`](Self::worker_transport), one whose workers cannot returns
@@ -695,6 +707,9 @@ pub trait ClusterManager: Send + Sync + 'static {
     ) -> BoxFuture<'a, io::Result<Connection>> {
         let _ = pid;
         Box::pin(async move {
+            if let Some(conn) = crate::same_host::connect_if_local(config.local.as_ref()).await {
+                return Ok(conn);
+            }
             match (&config.host, config.port) {
                 (Some(h), Some(p)) => tcp_connect(h, p).await,
                 _ => Err(io::Error::new(

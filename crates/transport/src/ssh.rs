@@ -653,7 +653,7 @@ impl SshManager {
             .worker_timeout
             .unwrap_or_else(crate::listen::worker_timeout);
         let why = match read_announcement(&mut lines, timeout, None).await {
-            Ok((_, port)) => Ok(port),
+            Ok((_, port, _)) => Ok(port),
             Err(cause) => Err(cause.to_string()),
         };
         let port = match why {

@@ -382,6 +382,7 @@ mod tests {
                     port: 9000,
                     hostname: "h".into(),
                     ident: String::new(),
+                    local: String::new(),
                 }],
                 ..Default::default()
             }),

@@ -391,6 +391,11 @@ pub struct PeerView {
     pub bytes_in: u64,
     /// See `bytes_in`.
     pub bytes_out: u64,
+    /// Where the current connection goes: the peer's TCP address (`host:port`),
+    /// `unix:@NAME` for a same-host Unix-domain socket
+    /// (`cohort_transport::same_host`), or what a custom transport calls it; empty
+    /// while the connection is being made, and once the peer is dead.
+    pub address: String,
     /// Its state.
     pub state: PeerState,
 }
@@ -430,6 +435,7 @@ pub fn peers(cluster: &Cluster) -> Vec<PeerView> {
                 pid,
                 bytes_in: 0,
                 bytes_out: 0,
+                address: String::new(),
                 state,
             },
         );
@@ -445,6 +451,7 @@ pub fn peers(cluster: &Cluster) -> Vec<PeerView> {
                 pid,
                 bytes_in: peer.traffic.bytes_in.load(Ordering::Relaxed),
                 bytes_out: peer.traffic.bytes_out.load(Ordering::Relaxed),
+                address: peer.address.get().cloned().unwrap_or_default(),
                 state: exiting.unwrap_or(PeerState::Connected),
             },
         );

@@ -13,7 +13,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +82,46 @@ pub(crate) struct AcceptLimits {
     pub(crate) max_handshakes: usize,
 }
 
+impl AcceptLimits {
+    /// The set-up slots of one process's listeners: loops given the same slots
+    /// share the cap (a worker's TCP and same-host listeners do).
+    pub(crate) fn slots(self) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(self.max_handshakes.max(1)))
+    }
+}
+
+/// A listener an accept loop can take connections from.
+pub(crate) trait Listen: Send + 'static {
+    /// What one accepted connection is.
+    type Stream: Send + 'static;
+    /// Takes the next connection, with a description of where it came from (for
+    /// logs).
+    fn accept_one(&self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
+}
+
+impl Listen for TcpListener {
+    type Stream = TcpStream;
+    async fn accept_one(&self) -> io::Result<(TcpStream, String)> {
+        let (s, addr) = self.accept().await?;
+        Ok((s, addr.to_string()))
+    }
+}
+
+/// A worker's same-host socket (`cohort_transport::same_host`).
+pub(crate) struct SameHostListener {
+    pub(crate) listener: tokio::net::UnixListener,
+    pub(crate) endpoint: cohort_transport::same_host::LocalEndpoint,
+}
+
+impl Listen for SameHostListener {
+    type Stream = cohort_transport::Connection;
+    async fn accept_one(&self) -> io::Result<(cohort_transport::Connection, String)> {
+        let conn = cohort_transport::same_host::accept(&self.listener, &self.endpoint).await?;
+        let peer = conn.peer.clone();
+        Ok((conn, peer))
+    }
+}
+
 /// Whether an `accept` error concerns one connection or a passing shortage (so the
 /// loop goes on after a pause), rather than the listener itself.
 ///
@@ -113,23 +152,23 @@ pub(crate) fn backoff(n: u32) -> Duration {
 }
 
 /// Accepts connections on `listener` until it fails for good, handing each to `serve`
-/// with a permit that stands for its set-up phase: `serve` drops it once the peer is
-/// authenticated (or the set-up failed), which lets the next waiting connection in.
-/// Transient errors are logged (the first of a run at `warn`, the rest at `debug`)
-/// and retried after a growing pause.
+/// with a permit (one of `slots`) that stands for its set-up phase: `serve` drops it
+/// once the peer is authenticated (or the set-up failed), which lets the next waiting
+/// connection in. Transient errors are logged (the first of a run at `warn`, the rest
+/// at `debug`) and retried after a growing pause.
 ///
 /// # Errors
 /// The listener's own failure (see [`is_transient`]); never a transient one.
-pub(crate) async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    limits: AcceptLimits,
+pub(crate) async fn accept_loop<L, F, Fut>(
+    listener: L,
+    slots: Arc<Semaphore>,
     serve: F,
 ) -> io::Error
 where
-    F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    L: Listen,
+    F: Fn(L::Stream, String, OwnedSemaphorePermit) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
     let mut errors: u32 = 0;
     loop {
         // Wait for a free set-up slot before taking the next connection: the others
@@ -139,7 +178,7 @@ where
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        match listener.accept().await {
+        match listener.accept_one().await {
             Ok((stream, addr)) => {
                 errors = 0;
                 super::runtime::handle().spawn(serve(stream, addr, permit));

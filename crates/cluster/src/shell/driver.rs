@@ -96,6 +96,8 @@ pub(crate) struct Peer {
     pub(crate) traffic: super::observe::Traffic,
     /// The function states this connection's callee keeps for us (`crate::captures`).
     sent_states: Mutex<SentStates>,
+    /// Where the connection goes, once established (for `crate::observe`).
+    pub(crate) address: std::sync::OnceLock<String>,
 }
 
 /// The clock `Peer::last_write` counts from.
@@ -130,6 +132,7 @@ impl Peer {
             settled: tokio::sync::Notify::new(),
             traffic: Default::default(),
             sent_states: Mutex::new(SentStates::default()),
+            address: std::sync::OnceLock::new(),
         })
     }
 
@@ -325,6 +328,7 @@ impl Peer {
 
     /// Starts the writer and reader tasks of an established connection.
     fn start(self: &Arc<Self>, est: Established) {
+        let _ = self.address.set(est.address);
         self.same_exe.store(est.same_exe, Ordering::Release);
         self.established.store(true, Ordering::Release);
         super::runtime::handle().spawn(drain(self.clone(), est.writer));
@@ -370,22 +374,28 @@ impl Peer {
 
 /// Opens the bytes of a worker-to-worker connection to `pid`: with the manager this
 /// worker was given ([`WorkerOptions::manager`](crate::WorkerOptions::manager)), on a
-/// config made from what the master announced of `pid`; without one, over TCP to the
-/// announced address.
+/// config made from what the master announced of `pid`; without one, on `pid`'s
+/// same-host socket when it is on this host, else over TCP to the announced address.
 async fn connect_to_peer(
     node: &Node,
     pid: Pid,
     info: &proto::WorkerInfo,
 ) -> Result<cohort_transport::Connection, ConnectError> {
+    // Its same-host socket, if it announced one (a malformed one counts as none).
+    let local = cohort_transport::same_host::LocalEndpoint::parse(&info.local);
     let manager = node.peer_manager.read().clone();
     if let Some(manager) = manager {
         let config = cohort_transport::WorkerConfig {
             host: (!info.host.is_empty()).then(|| info.host.clone()),
             port: u16::try_from(info.port).ok().filter(|&p| p != 0),
             ident: (!info.ident.is_empty()).then(|| info.ident.clone()),
+            local,
             ..Default::default()
         };
         return Ok(manager.connect(pid, &config).await?);
+    }
+    if let Some(conn) = cohort_transport::same_host::connect_if_local(local.as_ref()).await {
+        return Ok(conn);
     }
     match u16::try_from(info.port) {
         Ok(port) if port != 0 && !info.host.is_empty() => {

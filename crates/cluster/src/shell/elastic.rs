@@ -78,11 +78,11 @@ pub(crate) async fn serve_joins(n: Arc<Node>, listener: TcpListener, counts: Arc
     let limits = AcceptLimits {
         max_handshakes: super::accept::max_handshakes_from_env(),
     };
-    let e = accept_loop(listener, limits, |stream, addr, permit| {
+    let e = accept_loop(listener, limits.slots(), |stream, addr, permit| {
         let n = n.clone();
         let counts = counts.clone();
         async move {
-            match accept_join(&n, stream, addr, permit).await {
+            match accept_join(&n, stream, permit).await {
                 Ok(pid) => {
                     counts.joined.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%addr, pid, "an elastic worker joined");
@@ -103,9 +103,9 @@ pub(crate) async fn serve_joins(n: Arc<Node>, listener: TcpListener, counts: Arc
 async fn accept_join(
     n: &Arc<Node>,
     stream: TcpStream,
-    addr: SocketAddr,
     permit: OwnedSemaphorePermit,
 ) -> Result<Pid, ConnectError> {
+    let addr = stream.peer_addr()?;
     let conn = Connection::from_tcp(stream)?;
     // Bounded: a connection that sends nothing holds its set-up slot only for the
     // handshake timeout.

@@ -91,6 +91,9 @@ pub(crate) struct Established {
     /// Bytes read past the handshake (the start of the next frames).
     pub(crate) buf: BytesMut,
     pub(crate) same_exe: bool,
+    /// Where the connection goes ([`Connection::peer`]: a TCP address, `unix:@…`
+    /// for a same-host socket), for `observe::peers`.
+    pub(crate) address: String,
 }
 
 /// Wraps an outgoing connection in TLS when TLS is on (never without the `tls`
@@ -139,7 +142,7 @@ pub(crate) async fn handshake(
     let Connection {
         mut reader,
         mut writer,
-        peer: _,
+        peer: address,
     } = conn;
     let mut hs = Handshake::new(role, node.cookie(), build_fingerprint().to_vec());
     let mut buf = BytesMut::with_capacity(4096);
@@ -195,6 +198,7 @@ pub(crate) async fn handshake(
         writer,
         buf,
         same_exe,
+        address,
     })
 }
 

@@ -294,6 +294,12 @@ pub(crate) async fn finish_join(
         // over the one the worker reports.
         hostname: config.hostname.clone().unwrap_or(jc.hostname),
         ident: config.ident.clone().unwrap_or_default(),
+        // Its same-host socket, as `NAME@KEY` (empty: none).
+        local: config
+            .local
+            .as_ref()
+            .map(cohort_transport::same_host::LocalEndpoint::to_token)
+            .unwrap_or_default(),
     };
     n.managed
         .write()

@@ -37,7 +37,7 @@ use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
 use thiserror::Error;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::accept::{accept_loop, AcceptLimits};
+use super::accept::{accept_loop, AcceptLimits, SameHostListener};
 use super::driver::Peer;
 use super::handshake::{authenticate, read_one, write_one, ConnectError, Established};
 use super::launch::topology_from_wire;
@@ -721,6 +721,15 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
     let (listener, host, port) = listen::bind(opts.bind_to)
         .await
         .map_err(|e| format!("cannot bind {}: {e}", opts.bind_to))?;
+    // Processes on this host connect to the same-host socket instead of TCP. Failing
+    // to make one costs only speed: the worker goes on with TCP alone.
+    let same_host = match cohort_transport::same_host::bind() {
+        Ok(s) => s.map(|(listener, endpoint)| SameHostListener { listener, endpoint }),
+        Err(e) => {
+            tracing::warn!(error = %e, "no same-host socket; processes on this host use TCP");
+            None
+        }
+    };
     match &opts.join {
         // An elastic worker goes to its master; if it cannot join, it exits.
         Some(master) => {
@@ -733,33 +742,48 @@ async fn serve(opts: WorkerOptions) -> Result<(), String> {
                 }
             });
         }
-        None => listen::announce(&host, port)
+        None => listen::announce_with(&host, port, same_host.as_ref().map(|s| &s.endpoint))
             .map_err(|e| format!("cannot announce the address: {e}"))?,
     }
     start_master_timer(opts.timeout);
-    let limits = AcceptLimits {
+    let slots = AcceptLimits {
         max_handshakes: opts.max_handshakes,
-    };
-    // Only a broken listener ends the loop; a transient error (out of descriptors, a
-    // connection reset before it was taken) is backed off inside it.
-    let e = accept_loop(listener, limits, |stream, addr, permit| async move {
-        match accept(stream, permit).await {
-            Ok(()) => {}
-            // A peer that said nothing, or went away (a port scan, a health check, a
-            // flood), is not worth a warning per connection; a failed authentication
-            // or a protocol error is.
-            Err(
-                e @ (ConnectError::Closed { .. }
-                | ConnectError::TimedOut { .. }
-                | ConnectError::Io(_)),
-            ) => {
-                tracing::debug!(%addr, error = %e, "dropped a connection that did not authenticate");
-            }
-            Err(e) => tracing::warn!(%addr, error = %e, "refused a connection"),
-        }
+    }
+    .slots();
+    // Only a broken listener ends a loop; a transient error (out of descriptors, a
+    // connection reset before it was taken) is backed off inside it. A broken
+    // same-host socket leaves TCP; a broken TCP listener ends the worker.
+    if let Some(same_host) = same_host {
+        let slots = slots.clone();
+        super::runtime::handle().spawn(async move {
+            let e = accept_loop(same_host, slots, |conn, addr, permit| async move {
+                log_refusal(&addr, accept_connection(conn, Some(permit)).await);
+            })
+            .await;
+            tracing::error!(error = %e, "the same-host socket failed; TCP goes on");
+        });
+    }
+    let e = accept_loop(listener, slots, |stream, addr, permit| async move {
+        log_refusal(&addr, accept(stream, permit).await);
     })
     .await;
     Err(format!("the listener failed: {e}"))
+}
+
+/// Logs why an accepted connection came to nothing, if it did.
+fn log_refusal(addr: &str, result: Result<(), ConnectError>) {
+    match result {
+        Ok(()) => {}
+        // A peer that said nothing, or went away (a port scan, a health check, a
+        // flood), is not worth a warning per connection; a failed authentication or a
+        // protocol error is.
+        Err(
+            e @ (ConnectError::Closed { .. } | ConnectError::TimedOut { .. } | ConnectError::Io(_)),
+        ) => {
+            tracing::debug!(%addr, error = %e, "dropped a connection that did not authenticate");
+        }
+        Err(e) => tracing::warn!(%addr, error = %e, "refused a connection"),
+    }
 }
 
 async fn accept(

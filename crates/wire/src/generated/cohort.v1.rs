@@ -236,6 +236,11 @@ pub struct WorkerInfo {
     /// The custom-topology identity the manager gave this worker (empty if none).
     #[prost(string, tag = "5")]
     pub ident: ::prost::alloc::string::String,
+    /// The worker's same-host socket as `NAME@KEY` (empty if none): a process whose
+    /// host key is KEY connects to the abstract Unix-domain socket NAME instead of
+    /// host:port, unless same-host sockets are turned off there.
+    #[prost(string, tag = "6")]
+    pub local: ::prost::alloc::string::String,
 }
 /// Master to a new worker, right after the handshake: who it is and who is there.
 #[derive(Clone, PartialEq, ::prost::Message)]
