@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{ErrorKind, Failure};
+use crate::shell::spare::{SpareBuffer, SPARE_MIN};
 
 /// Encodes a value.
 ///
@@ -28,7 +29,69 @@ use crate::error::{ErrorKind, Failure};
 /// assert_eq!(v, (1, "a".to_string()));
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Failure> {
-    postcard::to_stdvec(value).map_err(encode_failure)
+    postcard::serialize_with_flavor(value, SpareVec(Vec::new())).map_err(encode_failure)
+}
+
+thread_local! {
+    /// The spare buffer of the node whose message is being encoded on this thread
+    /// (set by [`with_target`]).
+    static SPARE: std::cell::RefCell<Option<std::sync::Arc<SpareBuffer>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// postcard's output for cohort's messages: a vector that, when a large encoding
+/// outgrows it, moves into the node's spare buffer (`shell/spare.rs`), whose pages
+/// are already mapped, instead of a fresh allocation that the kernel faults in and
+/// zeroes page by page as the bytes are copied in.
+struct SpareVec(Vec<u8>);
+
+impl SpareVec {
+    fn make_room(&mut self, more: usize) {
+        let need = self.0.len() + more;
+        if need <= self.0.capacity() || need < SPARE_MIN {
+            return;
+        }
+        let spare = SPARE.with(|s| s.borrow().as_ref().and_then(|sp| sp.take_vec(need)));
+        if let Some(mut spare) = spare {
+            spare.extend_from_slice(&self.0);
+            self.0 = spare;
+        }
+    }
+}
+
+impl postcard::ser_flavors::Flavor for SpareVec {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.make_room(data.len());
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if self.0.len() == self.0.capacity() {
+            self.make_room(1);
+        }
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// Gives the bytes of a message this thread has decoded back to the spare buffer of
+/// the node it is working for (within [`with_target`]), for the next large message
+/// read or encoded; drops them otherwise.
+pub(crate) fn give_back(bytes: bytes::Bytes) {
+    SPARE.with(|s| {
+        if let Some(spare) = s.borrow().as_ref() {
+            spare.recycle(bytes);
+        }
+    });
 }
 
 /// Something a value being encoded for a call needs kept alive in this process until
@@ -101,7 +164,7 @@ fn encode_failure(e: postcard::Error) -> Failure {
 /// ```
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), Failure> {
     let taken = std::mem::take(out);
-    *out = postcard::to_extend(value, taken).map_err(encode_failure)?;
+    *out = postcard::serialize_with_flavor(value, SpareVec(taken)).map_err(encode_failure)?;
     Ok(())
 }
 
@@ -216,7 +279,16 @@ pub(crate) fn with_target<R>(
             TARGET.with(|t| t.set(self.0));
         }
     }
+    struct RestoreSpare(Option<std::sync::Arc<SpareBuffer>>);
+    impl Drop for RestoreSpare {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            SPARE.with(|s| *s.borrow_mut() = outer);
+        }
+    }
     let _restore = Restore(TARGET.with(|t| t.replace(Some((node.id, pid)))));
+    // Large messages encoded meanwhile may use the node's spare buffer.
+    let _spare = RestoreSpare(SPARE.with(|s| s.borrow_mut().replace(node.spare.clone())));
     f()
 }
 

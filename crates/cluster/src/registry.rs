@@ -291,8 +291,10 @@ where
     let f = F::decode_state(state)?;
     let args: Args = codec::decode(rest)?;
     // Decoded: the encoded arguments (a slice of the connection's read buffer) go
-    // before the function runs, so that a large argument is not held twice meanwhile.
-    drop(payload);
+    // before the function runs, so that a large argument is not held twice meanwhile:
+    // given back to the node's spare buffer, where the next large message (a large
+    // result of this call, or the next call's arguments) is encoded or read.
+    codec::give_back(payload);
     let out = catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(Failure::from_panic)?;
     codec::encode(&out)
 }

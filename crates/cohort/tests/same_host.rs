@@ -20,9 +20,7 @@ fn address_of(pid: Pid) -> String {
 /// where that connection goes.
 fn address_after_calling(other: Pid) -> String {
     let c = Cluster::global();
-    let _ = c
-        .remotecall_fetch_blocking(os_pid, other, ())
-        .unwrap();
+    let _ = c.remotecall_fetch_blocking(os_pid, other, ()).unwrap();
     address_of(other)
 }
 

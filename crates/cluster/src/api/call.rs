@@ -316,7 +316,10 @@ where
     drop(args);
     let bytes: Bytes = n.request(pid, call_id, env).await?;
     drop(keep);
-    decode_result(&n, &bytes)
+    let out = decode_result(&n, &bytes);
+    // Decoded: a large result's memory holds the next large message here.
+    n.spare.recycle(bytes);
+    out
 }
 
 /// Decodes a call's result for `n` (handles inside it are `n`'s).

@@ -462,6 +462,12 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
                 }
                 result = result.and(w.write_all(&frame.head).await);
                 result = result.and(w.write_all(&frame.tail).await);
+                if frame.tail.len() >= super::spare::SPARE_MIN {
+                    // Written: its memory holds the next large message here.
+                    if let Some(n) = peer.node.upgrade() {
+                        n.spare.recycle_sent(frame.tail);
+                    }
+                }
             } else {
                 buf.extend_from_slice(&frame.head);
                 buf.extend_from_slice(&frame.tail);

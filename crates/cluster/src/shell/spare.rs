@@ -9,6 +9,14 @@
 //! there: repeated transfers ([`Future::fetch_into`](crate::Future::fetch_into))
 //! then cost the kernel's copy and little else. A spare not used within
 //! [`SPARE_FOR`] is let go, so an idle process returns to its small footprint.
+//!
+//! The same memory serves the other direction: a large message this process has
+//! written is given back by the writer ([`SpareBuffer::recycle_sent`]), a callee
+//! gives back a large call's arguments once it has decoded them, and an encoding
+//! that grows past [`SPARE_MIN`] moves into the spare ([`SpareBuffer::take_vec`],
+//! through `codec::encode` within `codec::with_target`). A callee that gave back a
+//! call's arguments thus encodes a large result in their memory: it holds the value
+//! and one buffer, never a second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -41,10 +49,30 @@ impl SpareBuffer {
         if bytes.len() < SPARE_MIN {
             return;
         }
+        self.keep(bytes);
+    }
+
+    /// The payload of a large message this process has written (it may have been
+    /// advanced past what went): kept, if held by no one else, for the next large
+    /// message read or encoded here.
+    pub(crate) fn recycle_sent(self: &Arc<Self>, bytes: Bytes) {
+        self.keep(bytes);
+    }
+
+    fn keep(self: &Arc<Self>, bytes: Bytes) {
         let Ok(mut buf) = bytes.try_into_mut() else {
             return;
         };
+        // The whole allocation, from its start, whatever part of it `bytes` was.
         buf.clear();
+        let whole = Vec::<u8>::from(buf);
+        if whole.capacity() < SPARE_MIN {
+            return;
+        }
+        // Back to a `BytesMut` without a copy (it is the only handle).
+        let Ok(buf) = Bytes::from(whole).try_into_mut() else {
+            return;
+        };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         {
             let mut slot = self.slot.lock();
@@ -90,6 +118,20 @@ impl SpareBuffer {
         Some(buf)
     }
 
+    /// The spare as an empty vector, if it holds at least `min` bytes: for encoding
+    /// a large message into memory whose pages are already there
+    /// (`codec::encode`).
+    pub(crate) fn take_vec(&self, min: usize) -> Option<Vec<u8>> {
+        let buf = {
+            let mut slot = self.slot.lock();
+            if slot.as_ref().is_none_or(|(kept, _)| kept.capacity() < min) {
+                return None;
+            }
+            slot.take()?.0
+        };
+        Some(Vec::from(buf))
+    }
+
     /// Whether a spare buffer is kept now (for tests).
     #[cfg(test)]
     pub(crate) fn is_kept(&self) -> bool {
@@ -128,9 +170,45 @@ mod tests {
         );
         assert!(buf.capacity() >= 4 + (2 << 20));
         assert!(!spare.is_kept());
+        // Given back as written (advanced to its end), and taken for an encoding.
+        let mut sent = Bytes::from(vec![1u8; 3 << 20]);
+        let at = sent.as_ptr() as usize;
+        bytes::Buf::advance(&mut sent, 3 << 20);
+        spare.recycle_sent(sent);
+        assert!(spare.take_vec(4 << 20).is_none(), "too small for that");
+        let v = spare.take_vec(1 << 20).unwrap();
+        assert!(v.is_empty() && v.capacity() >= 3 << 20);
+        assert_eq!(v.as_ptr() as usize, at);
+        assert!(!spare.is_kept());
         // Small messages and messages larger than the spare are not its business.
         spare.recycle(Bytes::from(vec![0u8; 10]));
         assert!(!spare.is_kept());
         assert!(spare.take_for(1 << 30, b"").is_none());
+    }
+
+    #[test]
+    fn a_large_encoding_for_a_node_moves_into_its_spare_and_a_small_one_does_not() {
+        let c = crate::Cluster::new();
+        let n = c.node();
+        let given = vec![0u8; 8 << 20];
+        let at = given.as_ptr() as usize;
+        n.spare.recycle_sent(Bytes::from(given));
+        // Small: a vector of its own, and the spare stays.
+        let small = crate::codec::with_target(n, 2, || crate::codec::encode(&7u64)).unwrap();
+        assert_ne!(small.as_ptr() as usize, at);
+        assert!(n.spare.is_kept());
+        // Outside a message for the node: not its spare's business.
+        let big = crate::codec::Bulk(vec![3u8; 4 << 20]);
+        let fresh = crate::codec::encode(&big).unwrap();
+        assert_ne!(fresh.as_ptr() as usize, at);
+        assert!(n.spare.is_kept());
+        // A large one for the node: in the spare's memory, from its start.
+        let v = crate::codec::with_target(n, 2, || crate::codec::encode(&big)).unwrap();
+        assert_eq!(v.as_ptr() as usize, at);
+        assert!(!n.spare.is_kept());
+        assert_eq!(
+            crate::codec::decode::<crate::codec::Bulk<u8>>(&v).unwrap(),
+            big
+        );
     }
 }
