@@ -17,10 +17,11 @@
 //! end
 //! ```
 //!
-//! Here the halo is fetched with nine range fetches into the regions of `old`, all at
-//! once: a region inside the owner's own chunk is a local copy, the others are one
-//! request each to the neighbour that holds it, answered with just that row, column
-//! or corner — never element by element, and not through SPMD.
+//! Here the halo is fetched with range fetches into the regions of `old`: the eight
+//! border regions all at once — each one request to the neighbour that holds it,
+//! answered with just that row, column or corner, or a local copy where the region
+//! lies in the owner's own chunk — then the middle, the owner's own chunk, a local
+//! copy. Never element by element, and not through SPMD.
 //!
 //! Run: `cargo run --release -p cohort-darray --example life`
 
@@ -90,20 +91,23 @@ fn next_chunk(d: &DArray<bool, Ix2>, idx: Ranges) -> Result<Array2<bool>, DArray
         let [ml, mc, mr] = thirds(mid_band, cols.len());
         let [bl, bc, br] = thirds(bot_band, cols.len());
         let one = |i: usize| i..i + 1;
-        // Julia's nine indexing expressions, in the same order.
-        let regions = [
+        // Julia's nine indexing expressions, in the same order, but the middle (this
+        // owner's own chunk) is copied last: first the eight border regions, all at
+        // once, while this process and its neighbours are idle enough to serve and
+        // land them at once — copying first would keep the CPU from the threads that
+        // do that where processes outnumber cores.
+        let border = [
             [one(top), one(left)],
             [rows.clone(), one(left)],
             [one(bot), one(left)],
             [one(top), cols.clone()],
-            [rows.clone(), cols.clone()], // the middle: this owner's own chunk
             [one(bot), cols.clone()],
             [one(top), one(right)],
             [rows.clone(), one(right)],
             [one(bot), one(right)],
         ];
-        let targets = [tl, ml, bl, tc, mc, bc, tr, mr, br];
-        let fetches: Vec<_> = regions
+        let targets = [tl, ml, bl, tc, bc, tr, mr, br];
+        let fetches: Vec<_> = border
             .iter()
             .zip(targets)
             .map(|(r, out)| d.fetch_into(r, out))
@@ -114,6 +118,8 @@ fn next_chunk(d: &DArray<bool, Ix2>, idx: Ranges) -> Result<Array2<bool>, DArray
         );
         // A neighbour that cannot be reached fails the step (`ChunkFailure::Init`).
         done.into_iter().collect::<Result<Vec<()>, _>>()?;
+        // The middle: this owner's own chunk, a local copy.
+        d.fetch_into_blocking(&[rows.clone(), cols.clone()], mc)?;
     }
     Ok(life_rule(old.view()))
 }

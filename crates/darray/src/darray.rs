@@ -15,7 +15,7 @@ use crate::element::Element;
 use crate::error::{ChunkFailure, DArrayError};
 use crate::layout::Layout;
 use crate::store::{self, DArrayId};
-use crate::transfer::{to_vec, Block, Landing};
+use crate::transfer::{copy_region, to_vec, Block, Landing};
 
 /// An array of `T` split into chunks held by several processes (Julia's
 /// `DArray{T,N}`): chunk `k` of [`indices`](Self::indices) lives on
@@ -567,6 +567,13 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
     }
 
     /// The core of every fetch: `out` has exactly the ranges' shape.
+    ///
+    /// The requests to other owners go out first, and pieces held here are copied
+    /// once their replies are in (a fetch of local pieces only yields once first), so
+    /// that sibling fetches polled together — the halo regions of a `life_step` — all
+    /// send their requests before any of them spends CPU copying, and this process is
+    /// idle while it waits: where processes outnumber cores, a copy running then
+    /// delays the threads that serve and land the requests of both sides.
     pub(crate) async fn fetch_dyn_into(
         &self,
         ranges: &[Range<usize>],
@@ -577,6 +584,7 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
         let mut landings = Vec::new();
         let mut calls = Vec::new();
         let mut regions = Vec::new();
+        let mut here = Vec::new();
         for (k, part) in self.layout.pieces(ranges) {
             let pid = self.layout.pids[k];
             let chunk_lo: Vec<usize> = self.layout.ranges(k).iter().map(|r| r.start).collect();
@@ -590,25 +598,19 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
                 .zip(ranges)
                 .map(|(r, whole)| r.start - whole.start..r.end - whole.start)
                 .collect();
-            if pid == me {
-                let chunk = store::get::<T, D>(id)
-                    .map_err(|failure| DArrayError::Chunk { pid, failure })?;
-                let c = chunk.read();
-                let src = c.view().into_dyn();
-                let src = src.slice_each_axis(|ax| Slice::from(local[ax.axis.index()].clone()));
-                out.slice_each_axis_mut(|ax| Slice::from(region[ax.axis.index()].clone()))
-                    .assign(&src);
-                continue;
-            }
             // SAFETY of the split: the regions of different pieces are disjoint, so
-            // each landing is the only writer of its elements; `out` itself is not
-            // used again until every landing is gone.
+            // each landing (or local copy) is the only writer of its elements; `out`
+            // itself is not used again until every landing and copy is done.
             let mut sub =
                 out.slice_each_axis_mut(|ax| Slice::from(region[ax.axis.index()].clone()));
             let raw = sub.raw_view_mut();
             // SAFETY: `raw` points into `out`, exclusively borrowed for this call;
             // the regions are disjoint (see above).
             let view = unsafe { raw.deref_into_view_mut() };
+            if pid == me {
+                here.push((pid, local, view));
+                continue;
+            }
             let landing = Landing::new(view);
             let token = landing.token;
             landings.push(landing);
@@ -619,9 +621,24 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
                     .remotecall_fetch(read_block::<T, D>, pid, (id, local, token));
             calls.push((pid, f));
         }
-        let blocks = all_of(calls).await;
+        // Remote pieces first (see above).
+        let blocks = if calls.is_empty() {
+            // Let sibling fetches polled beside this one send their requests first.
+            yield_once().await;
+            Vec::new()
+        } else {
+            all_of(calls).await?
+        };
         drop(landings);
-        for (b, region) in blocks?.into_iter().zip(regions) {
+        for (pid, local, mut view) in here {
+            let chunk =
+                store::get::<T, D>(id).map_err(|failure| DArrayError::Chunk { pid, failure })?;
+            let c = chunk.read();
+            let src = c.view().into_dyn();
+            let src = src.slice_each_axis(|ax| Slice::from(local[ax.axis.index()].clone()));
+            copy_region(&mut view, &src);
+        }
+        for (b, region) in blocks.into_iter().zip(regions) {
             if b.landed {
                 continue;
             }
@@ -634,11 +651,28 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
                     got: vec![b.data.len()],
                 }
             })?;
-            out.slice_each_axis_mut(|ax| Slice::from(region[ax.axis.index()].clone()))
-                .assign(&src);
+            let mut dst =
+                out.slice_each_axis_mut(|ax| Slice::from(region[ax.axis.index()].clone()));
+            copy_region(&mut dst, &src);
         }
         Ok(())
     }
+}
+
+/// Returns `Pending` once (waking itself at once), then `Ready`: lets the other
+/// futures polled beside this one run their first step.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 /// On an owner: the elements of its chunk of `id` in `local` ranges, row-major.

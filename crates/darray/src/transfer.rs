@@ -239,6 +239,7 @@ fn write_bytes<T: Element>(view: &mut ArrayViewMut<'_, T, IxDyn>, b: &[u8]) -> b
     if let Some(s) = view.as_slice_mut() {
         return T::from_bytes(b, s);
     }
+    let mut view = squeeze_mut(view.view_mut());
     if view.ndim() == 0 {
         return T::from_bytes(b, std::slice::from_mut(&mut view[IxDyn(&[])]));
     }
@@ -261,12 +262,71 @@ fn write_bytes<T: Element>(view: &mut ArrayViewMut<'_, T, IxDyn>, b: &[u8]) -> b
     true
 }
 
+/// `v` without its axes of length 1 (row-major order is unchanged), so that its rows
+/// are as long as they can be: a column of a matrix becomes one strided row, walked
+/// as a fixed-dimension lane instead of one `IxDyn` row per element.
+fn squeeze<'a, T>(mut v: ndarray::ArrayView<'a, T, IxDyn>) -> ndarray::ArrayView<'a, T, IxDyn> {
+    for ax in (0..v.ndim()).rev() {
+        if v.shape()[ax] == 1 {
+            v = v.index_axis_move(ndarray::Axis(ax), 0);
+        }
+    }
+    v
+}
+
+/// [`squeeze`] for a mutable view.
+fn squeeze_mut<'a, T>(mut v: ArrayViewMut<'a, T, IxDyn>) -> ArrayViewMut<'a, T, IxDyn> {
+    for ax in (0..v.ndim()).rev() {
+        if v.shape()[ax] == 1 {
+            v = v.index_axis_move(ndarray::Axis(ax), 0);
+        }
+    }
+    v
+}
+
+/// Copies `src` into `dst` (of the same shape) a row at a time: one slice copy per
+/// contiguous row, where an element-wise `assign` over `IxDyn` visits each element
+/// through its index.
+pub(crate) fn copy_region<T: Clone>(
+    dst: &mut ArrayViewMut<'_, T, IxDyn>,
+    src: &ndarray::ArrayView<'_, T, IxDyn>,
+) {
+    debug_assert_eq!(dst.shape(), src.shape());
+    if let (Some(d), Some(s)) = (dst.as_slice_mut(), src.as_slice()) {
+        d.clone_from_slice(s);
+        return;
+    }
+    let mut dst = squeeze_mut(dst.view_mut());
+    let src = squeeze(src.view());
+    if dst.ndim() == 0 {
+        dst.assign(&src);
+        return;
+    }
+    for (mut d, s) in dst.rows_mut().into_iter().zip(src.rows()) {
+        match (d.as_slice_mut(), s.as_slice()) {
+            (Some(d), Some(s)) => d.clone_from_slice(s),
+            _ => d.assign(&s),
+        }
+    }
+}
+
 /// Copies a region's elements, in row-major order, into one vector.
 pub(crate) fn to_vec<T: Clone, D: ndarray::Dimension>(v: ndarray::ArrayView<'_, T, D>) -> Vec<T> {
-    match v.as_slice() {
-        Some(s) => s.to_vec(),
-        None => v.iter().cloned().collect(),
+    if let Some(s) = v.as_slice() {
+        return s.to_vec();
     }
+    let v = squeeze(v.into_dyn());
+    if v.ndim() == 0 {
+        return v.iter().cloned().collect();
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for row in v.rows() {
+        match row.as_slice() {
+            Some(s) => out.extend_from_slice(s),
+            None => out.extend(row.iter().cloned()),
+        }
+    }
+    out
 }
 
 /// A registered destination: a raw view of (part of) a caller's buffer.
@@ -317,5 +377,60 @@ impl Drop for Landing<'_> {
     fn drop(&mut self) {
         landings().lock().remove(&self.token);
         *self.slot.lock() = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array, Array2, Array3};
+
+    fn grid(m: usize, n: usize) -> Array2<u32> {
+        Array2::from_shape_fn((m, n), |(i, j)| (i * 100 + j) as u32)
+    }
+
+    #[test]
+    fn to_vec_is_row_major_for_rows_columns_blocks_and_3d() {
+        let a = grid(5, 7);
+        for region in [s![1..2, ..], s![.., 3..4], s![1..4, 2..6], s![2..3, 4..5]] {
+            let v = a.slice(region);
+            assert_eq!(to_vec(v), v.iter().copied().collect::<Vec<_>>());
+        }
+        let b = Array3::from_shape_fn((3, 4, 5), |(i, j, k)| i * 20 + j * 5 + k);
+        let v = b.slice(s![.., 1..2, 2..4]);
+        assert_eq!(to_vec(v), v.iter().copied().collect::<Vec<_>>());
+        let z = Array::from_elem(ndarray::IxDyn(&[]), 9u8);
+        assert_eq!(to_vec(z.view()), vec![9]);
+    }
+
+    #[test]
+    fn copy_region_copies_columns_and_strided_blocks() {
+        let a = grid(6, 8);
+        for (src, dst) in [
+            (s![.., 2..3], s![..6, 0..1]),
+            (s![1..5, 3..7], s![2..6, 4..8]),
+            (s![4..5, ..], s![0..1, ..]),
+        ] {
+            let mut out = Array2::<u32>::zeros((6, 8));
+            let from = a.slice(src).into_dyn();
+            let mut to = out.slice_mut(dst).into_dyn();
+            copy_region(&mut to, &from);
+            assert_eq!(out.slice(dst), a.slice(src));
+            // Nothing outside the region was written.
+            let written: usize = out.iter().filter(|x| **x != 0).count();
+            assert!(written <= out.slice(dst).len());
+        }
+    }
+
+    #[test]
+    fn write_bytes_fills_a_column_in_order_and_rejects_bad_bools() {
+        let mut out = Array2::from_elem((4, 3), false);
+        let bytes = [1u8, 0, 1, 1];
+        let mut col = out.slice_mut(s![.., 1..2]).into_dyn();
+        assert!(write_bytes(&mut col, &bytes));
+        assert_eq!(out.column(1).to_vec(), vec![true, false, true, true]);
+        assert_eq!(out.iter().filter(|x| **x).count(), 3);
+        let mut col = out.slice_mut(s![.., 0..1]).into_dyn();
+        assert!(!write_bytes(&mut col, &[1, 2, 0, 0]));
     }
 }
