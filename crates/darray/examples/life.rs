@@ -17,11 +17,11 @@
 //! end
 //! ```
 //!
-//! Here the halo is fetched with range fetches into the regions of `old`: the eight
-//! border regions all at once — each one request to the neighbour that holds it,
-//! answered with just that row, column or corner, or a local copy where the region
-//! lies in the owner's own chunk — then the middle, the owner's own chunk, a local
-//! copy. Never element by element, and not through SPMD.
+//! Here the halo is fetched into the regions of `old`: the eight border regions with
+//! one `fetch_each_into` — one request to each neighbour for all the rows, columns
+//! and corners it holds, each decoded straight into its region, and a local copy
+//! where a region lies in the owner's own chunk — then the middle, the owner's own
+//! chunk, a local copy. Never element by element, and not through SPMD.
 //!
 //! Run: `cargo run --release -p cohort-darray --example life`
 
@@ -92,10 +92,10 @@ fn next_chunk(d: &DArray<bool, Ix2>, idx: Ranges) -> Result<Array2<bool>, DArray
         let [bl, bc, br] = thirds(bot_band, cols.len());
         let one = |i: usize| i..i + 1;
         // Julia's nine indexing expressions, in the same order, but the middle (this
-        // owner's own chunk) is copied last: first the eight border regions, all at
-        // once, while this process and its neighbours are idle enough to serve and
-        // land them at once — copying first would keep the CPU from the threads that
-        // do that where processes outnumber cores.
+        // owner's own chunk) is copied last: first the eight border regions, in one
+        // request per neighbour, while this process and its neighbours are idle
+        // enough to serve and land them at once — copying first would keep the CPU
+        // from the threads that do that where processes outnumber cores.
         let border = [
             [one(top), one(left)],
             [rows.clone(), one(left)],
@@ -107,17 +107,9 @@ fn next_chunk(d: &DArray<bool, Ix2>, idx: Ranges) -> Result<Array2<bool>, DArray
             [one(bot), one(right)],
         ];
         let targets = [tl, ml, bl, tc, bc, tr, mr, br];
-        let fetches: Vec<_> = border
-            .iter()
-            .zip(targets)
-            .map(|(r, out)| d.fetch_into(r, out))
-            .collect();
-        let done = cohort_cluster::runtime::block_here(
-            "life_step's halo",
-            futures::future::join_all(fetches),
-        );
+        let regions = border.iter().map(|r| &r[..]).zip(targets).collect();
         // A neighbour that cannot be reached fails the step (`ChunkFailure::Init`).
-        done.into_iter().collect::<Result<Vec<()>, _>>()?;
+        d.fetch_each_into_blocking(regions)?;
         // The middle: this owner's own chunk, a local copy.
         d.fetch_into_blocking(&[rows.clone(), cols.clone()], mc)?;
     }

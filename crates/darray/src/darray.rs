@@ -515,10 +515,71 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
         ranges: &[Range<usize>],
         out: ArrayViewMut<'_, T, E>,
     ) -> Result<(), DArrayError> {
+        let v = self.region_view(ranges, out)?;
+        self.fetch_dyn_into(ranges, v).await
+    }
+
+    /// Fetches several ranges at once, each into its own buffer (the border regions
+    /// of a halo exchange): the pieces that one owner holds, of all the ranges, go to
+    /// it in **one** request and come back in one reply, each piece decoded straight
+    /// into its region of its buffer; pieces held here are copied directly, once the
+    /// replies are in. Each buffer's shape must be its range's lengths, as for
+    /// [`fetch_into`](Self::fetch_into); the buffers are distinct, so they never
+    /// overlap.
+    ///
+    /// # Errors
+    /// As [`fetch_into`](Self::fetch_into), for any of the ranges (checked before
+    /// anything is sent). On an error, the buffers may be partly written.
+    ///
+    /// # Cancel safety
+    /// Dropping it abandons the wait; the buffers may be partly written.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// use ndarray::{s, Array2};
+    /// let d = cohort_darray::DArray::<u32, ndarray::Ix2>::from_fn((4, 6), |(i, j): (usize, usize)| (10 * i + j) as u32).await.unwrap();
+    /// // A column and a corner, one request per owner for both.
+    /// let mut old = Array2::<u32>::zeros((5, 2));
+    /// let (top, corner) = old.view_mut().split_at(ndarray::Axis(0), 4);
+    /// let (col, _) = top.split_at(ndarray::Axis(1), 1);
+    /// d.fetch_each_into(vec![(&[0..4, 5..6][..], col), (&[0..1, 0..2][..], corner)])
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(old.slice(s![..4, 0]).to_vec(), vec![5, 15, 25, 35]);
+    /// assert_eq!(old.row(4).to_vec(), vec![0, 1]);
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let d = cohort_darray::blocking::distribute(&ndarray::arr1(&[5u8, 6, 7, 8])).unwrap();
+ let (mut a, mut b) = ([0u8; 1], [0u8; 2]);
+ d.fetch_each_into_blocking(vec![
+     (&[0..1][..], ndarray::ArrayViewMut1::from(&mut a[..])),
+     (&[2..4][..], ndarray::ArrayViewMut1::from(&mut b[..])),
+ ])
+ .unwrap();
+ assert_eq!((a, b), ([5], [7, 8]));"
+    )]
+    pub async fn fetch_each_into<E: Dimension>(
+        &self,
+        regions: Vec<Region<'_, '_, T, E>>,
+    ) -> Result<(), DArrayError> {
+        let mut views = Vec::with_capacity(regions.len());
+        for (ranges, out) in regions {
+            views.push((ranges, self.region_view(ranges, out)?));
+        }
+        self.fetch_dyn_many(views).await
+    }
+
+    /// `out` as a view with exactly the ranges' shape: a lower-dimensional buffer for
+    /// a range of single indices (a row of a matrix into a vector) is fine, only the
+    /// lengths must agree.
+    fn region_view<'b, E: Dimension>(
+        &self,
+        ranges: &[Range<usize>],
+        out: ArrayViewMut<'b, T, E>,
+    ) -> Result<ArrayViewMut<'b, T, IxDyn>, DArrayError> {
         self.layout.check_ranges(ranges)?;
         let want = ranges_shape(ranges);
-        // A lower-dimensional buffer for a range of single indices (a row of a
-        // matrix into a vector) is fine: only the lengths must agree.
         let squeeze = |s: &[usize]| s.iter().copied().filter(|n| *n != 1).collect::<Vec<_>>();
         if out.shape() != want.as_slice() && squeeze(out.shape()) != squeeze(&want) {
             return Err(DArrayError::ShapeMismatch {
@@ -539,7 +600,7 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
                 v.insert_axis_inplace(ndarray::Axis(ax));
             }
         }
-        self.fetch_dyn_into(ranges, v).await
+        Ok(v)
     }
 
     /// The whole array as a local `ndarray::Array` (Julia's `convert(Array, d)` /
@@ -566,63 +627,87 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
         self.fetch(&all).await
     }
 
-    /// The core of every fetch: `out` has exactly the ranges' shape.
-    ///
-    /// The requests to other owners go out first, and pieces held here are copied
-    /// once their replies are in (a fetch of local pieces only yields once first), so
-    /// that sibling fetches polled together — the halo regions of a `life_step` — all
-    /// send their requests before any of them spends CPU copying, and this process is
-    /// idle while it waits: where processes outnumber cores, a copy running then
-    /// delays the threads that serve and land the requests of both sides.
+    /// A fetch of one range; `out` has exactly the ranges' shape.
     pub(crate) async fn fetch_dyn_into(
         &self,
         ranges: &[Range<usize>],
-        mut out: ArrayViewMut<'_, T, IxDyn>,
+        out: ArrayViewMut<'_, T, IxDyn>,
+    ) -> Result<(), DArrayError> {
+        self.fetch_dyn_many(vec![(ranges, out)]).await
+    }
+
+    /// The core of every fetch: each `out` has exactly its ranges' shape. The pieces
+    /// one owner holds, of all the ranges, go to it in one request.
+    ///
+    /// The requests to other owners go out first, and pieces held here are copied
+    /// once their replies are in (a fetch of local pieces only yields once first), so
+    /// that sibling fetches polled together all send their requests before any of
+    /// them spends CPU copying, and this process is idle while it waits: where
+    /// processes outnumber cores, a copy running then delays the threads that serve
+    /// and land the requests of both sides.
+    pub(crate) async fn fetch_dyn_many(
+        &self,
+        mut regions: Vec<Region<'_, '_, T, IxDyn>>,
     ) -> Result<(), DArrayError> {
         let me = self.handle.cluster.myid();
         let id = self.handle.id;
         let mut landings = Vec::new();
-        let mut calls = Vec::new();
-        let mut regions = Vec::new();
         let mut here = Vec::new();
-        for (k, part) in self.layout.pieces(ranges) {
-            let pid = self.layout.pids[k];
-            let chunk_lo: Vec<usize> = self.layout.ranges(k).iter().map(|r| r.start).collect();
-            let local: Vec<Range<usize>> = part
-                .iter()
-                .zip(&chunk_lo)
-                .map(|(r, lo)| r.start - lo..r.end - lo)
-                .collect();
-            let region: Vec<Range<usize>> = part
-                .iter()
-                .zip(ranges)
-                .map(|(r, whole)| r.start - whole.start..r.end - whole.start)
-                .collect();
-            // SAFETY of the split: the regions of different pieces are disjoint, so
-            // each landing (or local copy) is the only writer of its elements; `out`
-            // itself is not used again until every landing and copy is done.
-            let mut sub =
-                out.slice_each_axis_mut(|ax| Slice::from(region[ax.axis.index()].clone()));
-            let raw = sub.raw_view_mut();
-            // SAFETY: `raw` points into `out`, exclusively borrowed for this call;
-            // the regions are disjoint (see above).
-            let view = unsafe { raw.deref_into_view_mut() };
-            if pid == me {
-                here.push((pid, local, view));
-                continue;
+        let mut asks: Vec<Ask> = Vec::new();
+        for (ri, (ranges, out)) in regions.iter_mut().enumerate() {
+            for (k, part) in self.layout.pieces(ranges) {
+                let pid = self.layout.pids[k];
+                let chunk_lo: Vec<usize> = self.layout.ranges(k).iter().map(|r| r.start).collect();
+                let local: Vec<Range<usize>> = part
+                    .iter()
+                    .zip(&chunk_lo)
+                    .map(|(r, lo)| r.start - lo..r.end - lo)
+                    .collect();
+                let place: Vec<Range<usize>> = part
+                    .iter()
+                    .zip(ranges.iter())
+                    .map(|(r, whole)| r.start - whole.start..r.end - whole.start)
+                    .collect();
+                // SAFETY of the split: the pieces of one range are disjoint, and
+                // different ranges have different buffers, so each landing (or local
+                // copy) is the only writer of its elements; the buffers are not used
+                // again until every landing and copy is done.
+                let mut sub =
+                    out.slice_each_axis_mut(|ax| Slice::from(place[ax.axis.index()].clone()));
+                let raw = sub.raw_view_mut();
+                // SAFETY: `raw` points into `out`, exclusively borrowed for this call;
+                // the pieces are disjoint (see above).
+                let view = unsafe { raw.deref_into_view_mut() };
+                if pid == me {
+                    here.push((pid, local, view));
+                    continue;
+                }
+                let landing = Landing::new(view);
+                let token = landing.token;
+                landings.push(landing);
+                let at = match asks.iter().position(|a| a.0 == pid) {
+                    Some(at) => at,
+                    None => {
+                        asks.push((pid, Vec::new(), Vec::new()));
+                        asks.len() - 1
+                    }
+                };
+                asks[at].1.push((local, token));
+                asks[at].2.push((ri, place));
             }
-            let landing = Landing::new(view);
-            let token = landing.token;
-            landings.push(landing);
-            regions.push(region);
-            let f =
-                self.handle
-                    .cluster
-                    .remotecall_fetch(read_block::<T, D>, pid, (id, local, token));
+        }
+        let mut places = Vec::with_capacity(asks.len());
+        let mut calls = Vec::with_capacity(asks.len());
+        for (pid, wanted, to) in asks {
+            places.push(to);
+            let f = self
+                .handle
+                .cluster
+                .remotecall_fetch(read_blocks::<T, D>, pid, (id, wanted));
             calls.push((pid, f));
         }
         // Remote pieces first (see above).
-        let blocks = if calls.is_empty() {
+        let replies = if calls.is_empty() {
             // Let sibling fetches polled beside this one send their requests first.
             yield_once().await;
             Vec::new()
@@ -638,26 +723,48 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
             let src = src.slice_each_axis(|ax| Slice::from(local[ax.axis.index()].clone()));
             copy_region(&mut view, &src);
         }
-        for (b, region) in blocks.into_iter().zip(regions) {
-            if b.landed {
-                continue;
-            }
-            // Decoded where its landing was not registered (replies are decoded inside
-            // the call's future, so this does not happen today): copy it in.
-            let shape = ranges_shape(&region);
-            let src = ndarray::ArrayView::from_shape(IxDyn(&shape), &b.data).map_err(|_| {
-                DArrayError::ShapeMismatch {
-                    expected: shape.clone(),
-                    got: vec![b.data.len()],
+        for (blocks, to) in replies.into_iter().zip(places) {
+            for (b, (ri, place)) in blocks.into_iter().zip(to) {
+                if b.landed {
+                    continue;
                 }
-            })?;
-            let mut dst =
-                out.slice_each_axis_mut(|ax| Slice::from(region[ax.axis.index()].clone()));
-            copy_region(&mut dst, &src);
+                // Decoded where its landing was not registered (replies are decoded
+                // inside the call's future, so this does not happen today): copy it in.
+                let shape = ranges_shape(&place);
+                let src = ndarray::ArrayView::from_shape(IxDyn(&shape), &b.data).map_err(|_| {
+                    DArrayError::ShapeMismatch {
+                        expected: shape.clone(),
+                        got: vec![b.data.len()],
+                    }
+                })?;
+                let mut dst = regions[ri]
+                    .1
+                    .slice_each_axis_mut(|ax| Slice::from(place[ax.axis.index()].clone()));
+                copy_region(&mut dst, &src);
+            }
         }
         Ok(())
     }
 }
+
+/// One range of a [`DArray::fetch_each_into`] and the buffer it goes into.
+///
+/// ```
+/// let mut buf = [0u8; 2];
+/// let r: cohort_darray::Region<'_, '_, u8, ndarray::Ix1> =
+///     (&[0..2][..], ndarray::ArrayViewMut1::from(&mut buf[..]));
+/// assert_eq!(r.1.len(), 2);
+/// ```
+pub type Region<'r, 'b, T, E> = (&'r [Range<usize>], ArrayViewMut<'b, T, E>);
+
+/// What one fetch asks of one owner: the owner, the pieces (its local ranges and the
+/// landing token of each), and where each goes (the region's index and the piece's
+/// place in that region).
+type Ask = (
+    Pid,
+    Vec<(Vec<Range<usize>>, u64)>,
+    Vec<(usize, Vec<Range<usize>>)>,
+);
 
 /// Returns `Pending` once (waking itself at once), then `Ready`: lets the other
 /// futures polled beside this one run their first step.
@@ -675,19 +782,24 @@ async fn yield_once() {
     .await
 }
 
-/// On an owner: the elements of its chunk of `id` in `local` ranges, row-major.
-fn read_block<T: Element, D: Dimension + 'static>(
+/// On an owner: for each of `wanted`, the elements of its chunk of `id` in those
+/// local ranges, row-major, with the landing token they go to.
+fn read_blocks<T: Element, D: Dimension + 'static>(
     id: DArrayId,
-    local: Vec<Range<usize>>,
-    token: u64,
-) -> Result<Block<T>, ChunkFailure> {
+    wanted: Vec<(Vec<Range<usize>>, u64)>,
+) -> Result<Vec<Block<T>>, ChunkFailure> {
     let chunk = store::get::<T, D>(id)?;
     let c = chunk.read();
     let v = c.view().into_dyn();
-    let v = v.slice_each_axis(|ax| Slice::from(local[ax.axis.index()].clone()));
-    let mut b = Block::new(to_vec(v));
-    b.token = token;
-    Ok(b)
+    Ok(wanted
+        .into_iter()
+        .map(|(local, token)| {
+            let part = v.slice_each_axis(|ax| Slice::from(local[ax.axis.index()].clone()));
+            let mut b = Block::new(to_vec(part));
+            b.token = token;
+            b
+        })
+        .collect())
 }
 
 /// The local chunk of a [`DArray`], read-locked; derefs to its `ndarray::Array`.

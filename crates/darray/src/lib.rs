@@ -9,7 +9,8 @@
 //!   ([`DArray::builder`] with `init`, [`dzeros`], [`dones`], [`dfill`], [`drand`],
 //!   [`drandn`], [`distribute`], [`DArray::from_fn`], [`DArray::from_futures`]),
 //!   access ([`DArray::localpart`], [`DArray::localindices`], [`DArray::get`],
-//!   [`DArray::fetch`], [`DArray::fetch_into`], [`DArray::gather`]) and operations
+//!   [`DArray::fetch`], [`DArray::fetch_into`], [`DArray::fetch_each_into`],
+//!   [`DArray::gather`]) and operations
 //!   that run where the data lives ([`DArray::map`], [`DArray::mapreduce`],
 //!   [`DArray::sum`], [`DArray::norm`], [`DArray::dot`], [`DArray::matvec`], the
 //!   operators of [`Expr`], …).
@@ -69,9 +70,10 @@
 //! ## Performance rules
 //!
 //! Every whole-array operation is **one call per owner**, all sent at once; a range
-//! fetch is one request per touched chunk. Numeric elements cross the wire as raw
-//! bytes ([`Element`]), and [`DArray::fetch_into`] decodes each reply straight into
-//! the caller's buffer. Element access ([`DArray::get`]) is a round trip per
+//! fetch is one request per touched chunk, and several ranges fetched together
+//! ([`DArray::fetch_each_into`], a halo exchange's borders) are one request per
+//! owner. Numeric elements cross the wire as raw bytes ([`Element`]), and
+//! [`DArray::fetch_into`] decodes each reply straight into the caller's buffer. Element access ([`DArray::get`]) is a round trip per
 //! element: fine for a few, slow in a loop. The functions that run on the owners
 //! (`init`, `map`'s `f`, …) travel as code offsets or `closure!`s, so all processes
 //! must run the same executable (as for any closure in cohort).
@@ -108,7 +110,7 @@ pub use build::{
     dfill, distribute, distribute_like, dones, drand, drandn, dzeros, DArrayBuilder, InitOutput,
     Ranges,
 };
-pub use darray::{DArray, LocalPart, LocalPartMut};
+pub use darray::{DArray, LocalPart, LocalPartMut, Region};
 pub use ddata::{ddata, ddata_from, ddata_on, DData};
 pub use element::Element;
 pub use error::{ChunkFailure, DArrayError};

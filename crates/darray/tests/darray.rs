@@ -359,6 +359,120 @@ fn indexing_across_chunk_boundaries() {
     );
 }
 
+/// Calls `pid` has finished so far (the report's own call is not counted).
+fn calls_done(pid: Pid) -> u64 {
+    let c = cohort_cluster::Cluster::current();
+    cohort_cluster::runtime::block_on(async move {
+        cohort_cluster::observe::report_of(&c, pid, Default::default()).await
+    })
+    .unwrap()
+    .calls_done
+}
+
+#[cohort::remote]
+fn fetch_two_here(d: DArray<f64, Ix2>) -> Result<(Vec<f64>, Vec<f64>), String> {
+    // On the owner of rows 3..6: one region in its own chunk, one on another owner.
+    let (mut mine, mut theirs) = (vec![0.0; 3], vec![0.0; 2]);
+    d.fetch_each_into_blocking(vec![
+        (
+            &[3..6, 2..3][..],
+            ndarray::ArrayViewMut1::from(&mut mine[..]),
+        ),
+        (
+            &[8..9, 0..2][..],
+            ndarray::ArrayViewMut1::from(&mut theirs[..]),
+        ),
+    ])
+    .map_err(|e| e.to_string())?;
+    Ok((mine, theirs))
+}
+
+#[test]
+fn several_ranges_at_once_in_one_request_per_owner() {
+    let _g = serial();
+    let w = workers3();
+    let a = Array::from_shape_fn((9, 8), |(i, j)| (i * 100 + j) as f64);
+    // Rows 0..3 on w[0], 3..6 on w[1], 6..9 on w[2].
+    let d = DArray::<f64, Ix2>::builder((9, 8))
+        .procs(&w)
+        .dist(&[3, 1])
+        .distribute_blocking(&a)
+        .unwrap();
+    let mut col = Array2::<f64>::zeros((9, 2));
+    let mut band = Array2::<f64>::zeros((2, 8));
+    let mut corner = [0.0; 2];
+    d.fetch_each_into_blocking(vec![
+        // A column across all three chunks, into a strided column of a matrix.
+        (&[0..9, 5..6][..], col.column_mut(1).into_dyn()),
+        // Two rows across the boundary of the first two chunks.
+        (&[2..4, 0..8][..], band.view_mut().into_dyn()),
+        // Two elements of the last chunk, into a plain slice.
+        (
+            &[7..8, 1..3][..],
+            ndarray::ArrayViewMut1::from(&mut corner[..]).into_dyn(),
+        ),
+    ])
+    .unwrap();
+    assert_eq!(col.column(1), a.column(5));
+    assert_eq!(col.column(0).sum(), 0.0);
+    assert_eq!(band, a.slice(s![2..4, ..]));
+    assert_eq!(corner, [701.0, 702.0]);
+
+    // From an owner: its own piece is copied, the other fetched.
+    let (mine, theirs) = blocking::remotecall_fetch(fetch_two_here, w[1], (d.clone(),))
+        .unwrap()
+        .unwrap();
+    assert_eq!(mine, vec![302.0, 402.0, 502.0]);
+    assert_eq!(theirs, vec![800.0, 801.0]);
+
+    // Three ranges on the first owner cost it what one range does: one request.
+    let before = calls_done(w[0]);
+    let mut one = [0.0; 1];
+    d.fetch_into_blocking(&[0..1, 0..1], ndarray::ArrayViewMut1::from(&mut one[..]))
+        .unwrap();
+    let single = calls_done(w[0]) - before;
+    assert_eq!(single, 1, "one request for one range");
+    let (mut x, mut y, mut z) = ([0.0; 1], [0.0; 2], [0.0; 3]);
+    let before = calls_done(w[0]);
+    d.fetch_each_into_blocking(vec![
+        (&[0..1, 7..8][..], ndarray::ArrayViewMut1::from(&mut x[..])),
+        (&[1..2, 0..2][..], ndarray::ArrayViewMut1::from(&mut y[..])),
+        (&[0..3, 4..5][..], ndarray::ArrayViewMut1::from(&mut z[..])),
+    ])
+    .unwrap();
+    assert_eq!(calls_done(w[0]) - before, single);
+    assert_eq!((x, y, z), ([7.0], [100.0, 101.0], [4.0, 104.0, 204.0]));
+
+    // A bad range fails the whole fetch before anything is sent or written.
+    let mut good = [-1.0; 2];
+    let mut bad = [-1.0; 2];
+    let err = d
+        .fetch_each_into_blocking(vec![
+            (
+                &[0..1, 0..2][..],
+                ndarray::ArrayViewMut1::from(&mut good[..]),
+            ),
+            (
+                &[8..10, 0..1][..],
+                ndarray::ArrayViewMut1::from(&mut bad[..]),
+            ),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, DArrayError::RangeOutOfBounds { .. }), "{err}");
+    assert_eq!(good, [-1.0, -1.0]);
+    let mut small = [0.0; 1];
+    assert!(matches!(
+        d.fetch_each_into_blocking(vec![(
+            &[0..2, 0..1][..],
+            ndarray::ArrayViewMut1::from(&mut small[..])
+        )]),
+        Err(DArrayError::ShapeMismatch { .. })
+    ));
+    // No ranges: nothing to do.
+    d.fetch_each_into_blocking(Vec::<(&[Range<usize>], ndarray::ArrayViewMut1<'_, f64>)>::new())
+        .unwrap();
+}
+
 #[cohort::remote]
 fn bump_localpart(d: DArray<i64, Ix1>) -> Result<Vec<usize>, String> {
     let li = d.localindices();
