@@ -15,7 +15,7 @@ use crate::element::Element;
 use crate::error::{ChunkFailure, DArrayError};
 use crate::layout::Layout;
 use crate::store::{self, DArrayId};
-use crate::transfer::{copy_region, to_vec, Block, Landing};
+use crate::transfer::{copy_region, squeeze, to_vec, Block, Landing};
 
 /// An array of `T` split into chunks held by several processes (Julia's
 /// `DArray{T,N}`): chunk `k` of [`indices`](Self::indices) lives on
@@ -580,8 +580,8 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
     ) -> Result<ArrayViewMut<'b, T, IxDyn>, DArrayError> {
         self.layout.check_ranges(ranges)?;
         let want = ranges_shape(ranges);
-        let squeeze = |s: &[usize]| s.iter().copied().filter(|n| *n != 1).collect::<Vec<_>>();
-        if out.shape() != want.as_slice() && squeeze(out.shape()) != squeeze(&want) {
+        let non_unit = |s: &[usize]| s.iter().copied().filter(|n| *n != 1).collect::<Vec<_>>();
+        if out.shape() != want.as_slice() && non_unit(out.shape()) != non_unit(&want) {
             return Err(DArrayError::ShapeMismatch {
                 expected: want,
                 got: out.shape().to_vec(),
@@ -589,12 +589,7 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
         }
         // Drop the buffer's unit axes, then insert the ranges' (works for any
         // strides, unlike a reshape).
-        let mut v = out.into_dyn();
-        for ax in (0..v.ndim()).rev() {
-            if v.shape()[ax] == 1 {
-                v = v.index_axis_move(ndarray::Axis(ax), 0);
-            }
-        }
+        let mut v = squeeze(out.into_dyn());
         for (ax, n) in want.iter().enumerate() {
             if *n == 1 {
                 v.insert_axis_inplace(ndarray::Axis(ax));

@@ -239,7 +239,7 @@ fn write_bytes<T: Element>(view: &mut ArrayViewMut<'_, T, IxDyn>, b: &[u8]) -> b
     if let Some(s) = view.as_slice_mut() {
         return T::from_bytes(b, s);
     }
-    let mut view = squeeze_mut(view.view_mut());
+    let mut view = squeeze(view.view_mut());
     if view.ndim() == 0 {
         return T::from_bytes(b, std::slice::from_mut(&mut view[IxDyn(&[])]));
     }
@@ -265,17 +265,9 @@ fn write_bytes<T: Element>(view: &mut ArrayViewMut<'_, T, IxDyn>, b: &[u8]) -> b
 /// `v` without its axes of length 1 (row-major order is unchanged), so that its rows
 /// are as long as they can be: a column of a matrix becomes one strided row, walked
 /// as a fixed-dimension lane instead of one `IxDyn` row per element.
-fn squeeze<'a, T>(mut v: ndarray::ArrayView<'a, T, IxDyn>) -> ndarray::ArrayView<'a, T, IxDyn> {
-    for ax in (0..v.ndim()).rev() {
-        if v.shape()[ax] == 1 {
-            v = v.index_axis_move(ndarray::Axis(ax), 0);
-        }
-    }
-    v
-}
-
-/// [`squeeze`] for a mutable view.
-fn squeeze_mut<'a, T>(mut v: ArrayViewMut<'a, T, IxDyn>) -> ArrayViewMut<'a, T, IxDyn> {
+pub(crate) fn squeeze<S: ndarray::RawData>(
+    mut v: ndarray::ArrayBase<S, IxDyn>,
+) -> ndarray::ArrayBase<S, IxDyn> {
     for ax in (0..v.ndim()).rev() {
         if v.shape()[ax] == 1 {
             v = v.index_axis_move(ndarray::Axis(ax), 0);
@@ -296,7 +288,7 @@ pub(crate) fn copy_region<T: Clone>(
         d.clone_from_slice(s);
         return;
     }
-    let mut dst = squeeze_mut(dst.view_mut());
+    let mut dst = squeeze(dst.view_mut());
     let src = squeeze(src.view());
     if dst.ndim() == 0 {
         dst.assign(&src);

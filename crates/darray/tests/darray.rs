@@ -274,16 +274,23 @@ fn dist_that_does_not_match_the_processes_is_an_error() {
     wait_chunks(vec![0; 4]);
 }
 
+/// A 9×8 array (element `100 i + j`) and its DArray cut by rows over `w`: rows 0..3
+/// on `w[0]`, 3..6 on `w[1]`, 6..9 on `w[2]`.
+fn nine_by_eight_by_rows(w: &[Pid]) -> (Array2<f64>, DArray<f64, Ix2>) {
+    let a = Array::from_shape_fn((9, 8), |(i, j)| (i * 100 + j) as f64);
+    let d = DArray::<f64, Ix2>::builder((9, 8))
+        .procs(w)
+        .dist(&[3, 1])
+        .distribute_blocking(&a)
+        .unwrap();
+    (a, d)
+}
+
 #[test]
 fn indexing_across_chunk_boundaries() {
     let _g = serial();
     let w = workers3();
-    let a = Array::from_shape_fn((9, 8), |(i, j)| (i * 100 + j) as f64);
-    let d = DArray::<f64, Ix2>::builder((9, 8))
-        .procs(&w)
-        .dist(&[3, 1])
-        .distribute_blocking(&a)
-        .unwrap();
+    let (a, d) = nine_by_eight_by_rows(&w);
     // A range over all three chunks (rows 2..8 cross 3 and 6).
     assert_eq!(
         d.fetch_blocking(&[2..8, 1..7]).unwrap(),
@@ -391,13 +398,7 @@ fn fetch_two_here(d: DArray<f64, Ix2>) -> Result<(Vec<f64>, Vec<f64>), String> {
 fn several_ranges_at_once_in_one_request_per_owner() {
     let _g = serial();
     let w = workers3();
-    let a = Array::from_shape_fn((9, 8), |(i, j)| (i * 100 + j) as f64);
-    // Rows 0..3 on w[0], 3..6 on w[1], 6..9 on w[2].
-    let d = DArray::<f64, Ix2>::builder((9, 8))
-        .procs(&w)
-        .dist(&[3, 1])
-        .distribute_blocking(&a)
-        .unwrap();
+    let (a, d) = nine_by_eight_by_rows(&w);
     let mut col = Array2::<f64>::zeros((9, 2));
     let mut band = Array2::<f64>::zeros((2, 8));
     let mut corner = [0.0; 2];
