@@ -6,7 +6,12 @@
 //!   takes the reply from a second channel on B that B's echo loop fills — a
 //!   put/take round trip between two workers, measured on worker A.
 //! - `channels/put_throughput_1k`: 1,000 puts from the driver into a channel of
-//!   capacity 1,000 on a worker, then 1,000 takes.
+//!   capacity 1,000 on a worker, then 1,000 takes (`put_only_1k`: the puts alone,
+//!   the channel drained on the worker between iterations).
+//! - `channels/jobs_results_10k`: the manual's producer/consumer example
+//!   (`examples/jobs_results.rs`, no sleep) with 10,000 jobs on 2 workers, beside
+//!   `jobs_results_10k_threads`, the same pattern in one process with 2 threads and
+//!   local `Channel`s.
 //! - After criterion: how many reference messages 100,000 dropped futures cost.
 
 use std::time::{Duration, Instant};
@@ -14,6 +19,51 @@ use std::time::{Duration, Instant};
 use cohort::{Pid, RemoteChannel};
 use cohort_benches::{Child, Peer};
 use criterion::{Criterion, Throughput};
+
+#[allow(dead_code)]
+#[path = "../../examples/jobs_results.rs"]
+mod jobs_results;
+
+/// Takes everything in `rc` (on its owner), so the next iteration's puts find room.
+#[cohort::remote]
+fn drain(rc: RemoteChannel<u64>, n: u64) {
+    for _ in 0..n {
+        rc.take_blocking().expect("take");
+    }
+}
+
+/// The jobs/results pattern in one process: `workers` threads over local channels.
+fn jobs_results_threads(workers: usize, n: u32) {
+    use cohort::channels::Channel;
+    let jobs = Channel::<u32>::new(32);
+    let results = Channel::<(u32, f64, u32)>::new(32);
+    let threads: Vec<_> = (0..workers)
+        .map(|w| {
+            let (jobs, results) = (jobs.clone(), results.clone());
+            std::thread::spawn(move || {
+                while let Ok(job) = jobs.take_blocking() {
+                    if results.put_blocking((job, 0.0, w as u32)).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    let feeder = {
+        let jobs = jobs.clone();
+        std::thread::spawn(move || {
+            for i in 1..=n {
+                jobs.put_blocking(i).unwrap();
+            }
+        })
+    };
+    for _ in 0..n {
+        results.take_blocking().unwrap();
+    }
+    feeder.join().unwrap();
+    jobs.close();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+}
 
 /// Echoes every value from `input` to `output` until `input` closes.
 #[cohort::remote]
@@ -42,7 +92,7 @@ fn unit() {}
 fn main() {
     cohort_benches::run_child_if_requested();
     if !cohort_benches::selected(
-        "channels/raw_tcp_pingpong_16B put_take_roundtrip put_throughput_1k put_throughput_1k_async",
+        "channels/raw_tcp_pingpong_16B put_take_roundtrip put_throughput_1k put_throughput_1k_async put_only_1k jobs_results_10k jobs_results_10k_threads",
     ) {
         return;
     }
@@ -70,6 +120,8 @@ fn main() {
             Duration::from_secs_f64(secs)
         })
     });
+    let credited = cohort::blocking::stats_of(a).expect("stats").credited_puts;
+    println!("put_take_roundtrip: worker {a} sent {credited} puts within credits");
     let buffered = RemoteChannel::<u64>::with_capacity_blocking(a, 1000).expect("buffered");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("put_throughput_1k", |bch| {
@@ -95,6 +147,29 @@ fn main() {
                 }
             })
         })
+    });
+    // The puts alone: the worker drains the channel between iterations.
+    g.bench_function("put_only_1k", |bch| {
+        bch.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                for i in 0..1000 {
+                    buffered.put_blocking(i).unwrap();
+                }
+                total += t.elapsed();
+                cohort::blocking::remotecall_fetch(drain, a, (buffered.clone(), 1000))
+                    .expect("drain");
+            }
+            total
+        })
+    });
+    g.throughput(Throughput::Elements(10_000));
+    g.bench_function("jobs_results_10k", |bch| {
+        bch.iter(|| jobs_results::run(&pids, 10_000, 0.0, false))
+    });
+    g.bench_function("jobs_results_10k_threads", |bch| {
+        bch.iter(|| jobs_results_threads(2, 10_000))
     });
     g.finish();
 

@@ -3,7 +3,7 @@
 
 use futures::future::BoxFuture;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, Reservations};
 use crate::error::{ChannelError, PutError};
 
 /// Anything a remote reference can refer to: Julia's `AbstractChannel`.
@@ -255,6 +255,82 @@ pub trait AbstractChannel<T, K = ()>: Send + Sync {
     fn len(&self) -> Option<usize> {
         None
     }
+
+    /// Reserves up to `max` places for values on their way, as
+    /// [`Channel::reserve`]; returns how many. `RemoteChannel` grants a remote
+    /// putter one *credit* per reserved place, so that its puts into them need
+    /// not wait for an answer. The default reserves none: every remote put then
+    /// waits for the owner's answer. An implementation that reserves must also
+    /// implement [`put_reserved`](Self::put_reserved),
+    /// [`unreserve`](Self::unreserve) and
+    /// [`on_reservations`](Self::on_reservations).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(4));
+    /// assert_eq!(ch.reserve(8), 2); // half of what is free
+    /// ```
+    fn reserve(&self, max: usize) -> usize {
+        let _ = max;
+        0
+    }
+
+    /// Fills a reserved place with `value` under `key`, never waiting (as
+    /// [`Channel::put_reserved`]). The default, for channels that reserve
+    /// nothing, refuses and hands the value back.
+    ///
+    /// # Errors
+    /// [`PutError`] with the value, if the implementation cannot take it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// ch.reserve(1);
+    /// ch.put_reserved((), 9).unwrap();
+    /// assert_eq!(ch.len(), Some(1));
+    /// ```
+    fn put_reserved(&self, key: K, value: T) -> Result<(), PutError<T>> {
+        let _ = key;
+        Err(PutError { value })
+    }
+
+    /// Gives back `n` reserved places unused (as [`Channel::unreserve`]); the
+    /// default has none to give back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// assert_eq!(ch.reserve(2), 1);
+    /// ch.unreserve(1);
+    /// assert_eq!(ch.reserve(2), 1);
+    /// ```
+    fn unreserve(&self, n: usize) {
+        let _ = n;
+    }
+
+    /// Sets the function told of [`Reservations`] events (as
+    /// [`Channel::on_reservations`]); the default never calls it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::{AbstractChannel, Channel};
+    ///
+    /// let ch: Box<dyn AbstractChannel<u8>> = Box::new(Channel::new(2));
+    /// ch.on_reservations(Box::new(|e| println!("{e:?}")));
+    /// ```
+    fn on_reservations(&self, listener: Box<dyn Fn(Reservations) + Send + Sync>) {
+        let _ = listener;
+    }
 }
 
 /// A [`Channel`] as an [`AbstractChannel`] with key `()`: every method
@@ -296,5 +372,22 @@ impl<T: Clone + Send + 'static> AbstractChannel<T> for Channel<T> {
 
     fn len(&self) -> Option<usize> {
         Some(Channel::len(self))
+    }
+
+    fn reserve(&self, max: usize) -> usize {
+        Channel::reserve(self, max)
+    }
+
+    fn put_reserved(&self, _key: (), value: T) -> Result<(), PutError<T>> {
+        Channel::put_reserved(self, value);
+        Ok(())
+    }
+
+    fn unreserve(&self, n: usize) {
+        Channel::unreserve(self, n)
+    }
+
+    fn on_reservations(&self, listener: Box<dyn Fn(Reservations) + Send + Sync>) {
+        Channel::on_reservations(self, listener)
     }
 }

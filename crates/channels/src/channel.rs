@@ -83,9 +83,53 @@ struct State<T> {
     writers: WaitList,
     /// Source of per-future ids (for wait-list entries and offers).
     next_id: u64,
+    /// Places held for values on their way ([`Channel::reserve`]): counted as
+    /// taken by `put`, and a closed channel is not drained while any remain.
+    reserved: usize,
+    /// A [`Channel::reserve`] got fewer places than it asked for: the next
+    /// take that frees a place says so ([`Reservations::Freed`]).
+    wants_places: bool,
+    /// An event for the listener, sent once the lock is released.
+    event: Option<Reservations>,
+    /// Told of [`Reservations`] events ([`Channel::on_reservations`]).
+    listener: Option<Listener>,
 }
 
+/// What [`Channel::on_reservations`] is told.
+///
+/// # Examples
+///
+/// ```
+/// use cohort_channels::Reservations;
+/// assert_ne!(Reservations::Wanted, Reservations::Freed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservations {
+    /// Reserved places are in the way: a `put` waits that would fit without
+    /// them, or the channel was closed while places are reserved. Whoever
+    /// holds them should give them back ([`Channel::unreserve`]) or fill them
+    /// ([`Channel::put_reserved`]).
+    Wanted,
+    /// A take freed a place after [`Channel::reserve`] had got fewer than it
+    /// asked for: reserving again may get more.
+    Freed,
+}
+
+/// A [`Channel::on_reservations`] listener.
+type Listener = Arc<dyn Fn(Reservations) + Send + Sync>;
+
 impl<T> State<T> {
+    /// The event to send once the lock is released, with its listener.
+    fn take_event(&mut self) -> Option<(Listener, Reservations)> {
+        let event = self.event.take()?;
+        Some((self.listener.clone()?, event))
+    }
+
+    /// Whether a closed channel still waits for reserved places to be filled.
+    fn draining(&self) -> bool {
+        self.closed && self.reserved == 0
+    }
+
     fn fresh_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -118,9 +162,17 @@ impl<T> State<T> {
             Some(v) => {
                 // Space freed / offer accepted: putters must re-check.
                 self.writers.drain_into(wake);
+                // Told once enough places are free to be worth a grant (a sixteenth
+                // of the capacity, or one), not at every take.
+                let free = capacity.saturating_sub(self.buffer.len() + self.reserved);
+                if self.wants_places && !self.closed && free >= (capacity / 16).max(1) {
+                    self.wants_places = false;
+                    self.event = Some(Reservations::Freed);
+                }
                 Some(Ok(v))
             }
-            None if self.closed => Some(Err(ChannelError::Closed)),
+            // Reserved places of a closed channel are values still on their way.
+            None if self.draining() => Some(Err(ChannelError::Closed)),
             None => None,
         }
     }
@@ -135,7 +187,7 @@ impl<T> State<T> {
         }
         match self.buffer.front() {
             Some(v) => Some(Ok(v.clone())),
-            None if self.closed => Some(Err(ChannelError::Closed)),
+            None if self.draining() => Some(Err(ChannelError::Closed)),
             None => None,
         }
     }
@@ -144,7 +196,7 @@ impl<T> State<T> {
     fn try_wait(&self, capacity: usize) -> Option<Result<(), ChannelError>> {
         if self.is_ready(capacity) {
             Some(Ok(()))
-        } else if self.closed {
+        } else if self.draining() {
             Some(Err(ChannelError::Closed))
         } else {
             None
@@ -161,6 +213,13 @@ struct Shared<T> {
 fn wake_all(wakers: Vec<Waker>) {
     for w in wakers {
         w.wake();
+    }
+}
+
+/// Tells a listener its event (outside the lock: it may use the channel).
+fn tell(event: Option<(Listener, Reservations)>) {
+    if let Some((listener, event)) = event {
+        listener(event);
     }
 }
 
@@ -245,6 +304,10 @@ impl<T> Channel<T> {
                     readers: WaitList::default(),
                     writers: WaitList::default(),
                     next_id: 0,
+                    reserved: 0,
+                    wants_places: false,
+                    event: None,
+                    listener: None,
                 }),
             }),
         }
@@ -378,13 +441,18 @@ impl<T> Channel<T> {
     /// ```
     pub fn close(&self) {
         let mut wake = Vec::new();
-        {
+        let event = {
             let mut st = self.shared.state.lock();
             st.closed = true;
             st.readers.drain_into(&mut wake);
             st.writers.drain_into(&mut wake);
-        }
+            if st.reserved > 0 {
+                st.event = Some(Reservations::Wanted);
+            }
+            st.take_event()
+        };
         wake_all(wake);
+        tell(event);
     }
 
     /// Puts `value` at the end of the channel (Julia's `put!`).
@@ -425,6 +493,145 @@ impl<T> Channel<T> {
             id: None,
             offered: false,
         }
+    }
+
+    /// Reserves up to `max` free places for values on their way (the credits of
+    /// a remote putter) and returns how many it reserved: none on a closed or
+    /// unbuffered channel, or while a `put` waits for room; otherwise up to half
+    /// of the places not taken by buffered values or earlier reservations (one,
+    /// if only one is free), so that several putters each get some.
+    ///
+    /// A reserved place counts as taken: other puts wait while the channel is
+    /// full of values and reservations (and [`Reservations::Wanted`] is sent to
+    /// the [`on_reservations`](Self::on_reservations) listener). It is filled by
+    /// [`put_reserved`](Self::put_reserved) or given back by
+    /// [`unreserve`](Self::unreserve). A closed channel is not drained while
+    /// places are reserved: its readers wait for those values. If fewer places
+    /// were free than asked for, [`Reservations::Freed`] is sent by the first take
+    /// after which a sixteenth of the capacity (at least one place) is free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::Channel;
+    ///
+    /// let c = Channel::new(5);
+    /// c.put_blocking(1).unwrap();
+    /// assert_eq!(c.reserve(8), 2); // half of the four free places
+    /// assert_eq!(c.reserve(8), 1);
+    /// assert_eq!(c.reserve(8), 1); // the last one
+    /// assert_eq!(c.reserve(8), 0);
+    /// c.put_reserved(2);
+    /// c.unreserve(3);
+    /// assert_eq!(c.reserved(), 0);
+    /// assert_eq!(c.len(), 2);
+    /// ```
+    pub fn reserve(&self, max: usize) -> usize {
+        let capacity = self.shared.capacity;
+        let mut st = self.shared.state.lock();
+        if st.closed || capacity == 0 || !st.writers.entries.is_empty() {
+            return 0;
+        }
+        let free = capacity.saturating_sub(st.buffer.len().saturating_add(st.reserved));
+        // At most half of what is free (one place at least): several putters each
+        // get some, and a plain put rarely finds the room all reserved.
+        let n = free.min(max).min((free / 2).max(1));
+        st.reserved += n;
+        if n < max {
+            st.wants_places = true;
+        }
+        n
+    }
+
+    /// Fills a place [`reserve`](Self::reserve) held: `value` goes to the end of
+    /// the channel at once, even if the channel was closed since (the value was
+    /// promised a place before), and waiting readers are woken. Without a
+    /// reserved place it is put all the same, beyond the capacity if need be.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::Channel;
+    ///
+    /// let c = Channel::new(1);
+    /// assert_eq!(c.reserve(1), 1);
+    /// c.close();
+    /// c.put_reserved('x');
+    /// assert_eq!(c.take_blocking(), Ok('x'));
+    /// assert!(c.take_blocking().is_err());
+    /// ```
+    pub fn put_reserved(&self, value: T) {
+        let mut wake = Vec::new();
+        {
+            let mut st = self.shared.state.lock();
+            st.reserved = st.reserved.saturating_sub(1);
+            st.buffer.push_back(value);
+            st.readers.drain_into(&mut wake);
+        }
+        wake_all(wake);
+    }
+
+    /// Gives back `n` reserved places unused (at most as many as are reserved):
+    /// waiting puts may use them, and readers of a closed channel stop waiting
+    /// for them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::Channel;
+    ///
+    /// let c = Channel::<u8>::new(2);
+    /// c.reserve(2);
+    /// c.unreserve(5);
+    /// assert_eq!(c.reserved(), 0);
+    /// ```
+    pub fn unreserve(&self, n: usize) {
+        let mut wake = Vec::new();
+        {
+            let mut st = self.shared.state.lock();
+            st.reserved = st.reserved.saturating_sub(n);
+            st.writers.drain_into(&mut wake);
+            st.readers.drain_into(&mut wake);
+        }
+        wake_all(wake);
+    }
+
+    /// How many places are reserved now ([`reserve`](Self::reserve)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use cohort_channels::Channel;
+    ///
+    /// let c = Channel::<u8>::new(4);
+    /// assert_eq!(c.reserve(3), 2);
+    /// assert_eq!(c.reserved(), 2);
+    /// ```
+    pub fn reserved(&self) -> usize {
+        self.shared.state.lock().reserved
+    }
+
+    /// Sets the function told of [`Reservations`] events, replacing any before
+    /// it. It is called on the thread of the operation that caused the event,
+    /// after the channel's lock is released, so it may use the channel; it
+    /// should be quick.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cohort_channels::{Channel, Reservations};
+    ///
+    /// let c = Channel::<u8>::new(1);
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// c.on_reservations(move |e| log.lock().unwrap().push(e));
+    /// c.reserve(1);
+    /// c.close(); // closed with a place reserved
+    /// assert_eq!(*seen.lock().unwrap(), [Reservations::Wanted]);
+    /// ```
+    pub fn on_reservations(&self, listener: impl Fn(Reservations) + Send + Sync + 'static) {
+        self.shared.state.lock().listener = Some(Arc::new(listener));
     }
 
     /// Puts `value` at the *front* of the channel, so that the next
@@ -748,10 +955,12 @@ impl<T> Reader<T> {
                     st.readers.register(id, cx.waker());
                 }
             }
-            out
+            (out, st.take_event())
         };
+        let (out, event) = out;
         // The lock is released here; any value in `out` is moved out after it.
         wake_all(wake);
+        tell(event);
         match out {
             Some(r) => Poll::Ready(r),
             None => Poll::Pending,
@@ -939,7 +1148,7 @@ impl<T> Put<T> {
             st.readers.drain_into(wake);
             st.writers.register(id, cx.waker());
             Poll::Pending
-        } else if st.buffer.len() < capacity {
+        } else if st.buffer.len().saturating_add(st.reserved) < capacity {
             st.buffer.push_back(value);
             st.readers.drain_into(wake);
             if let Some(id) = self.id {
@@ -951,6 +1160,10 @@ impl<T> Put<T> {
             self.value = Some(value);
             let id = self.id(st);
             st.writers.register(id, cx.waker());
+            if st.buffer.len() < capacity {
+                // It would fit but for reserved places: ask for them back.
+                st.event = Some(Reservations::Wanted);
+            }
             Poll::Pending
         }
     }
@@ -967,11 +1180,13 @@ impl<T> Future for Put<T> {
         let this = self.get_mut();
         let shared = Arc::clone(&this.shared);
         let mut wake = Vec::new();
-        let out = {
+        let (out, event) = {
             let mut st = shared.state.lock();
-            this.poll_locked(&mut st, cx, &mut wake)
+            let out = this.poll_locked(&mut st, cx, &mut wake);
+            (out, st.take_event())
         };
         wake_all(wake);
+        tell(event);
         out
     }
 }

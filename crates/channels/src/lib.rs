@@ -62,5 +62,5 @@ mod channel;
 mod error;
 
 pub use abstract_channel::AbstractChannel;
-pub use channel::{Channel, ChannelStream, Fetch, IntoIter, Iter, Put, Take, Wait};
+pub use channel::{Channel, ChannelStream, Fetch, IntoIter, Iter, Put, Reservations, Take, Wait};
 pub use error::{ChannelError, PutError};

@@ -717,3 +717,83 @@ fn put_front_through_the_trait_and_its_default() {
         5
     );
 }
+
+// ----- reservations (the places a remote putter's credits stand for) -----
+
+#[test]
+fn reserved_places_count_as_taken_and_a_waiting_put_asks_for_them() {
+    use cohort_channels::Reservations;
+    use std::sync::Mutex;
+    let ch = Channel::new(3);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let log = events.clone();
+    ch.on_reservations(move |e| log.lock().unwrap().push(e));
+    ch.put_blocking(1).unwrap();
+    assert_eq!(ch.reserve(10), 1, "half of the two free places");
+    assert_eq!(ch.reserve(10), 1, "the last one");
+    assert_eq!(ch.reserve(1), 0, "none left");
+    // A put now waits although only one value is in: the reservations are asked for.
+    let mut put = ch.put(2);
+    assert!(poll_once(&mut put).is_pending());
+    assert_eq!(*events.lock().unwrap(), [Reservations::Wanted]);
+    assert_eq!(ch.reserve(1), 0, "nothing is reserved while a put waits");
+    // Filling one reserved place does not make room; giving one back does.
+    ch.put_reserved(10);
+    assert!(poll_once(&mut put).is_pending());
+    ch.unreserve(1);
+    assert!(matches!(poll_once(&mut put), Poll::Ready(Ok(()))));
+    assert_eq!(ch.reserved(), 0);
+    ch.close();
+    assert_eq!(ch.iter().collect::<Vec<_>>(), [1, 10, 2]);
+}
+
+#[test]
+fn a_take_that_frees_a_place_tells_who_got_too_few() {
+    use cohort_channels::Reservations;
+    use std::sync::Mutex;
+    let ch = Channel::new(1);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let log = events.clone();
+    ch.on_reservations(move |e| log.lock().unwrap().push(e));
+    ch.put_blocking(1).unwrap();
+    assert_eq!(ch.reserve(4), 0);
+    assert!(events.lock().unwrap().is_empty());
+    assert_eq!(ch.take_blocking(), Ok(1));
+    assert_eq!(*events.lock().unwrap(), [Reservations::Freed]);
+    // Once only: the flag is set again by the next reserve that gets too few.
+    ch.put_blocking(2).unwrap();
+    assert_eq!(ch.take_blocking(), Ok(2));
+    assert_eq!(events.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_closed_channel_waits_for_its_reserved_values_before_it_ends() {
+    let ch = Channel::<u32>::new(2);
+    assert_eq!(ch.reserve(2) + ch.reserve(2), 2);
+    ch.close();
+    assert!(ch.put_blocking(9).is_err(), "a plain put still fails");
+    let mut take = ch.take();
+    assert!(
+        poll_once(&mut take).is_pending(),
+        "two values are on their way"
+    );
+    ch.put_reserved(5);
+    assert_eq!(poll_once(&mut take), Poll::Ready(Ok(5)));
+    let mut take = ch.take();
+    assert!(
+        poll_once(&mut take).is_pending(),
+        "one place still reserved"
+    );
+    ch.unreserve(1);
+    assert_eq!(poll_once(&mut take), Poll::Ready(Err(ChannelError::Closed)));
+    assert_eq!(ch.reserve(1), 0, "a closed channel reserves nothing");
+}
+
+#[test]
+fn unbuffered_channels_reserve_nothing_and_unbounded_ones_anything() {
+    assert_eq!(Channel::<u8>::new(0).reserve(5), 0);
+    let u = Channel::<u8>::unbounded();
+    assert_eq!(u.reserve(1_000_000), 1_000_000);
+    u.put_blocking(1).unwrap();
+    assert_eq!(u.len(), 1);
+}

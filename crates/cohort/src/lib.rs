@@ -92,8 +92,8 @@ pub use cohort_cluster::{
 #[cfg(feature = "tls")]
 pub use cohort_cluster::{cluster_tls, ClusterTls, TlsError, TlsMode};
 pub use cohort_cluster::{
-    with_timeout, Heartbeat, HeartbeatError, BACKTRACE_ENV, HEARTBEAT_INTERVAL_ENV,
-    HEARTBEAT_TIMEOUT_ENV,
+    with_timeout, Heartbeat, HeartbeatError, BACKTRACE_ENV, CHANNEL_CREDITS_ENV,
+    HEARTBEAT_INTERVAL_ENV, HEARTBEAT_TIMEOUT_ENV,
 };
 pub use cohort_cluster::{Prepared, StateCache, CAPTURE_MIN, DEFAULT_CAPTURE_BUDGET};
 pub use cohort_macros::{main, remote};

@@ -327,6 +327,7 @@ mod tests {
                     kind: RefRequestKind::Put as i32,
                     value: big(n, 11),
                     creator: 4,
+                    credits: 256,
                 }),
             ];
             for k in kinds {
@@ -404,6 +405,7 @@ mod tests {
                 kind: RefRequestKind::Put as i32,
                 value: vec![0].into(),
                 creator: 1,
+                credits: 3,
             }),
             Kind::PeerUpdate(PeerUpdate {
                 added: vec![],

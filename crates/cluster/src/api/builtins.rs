@@ -48,6 +48,15 @@ pub struct Stats {
     pub kept_states_received: u64,
     /// The bytes of [`kept_states_received`](Self::kept_states_received).
     pub kept_state_bytes_received: u64,
+    /// Channel credits this process holds now: places that owners of channels
+    /// reserved for its puts (see [`RemoteChannel::put`](crate::RemoteChannel::put)).
+    pub credits_held: u64,
+    /// Channel credits other processes hold now for channels stored here: places
+    /// reserved for their puts (0 once every putter is done or gone).
+    pub credits_lent: u64,
+    /// Puts this process sent within a credit so far (each without waiting for an
+    /// answer).
+    pub credited_puts: u64,
 }
 
 /// This process's [`Stats`] in the [current](crate::Cluster::current) cluster.
@@ -63,6 +72,7 @@ pub fn stats() -> Stats {
 pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
     let s = n.store().stats();
     let kept = n.kept.counts();
+    let credits = n.peek(|c| c.credit_totals());
     Stats {
         pid: n.myid(),
         live_values: s.owned_values,
@@ -82,6 +92,9 @@ pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
         kept_states: kept.0,
         kept_states_received: kept.1,
         kept_state_bytes_received: kept.2,
+        credits_held: credits.0,
+        credits_lent: credits.1,
+        credited_puts: credits.2,
     }
 }
 

@@ -34,6 +34,30 @@ use crate::shell::node::{current, enter, Node};
 pub trait ChannelValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> ChannelValue for T {}
 
+/// The environment variable that turns channel credits off in a process when it is
+/// `0`, `off`, `false` or `no` (any case): every put of that process into a channel
+/// on another process then waits for the owner's answer, as Julia's `put!` does (see
+/// [`RemoteChannel::put`]). Read once, by the putting process; workers inherit it
+/// from the process that starts them.
+///
+/// ```
+/// assert_eq!(cohort_cluster::CHANNEL_CREDITS_ENV, "COHORT_CHANNEL_CREDITS");
+/// ```
+pub const CHANNEL_CREDITS_ENV: &str = "COHORT_CHANNEL_CREDITS";
+
+/// Whether this process asks for channel credits ([`CHANNEL_CREDITS_ENV`]).
+fn credits_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        !std::env::var(CHANNEL_CREDITS_ENV).is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "off" | "false" | "no"
+            )
+        })
+    })
+}
+
 fn channel_error(e: ChannelError) -> CallError {
     match e {
         ChannelError::Closed => CallError::ChannelClosed,
@@ -61,6 +85,18 @@ impl<T: ChannelValue, K: ChannelValue> ErasedChannel for Typed<T, K> {
             let (k, v) = kv?;
             self.0.put(k, v).await.map_err(|_| CallError::ChannelClosed)
         })
+    }
+    fn reserve(&self, max: u32) -> u32 {
+        u32::try_from(self.0.reserve(max as usize)).unwrap_or(max)
+    }
+    fn put_reserved(&self, bytes: Bytes) -> Result<(), CallError> {
+        let (k, v): (K, T) = codec::decode(&bytes).map_err(decode_err)?;
+        self.0
+            .put_reserved(k, v)
+            .map_err(|_| CallError::ChannelUnsupported("no place reserved".into()))
+    }
+    fn unreserve(&self, n: u32) {
+        self.0.unreserve(n as usize)
     }
     fn take(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>> {
         let k: Result<K, CallError> = codec::decode(&key).map_err(decode_err);
@@ -113,6 +149,14 @@ fn install<T: ChannelValue, K: ChannelValue>(
     id: RefId,
     chan: Arc<dyn AbstractChannel<T, K>>,
 ) {
+    // Reservations for other processes' credits are managed by this node's core;
+    // the listener holds the node weakly (the channel lives in the node's store).
+    let weak = node.weak();
+    chan.on_reservations(Box::new(move |event| {
+        if let Some(node) = weak.upgrade() {
+            crate::shell::channel_ops::reservations(&node, id, event);
+        }
+    }));
     let slot = ChannelSlot::new(Arc::new(Typed(chan.clone())), Arc::new(chan)).counted(node);
     node.store().install_channel(id, slot);
 }
@@ -172,6 +216,9 @@ struct Inner<T, K> {
 impl<T, K> Drop for Inner<T, K> {
     fn drop(&mut self) {
         if !self.finalized.load(std::sync::atomic::Ordering::Acquire) {
+            if self.owner != self.node.myid() {
+                self.node.store().forget_credits(self.id);
+            }
             self.node.store().dropped(self.id);
         }
         if self.in_live {
@@ -509,6 +556,7 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
     pub fn finalize(&self) {
         use std::sync::atomic::Ordering;
         if !self.inner.finalized.swap(true, Ordering::AcqRel) {
+            self.inner.node.store().forget_credits(self.inner.id);
             self.inner.node.store().released(self.inner.id);
         }
     }
@@ -545,6 +593,11 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
     }
 
     async fn ask(&self, kind: RefRequestKind, value: Vec<u8>) -> Reply {
+        self.ask_for(kind, value.into(), 0).await
+    }
+
+    /// [`ask`](Self::ask), asking for `credits` (a `PUT`'s).
+    async fn ask_for(&self, kind: RefRequestKind, value: Bytes, credits: u32) -> Reply {
         let n = &self.inner.node;
         let owner = self.inner.owner;
         let call_id = n.new_call_id();
@@ -553,8 +606,9 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
                 call_id,
                 ref_id: Some(self.inner.id.into()),
                 kind: kind as i32,
-                value: value.into(),
+                value,
                 creator: self.inner.id.whence,
+                credits,
             })),
         };
         n.request(owner, call_id, env).await.map_err(|e| match e {
@@ -620,7 +674,17 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
         {
             return Err(SendError { value, error });
         }
-        match self.ask(RefRequestKind::Put, bytes).await {
+        // Within a credit the put goes out at once: the owner reserved its place.
+        let (bytes, want) = if credits_on() {
+            let store = self.inner.node.store();
+            match store.put_credited(self.inner.owner, self.inner.id, bytes.into()) {
+                Ok(()) => return Ok(()),
+                Err(back) => back,
+            }
+        } else {
+            (bytes.into(), 0)
+        };
+        match self.ask_for(RefRequestKind::Put, bytes, want).await {
             Ok(_) => Ok(()),
             Err(error) => Err(SendError { value, error }),
         }
@@ -968,6 +1032,9 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
             }
             return Ok(());
         }
+        // This process's credits go back first (after its credited puts, before the
+        // close): none of its puts can land in the closed channel after this.
+        self.inner.node.store().forget_credits(self.inner.id);
         self.ask(RefRequestKind::Close, Vec::new())
             .await
             .map(|_| ())
@@ -977,11 +1044,29 @@ impl<T: ChannelValue, K: ChannelValue> RemoteChannel<T, K> {
 impl<T: ChannelValue> RemoteChannel<T> {
     /// Puts a value, waiting while the channel is full (Julia's `put!`).
     ///
+    /// **Credits.** Into a [`Channel`] of finite capacity on another process, a put
+    /// need not wait for the owner's answer: the owner reserves free places of the
+    /// channel for this process (up to 256 at a time, granted with the answer to a
+    /// put, and topped up as they are used), and a put into a reserved place is sent
+    /// and returns at once — the place is the value's, so the put cannot wait or
+    /// fail there. Puts of one task still arrive in order. Reserved places count as
+    /// taken for everyone else; a put elsewhere that waits for one makes the owner
+    /// call them back, so nothing waits for long on an idle holder. What changes
+    /// for the caller: such a put has returned before the value reached the owner,
+    /// so if the owner dies meanwhile the value is lost with the channel (as its
+    /// other values are), and a put made just after another process closed the
+    /// channel may succeed — until the owner's call-back arrives, about one message
+    /// later — with its value kept in the closed channel for takers to drain.
+    /// Unbuffered channels and channels made by a factory that reserves nothing
+    /// ([`AbstractChannel::reserve`]) answer every put, and so does every put of a
+    /// process with [`CHANNEL_CREDITS_ENV`] set to `0`. See `docs/protocol.md`,
+    /// "Channel credits".
+    ///
     /// # Errors
     /// A [`SendError`] holding the value back: [`CallError::ChannelClosed`], the
     /// owner is gone ([`CallError::WorkerExited`] naming it), or the encoded value is
     /// larger than one message may be ([`CallError::PayloadTooLarge`]; nothing was
-    /// sent).
+    /// sent). A put within a credit fails only if the value is too large.
     ///
     /// # Cancel safety
     /// Not cancel-safe for the value: a dropped put never hands it back. Nothing is
@@ -989,7 +1074,8 @@ impl<T: ChannelValue> RemoteChannel<T> {
     /// the value (as [`Channel::put`], for a [`Channel`]) and drops it. On another
     /// process, the value travels at the first poll, and a put dropped after that is
     /// still carried out by the owner — waiting there for room if the channel is
-    /// full — though nobody learns how it ended.
+    /// full — though nobody learns how it ended. A put within a credit completes at
+    /// its first poll.
     ///
     /// ```
     /// # cohort_cluster::runtime::block_on(async {

@@ -394,6 +394,7 @@ impl<T: Send + Sync + 'static> Future<T> {
                 kind: kind as i32,
                 value: value.into(),
                 creator: id.whence,
+                credits: 0,
             })),
         };
         n.request(owner, call_id, env).await

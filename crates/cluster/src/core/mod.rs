@@ -22,6 +22,7 @@
 //! verdict on a peer that went quiet).
 
 pub(crate) mod calls;
+pub(crate) mod credits;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod ids;
@@ -69,9 +70,15 @@ pub(crate) struct RunCall {
 pub(crate) struct ChannelOp<C> {
     pub(crate) from: Pid,
     pub(crate) call_id: u64,
+    /// The channel's reference.
+    pub(crate) id: RefId,
     pub(crate) channel: C,
     pub(crate) kind: RefRequestKind,
     pub(crate) value: Bytes,
+    /// Credits: for `PUT` and `PUT_CREDITED` how many `from` would like to hold
+    /// (grant them with [`Core::grant`] once the value is in); for `RETURN` how many
+    /// reserved places to give back to the channel.
+    pub(crate) credits: u32,
 }
 
 /// A change of membership, for those who watch it (pools, managers).
@@ -202,8 +209,24 @@ fn channel_request(call_id: u64, id: RefId, kind: RefRequestKind, value: Bytes) 
             kind: kind as i32,
             value,
             creator: id.whence,
+            credits: 0,
         })),
     }
+}
+
+/// A credit message on channel `id` (`PUT_CREDITED`, `GRANT`, `REVOKE`, `RETURN`):
+/// never answered, so its `call_id` is 0.
+pub(crate) fn credit_request(
+    id: RefId,
+    kind: RefRequestKind,
+    value: Bytes,
+    credits: u32,
+) -> Envelope {
+    let mut env = channel_request(0, id, kind, value);
+    if let Some(Kind::RefRequest(r)) = &mut env.kind {
+        r.credits = credits;
+    }
+    env
 }
 
 /// A payload decoded from a frame is a slice of the connection's read buffer. A large
@@ -675,9 +698,11 @@ impl<W, C: Clone> Core<W, C> {
                     self.out.push(Output::Channel(ChannelOp {
                         from: me,
                         call_id: 0,
+                        id,
                         channel,
                         kind: RefRequestKind::PutFront,
                         value,
+                        credits: 0,
                     }));
                 }
                 return;
@@ -729,6 +754,7 @@ impl<W, C: Clone> Core<W, C> {
                         id.into(),
                         kind,
                         own(r.value),
+                        r.credits,
                         None,
                         now,
                     ),
@@ -927,7 +953,60 @@ impl<W, C: Clone> Core<W, C> {
     ) {
         let me = self.me();
         self.store
-            .request(&mut self.out, me, 0, id, kind, value, Some(waiter), now);
+            .request(&mut self.out, me, 0, id, kind, value, 0, Some(waiter), now);
+    }
+
+    // ----- channel credits (`credits`) -----
+
+    /// A put of this process to channel `id` on `owner`, within a credit if one is
+    /// held: then it is queued as `PUT_CREDITED` and this returns `Ok`. Without a
+    /// credit, `Err` gives the value back with the number of credits to ask for
+    /// with a plain `PUT` (the request's `credits`).
+    ///
+    /// # Errors
+    /// `(value, want)` when no credit is held.
+    pub(crate) fn put_credited(
+        &mut self,
+        owner: Pid,
+        id: RefId,
+        value: Bytes,
+    ) -> Result<(), (Bytes, u32)> {
+        self.store.put_credited(&mut self.out, owner, id, value)
+    }
+
+    /// Credits held now, credits lent now, and puts sent within a credit so far.
+    pub(crate) fn credit_totals(&self) -> (u64, u64, u64) {
+        self.store.credit_totals()
+    }
+
+    /// This process is done with channel `id`: the credits it holds go back.
+    pub(crate) fn forget_credits(&mut self, id: RefId) {
+        self.store.forget_credits(&mut self.out, id);
+    }
+
+    /// Grants `holder` up to `want` credits for channel `id` stored here, reserving
+    /// places with `reserve` (see `Store::grant`). Call it before the answer to the
+    /// put that asked, so that the `GRANT` arrives first.
+    pub(crate) fn grant(
+        &mut self,
+        id: RefId,
+        holder: Pid,
+        want: u32,
+        reserve: impl FnOnce(u32) -> u32,
+    ) {
+        self.store.grant(&mut self.out, id, holder, want, reserve);
+    }
+
+    /// A place of channel `id` was freed: holders that would like more credits get
+    /// what `reserve` gives.
+    pub(crate) fn grant_wanting(&mut self, id: RefId, reserve: impl FnMut(u32) -> u32) {
+        self.store.grant_wanting(&mut self.out, id, reserve);
+    }
+
+    /// Reserved places of channel `id` are wanted back (a put waits for one, or the
+    /// channel closed): their holders are asked to return them.
+    pub(crate) fn revoke_credits(&mut self, id: RefId) {
+        self.store.revoke_credits(&mut self.out, id);
     }
 
     /// Stores the value of `id` here.

@@ -45,18 +45,19 @@ use crate::error::CallError;
 type Token = (Pid, u64);
 type SimCore = Core<Token, ()>;
 
-/// SplitMix64: small, seedable, good enough to drive a simulation.
-struct Rng(u64);
+/// SplitMix64: small, seedable, good enough to drive a simulation (also the credit
+/// protocol's, `credits::sim`).
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
@@ -594,6 +595,7 @@ impl Sim {
                                 kind: RefRequestKind::Fetch as i32,
                                 value: Bytes::new(),
                                 creator: id.whence,
+                                credits: 0,
                             };
                             Envelope {
                                 kind: Some(Kind::RefRequest(r)),

@@ -13,7 +13,8 @@ use cohort_refs::{BatchPolicy, RefOp, RefStats, RefTracker};
 use cohort_wire::ids::{Pid, RefId};
 use cohort_wire::proto::{self, envelope::Kind, Envelope, RefRequestKind};
 
-use super::{ChannelOp, Output, Outputs, Reply};
+use super::credits::{Ledger, Wallet};
+use super::{credit_request, ChannelOp, Output, Outputs, Reply};
 use crate::error::{CallError, ProtocolError, RemoteException};
 
 /// Who waits for a stored value: another process (answered with a `CallResult`) or
@@ -63,6 +64,10 @@ pub(crate) struct Store<W, C> {
     /// call id, until the shell answers them ([`channel_op_done`](Self::channel_op_done)):
     /// a `CANCEL` or the requester's death stops them.
     takes: HashMap<(Pid, u64), RunningTake>,
+    /// Credits this process holds for channels stored elsewhere.
+    wallet: Wallet,
+    /// Credits other processes hold for channels stored here.
+    ledger: Ledger,
 }
 
 /// A remote `TAKE` the shell runs.
@@ -78,6 +83,8 @@ impl<W, C: Clone> Store<W, C> {
         Store {
             tracker: RefTracker::new(me, BatchPolicy::default()),
             takes: HashMap::new(),
+            wallet: Wallet::default(),
+            ledger: Ledger::default(),
         }
     }
 
@@ -206,10 +213,23 @@ impl<W, C: Clone> Store<W, C> {
         id: RefId,
         kind: RefRequestKind,
         put_value: Bytes,
+        credits: u32,
         local: Option<W>,
         now: Instant,
     ) {
         let me = self.me();
+        if local.is_none()
+            && matches!(
+                kind,
+                RefRequestKind::PutCredited
+                    | RefRequestKind::Grant
+                    | RefRequestKind::Revoke
+                    | RefRequestKind::Return
+            )
+        {
+            self.credit_message(out, from, id, kind, put_value, credits);
+            return;
+        }
         if local.is_none() {
             if let Some(channel) = self.channel(id) {
                 match kind {
@@ -230,9 +250,15 @@ impl<W, C: Clone> Store<W, C> {
                 out.push(Output::Channel(ChannelOp {
                     from,
                     call_id,
+                    id,
                     channel,
                     kind,
                     value: put_value,
+                    credits: if kind == RefRequestKind::Put {
+                        credits
+                    } else {
+                        0
+                    },
                 }));
                 return;
             }
@@ -342,9 +368,11 @@ impl<W, C: Clone> Store<W, C> {
                 out.push(Output::Channel(ChannelOp {
                     from: pid,
                     call_id,
+                    id,
                     channel,
                     kind: RefRequestKind::Cancel,
                     value: Bytes::new(),
+                    credits: 0,
                 }));
             }
         }
@@ -355,8 +383,179 @@ impl<W, C: Clone> Store<W, C> {
     pub(crate) fn peer_died(&mut self, out: &mut Outputs<W, C>, pid: Pid, now: Instant) {
         // Before the tracker frees a channel only it held.
         self.stop_takes_of(out, pid);
+        // Everything it sent has been handled: the places still reserved for it
+        // are free again; the credits it lent this process are gone.
+        self.wallet.owner_gone(pid);
+        for (id, n) in self.ledger.holder_gone(pid) {
+            self.give_back(out, pid, id, n);
+        }
         self.tracker.handle_peer_died(pid);
         self.drive(out, now);
+    }
+
+    // ----- channel credits (`super::credits`) -----
+
+    /// A credit message from `from` on channel `id`.
+    fn credit_message(
+        &mut self,
+        out: &mut Outputs<W, C>,
+        from: Pid,
+        id: RefId,
+        kind: RefRequestKind,
+        value: Bytes,
+        credits: u32,
+    ) {
+        match kind {
+            RefRequestKind::PutCredited => {
+                let Some(channel) = self.channel(id) else {
+                    // Freed meanwhile: nobody could take the value.
+                    tracing::debug!(%id, "credited put for a channel that is not here; dropped");
+                    return;
+                };
+                if !self.ledger.spent(id, from) {
+                    tracing::warn!(pid = from, %id, "a put came with a credit it did not hold");
+                }
+                out.push(Output::Channel(ChannelOp {
+                    from,
+                    call_id: 0,
+                    id,
+                    channel,
+                    kind,
+                    value,
+                    credits,
+                }));
+            }
+            RefRequestKind::Grant => {
+                if !self.wallet.granted(from, id, credits) {
+                    // Not wanted any more (the handle went): straight back.
+                    out.push(Output::Transmit {
+                        to: from,
+                        env: credit_request(id, RefRequestKind::Return, Bytes::new(), credits),
+                    });
+                }
+            }
+            RefRequestKind::Revoke => {
+                let n = self.wallet.revoke(id);
+                out.push(Output::Transmit {
+                    to: from,
+                    env: credit_request(id, RefRequestKind::Return, Bytes::new(), n),
+                });
+            }
+            RefRequestKind::Return => {
+                let n = self.ledger.returned(id, from, credits);
+                self.give_back(out, from, id, n);
+            }
+            _ => unreachable!("only credit kinds come here"),
+        }
+    }
+
+    /// Gives `n` places of channel `id`, reserved for `holder`, back to the channel.
+    fn give_back(&mut self, out: &mut Outputs<W, C>, holder: Pid, id: RefId, n: u32) {
+        if n == 0 {
+            return;
+        }
+        if let Some(channel) = self.channel(id) {
+            out.push(Output::Channel(ChannelOp {
+                from: holder,
+                call_id: 0,
+                id,
+                channel,
+                kind: RefRequestKind::Return,
+                value: Bytes::new(),
+                credits: n,
+            }));
+        }
+    }
+
+    /// A put of this process to channel `id` on `owner`: sent at once as
+    /// `PUT_CREDITED` if a credit is held (`Ok(None)`); otherwise the value back and
+    /// the number of credits to ask for with a plain `PUT`.
+    pub(crate) fn put_credited(
+        &mut self,
+        out: &mut Outputs<W, C>,
+        owner: Pid,
+        id: RefId,
+        value: Bytes,
+    ) -> Result<(), (Bytes, u32)> {
+        match self.wallet.spend(id) {
+            Some(topup) => {
+                out.push(Output::Transmit {
+                    to: owner,
+                    env: credit_request(id, RefRequestKind::PutCredited, value, topup),
+                });
+                Ok(())
+            }
+            None => Err((value, self.wallet.asking(owner, id))),
+        }
+    }
+
+    /// This process is done with channel `id` (its handle went, or it closes it):
+    /// the credits it holds go back to the owner.
+    pub(crate) fn forget_credits(&mut self, out: &mut Outputs<W, C>, id: RefId) {
+        if let Some((owner, n)) = self.wallet.forget(id) {
+            out.push(Output::Transmit {
+                to: owner,
+                env: credit_request(id, RefRequestKind::Return, Bytes::new(), n),
+            });
+        }
+    }
+
+    /// `holder` would like `want` credits for channel `id` stored here: reserves
+    /// what `reserve` gives of those it may have (`reserve(max)` reserves up to
+    /// `max` places and says how many) and sends a `GRANT` for them.
+    pub(crate) fn grant(
+        &mut self,
+        out: &mut Outputs<W, C>,
+        id: RefId,
+        holder: Pid,
+        want: u32,
+        reserve: impl FnOnce(u32) -> u32,
+    ) {
+        let room = self.ledger.room(id, holder, want);
+        if room > 0 {
+            let n = reserve(room).min(room);
+            self.lend(out, id, holder, n);
+        }
+    }
+
+    /// A place of channel `id` was freed: the holders that would like more credits
+    /// get what `reserve` gives.
+    pub(crate) fn grant_wanting(
+        &mut self,
+        out: &mut Outputs<W, C>,
+        id: RefId,
+        mut reserve: impl FnMut(u32) -> u32,
+    ) {
+        for (holder, more) in self.ledger.wanting(id) {
+            let n = reserve(more).min(more);
+            self.lend(out, id, holder, n);
+        }
+    }
+
+    fn lend(&mut self, out: &mut Outputs<W, C>, id: RefId, holder: Pid, n: u32) {
+        if n > 0 {
+            self.ledger.granted(id, holder, n);
+            out.push(Output::Transmit {
+                to: holder,
+                env: credit_request(id, RefRequestKind::Grant, Bytes::new(), n),
+            });
+        }
+    }
+
+    /// Credits held now, credits lent now, and puts sent within a credit so far.
+    pub(crate) fn credit_totals(&self) -> (u64, u64, u64) {
+        let (held, spent) = self.wallet.totals();
+        (held, self.ledger.total(), spent)
+    }
+
+    /// Reserved places of channel `id` are wanted back: `REVOKE` to their holders.
+    pub(crate) fn revoke_credits(&mut self, out: &mut Outputs<W, C>, id: RefId) {
+        for holder in self.ledger.revoke_all(id) {
+            out.push(Output::Transmit {
+                to: holder,
+                env: credit_request(id, RefRequestKind::Revoke, Bytes::new(), 0),
+            });
+        }
     }
 
     // ----- the client side: handles held by this process -----
@@ -442,6 +641,7 @@ impl<W, C: Clone> Store<W, C> {
                     Waiter::Local { waiter, .. } => out.push(Output::Complete { waiter, reply }),
                 }
             }
+            self.ledger.channel_gone(id);
             // Dropped by the shell outside its lock.
             out.push(Output::Freed(id, Box::new(slot)));
         }

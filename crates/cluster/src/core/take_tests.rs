@@ -73,6 +73,7 @@ fn request(call_id: u64, id: RefId, kind: RefRequestKind, value: &'static [u8]) 
             kind: kind as i32,
             value: Bytes::from_static(value),
             creator: id.whence,
+            credits: 0,
         })),
     }
 }

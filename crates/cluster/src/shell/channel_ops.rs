@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cohort_wire::ids::Pid;
+use cohort_channels::Reservations;
+use cohort_wire::ids::{Pid, RefId};
 use cohort_wire::proto::RefRequestKind;
 use futures::future::{self, BoxFuture, Either};
 use parking_lot::Mutex;
@@ -33,6 +34,12 @@ use crate::error::{CallError, ErrorKind, ProtocolError, RemoteException};
 /// go out are encoded for `to` (the requester), so handles inside travel live.
 pub(crate) trait ErasedChannel: Send + Sync {
     fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
+    /// Reserves up to `max` places for a remote putter's credits (`AbstractChannel::reserve`).
+    fn reserve(&self, max: u32) -> u32;
+    /// Fills a reserved place (`AbstractChannel::put_reserved`), never waiting.
+    fn put_reserved(&self, bytes: Bytes) -> Result<(), CallError>;
+    /// Gives back `n` reserved places (`AbstractChannel::unreserve`).
+    fn unreserve(&self, n: u32);
     fn take(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>>;
     /// Hands back a value a take removed (`AbstractChannel::put_front`).
     fn put_front(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
@@ -98,11 +105,29 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
     let ChannelOp {
         from,
         call_id,
+        id,
         channel,
         kind,
         value,
+        credits,
     } = op;
     match kind {
+        RefRequestKind::PutCredited => {
+            // Here, in the order the puts came: its place was reserved, so this
+            // never waits. Decoded here: handles inside are this node's.
+            if let Err(e) = enter(&node, || channel.erased.put_reserved(value)) {
+                tracing::warn!(error = %e, pid = from, "a credited put was lost");
+            }
+            if credits > 0 {
+                let ch = &channel.erased;
+                node.with_core(|c| c.grant(id, from, credits, |max| ch.reserve(max)));
+            }
+            return;
+        }
+        RefRequestKind::Return => {
+            channel.erased.unreserve(credits);
+            return;
+        }
         RefRequestKind::Cancel => {
             // Stops the take if it still runs; it answers itself.
             drop(channel.takes.lock().remove(&(from, call_id)));
@@ -159,8 +184,14 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
             RefRequestKind::Unspecified => {
                 Err(CallError::Protocol(ProtocolError::RequestWithoutKind))
             }
-            RefRequestKind::Cancel | RefRequestKind::PutFront => {
+            RefRequestKind::Cancel
+            | RefRequestKind::PutFront
+            | RefRequestKind::PutCredited
+            | RefRequestKind::Return => {
                 unreachable!("handled above")
+            }
+            RefRequestKind::Grant | RefRequestKind::Revoke => {
+                unreachable!("the core handles these (`Store::credit_message`)")
             }
         };
         // A value put here by this process itself was never checked against the
@@ -185,6 +216,28 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
             },
             Err(e) => Err(e),
         };
-        node.with_core(|c| c.reply(from, call_id, reply));
+        // A put that asked for credits gets them before its answer, on the same
+        // connection: its next put may use them.
+        let grant = credits > 0 && kind == RefRequestKind::Put && reply.is_ok();
+        node.with_core(|c| {
+            if grant {
+                c.grant(id, from, credits, |max| e.reserve(max));
+            }
+            c.reply(from, call_id, reply)
+        });
+    });
+}
+
+/// What a channel stored here tells of its reservations (`Channel::on_reservations`):
+/// reserved places wanted back are revoked from their holders; a freed place goes
+/// to holders that would like more credits.
+pub(crate) fn reservations(node: &Node, id: RefId, event: Reservations) {
+    node.with_core(|c| match event {
+        Reservations::Wanted => c.revoke_credits(id),
+        Reservations::Freed => {
+            if let Some(slot) = c.channel(id) {
+                c.grant_wanting(id, |max| slot.erased.reserve(max));
+            }
+        }
     });
 }

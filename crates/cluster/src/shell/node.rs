@@ -265,6 +265,11 @@ impl Node {
         self.capture_budget.store(bytes, Ordering::Relaxed);
     }
 
+    /// This node, held weakly (by what the node itself keeps alive).
+    pub(crate) fn weak(&self) -> Weak<Node> {
+        self.me_arc.clone()
+    }
+
     /// This node as an `Arc`, for tasks and handles it makes.
     pub(crate) fn arc(&self) -> Arc<Node> {
         self.me_arc
@@ -800,6 +805,27 @@ impl StoreHandle<'_> {
         value: Result<Bytes, crate::error::RemoteException>,
     ) -> Result<(), CallError> {
         self.0.with_core(|c| c.set_value(id, value, Instant::now()))
+    }
+
+    /// A put to channel `id` on `owner`, sent at once within a credit (`Ok`);
+    /// without one, the value back with how many credits to ask for.
+    ///
+    /// # Errors
+    /// `(value, want)` when no credit is held.
+    pub(crate) fn put_credited(
+        &self,
+        owner: Pid,
+        id: RefId,
+        value: Bytes,
+    ) -> Result<(), (Bytes, u32)> {
+        self.0.with_core(|c| c.put_credited(owner, id, value))
+    }
+
+    /// This process is done with channel `id`: its credits go back to the owner.
+    /// Only records the event (it runs in `Drop`); the return goes out with the
+    /// next step of the core.
+    pub(crate) fn forget_credits(&self, id: RefId) {
+        self.0.record(|c| c.forget_credits(id));
     }
 
     pub(crate) fn install_channel(&self, id: RefId, slot: ChannelSlot) {

@@ -326,6 +326,10 @@ pub struct RefRequest {
     /// For a PUT that creates the slot: the pid that created the reference.
     #[prost(uint32, tag = "5")]
     pub creator: u32,
+    /// Channel credits: for PUT and PUT_CREDITED how many the requester would like to
+    /// hold (0: none wanted); for GRANT and RETURN how many are granted or given back.
+    #[prost(uint32, tag = "6")]
+    pub credits: u32,
 }
 /// Master to worker: exit now (rmprocs).
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
@@ -533,6 +537,19 @@ pub enum RefRequestKind {
     /// Put `value` back at the front of the channel: a take removed it, but its
     /// requester had given up. `call_id` is 0; no answer.
     PutFront = 8,
+    /// A put within the requester's credits (channels): the owner had reserved a place
+    /// for it (GRANT), so it is stored at once, even in a channel closed meanwhile.
+    /// `call_id` is 0; no answer. `credits` > 0 asks for a top-up to that many.
+    PutCredited = 9,
+    /// Owner to requester: `credits` more places of the channel are reserved for the
+    /// receiver's puts. `call_id` is 0; no answer.
+    Grant = 10,
+    /// Owner to requester: give back every credit held for the channel (a put waits
+    /// for a reserved place, or the channel closed). `call_id` is 0; answered by RETURN.
+    Revoke = 11,
+    /// Requester to owner: `credits` reserved places given back unused; every put
+    /// made with a credit was sent before it. `call_id` is 0; no answer.
+    Return = 12,
 }
 impl RefRequestKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -550,6 +567,10 @@ impl RefRequestKind {
             Self::Close => "REF_REQUEST_KIND_CLOSE",
             Self::Cancel => "REF_REQUEST_KIND_CANCEL",
             Self::PutFront => "REF_REQUEST_KIND_PUT_FRONT",
+            Self::PutCredited => "REF_REQUEST_KIND_PUT_CREDITED",
+            Self::Grant => "REF_REQUEST_KIND_GRANT",
+            Self::Revoke => "REF_REQUEST_KIND_REVOKE",
+            Self::Return => "REF_REQUEST_KIND_RETURN",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -564,6 +585,10 @@ impl RefRequestKind {
             "REF_REQUEST_KIND_CLOSE" => Some(Self::Close),
             "REF_REQUEST_KIND_CANCEL" => Some(Self::Cancel),
             "REF_REQUEST_KIND_PUT_FRONT" => Some(Self::PutFront),
+            "REF_REQUEST_KIND_PUT_CREDITED" => Some(Self::PutCredited),
+            "REF_REQUEST_KIND_GRANT" => Some(Self::Grant),
+            "REF_REQUEST_KIND_REVOKE" => Some(Self::Revoke),
+            "REF_REQUEST_KIND_RETURN" => Some(Self::Return),
             _ => None,
         }
     }
