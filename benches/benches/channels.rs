@@ -2,6 +2,10 @@
 //! and the cost of reference traffic (messages per dropped reference).
 //!
 //! - `channels/raw_tcp_pingpong_16B`: the baseline, two processes over TCP loopback.
+//! - `channels/call_roundtrip`: worker A calls a no-op on an idle third worker, one
+//!   call after the other: the baseline of the next one (worker B is not idle: its
+//!   echo loop holds a call runner, so calls to it wait for the call queue's stall
+//!   monitor).
 //! - `channels/put_take_roundtrip`: worker A puts into a channel stored on worker B and
 //!   takes the reply from a second channel on B that B's echo loop fills — a
 //!   put/take round trip between two workers, measured on worker A.
@@ -89,10 +93,21 @@ fn roundtrips(input: RemoteChannel<u64>, output: RemoteChannel<u64>, n: u64) -> 
 #[cohort::remote]
 fn unit() {}
 
+/// Runs `n` no-op calls from this worker to worker `to` and returns the seconds
+/// taken: the call round trip between the same two processes as the channel one.
+#[cohort::remote]
+fn call_roundtrips(to: Pid, n: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        cohort::blocking::remotecall_fetch(unit, to, ()).expect("call");
+    }
+    t.elapsed().as_secs_f64()
+}
+
 fn main() {
     cohort_benches::run_child_if_requested();
     if !cohort_benches::selected(
-        "channels/raw_tcp_pingpong_16B put_take_roundtrip put_throughput_1k put_throughput_1k_async put_only_1k jobs_results_10k jobs_results_10k_threads",
+        "channels/raw_tcp_pingpong_16B call_roundtrip put_take_roundtrip put_throughput_1k put_throughput_1k_async put_only_1k jobs_results_10k jobs_results_10k_threads",
     ) {
         return;
     }
@@ -101,14 +116,24 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .configure_from_args();
     let mut echo = Peer::spawn(Child::Echo);
-    let pids: Vec<Pid> = cohort::blocking::addprocs(2).expect("addprocs");
-    let (a, b) = (pids[0], pids[1]);
+    let pids: Vec<Pid> = cohort::blocking::addprocs(3).expect("addprocs");
+    // `b` runs the echo loop for good, so a call to it waits for the call queue's
+    // stall monitor (a long call holds its runner): the call baseline goes to `idle`.
+    let (a, b, idle) = (pids[0], pids[1], pids[2]);
     let input = RemoteChannel::<u64>::with_capacity_blocking(b, 1).expect("input");
     let output = RemoteChannel::<u64>::with_capacity_blocking(b, 1).expect("output");
     cohort::remote_do(echo_loop, b, (input.clone(), output.clone())).expect("echo loop");
 
     let mut g = c.benchmark_group("channels");
     g.bench_function("raw_tcp_pingpong_16B", |bch| bch.iter(|| echo.ping()));
+    // The baseline of the next one: a call round trip between the same workers.
+    g.bench_function("call_roundtrip", |bch| {
+        bch.iter_custom(|iters| {
+            let secs = cohort::blocking::remotecall_fetch(call_roundtrips, a, (idle, iters))
+                .expect("call roundtrips");
+            Duration::from_secs_f64(secs)
+        })
+    });
     g.bench_function("put_take_roundtrip", |bch| {
         bch.iter_custom(|iters| {
             let secs = cohort::blocking::remotecall_fetch(
@@ -166,7 +191,7 @@ fn main() {
     });
     g.throughput(Throughput::Elements(10_000));
     g.bench_function("jobs_results_10k", |bch| {
-        bch.iter(|| jobs_results::run(&pids, 10_000, 0.0, false))
+        bch.iter(|| jobs_results::run(&pids[..2], 10_000, 0.0, false))
     });
     g.bench_function("jobs_results_10k_threads", |bch| {
         bch.iter(|| jobs_results_threads(2, 10_000))

@@ -1,6 +1,9 @@
 //! Running operations on stored channels for other processes
 //! ([`Output::Channel`](crate::core::Output::Channel)): an operation may wait (for
-//! room, for a value), so each runs as a task and answers through the core when done.
+//! room, for a value), so each is polled once where it arrives — one that can finish
+//! at once is answered there — and otherwise runs as a task and answers through the
+//! core when done. Credit messages (`PUT_CREDITED`, `RETURN`) never wait and run
+//! where they arrive, in order.
 //!
 //! A `TAKE` can be stopped: its requester gave up (`CANCEL`) or is gone. It waits
 //! for a value *or* its stop, the stop first, and a stopped take has removed nothing
@@ -11,6 +14,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use bytes::Bytes;
 use cohort_channels::Reservations;
@@ -134,13 +138,13 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
             return;
         }
         RefRequestKind::PutFront => {
-            super::runtime::handle().spawn(async move {
+            run_now_or_spawn(Box::pin(async move {
                 // `put_front` decodes at once, here: handles inside are this node's.
                 let put = enter(&node, || channel.erased.put_front(value));
                 if let Err(e) = put.await {
                     tracing::warn!(error = %e, "a value handed back to a channel was lost");
                 }
-            });
+            }));
             return;
         }
         _ => {}
@@ -151,7 +155,7 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
         channel.takes.lock().insert((from, call_id), tx);
         rx
     });
-    super::runtime::handle().spawn(async move {
+    let op = async move {
         let e = &channel.erased;
         let to = (node.clone(), from);
         // Every operation decodes at once, here: handles inside the value (and the
@@ -225,7 +229,20 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
             }
             c.reply(from, call_id, reply)
         });
-    });
+    };
+    run_now_or_spawn(Box::pin(op));
+}
+
+/// Polls `op` once here, and spawns it only if it must wait: an operation that can
+/// finish at once (a take from a channel holding values, a put into one with room)
+/// is answered without a task and the wake-up of a runtime thread.
+fn run_now_or_spawn(mut op: BoxFuture<'static, ()>) {
+    let mut cx = Context::from_waker(Waker::noop());
+    if op.as_mut().poll(&mut cx).is_pending() {
+        // Polled again by the task, which registers its own waker: a value that
+        // came meanwhile is seen then.
+        super::runtime::handle().spawn(op);
+    }
 }
 
 /// What a channel stored here tells of its reservations (`Channel::on_reservations`):
