@@ -360,6 +360,9 @@ pub struct RemoteFnEntry {
     pub trampoline: Trampoline,
     /// The `TypeId` of the function item's type.
     pub type_id: fn() -> TypeId,
+    /// Runs where its message arrives, on the connection's reader, instead of on a
+    /// call runner ([`inline`](Self::inline)).
+    pub inline: bool,
 }
 
 impl RemoteFnEntry {
@@ -381,7 +384,28 @@ impl RemoteFnEntry {
             name,
             trampoline: trampoline::<F, Args>,
             type_id: TypeId::of::<F>,
+            inline: false,
         }
+    }
+
+    /// Marks the function to run where its message arrives — on the reader of the
+    /// connection it came on — rather than on a call runner: it saves the hand-off
+    /// (a task and a thread wake-up), and it does not queue behind a long call
+    /// holding a runner (which waits for the call queue's stall monitor). Only for
+    /// functions that return
+    /// at once and never wait (hand a message to a mailbox, set a flag): every
+    /// message behind it on the connection waits while it runs. A call with more
+    /// than 64 KiB of arguments, or with kept captures, still goes to a runner.
+    ///
+    /// ```
+    /// fn note(x: u8) { let _ = x; }
+    /// let e = cohort_cluster::registry::RemoteFnEntry::of::<_, (u8,)>("demo::note", &note).inline();
+    /// assert!(e.inline);
+    /// ```
+    #[must_use]
+    pub fn inline(mut self) -> Self {
+        self.inline = true;
+        self
     }
 }
 
@@ -392,6 +416,8 @@ pub static REMOTE_FUNCTIONS: [fn() -> RemoteFnEntry];
 struct Tables {
     by_name: HashMap<&'static str, Trampoline>,
     by_type: HashMap<TypeId, &'static str>,
+    /// The trampolines of inline functions, by address.
+    inline: std::collections::HashSet<usize>,
 }
 
 fn tables() -> &'static Tables {
@@ -399,13 +425,27 @@ fn tables() -> &'static Tables {
     TABLES.get_or_init(|| {
         let mut by_name = HashMap::new();
         let mut by_type = HashMap::new();
+        let mut inline = std::collections::HashSet::new();
         for make in REMOTE_FUNCTIONS {
             let e = make();
             by_name.insert(e.name, e.trampoline);
             by_type.insert((e.type_id)(), e.name);
+            if e.inline {
+                inline.insert(e.trampoline as usize);
+            }
         }
-        Tables { by_name, by_type }
+        Tables {
+            by_name,
+            by_type,
+            inline,
+        }
     })
+}
+
+/// Whether `t` is the trampoline of a function registered as
+/// [`inline`](RemoteFnEntry::inline).
+pub(crate) fn is_inline(t: Trampoline) -> bool {
+    tables().inline.contains(&(t as usize))
 }
 
 /// The trampoline registered under `name`, if this executable has one.
@@ -486,4 +526,34 @@ pub unsafe fn trampoline_at(offset: i64) -> Trampoline {
     // code moves every function by the same amount, so anchor + offset is that
     // trampoline here too.
     unsafe { std::mem::transmute::<usize, Trampoline>(addr) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(x: u8) -> u8 {
+        x
+    }
+    fn marked(x: u8) -> u8 {
+        x + 1
+    }
+
+    #[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+    static PLAIN: fn() -> RemoteFnEntry =
+        || RemoteFnEntry::of::<_, (u8,)>("cohort_cluster::registry::tests::plain", &plain);
+    #[linkme::distributed_slice(REMOTE_FUNCTIONS)]
+    static MARKED: fn() -> RemoteFnEntry = || {
+        RemoteFnEntry::of::<_, (u8,)>("cohort_cluster::registry::tests::marked", &marked).inline()
+    };
+
+    #[test]
+    fn only_functions_marked_inline_run_where_they_arrive() {
+        let plain = lookup("cohort_cluster::registry::tests::plain").expect("registered");
+        let marked = lookup("cohort_cluster::registry::tests::marked").expect("registered");
+        assert!(!is_inline(plain));
+        assert!(is_inline(marked));
+        // Found by its trampoline, as a call by code offset finds it.
+        assert!(is_inline(trampoline_of::<_, (u8,)>(&super::tests::marked)));
+    }
 }

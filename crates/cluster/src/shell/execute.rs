@@ -66,6 +66,11 @@ fn resolve(
     (display, t)
 }
 
+/// The largest arguments an inline function (`RemoteFnEntry::inline`) runs with
+/// where it arrives: a larger call goes to a runner, so that decoding and copying
+/// it does not hold up the reader (the next fragment of a large message, say).
+const INLINE_ARGS_MAX: usize = 64 << 10;
+
 /// Runs shipped code off the message loop, on a call runner (see
 /// [`super::runners`]), and gives the outcome to `node`'s core. The call runs with
 /// `node` [current](super::node::current): handles in its arguments, and the
@@ -89,7 +94,10 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
     };
     let args = own(call.args);
     let node = node.clone();
-    super::runners::submit(Box::new(move || {
+    let inline = slot.is_none()
+        && args.len() <= INLINE_ARGS_MAX
+        && trampoline.as_ref().is_ok_and(|t| registry::is_inline(*t));
+    let job: super::runners::Job = Box::new(move || {
         // On a call runner: a long computation stalls no connection and no other
         // call; a stream of short ones costs no wake-up per call.
         let token = node.observe.call_started(&display);
@@ -114,5 +122,12 @@ pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
         node.observe
             .call_finished(token, from, &display, out.as_ref().err());
         node.finish_call(seq, out);
-    }));
+    });
+    if inline {
+        // A function that returns at once (`RemoteFnEntry::inline`): here, without a
+        // hand-off, and whether or not the runners are busy.
+        job();
+    } else {
+        super::runners::submit(job);
+    }
 }

@@ -2,8 +2,9 @@
 //! and its context-local storage) and the runs going on here.
 //!
 //! **Why sequence numbers.** Messages travel as `remote_do` calls on the connection
-//! from sender to receiver, which keeps their order, but the receiver runs incoming
-//! calls on a pool of threads, so two deliveries may *run* in either order. Each
+//! from sender to receiver, which keeps their order, but the receiver runs a large
+//! one on a pool of threads (a small one where it arrives: `deliver` is registered
+//! inline), so two deliveries may *run* in either order. Each
 //! sender numbers its messages per context and receiver; the mailbox puts early
 //! ones aside until the gap before them is filled. Messages from one sender are
 //! therefore matched in the order sent, across all tags.
@@ -381,10 +382,14 @@ pub fn local_stats() -> SpmdStats {
 // Registered by name, so that processes running different executables agree on them.
 #[linkme::distributed_slice(REMOTE_FUNCTIONS)]
 static DELIVER: fn() -> RemoteFnEntry = || {
+    // Inline: it only hands the message to the mailbox, so it runs on the reader it
+    // arrives on, saving the hand-off to a call runner (a task and a thread wake-up)
+    // on every message's path.
     RemoteFnEntry::of::<_, (CtxId, Pid, u64, Key, u64, Chunk)>(
         "cohort_darray::spmd::deliver",
         &deliver,
     )
+    .inline()
 };
 #[linkme::distributed_slice(REMOTE_FUNCTIONS)]
 static ABORT: fn() -> RemoteFnEntry =
