@@ -122,10 +122,11 @@ fn structured(inp: &mut Input<'_>) -> Envelope {
         7 => Some(Kind::RefRequest(proto::RefRequest {
             call_id: u64::from(inp.small() % 16),
             ref_id: (inp.small() % 8 != 0).then(|| inp.ref_id()),
-            // The kinds, and some that do not exist.
-            kind: i32::from(inp.small() % 10),
+            // The kinds (credit messages included), and some that do not exist.
+            kind: i32::from(inp.small() % 15),
             value: payload(usize::from(inp.small() % 3)),
             creator: inp.pid(),
+            credits: u32::from(inp.small() % 4),
         })),
         8 => {
             let added = (0..inp.small() % 3)
@@ -201,6 +202,7 @@ fuzz_target!(|data: &[u8]| {
                             kind: proto::RefRequestKind::Fetch as i32,
                             value: Bytes::new(),
                             creator: inp.pid(),
+                            credits: 0,
                         })),
                     }
                 };
