@@ -72,7 +72,7 @@ pub fn stats() -> Stats {
 pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
     let s = n.store().stats();
     let kept = n.kept.counts();
-    let credits = n.peek(|c| c.credit_totals());
+    let (pending_replies, credits) = n.peek(|c| (c.pending_replies(), c.credit_totals()));
     Stats {
         pid: n.myid(),
         live_values: s.owned_values,
@@ -81,7 +81,7 @@ pub(crate) fn stats_in(n: &crate::shell::node::Node) -> Stats {
         pending_ref_ops: s.pending_ops,
         ref_ops_sent: s.ops_sent,
         ref_batches_sent: s.batches_sent,
-        pending_replies: n.peek(|c| c.pending_replies()),
+        pending_replies,
         rss_bytes: rss_bytes(),
         heap_in_use_bytes: heap_in_use(),
         connected: {

@@ -87,7 +87,8 @@ impl<T: ChannelValue, K: ChannelValue> ErasedChannel for Typed<T, K> {
         })
     }
     fn reserve(&self, max: u32) -> u32 {
-        u32::try_from(self.0.reserve(max as usize)).unwrap_or(max)
+        // At most `max`, so it fits (a user's channel may reserve more than asked).
+        self.0.reserve(max as usize).min(max as usize) as u32
     }
     fn put_reserved(&self, bytes: Bytes) -> Result<(), CallError> {
         let (k, v): (K, T) = codec::decode(&bytes).map_err(decode_err)?;

@@ -77,7 +77,8 @@ pub(crate) struct ChannelOp<C> {
     pub(crate) value: Bytes,
     /// Credits: for `PUT` and `PUT_CREDITED` how many `from` would like to hold
     /// (grant them with [`Core::grant`] once the value is in); for `RETURN` how many
-    /// reserved places to give back to the channel.
+    /// reserved places to give back to the channel; as the request carried them for
+    /// the other kinds (unused).
     pub(crate) credits: u32,
 }
 

@@ -254,11 +254,7 @@ impl<W, C: Clone> Store<W, C> {
                     channel,
                     kind,
                     value: put_value,
-                    credits: if kind == RefRequestKind::Put {
-                        credits
-                    } else {
-                        0
-                    },
+                    credits,
                 }));
                 return;
             }
@@ -428,18 +424,11 @@ impl<W, C: Clone> Store<W, C> {
             RefRequestKind::Grant => {
                 if !self.wallet.granted(from, id, credits) {
                     // Not wanted any more (the handle went): straight back.
-                    out.push(Output::Transmit {
-                        to: from,
-                        env: credit_request(id, RefRequestKind::Return, Bytes::new(), credits),
-                    });
+                    send_return(out, from, id, credits);
                 }
             }
             RefRequestKind::Revoke => {
-                let n = self.wallet.revoke(id);
-                out.push(Output::Transmit {
-                    to: from,
-                    env: credit_request(id, RefRequestKind::Return, Bytes::new(), n),
-                });
+                send_return(out, from, id, self.wallet.revoke(id));
             }
             RefRequestKind::Return => {
                 let n = self.ledger.returned(id, from, credits);
@@ -493,10 +482,7 @@ impl<W, C: Clone> Store<W, C> {
     /// the credits it holds go back to the owner.
     pub(crate) fn forget_credits(&mut self, out: &mut Outputs<W, C>, id: RefId) {
         if let Some((owner, n)) = self.wallet.forget(id) {
-            out.push(Output::Transmit {
-                to: owner,
-                env: credit_request(id, RefRequestKind::Return, Bytes::new(), n),
-            });
+            send_return(out, owner, id, n);
         }
     }
 
@@ -661,6 +647,14 @@ impl<W, C: Clone> Store<W, C> {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.tracker.poll_timeout()
     }
+}
+
+/// Queues a `RETURN` of `n` credits for channel `id` to its owner `to`.
+fn send_return<W, C>(out: &mut Outputs<W, C>, to: Pid, id: RefId, n: u32) {
+    out.push(Output::Transmit {
+        to,
+        env: credit_request(id, RefRequestKind::Return, Bytes::new(), n),
+    });
 }
 
 /// The error a request on a freed value gets.
