@@ -289,7 +289,8 @@ where
     let (state, rest): (&[u8], &[u8]) = postcard::take_from_bytes(&payload)
         .map_err(|e| Failure::new(ErrorKind::Serialization, format!("bad call payload: {e}")))?;
     let f = F::decode_state(state)?;
-    let args: Args = codec::decode(rest)?;
+    // A large message's bytes may be kept by the arguments without a copy.
+    let args: Args = codec::decoding_from(&payload, || codec::decode(rest))?;
     // Decoded: the encoded arguments (a slice of the connection's read buffer) go
     // before the function runs, so that a large argument is not held twice meanwhile:
     // given back to the node's spare buffer, where the next large message (a large
@@ -555,5 +556,44 @@ mod tests {
         assert!(is_inline(marked));
         // Found by its trampoline, as a call by code offset finds it.
         assert!(is_inline(trampoline_of::<_, (u8,)>(&super::tests::marked)));
+    }
+
+    /// Bytes that say, when decoded, whether they came as a slice of the message.
+    struct Shared(bool);
+
+    impl<'de> serde::Deserialize<'de> for Shared {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Shared;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Shared, E> {
+                    Ok(Shared(codec::shared_bytes(b).is_some_and(|s| {
+                        s.as_ptr() == b.as_ptr() && s.len() == b.len()
+                    })))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+
+    fn shared(s: Shared) -> bool {
+        s.0
+    }
+
+    #[test]
+    fn a_large_call_s_arguments_may_keep_its_bytes_without_a_copy_and_a_small_one_s_not() {
+        let t = trampoline_of::<_, (Shared,)>(&shared);
+        for (len, want) in [(crate::shell::spare::SPARE_MIN, true), (1000, false)] {
+            let bytes = codec::Bulk(vec![7u8; len]);
+            let state = RemoteFn::<(Shared,)>::encode_state(&shared).unwrap();
+            let payload = encode_with_state(&state, &(bytes,)).unwrap();
+            let out: bool = postcard::from_bytes(&t(payload.into()).unwrap()).unwrap();
+            assert_eq!(out, want, "{len} bytes");
+        }
+        // Outside a call's decoding: nothing to share.
+        assert!(codec::shared_bytes(&[1; 10]).is_none());
     }
 }

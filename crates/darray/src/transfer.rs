@@ -221,7 +221,7 @@ impl<'de, T: Element> Visitor<'de> for PayloadSeed<T> {
                 });
             }
         }
-        let mut data = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut data = cohort_cluster::codec::large_vec(seq.size_hint().unwrap_or(0));
         while let Some(x) = seq.next_element()? {
             data.push(x);
         }

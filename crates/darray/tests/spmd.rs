@@ -212,21 +212,102 @@ fn large_bcast_arrives_whole() {
     let _s = serial();
     let r = spmd::blocking::spmd_with(
         |root: Pid| -> Result<f64, SpmdError> {
+            // 20 MB: three fragments of the default 8 MiB.
+            let n = 2_500_000;
             let v = if cohort::myid() == root {
-                cohort::Bulk((0..1_000_000).map(|i| i as f64).collect::<Vec<f64>>())
+                cohort::Bulk((0..n).map(|i| i as f64).collect::<Vec<f64>>())
             } else {
                 cohort::Bulk(Vec::new())
             };
             let v = spmd::bcast(v, root, ())?;
-            assert_eq!(v.len(), 1_000_000);
+            assert_eq!(v.len(), n);
             Ok(v.iter().sum())
         },
         (w[0],),
         SpmdOptions::new().pids(&w),
     )
     .unwrap();
-    let want = (0..1_000_000).map(|i| i as f64).sum::<f64>();
+    let want = (0..2_500_000).map(|i| i as f64).sum::<f64>();
     assert_eq!(r, vec![want, want]);
+}
+
+#[test]
+fn bcasts_at_the_fragment_size_arrive_whole() {
+    let w = workers();
+    let _s = serial();
+    // The default fragment is 8 MiB; a `Bulk<u8>` of `n` bytes encodes as a 4-byte
+    // length and its bytes: 8 MiB − 4 bytes is exactly one fragment, 8 MiB − 3 is one
+    // whole fragment and one of a single byte.
+    let r = spmd::blocking::spmd_with(
+        |root: Pid| -> Result<Vec<u64>, SpmdError> {
+            let mut sums = Vec::new();
+            for n in [(8 << 20) - 4, (8 << 20) - 3, 0, 1] {
+                let v = if cohort::myid() == root {
+                    cohort::Bulk((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+                } else {
+                    cohort::Bulk(Vec::new())
+                };
+                let v = spmd::bcast(v, root, ())?;
+                assert_eq!(v.len(), n);
+                sums.push(v.iter().map(|&b| b as u64).sum());
+            }
+            Ok(sums)
+        },
+        (w[0],),
+        SpmdOptions::new().pids(&w),
+    )
+    .unwrap();
+    let want: Vec<u64> = [(8usize << 20) - 4, (8 << 20) - 3, 0, 1]
+        .iter()
+        .map(|&n| (0..n).map(|i| (i % 251) as u64).sum())
+        .collect();
+    assert_eq!(r, vec![want.clone(), want]);
+}
+
+#[test]
+fn large_messages_of_several_sizes_in_a_row_arrive_whole() {
+    let w = workers();
+    let _s = serial();
+    // Each process reuses the memory of the last large message for the next one
+    // (larger, smaller, then a small one): every value must still arrive as sent.
+    let sizes = [12usize << 20, 20 << 20, 5 << 20, 100];
+    let r = spmd::blocking::spmd_with(
+        |a: Pid, b: Pid| -> Result<Vec<u64>, SpmdError> {
+            let sizes = [12usize << 20, 20 << 20, 5 << 20, 100];
+            let mut sums = Vec::new();
+            for (k, &n) in sizes.iter().enumerate() {
+                let fill = |i: usize| ((i + k) % 253) as u8;
+                if cohort::myid() == a {
+                    spmd::sendto(b, &cohort::Bulk((0..n).map(fill).collect::<Vec<u8>>()), ())?;
+                    let back: cohort::Bulk<u8> = spmd::recvfrom(b, ())?;
+                    sums.push(back.iter().map(|&x| x as u64).sum());
+                } else {
+                    let got: cohort::Bulk<u8> = spmd::recvfrom(a, ())?;
+                    assert_eq!(got.len(), n);
+                    assert!(got.iter().enumerate().all(|(i, &x)| x == fill(i)));
+                    if k == 0 {
+                        // Reassembled from two fragments, then given back.
+                        let spare = spmd::local_stats().spare_bytes;
+                        assert!(spare >= 12 << 20, "spare {spare}");
+                    }
+                    spmd::sendto(a, &got, ())?;
+                    sums.push(got.iter().map(|&x| x as u64).sum());
+                }
+            }
+            Ok(sums)
+        },
+        (w[0], w[1]),
+        SpmdOptions::new().pids(&w),
+    )
+    .unwrap();
+    let want: Vec<u64> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| ((i + k) % 253) as u64).sum())
+        .collect();
+    assert_eq!(r, vec![want.clone(), want]);
+    // Nothing is kept after the run, the spare memory included.
+    wait_all_released(&w);
 }
 
 #[test]

@@ -520,6 +520,8 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
     let mut batch: Vec<Envelope> = Vec::new();
     // When the core last heard of this peer from here (see `HEARD_EVERY`).
     let mut noted = Instant::now();
+    // The buffer last given huge pages for a large message (its address).
+    let mut huge_for = 0usize;
     let reason = loop {
         let mut failed = None;
         while batch.len() < BATCH_LIMIT {
@@ -580,6 +582,12 @@ async fn reader_loop(peer: Arc<Peer>, mut r: BoxedReader, mut buf: BytesMut) {
                 .and_then(|n| n.spare.take_for(total, &buf))
             {
                 buf = spare;
+            } else if buf.as_ptr() as usize != huge_for {
+                // Else the fresh memory the decoder reserved for it, once: on huge
+                // pages (see `memory::advise_huge`).
+                huge_for = buf.as_ptr() as usize;
+                let room = buf.spare_capacity_mut();
+                super::memory::advise_huge(room.as_mut_ptr().cast(), room.len());
             }
         }
         if buf.capacity() - buf.len() < 8192 {

@@ -84,3 +84,79 @@ pub(crate) fn start_idle_trim(node: Weak<Node>) {
         }
     });
 }
+
+/// Buffers at least this large are worth transparent huge pages.
+pub(crate) const HUGE_MIN: usize = 4 << 20;
+
+/// The environment variable that, set to `0`, keeps large buffers on ordinary pages.
+pub(crate) const HUGE_PAGES_ENV: &str = "COHORT_HUGE_PAGES";
+
+/// Whether large fresh buffers ask for huge pages (read once).
+fn huge_pages_wanted() -> bool {
+    static WANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WANTED.get_or_init(|| std::env::var(HUGE_PAGES_ENV).map_or(true, |v| v.trim() != "0"))
+}
+
+/// Asks the kernel to back the 2 MiB-aligned interior of a large, fresh,
+/// not-yet-touched buffer with transparent huge pages. Filling fresh memory costs a
+/// page fault and a zeroing per 4 KiB page; on a virtual machine, for a 256 MiB
+/// array, that is several times the copy itself (a fresh 256 MiB copy took 140 ms
+/// there, 47 ms with huge pages, against 21 ms into mapped memory). With huge pages
+/// it is one fault per 2 MiB. Only advice: where the system's setting is `never`, or
+/// the call fails, the buffer is used as it is; `COHORT_HUGE_PAGES=0` turns it off.
+pub(crate) fn advise_huge(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < HUGE_MIN || !huge_pages_wanted() {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: advice on whole pages inside an allocation this process owns; it
+        // changes no contents (MADV_HUGEPAGE only marks the range).
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The `VmFlags` line of the mapping that holds `addr`, from `/proc/self/smaps`.
+    fn flags_at(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((a, b)) = range.split_once('-') {
+                    if let (Ok(a), Ok(b)) =
+                        (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                    {
+                        inside = (a..b).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(f) = line.strip_prefix("VmFlags:") {
+                    return f.to_string();
+                }
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    #[test]
+    fn a_large_fresh_vector_is_marked_for_huge_pages_and_a_small_one_is_not() {
+        let large: Vec<u8> = crate::codec::large_vec(16 << 20);
+        let middle = large.as_ptr() as usize + (8 << 20);
+        assert!(
+            flags_at(middle).split_whitespace().any(|f| f == "hg"),
+            "{}",
+            flags_at(middle)
+        );
+        let small: Vec<u8> = crate::codec::large_vec(1 << 20);
+        let at = small.as_ptr() as usize + (512 << 10);
+        assert!(!flags_at(at).split_whitespace().any(|f| f == "hg"));
+    }
+}

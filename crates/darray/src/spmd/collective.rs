@@ -4,14 +4,14 @@
 //! under its own operation in the key, so they never match a user's `sendto` with
 //! the same tag).
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use cohort_cluster::Pid;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::SpmdError;
-use super::p2p::{decode, encode, recv_bytes, send_bytes};
+use super::p2p::{decode, decode_received, encode, encode_for, recv_bytes, send_bytes};
 use super::run::here;
 use super::state::RunHere;
 use super::tag::{Key, Op, Tag};
@@ -87,7 +87,7 @@ fn barrier_in(run: &RunHere, pids: &[Pid], tag: Tag) -> Result<(), SpmdError> {
     let mut dist = 1usize;
     while dist < n {
         let key = Key::new(Op::Barrier, tag.clone(), step);
-        send_bytes(run, pids[(me + dist) % n], key.clone(), Arc::default())?;
+        send_bytes(run, pids[(me + dist) % n], key.clone(), Bytes::new())?;
         recv_bytes(run, pids[(me + n - dist) % n], &key)?;
         dist *= 2;
         step += 1;
@@ -103,10 +103,11 @@ fn bcast_in<T: Serialize + DeserializeOwned>(
     key: Key,
 ) -> Result<T, SpmdError> {
     if run.myid == root {
-        bcast_bytes(run, pids, root, key, Some(encode(&value)?))?;
+        let sent = bcast_bytes(run, pids, root, key, Some(encode_for(run, &value)?))?;
+        run.ctx.give_back(sent);
         Ok(value)
     } else {
-        decode(&bcast_bytes(run, pids, root, key, None)?)
+        decode_received(run, bcast_bytes(run, pids, root, key, None)?)
     }
 }
 
@@ -118,16 +119,16 @@ fn bcast_bytes(
     pids: &[Pid],
     root: Pid,
     key: Key,
-    mine: Option<Vec<u8>>,
-) -> Result<Arc<Vec<u8>>, SpmdError> {
+    mine: Option<Bytes>,
+) -> Result<Bytes, SpmdError> {
     in_group(pids, root)?;
     let me = rank_in(run, pids)?;
     let n = pids.len();
     let root_rank = pids.iter().position(|p| *p == root).expect("checked");
     let (parent, children) = tree((me + n - root_rank) % n, n);
     let bytes = match (parent, mine) {
-        (Some(p), _) => Arc::new(recv_bytes(run, pids[(p + root_rank) % n], &key)?),
-        (None, Some(b)) => Arc::new(b),
+        (Some(p), _) => recv_bytes(run, pids[(p + root_rank) % n], &key)?,
+        (None, Some(b)) => b,
         (None, None) => unreachable!("only the root has no parent, and it has the value"),
     };
     for c in children {
@@ -184,7 +185,7 @@ fn scatter_in<T: Serialize + DeserializeOwned>(
         if p == root {
             mine = Some(v);
         } else {
-            send_bytes(run, p, key.clone(), Arc::new(encode(&v)?))?;
+            send_bytes(run, p, key.clone(), Bytes::from(encode(&v)?))?;
         }
     }
     Ok(mine.expect("the root is in the group"))
@@ -200,7 +201,7 @@ fn gather_in<T: Serialize + DeserializeOwned>(
     in_group(pids, root)?;
     rank_in(run, pids)?;
     if run.myid != root {
-        send_bytes(run, root, key.clone(), Arc::new(encode(&value)?))?;
+        send_bytes(run, root, key.clone(), Bytes::from(encode(&value)?))?;
         return Ok(None);
     }
     let mut out = Vec::with_capacity(pids.len());
@@ -248,7 +249,7 @@ fn allreduce_in<T: Serialize + DeserializeOwned>(
     let key = Key::new(Op::Allreduce, tag, 1);
     match reduced {
         Some(v) => bcast_in(run, pids, v, root, key),
-        None => decode(&bcast_bytes(run, pids, root, key, None)?),
+        None => decode_received(run, bcast_bytes(run, pids, root, key, None)?),
     }
 }
 

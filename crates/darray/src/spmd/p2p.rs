@@ -1,7 +1,7 @@
 //! Point to point: `sendto`, `recvfrom`, `recvfrom_any`, and the byte-level sending
 //! and receiving the collectives share.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use cohort_cluster::codec;
 use cohort_cluster::{CallError, Pid};
@@ -22,20 +22,40 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SpmdError> 
     codec::decode(bytes).map_err(|e| SpmdError::Serialization(e.message))
 }
 
+/// Encodes `value` for sending, into the run's spare buffer if it has one (see
+/// `CtxState::give_back`).
+pub(crate) fn encode_for<T: Serialize + ?Sized>(
+    run: &RunHere,
+    value: &T,
+) -> Result<Bytes, SpmdError> {
+    let mut out = run.ctx.take_spare();
+    codec::encode_into(value, &mut out).map_err(|e| SpmdError::Serialization(e.message))?;
+    Ok(Bytes::from(out))
+}
+
+/// Decodes a received message, then gives its memory back to the run's spare.
+pub(crate) fn decode_received<T: DeserializeOwned>(
+    run: &RunHere,
+    bytes: Bytes,
+) -> Result<T, SpmdError> {
+    let v = decode(&bytes);
+    run.ctx.give_back(bytes);
+    v
+}
+
 /// Sends `payload` to `to` under `key`: straight to its process, numbered so that it
 /// is matched in order, in fragments if it is large (see `wire`).
 pub(crate) fn send_bytes(
     run: &RunHere,
     to: Pid,
     key: Key,
-    payload: Arc<Vec<u8>>,
+    payload: Bytes,
 ) -> Result<(), SpmdError> {
     run.member(to)?;
     let total = payload.len();
     if to == run.myid {
         let seq = run.ctx.next_send_seq(to);
-        let v = Arc::try_unwrap(payload).unwrap_or_else(|a| (*a).clone());
-        run.ctx.deliver(to, seq, key, total, v);
+        run.ctx.deliver(to, seq, key, total, payload);
         return Ok(());
     }
     let frag = fragment_size();
@@ -64,13 +84,15 @@ pub(crate) fn send_bytes(
             })?;
         start = end;
         if start >= total {
+            // Every fragment is encoded into its message: the memory is free.
+            run.ctx.give_back(payload);
             return Ok(());
         }
     }
 }
 
 /// Waits for the next message from `from` under `key`.
-pub(crate) fn recv_bytes(run: &RunHere, from: Pid, key: &Key) -> Result<Vec<u8>, SpmdError> {
+pub(crate) fn recv_bytes(run: &RunHere, from: Pid, key: &Key) -> Result<Bytes, SpmdError> {
     run.member(from)?;
     run.ctx.wait_for(run, &[from], |mb| mb.take(from, key))
 }
@@ -108,7 +130,7 @@ pub fn sendto<T: Serialize + ?Sized>(
         &run,
         pid,
         Key::new(Op::User, tag.into(), 0),
-        Arc::new(encode(value)?),
+        encode_for(&run, value)?,
     )
 }
 
@@ -132,7 +154,7 @@ pub fn sendto<T: Serialize + ?Sized>(
 pub fn recvfrom<T: DeserializeOwned>(pid: Pid, tag: impl Into<Tag>) -> Result<T, SpmdError> {
     let run = here("recvfrom")?;
     let bytes = recv_bytes(&run, pid, &Key::new(Op::User, tag.into(), 0))?;
-    decode(&bytes)
+    decode_received(&run, bytes)
 }
 
 /// Waits for the next value sent here with `tag` by any process of the run, and
@@ -159,5 +181,5 @@ pub fn recvfrom_any<T: DeserializeOwned>(tag: impl Into<Tag>) -> Result<(Pid, T)
     let (from, bytes) = run
         .ctx
         .wait_for(&run, &pids, |mb| mb.take_any(&pids, &key))?;
-    Ok((from, decode(&bytes)?))
+    Ok((from, decode_received(&run, bytes)?))
 }

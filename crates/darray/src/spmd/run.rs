@@ -224,6 +224,7 @@ where
         cluster.install(|| f.call(args))
     }));
     RUN.with(|r| *r.borrow_mut() = None);
+    run.ctx.drop_spare();
     stop.notify_one();
     let outcome = match result {
         Ok(Ok(v)) => match codec::encode(&v) {

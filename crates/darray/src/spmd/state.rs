@@ -51,7 +51,7 @@ pub(crate) fn fresh() -> u64 {
 }
 
 /// One message waiting in a mailbox.
-type Payload = Vec<u8>;
+type Payload = bytes::Bytes;
 
 /// A context's messages on this process.
 #[derive(Default)]
@@ -68,7 +68,10 @@ pub(crate) struct Mailbox {
     any_last: HashMap<Key, Pid>,
     /// A large message whose first fragments came, by sender (its fragments are
     /// consecutive in the sender's numbering).
-    partial: HashMap<Pid, Payload>,
+    partial: HashMap<Pid, Vec<u8>>,
+    /// The memory of a large message this process is done with, for the next large
+    /// reassembly or encoding of the run (see [`CtxState::give_back`]).
+    spare: Option<Vec<u8>>,
 }
 
 impl Mailbox {
@@ -102,22 +105,31 @@ impl Mailbox {
     /// Takes in the next message (or fragment, of a message `total` bytes long)
     /// from `from`, in order.
     fn accept(&mut self, from: Pid, key: Key, total: usize, payload: Payload) {
-        let whole = match self.partial.remove(&from) {
-            None if payload.len() == total => payload,
-            None => {
-                let mut buf = Vec::with_capacity(total);
-                buf.extend_from_slice(&payload);
-                buf
+        let mut buf = match self.partial.remove(&from) {
+            // A whole message: kept as it came (a large one in its own memory).
+            None if payload.len() == total => {
+                self.queues
+                    .entry((from, key))
+                    .or_default()
+                    .push_back(payload);
+                return;
             }
-            Some(mut buf) => {
-                buf.extend_from_slice(&payload);
-                buf
-            }
+            // The spare, if it is large enough; else fresh memory that the message
+            // fills at once, on huge pages.
+            None => match self.spare.take() {
+                Some(v) if v.capacity() >= total => v,
+                _ => cohort_cluster::codec::large_vec(total),
+            },
+            Some(buf) => buf,
         };
-        if whole.len() < total {
-            self.partial.insert(from, whole);
+        buf.extend_from_slice(&payload);
+        if buf.len() < total {
+            self.partial.insert(from, buf);
         } else {
-            self.queues.entry((from, key)).or_default().push_back(whole);
+            self.queues
+                .entry((from, key))
+                .or_default()
+                .push_back(Payload::from(buf));
         }
     }
 
@@ -137,7 +149,51 @@ pub(crate) struct CtxState {
     pub(crate) storage: ContextStorage,
 }
 
+/// Messages at least this large are worth a spare buffer.
+const SPARE_MIN: usize = 1 << 20;
+
 impl CtxState {
+    /// The bytes of a large message this process has decoded or sent: kept, if no
+    /// one else holds them, as the run's spare — the next large message of the
+    /// context is reassembled, or encoded, in that memory, whose pages are already
+    /// there, instead of in fresh memory that the kernel faults in and zeroes. The
+    /// spare goes when the run's part here ends ([`CtxState::drop_spare`]).
+    pub(crate) fn give_back(&self, bytes: bytes::Bytes) {
+        let Ok(mut buf) = bytes.try_into_mut() else {
+            return;
+        };
+        // Emptied first, so that the conversion moves no bytes.
+        buf.clear();
+        let v = Vec::from(buf);
+        if v.capacity() < SPARE_MIN {
+            return;
+        }
+        let mut mb = self.mailbox.lock();
+        if mb
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < v.capacity())
+        {
+            mb.spare = Some(v);
+        }
+    }
+
+    /// An empty buffer for a large encoding: the spare, if there is one.
+    pub(crate) fn take_spare(&self) -> Vec<u8> {
+        self.mailbox.lock().spare.take().unwrap_or_default()
+    }
+
+    /// The capacity of the spare, if there is one.
+    fn spare_bytes(&self) -> usize {
+        self.mailbox.lock().spare.as_ref().map_or(0, Vec::capacity)
+    }
+
+    /// Lets the spare go (the run's part here ended).
+    pub(crate) fn drop_spare(&self) {
+        let spare = self.mailbox.lock().spare.take();
+        drop(spare);
+    }
+
     /// The sequence number of the next message from here to `to`.
     pub(crate) fn next_send_seq(&self, to: Pid) -> u64 {
         let mut mb = self.mailbox.lock();
@@ -341,7 +397,7 @@ pub(crate) fn abort(id: RunId) {
 /// A message for context `ctx` from `from`.
 pub(crate) fn deliver(ctx: CtxId, from: Pid, seq: u64, key: Key, total: u64, payload: Chunk) {
     if let Some(c) = ctx_state(ctx) {
-        c.deliver(from, seq, key, total as usize, payload.into_vec());
+        c.deliver(from, seq, key, total as usize, payload.into_bytes());
     }
 }
 
@@ -361,6 +417,9 @@ pub struct SpmdStats {
     pub queued_messages: usize,
     /// Entries in the context-local storage of all contexts here.
     pub stored_values: usize,
+    /// Bytes kept for the next large message of a run here (the memory of the last
+    /// one; let go when the run's part here ends).
+    pub spare_bytes: usize,
 }
 
 /// This process's [`SpmdStats`]; on another process:
@@ -376,6 +435,7 @@ pub fn local_stats() -> SpmdStats {
         runs: t.runs.len(),
         queued_messages: t.contexts.values().map(|c| c.queued()).sum(),
         stored_values: t.contexts.values().map(|c| c.storage.len()).sum(),
+        spare_bytes: t.contexts.values().map(|c| c.spare_bytes()).sum(),
     }
 }
 
