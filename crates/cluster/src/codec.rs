@@ -186,6 +186,46 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
     })
 }
 
+/// Decodes a value, as [`decode`], with a shortcut for the vectors whose postcard
+/// encoding is their memory (`Vec<f64>`, `Vec<f32>`, `Vec<u8>`, `Vec<i8>` on a
+/// little-endian machine: a length, then the elements at their width): those are
+/// copied in one block into a vector on huge pages ([`large_vec`]) instead of
+/// element by element into a vector that grows by doubling. What the runtime uses
+/// for a call's result and a future's value.
+pub(crate) fn decode_value<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Failure> {
+    if let Some(v) = fixed_width_vec::<T, f64>(bytes)
+        .or_else(|| fixed_width_vec::<T, f32>(bytes))
+        .or_else(|| fixed_width_vec::<T, u8>(bytes))
+        .or_else(|| fixed_width_vec::<T, i8>(bytes))
+    {
+        return Ok(v);
+    }
+    decode(bytes)
+}
+
+/// `bytes` as a `Vec<E>`, if `T` is `Vec<E>` and the bytes are exactly its postcard
+/// encoding; `None` otherwise (the general decoding then answers, errors included).
+fn fixed_width_vec<T: 'static, E: bytemuck::Pod>(bytes: &[u8]) -> Option<T> {
+    use std::any::{Any, TypeId};
+    if cfg!(not(target_endian = "little")) || TypeId::of::<T>() != TypeId::of::<Vec<E>>() {
+        return None;
+    }
+    let (len, rest): (usize, &[u8]) = postcard::take_from_bytes(bytes).ok()?;
+    let size = std::mem::size_of::<E>();
+    if len.checked_mul(size)? != rest.len() {
+        return None;
+    }
+    let mut v: Vec<E> = large_vec(len);
+    // SAFETY: the capacity is `len` elements, `rest` holds exactly their bytes, and
+    // `E: Pod` is valid for any bytes; all are written before `set_len`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(rest.as_ptr(), v.as_mut_ptr().cast::<u8>(), rest.len());
+        v.set_len(len);
+    }
+    let any: Box<dyn Any> = Box::new(v);
+    any.downcast::<T>().ok().map(|b| *b)
+}
+
 thread_local! {
     /// The large message whose bytes are being decoded on this thread (set by
     /// [`decoding_from`]), for [`shared_bytes`].
@@ -594,6 +634,35 @@ impl<E: bytemuck::Pod + DeserializeOwned> IntoBuffer for Vec<E> {
 #[cfg(test)]
 mod buffer_tests {
     use super::*;
+
+    #[test]
+    fn fixed_width_vectors_decode_in_one_block_as_the_general_decoding_does() {
+        let f: Vec<f64> = (0..10_000).map(|i| i as f64 * 0.5).collect();
+        assert_eq!(decode_value::<Vec<f64>>(&encode(&f).unwrap()).unwrap(), f);
+        let g: Vec<f32> = vec![1.5, -2.0];
+        assert_eq!(decode_value::<Vec<f32>>(&encode(&g).unwrap()).unwrap(), g);
+        let b: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode_value::<Vec<u8>>(&encode(&b).unwrap()).unwrap(), b);
+        let i: Vec<i8> = vec![-128, 0, 127];
+        assert_eq!(decode_value::<Vec<i8>>(&encode(&i).unwrap()).unwrap(), i);
+        let e: Vec<f64> = Vec::new();
+        assert_eq!(decode_value::<Vec<f64>>(&encode(&e).unwrap()).unwrap(), e);
+        // Other types take the general path.
+        let w: Vec<u64> = vec![1, 300, u64::MAX];
+        assert_eq!(decode_value::<Vec<u64>>(&encode(&w).unwrap()).unwrap(), w);
+        // Bytes too short or too long for the length: the general decoding's answer
+        // (an error when short; trailing bytes are ignored, as postcard does).
+        let mut bad = encode(&f).unwrap();
+        bad.pop();
+        assert!(decode_value::<Vec<f64>>(&bad).is_err());
+        let mut long = encode(&g).unwrap();
+        long.push(0);
+        assert_eq!(
+            decode_value::<Vec<f32>>(&long).unwrap(),
+            decode::<Vec<f32>>(&long).unwrap()
+        );
+        assert!(decode_value::<Vec<f64>>(&[0xff; 3]).is_err());
+    }
 
     #[test]
     fn vectors_and_bulk_arrays_decode_into_buffers_of_their_length_only() {

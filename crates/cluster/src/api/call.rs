@@ -323,8 +323,11 @@ where
 }
 
 /// Decodes a call's result for `n` (handles inside it are `n`'s).
-fn decode_result<T: DeserializeOwned>(n: &Arc<Node>, bytes: &[u8]) -> Result<T, CallError> {
-    enter(n, || codec::decode(bytes)).map_err(|e| CallError::Serialization(e.message))
+fn decode_result<T: DeserializeOwned + 'static>(
+    n: &Arc<Node>,
+    bytes: &[u8],
+) -> Result<T, CallError> {
+    enter(n, || codec::decode_value(bytes)).map_err(|e| CallError::Serialization(e.message))
 }
 
 /// Calls `f(args…)` on `pid`, waits until it has finished, and returns the

@@ -610,7 +610,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
         };
         // Handles inside the value are this future's cluster's.
         let value = reply.and_then(|b| {
-            let v = enter(&self.inner.node, || codec::decode::<T>(&b))
+            let v = enter(&self.inner.node, || codec::decode_value::<T>(&b))
                 .map_err(|f| CallError::Serialization(f.message));
             self.inner.node.spare.recycle(b);
             v
@@ -856,7 +856,8 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Future<T> {
         };
         if let Some(reply) = bytes {
             let value = reply.and_then(|b| {
-                enter(n, || codec::decode::<T>(&b)).map_err(|f| CallError::Serialization(f.message))
+                enter(n, || codec::decode_value::<T>(&b))
+                    .map_err(|f| CallError::Serialization(f.message))
             });
             return here(&value, args);
         }
