@@ -11,7 +11,8 @@
 //!   put/take round trip between two workers, measured on worker A.
 //! - `channels/put_throughput_1k`: 1,000 puts from the driver into a channel of
 //!   capacity 1,000 on a worker, then 1,000 takes (`put_only_1k`: the puts alone,
-//!   the channel drained on the worker between iterations).
+//!   the channel drained on the worker between iterations; `put_throughput_1k_take_ahead`:
+//!   the takes through `RemoteChannel::take_ahead(1000)`, a batch per round trip).
 //! - `channels/jobs_results_10k`: the manual's producer/consumer example
 //!   (`examples/jobs_results.rs`, no sleep) with 10,000 jobs on 2 workers, beside
 //!   `jobs_results_10k_threads`, the same pattern in one process with 2 threads and
@@ -107,7 +108,7 @@ fn call_roundtrips(to: Pid, n: u64) -> f64 {
 fn main() {
     cohort_benches::run_child_if_requested();
     if !cohort_benches::selected(
-        "channels/raw_tcp_pingpong_16B call_roundtrip put_take_roundtrip put_throughput_1k put_throughput_1k_async put_only_1k jobs_results_10k jobs_results_10k_threads",
+        "channels/raw_tcp_pingpong_16B call_roundtrip put_take_roundtrip put_throughput_1k put_throughput_1k_async put_throughput_1k_take_ahead put_only_1k jobs_results_10k jobs_results_10k_threads",
     ) {
         return;
     }
@@ -171,6 +172,19 @@ fn main() {
                     ch.take().await.unwrap();
                 }
             })
+        })
+    });
+    // The same, the takes through a take-ahead: a batch of up to 1,000 values per
+    // round trip, handed out one at a time.
+    g.bench_function("put_throughput_1k_take_ahead", |bch| {
+        bch.iter(|| {
+            for i in 0..1000 {
+                buffered.put_blocking(i).unwrap();
+            }
+            let mut taker = buffered.take_ahead(1000);
+            for _ in 0..1000 {
+                taker.take_blocking().unwrap();
+            }
         })
     });
     // The puts alone: the worker drains the channel between iterations.

@@ -58,7 +58,7 @@ pub use api::call::{
     fetchfrom, remote_do, remotecall, remotecall_fetch, remotecall_wait, spawnat, Target,
 };
 pub use api::channel::{
-    channel_from_id, ChannelValue, RemoteChannel, SendError, CHANNEL_CREDITS_ENV,
+    channel_from_id, ChannelValue, RemoteChannel, SendError, TakeAhead, CHANNEL_CREDITS_ENV,
 };
 pub use api::cluster::{Cluster, WeakCluster};
 pub use api::deadline::with_timeout;

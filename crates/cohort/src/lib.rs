@@ -78,8 +78,8 @@ pub use cohort_cluster::{
     set_cluster_cookie, spawnat, stats, stats_of, workers, AddProcs, CallError, Closure, Cluster,
     ClusterError, ClusterManager, ConnectError, Cookie, ElasticListener, ErrorKind, Failure,
     Future, LaunchParams, LocalManager, Pid, ProcessRole, ProtocolError, RefId, RemoteChannel,
-    RemoteException, RemoteFn, RmStatus, RmprocsTask, SendError, Stats, Target, Topology,
-    WeakCluster, WorkerArgsError, WorkerConfig, WorkerOptions, DEFAULT_HANDSHAKE_TIMEOUT,
+    RemoteException, RemoteFn, RmStatus, RmprocsTask, SendError, Stats, TakeAhead, Target,
+    Topology, WeakCluster, WorkerArgsError, WorkerConfig, WorkerOptions, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_HANDSHAKES, HANDSHAKE_TIMEOUT_ENV, MAX_FRAME_ENV, MAX_HANDSHAKES_ENV,
     MIN_MAX_FRAME, PAYLOAD_ROOM,
 };

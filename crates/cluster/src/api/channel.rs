@@ -26,7 +26,7 @@ use crate::codec;
 use crate::core::Reply;
 use crate::error::{CallError, ErrorKind, Failure, WireException};
 use crate::registry::{RemoteFn, RemoteFnEntry, REMOTE_FUNCTIONS};
-use crate::shell::channel_ops::{ChannelSlot, ErasedChannel};
+use crate::shell::channel_ops::{ChannelSlot, ErasedChannel, TAKE_AHEAD_BYTES};
 use crate::shell::node::{current, enter, Node};
 
 /// What a channel value must be to travel: serde both ways, shareable, and `Clone`
@@ -78,6 +78,76 @@ fn encode_for<V: Serialize>((node, pid): &(Arc<Node>, Pid), v: &V) -> Result<Byt
         .map_err(decode_err)
 }
 
+/// Appends the encoding of `kv` for the requester `to` to `out`.
+fn encode_kv_for<V: Serialize>(
+    (node, pid): &(Arc<Node>, Pid),
+    kv: &V,
+    out: &mut Vec<u8>,
+) -> Result<(), CallError> {
+    codec::with_target(node, *pid, || codec::encode_into(kv, out)).map_err(decode_err)
+}
+
+/// The `(key, value)` encodings one after the other in `bytes` (a take's answer,
+/// one value or a take-ahead's batch; a batch never holds values that encode to
+/// nothing, see [`Typed::take_ahead`]).
+fn decode_kvs<K: ChannelValue, T: ChannelValue>(
+    mut bytes: &[u8],
+) -> Result<Vec<(K, T)>, CallError> {
+    let mut kvs = Vec::new();
+    loop {
+        let (kv, rest) = postcard::take_from_bytes::<(K, T)>(bytes)
+            .map_err(|e| CallError::Serialization(e.to_string()))?;
+        kvs.push(kv);
+        if rest.is_empty() || rest.len() == bytes.len() {
+            return Ok(kvs);
+        }
+        bytes = rest;
+    }
+}
+
+impl<T: ChannelValue, K: ChannelValue> Typed<T, K> {
+    /// Adds to `out` up to `more` values under `k` that are there now, without
+    /// waiting, within [`TAKE_AHEAD_BYTES`] and the message limit. Each take is
+    /// polled once: one that would wait is dropped, which removes nothing (the
+    /// channel's take is cancel-safe).
+    async fn take_ahead(&self, k: K, more: u32, to: &(Arc<Node>, Pid), out: &mut Vec<u8>) {
+        if out.is_empty() {
+            // Values that encode to nothing (a channel of `()`): a batch of them
+            // would not say how many it holds, so one goes at a time.
+            return;
+        }
+        let limit = crate::api::limits::payload_limit(&to.0);
+        let budget = out.len().saturating_add(TAKE_AHEAD_BYTES).min(limit);
+        // A value that could not go with the batch, for the front of the channel.
+        let mut back = None;
+        {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            for _ in 0..more {
+                if out.len() >= budget {
+                    break;
+                }
+                let mut take = self.0.take(k.clone());
+                let std::task::Poll::Ready(Ok(v)) = take.as_mut().poll(&mut cx) else {
+                    break;
+                };
+                drop(take);
+                let before = out.len();
+                let kv = (k.clone(), v);
+                if encode_kv_for(to, &kv, out).is_err() || out.len() > limit {
+                    out.truncate(before);
+                    back = Some(kv);
+                    break;
+                }
+            }
+        }
+        if let Some((k, v)) = back {
+            if self.0.put_front(k, v).await.is_err() {
+                tracing::warn!("a value taken ahead could not go back to its channel");
+            }
+        }
+    }
+}
+
 impl<T: ChannelValue, K: ChannelValue> ErasedChannel for Typed<T, K> {
     fn put(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
         let kv: Result<(K, T), CallError> = codec::decode(&bytes).map_err(decode_err);
@@ -99,23 +169,36 @@ impl<T: ChannelValue, K: ChannelValue> ErasedChannel for Typed<T, K> {
     fn unreserve(&self, n: u32) {
         self.0.unreserve(n as usize)
     }
-    fn take(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>> {
+    fn take(
+        &self,
+        key: Bytes,
+        more: u32,
+        to: (Arc<Node>, Pid),
+    ) -> BoxFuture<'_, Result<Bytes, CallError>> {
         let k: Result<K, CallError> = codec::decode(&key).map_err(decode_err);
         Box::pin(async move {
             let k = k?;
             let v = self.0.take(k.clone()).await.map_err(channel_error)?;
             // With its key: a value handed back goes back under it.
-            encode_for(&to, &(k, v))
+            let mut out = Vec::new();
+            encode_kv_for(&to, &(k.clone(), v), &mut out)?;
+            if more > 0 {
+                self.take_ahead(k, more, &to, &mut out).await;
+            }
+            Ok(Bytes::from(out))
         })
     }
     fn put_front(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>> {
-        let kv: Result<(K, T), CallError> = codec::decode(&bytes).map_err(decode_err);
+        let kvs = decode_kvs::<K, T>(&bytes);
         Box::pin(async move {
-            let (k, v) = kv?;
-            self.0
-                .put_front(k, v)
-                .await
-                .map_err(|_| CallError::ChannelClosed)
+            // The last first: each goes to the very front, so the first ends there.
+            for (k, v) in kvs?.into_iter().rev() {
+                self.0
+                    .put_front(k, v)
+                    .await
+                    .map_err(|_| CallError::ChannelClosed)?;
+            }
+            Ok(())
         })
     }
     fn fetch(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>> {
@@ -1132,6 +1215,93 @@ impl<T: ChannelValue> RemoteChannel<T> {
         self.take_key(()).await
     }
 
+    /// Removes and returns the oldest value, waiting for one as
+    /// [`take`](Self::take) does, together with the values after it that are in the
+    /// channel at that moment, up to `max` in all, oldest first: one round trip to
+    /// the owner for a whole batch, where `take` costs one per value. It never
+    /// waits for a second value. `max == 0` returns an empty vector at once.
+    ///
+    /// The batch is bounded in bytes too (about 1 MiB past the first value, and the
+    /// message limit): values that would not fit stay in the channel. Values that
+    /// encode to nothing (a channel of `()`) come one at a time. Other takers never
+    /// see the values of a batch: they left the channel together. For a take that
+    /// keeps a batch and hands it out one value at a time, see [`TakeAhead`].
+    ///
+    /// # Errors
+    /// As [`take`](Self::take): [`CallError::ChannelClosed`] once the channel is
+    /// closed and drained (values already in the channel still come first).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`take`](Self::take): a batch removed for a take given up is
+    /// put back at the front of the channel, in its order.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity(1, 4).await.unwrap();
+    /// for i in 0..3 {
+    ///     rc.put(i).await.unwrap();
+    /// }
+    /// assert_eq!(rc.take_up_to(2).await.unwrap(), vec![0, 1]);
+    /// assert_eq!(rc.take_up_to(10).await.unwrap(), vec![2]);
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 4).unwrap();
+ rc.put_blocking(1).unwrap();
+ rc.put_blocking(2).unwrap();
+ assert_eq!(rc.take_up_to_blocking(8).unwrap(), vec![1, 2]);"
+    )]
+    pub async fn take_up_to(&self, max: usize) -> Result<Vec<T>, CallError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.check_finalized()?;
+        if self.is_local() {
+            let ch = self.local().ok_or_else(|| self.gone())?;
+            let mut got = vec![ch.take(()).await.map_err(channel_error)?];
+            // The values there now: each take polled once; one that would wait is
+            // dropped, which removes nothing (a channel's take is cancel-safe).
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            while got.len() < max {
+                let mut take = ch.take(());
+                match take.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(Ok(v)) => got.push(v),
+                    _ => break,
+                }
+            }
+            return Ok(got);
+        }
+        // A take's `credits` asks for up to that many values after the first.
+        let more = u32::try_from(max - 1).unwrap_or(u32::MAX);
+        let key = self.encode_for_owner(&())?;
+        let b = self.ask_for(RefRequestKind::Take, key.into(), more).await?;
+        // Handles inside the values are this channel's cluster's.
+        let kvs = enter(&self.inner.node, || decode_kvs::<(), T>(&b))?;
+        Ok(kvs.into_iter().map(|((), v)| v).collect())
+    }
+
+    /// A taker that fetches up to `ahead` values per round trip and hands them out
+    /// one at a time ([`TakeAhead::take`]): for a single consumer draining a remote
+    /// channel, where [`take`](Self::take) would cost a round trip per value.
+    /// `ahead` of 0 counts as 1 (no take-ahead).
+    ///
+    /// The values it holds have left the channel (see [`TakeAhead`] for what that
+    /// means for other takers and for a process that dies).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 8).unwrap();
+    /// let mut taker = rc.take_ahead(4);
+    /// rc.put_blocking(7).unwrap();
+    /// assert_eq!(taker.take_blocking().unwrap(), 7);
+    /// ```
+    pub fn take_ahead(&self, ahead: usize) -> TakeAhead<T> {
+        TakeAhead {
+            channel: self.clone(),
+            ahead: ahead.max(1),
+            held: std::collections::VecDeque::new(),
+        }
+    }
+
     /// [`take`](Self::take), giving up after `limit` (see [`crate::with_timeout`]).
     ///
     /// # Errors
@@ -1370,6 +1540,150 @@ impl<T: ChannelValue> RemoteChannel<T> {
 struct NewChannel<T> {
     cap: usize,
     _t: PhantomData<fn() -> T>,
+}
+
+/// A taker on a FIFO [`RemoteChannel`] that removes values in batches of up to
+/// `ahead` ([`RemoteChannel::take_up_to`]) and hands them out one at a time, oldest
+/// first: a consumer draining a channel on another process pays one round trip per
+/// batch instead of one per value. Made by [`RemoteChannel::take_ahead`].
+///
+/// What it holds has left the channel: other takers get the values behind them,
+/// and the channel's [`len`](RemoteChannel::len) and
+/// [`isready`](RemoteChannel::isready) do not count them. When the taker is
+/// dropped, the values it still holds are put back at the front of the channel,
+/// in their order (without waiting; through the same path as a given-up take's,
+/// `docs/protocol.md`, "Given-up takes"), so nothing is lost while this process
+/// lives — but if this process dies, the values it held die with it, as a value
+/// on its way to a plain take does. Use it for one consumer per channel, or where
+/// a few values held by one consumer do not matter; a pool of workers sharing a
+/// job queue should keep `take`, which leaves every value for whoever is free.
+///
+/// ```
+/// let rc = cohort_cluster::RemoteChannel::<u32>::with_capacity_blocking(1, 100).unwrap();
+/// for i in 0..10 {
+///     rc.put_blocking(i).unwrap();
+/// }
+/// let mut taker = rc.take_ahead(64);
+/// let got: Vec<u32> = (0..10).map(|_| taker.take_blocking().unwrap()).collect();
+/// assert_eq!(got, (0..10).collect::<Vec<_>>());
+/// ```
+pub struct TakeAhead<T: ChannelValue> {
+    channel: RemoteChannel<T>,
+    ahead: usize,
+    held: std::collections::VecDeque<T>,
+}
+
+impl<T: ChannelValue> TakeAhead<T> {
+    /// The next value: one held here, or else a batch of up to `ahead` values
+    /// removed from the channel (waiting for the first), of which the oldest is
+    /// returned and the rest held.
+    ///
+    /// # Errors
+    /// As [`RemoteChannel::take`]; values held here come first, so a closed
+    /// channel's last values are still returned before
+    /// [`CallError::ChannelClosed`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a batch removed for a take given up goes back to the front of
+    /// the channel ([`RemoteChannel::take_up_to`]), and the values held are kept.
+    ///
+    /// ```
+    /// # cohort_cluster::runtime::block_on(async {
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity(1, 4).await.unwrap();
+    /// rc.put(1).await.unwrap();
+    /// rc.put(2).await.unwrap();
+    /// let mut taker = rc.take_ahead(8);
+    /// assert_eq!(taker.take().await.unwrap(), 1);
+    /// assert_eq!(taker.held(), 1);
+    /// assert_eq!(taker.take().await.unwrap(), 2);
+    /// # });
+    /// ```
+    #[cohort_macros::twin(
+        example = " let rc = cohort_cluster::RemoteChannel::<u8>::with_capacity_blocking(1, 4).unwrap();
+ rc.put_blocking(5).unwrap();
+ let mut taker = rc.take_ahead(8);
+ assert_eq!(taker.take_blocking().unwrap(), 5);"
+    )]
+    pub async fn take(&mut self) -> Result<T, CallError> {
+        if let Some(v) = self.held.pop_front() {
+            return Ok(v);
+        }
+        let batch = self.channel.take_up_to(self.ahead).await?;
+        self.held.extend(batch);
+        self.held
+            .pop_front()
+            .ok_or_else(|| CallError::Serialization("a take answered with no value".to_string()))
+    }
+
+    /// How many values this taker holds (taken from the channel, not yet returned).
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert_eq!(rc.take_ahead(4).held(), 0);
+    /// ```
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The channel it takes from.
+    ///
+    /// ```
+    /// let rc = cohort_cluster::RemoteChannel::<u8>::new_blocking(1).unwrap();
+    /// assert_eq!(rc.take_ahead(4).channel().id(), rc.id());
+    /// ```
+    pub fn channel(&self) -> &RemoteChannel<T> {
+        &self.channel
+    }
+}
+
+impl<T: ChannelValue> fmt::Debug for TakeAhead<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TakeAhead")
+            .field("channel", &self.channel)
+            .field("ahead", &self.ahead)
+            .field("held", &self.held.len())
+            .finish()
+    }
+}
+
+impl<T: ChannelValue> Drop for TakeAhead<T> {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let ch = &self.channel;
+        if ch.is_local() {
+            if let Some(local) = ch.local() {
+                // The last first: each goes to the very front. Run here if it can
+                // finish at once (a `Channel`'s can: the values came out of it).
+                crate::shell::channel_ops::run_now_or_spawn(Box::pin(async move {
+                    for v in held.into_iter().rev() {
+                        if local.put_front((), v).await.is_err() {
+                            tracing::warn!(
+                                "a value held by a take-ahead was lost: its channel closed"
+                            );
+                        }
+                    }
+                }));
+            }
+            return;
+        }
+        // One `PUT_FRONT` with every value, as a batch is answered.
+        let mut bytes = Vec::new();
+        for v in &held {
+            if let Err(e) = codec::with_target(&ch.inner.node, ch.inner.owner, || {
+                codec::encode_into(&((), v), &mut bytes)
+            }) {
+                tracing::warn!(error = %e.message, "values held by a take-ahead could not go back");
+                return;
+            }
+        }
+        let (owner, id) = (ch.inner.owner, ch.inner.id);
+        ch.inner
+            .node
+            .with_core(|c| c.put_back(owner, id, Bytes::from(bytes)));
+    }
 }
 
 impl<T: ChannelValue> RemoteFn<()> for NewChannel<T> {

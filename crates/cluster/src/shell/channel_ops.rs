@@ -44,8 +44,19 @@ pub(crate) trait ErasedChannel: Send + Sync {
     fn put_reserved(&self, bytes: Bytes) -> Result<(), CallError>;
     /// Gives back `n` reserved places (`AbstractChannel::unreserve`).
     fn unreserve(&self, n: u32);
-    fn take(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>>;
-    /// Hands back a value a take removed (`AbstractChannel::put_front`).
+    /// Takes the next value under the key, waiting for it, and then up to `more`
+    /// further values that are there at once (a take-ahead's batch): the answer is
+    /// their encodings one after the other, at most [`TAKE_AHEAD_BYTES`] past the
+    /// first.
+    fn take(
+        &self,
+        key: Bytes,
+        more: u32,
+        to: (Arc<Node>, Pid),
+    ) -> BoxFuture<'_, Result<Bytes, CallError>>;
+    /// Hands back values a take removed (`AbstractChannel::put_front`): the bytes
+    /// are one or more `(key, value)` encodings, as a take answers, and they go
+    /// back in their order, the first at the very front.
     fn put_front(&self, bytes: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
     fn fetch(&self, key: Bytes, to: (Arc<Node>, Pid)) -> BoxFuture<'_, Result<Bytes, CallError>>;
     fn wait(&self, key: Bytes) -> BoxFuture<'_, Result<(), CallError>>;
@@ -56,6 +67,11 @@ pub(crate) trait ErasedChannel: Send + Sync {
     /// How many values it holds, where it can say (`AbstractChannel::len`).
     fn len(&self) -> Option<usize>;
 }
+
+/// How many bytes of further values a take with a take-ahead (`TAKE` with
+/// `credits` > 0) adds to its answer, at most: the batch stays one modest message,
+/// and values that would not fit stay in the channel for the next take.
+pub(crate) const TAKE_AHEAD_BYTES: usize = 1 << 20;
 
 /// The store's record of a channel: the byte face for remote requests and the typed
 /// one for this process.
@@ -163,7 +179,7 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
         let reply = match kind {
             RefRequestKind::Put => enter(&node, || e.put(value)).await.map(|()| Bytes::new()),
             RefRequestKind::Take => {
-                let take = enter(&node, || e.take(value, to));
+                let take = enter(&node, || e.take(value, credits, to));
                 match stop {
                     Some(stop) => {
                         // The stop first: once stopped, the take is not polled again.
@@ -222,6 +238,7 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
         };
         // A put that asked for credits gets them before its answer, on the same
         // connection: its next put may use them.
+        // (A take's `credits` asked for a take-ahead, not for credits.)
         let grant = credits > 0 && kind == RefRequestKind::Put && reply.is_ok();
         node.with_core(|c| {
             if grant {
@@ -236,7 +253,7 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
 /// Polls `op` once here, and spawns it only if it must wait: an operation that can
 /// finish at once (a take from a channel holding values, a put into one with room)
 /// is answered without a task and the wake-up of a runtime thread.
-fn run_now_or_spawn(mut op: BoxFuture<'static, ()>) {
+pub(crate) fn run_now_or_spawn(mut op: BoxFuture<'static, ()>) {
     let mut cx = Context::from_waker(Waker::noop());
     if op.as_mut().poll(&mut cx).is_pending() {
         // Polled again by the task, which registers its own waker: a value that
