@@ -84,6 +84,9 @@ pub(crate) struct Peer {
     /// When the last direct write ended, in nanoseconds since [`epoch`]: a flush soon
     /// after it goes to the drain task instead (see [`Peer::flush`]).
     last_write: AtomicU64,
+    /// When the direct write before that one ended (same clock): two direct writes
+    /// in quick succession and a third flush make a burst.
+    prev_write: AtomicU64,
     /// The reader task, once started, to stop it when the connection is cut.
     reader: std::sync::OnceLock<tokio::task::AbortHandle>,
     /// Whether a message came from the peer on this connection: for a connection
@@ -111,10 +114,14 @@ fn nanos_now() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A flush this soon after the connection's last direct write is left to the drain
-/// task: messages sent in a burst (a loop of `remotecall`s, a `join_all`) then go out
-/// in a few large writes instead of one system call each, while a lone request (a
-/// round trip takes longer than this) is still written at once by its sender.
+/// A flush this soon after the connection's last two direct writes (each within
+/// this of the next) is left to the drain task: messages sent in a burst (a loop of
+/// `remotecall`s, a `join_all`) then go out in a few large writes instead of one
+/// system call each, while a lone request (a round trip takes longer than this) is
+/// still written at once by its sender — and so is the second of a pair, such as a
+/// channel's put within credits followed by the take that waits for the echo: two
+/// messages are no burst, and a drain task there costs the waiting caller a thread
+/// wake-up.
 const BURST_NANOS: u64 = 10_000;
 
 impl Peer {
@@ -127,6 +134,7 @@ impl Peer {
             established: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             last_write: AtomicU64::new(0),
+            prev_write: AtomicU64::new(0),
             reader: std::sync::OnceLock::new(),
             heard: AtomicBool::new(false),
             settled: tokio::sync::Notify::new(),
@@ -222,7 +230,9 @@ impl Peer {
             return;
         };
         let now = nanos_now();
-        if now.saturating_sub(self.last_write.load(Ordering::Relaxed)) < BURST_NANOS {
+        let last = self.last_write.load(Ordering::Relaxed);
+        let prev = self.prev_write.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < BURST_NANOS && last.saturating_sub(prev) < BURST_NANOS {
             // Part of a burst: the drain task writes it with what follows.
             let w = out.idle.take().expect("checked above");
             drop(guard);
@@ -247,6 +257,8 @@ impl Peer {
             // After a burst, give the memory back (a quiet peer returns to its baseline).
             out.queue = Vec::new();
         }
+        self.prev_write
+            .store(self.last_write.load(Ordering::Relaxed), Ordering::Relaxed);
         self.last_write.store(nanos_now(), Ordering::Relaxed);
         match result {
             Ok(true) => {}
