@@ -444,9 +444,43 @@ fn tables() -> &'static Tables {
 }
 
 /// Whether `t` is the trampoline of a function registered as
-/// [`inline`](RemoteFnEntry::inline).
+/// [`inline`](RemoteFnEntry::inline) or marked so with [`run_inline`].
 pub(crate) fn is_inline(t: Trampoline) -> bool {
-    tables().inline.contains(&(t as usize))
+    tables().inline.contains(&(t as usize)) || MARKED_INLINE.read().contains(&(t as usize))
+}
+
+/// Trampolines marked inline at run time ([`run_inline`]), by address.
+static MARKED_INLINE: parking_lot::RwLock<std::collections::BTreeSet<usize>> =
+    parking_lot::RwLock::new(std::collections::BTreeSet::new());
+
+/// Marks `f` — typically a monomorph of a generic function, which the link-time
+/// table of [`RemoteFnEntry::inline`] cannot name — as one that runs where its
+/// calls arrive in this process, as an inline registered function does: without
+/// the hand-off to a call runner, and so without waiting behind a long call that
+/// holds one. The mark is this process's: mark `f` in the process that runs it
+/// (the callee), before the calls come — a library does it where it makes the
+/// state such calls read (cohort-darray marks its region reads when a chunk is
+/// stored). The same rules hold as for `RemoteFnEntry::inline`: only for functions
+/// that return at once and never wait (no lock another thread may hold while it
+/// waits on a message, no blocking call), since every message behind it on the
+/// connection waits while it runs; calls with more than 64 KiB of arguments or
+/// with kept captures still go to a runner. Marking twice is harmless.
+///
+/// ```
+/// fn peek(x: u8) -> u8 { x }
+/// cohort_cluster::registry::run_inline::<_, (u8,)>(&peek);
+/// cohort_cluster::registry::run_inline::<_, (u8,)>(&peek);
+/// ```
+pub fn run_inline<F, Args>(f: &F)
+where
+    F: RemoteFn<Args>,
+    Args: DeserializeOwned,
+    F::Output: Serialize,
+{
+    let t = trampoline_of::<F, Args>(f) as usize;
+    if !MARKED_INLINE.read().contains(&t) {
+        MARKED_INLINE.write().insert(t);
+    }
 }
 
 /// The trampoline registered under `name`, if this executable has one.
@@ -556,6 +590,20 @@ mod tests {
         assert!(is_inline(marked));
         // Found by its trampoline, as a call by code offset finds it.
         assert!(is_inline(trampoline_of::<_, (u8,)>(&super::tests::marked)));
+    }
+
+    fn generic_peek<T: Clone>(x: T) -> T {
+        x
+    }
+
+    #[test]
+    fn a_monomorph_marked_at_run_time_runs_where_it_arrives_and_its_siblings_do_not() {
+        let t16 = trampoline_of::<_, (u16,)>(&generic_peek::<u16>);
+        let t32 = trampoline_of::<_, (u32,)>(&generic_peek::<u32>);
+        assert!(!is_inline(t16) && !is_inline(t32));
+        run_inline::<_, (u16,)>(&generic_peek::<u16>);
+        assert!(is_inline(t16));
+        assert!(!is_inline(t32), "only the monomorph marked");
     }
 
     /// Bytes that say, when decoded, whether they came as a slice of the message.

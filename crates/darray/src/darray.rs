@@ -15,7 +15,7 @@ use crate::element::Element;
 use crate::error::{ChunkFailure, DArrayError};
 use crate::layout::Layout;
 use crate::store::{self, DArrayId};
-use crate::transfer::{copy_region, squeeze, to_vec, Block, Landing};
+use crate::transfer::{copy_region, squeeze, Landing};
 
 /// An array of `T` split into chunks held by several processes (Julia's
 /// `DArray{T,N}`): chunk `k` of [`indices`](Self::indices) lives on
@@ -694,12 +694,30 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
         let mut places = Vec::with_capacity(asks.len());
         let mut calls = Vec::with_capacity(asks.len());
         for (pid, wanted, to) in asks {
+            let elems: usize = to.iter().map(|(_, place)| ranges_len(place)).sum();
             places.push(to);
-            let f = self
-                .handle
-                .cluster
-                .remotecall_fetch(read_blocks::<T, D>, pid, (id, wanted));
-            calls.push((pid, f));
+            let cluster = self.handle.cluster.clone();
+            calls.push((pid, async move {
+                if elems.saturating_mul(std::mem::size_of::<T>()) <= INLINE_READ_MAX {
+                    // Read where the request arrives, unless the chunk is locked
+                    // for writing: then on a runner, as a large read goes.
+                    let now = cluster
+                        .remotecall_fetch(
+                            store::read_regions_now::<T, D>,
+                            pid,
+                            (id, wanted.clone()),
+                        )
+                        .await?;
+                    match now {
+                        Ok(Some(blocks)) => return Ok(Ok(blocks)),
+                        Ok(None) => {}
+                        Err(failure) => return Ok(Err(failure)),
+                    }
+                }
+                cluster
+                    .remotecall_fetch(store::read_regions::<T, D>, pid, (id, wanted))
+                    .await
+            }));
         }
         // Remote pieces first (see above).
         let replies = if calls.is_empty() {
@@ -761,6 +779,17 @@ type Ask = (
     Vec<(usize, Vec<Range<usize>>)>,
 );
 
+/// The largest read of one owner's chunk (in bytes) that runs where its request
+/// arrives (`store::read_regions_now`) rather than on a call runner: a halo or an
+/// element comes back without waiting behind the owner's running call, while a
+/// large read does not hold up the owner's connection as it copies.
+const INLINE_READ_MAX: usize = 1 << 20;
+
+/// Elements in a block of ranges.
+fn ranges_len(r: &[Range<usize>]) -> usize {
+    r.iter().map(|x| x.len()).product()
+}
+
 /// Returns `Pending` once (waking itself at once), then `Ready`: lets the other
 /// futures polled beside this one run their first step.
 async fn yield_once() {
@@ -775,26 +804,6 @@ async fn yield_once() {
         }
     })
     .await
-}
-
-/// On an owner: for each of `wanted`, the elements of its chunk of `id` in those
-/// local ranges, row-major, with the landing token they go to.
-fn read_blocks<T: Element, D: Dimension + 'static>(
-    id: DArrayId,
-    wanted: Vec<(Vec<Range<usize>>, u64)>,
-) -> Result<Vec<Block<T>>, ChunkFailure> {
-    let chunk = store::get::<T, D>(id)?;
-    let c = chunk.read();
-    let v = c.view().into_dyn();
-    Ok(wanted
-        .into_iter()
-        .map(|(local, token)| {
-            let part = v.slice_each_axis(|ax| Slice::from(local[ax.axis.index()].clone()));
-            let mut b = Block::new(to_vec(part));
-            b.token = token;
-            b
-        })
-        .collect())
 }
 
 /// The local chunk of a [`DArray`], read-locked; derefs to its `ndarray::Array`.

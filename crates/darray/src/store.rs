@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::element::Element;
 use crate::error::ChunkFailure;
+use crate::transfer::{to_vec, Block};
 
 /// The identity of a distributed array: the process that created it, a random tag of
 /// that process (so ids of different clusters on one process never clash) and a
@@ -81,6 +82,8 @@ pub(crate) fn insert<T: Element, D: Dimension + 'static>(
     array: Array<T, D>,
 ) -> Result<(), ChunkFailure> {
     let bytes = array.len() * std::mem::size_of::<T>();
+    // Small reads of chunks of this type run where their requests arrive.
+    cohort_cluster::registry::run_inline::<_, (DArrayId, Vec<Wanted>)>(&read_regions_now::<T, D>);
     let chunk: Chunk<T, D> = Arc::new(RwLock::new(array));
     let mut t = table().lock();
     if t.contains_key(&id) {
@@ -132,6 +135,54 @@ pub(crate) fn get<T: Element, D: Dimension + 'static>(
         })
 }
 
+/// A region a reader wants of a chunk: its local ranges, and the landing token its
+/// elements go to on the reader.
+pub(crate) type Wanted = (Vec<std::ops::Range<usize>>, u64);
+
+/// On an owner: for each of `wanted`, the elements of its chunk of `id` in those
+/// local ranges, row-major, with the landing token they go to. Runs on a call
+/// runner: it waits for the chunk's lock.
+pub(crate) fn read_regions<T: Element, D: Dimension + 'static>(
+    id: DArrayId,
+    wanted: Vec<Wanted>,
+) -> Result<Vec<Block<T>>, ChunkFailure> {
+    let chunk = get::<T, D>(id)?;
+    let c = chunk.read();
+    Ok(regions_of(&c, wanted))
+}
+
+/// [`read_regions`] where the request arrives (marked inline by [`insert`], so it
+/// does not wait behind a long call holding a runner — a neighbour computing its
+/// next chunk, say): `None`, without waiting, if another thread holds the chunk's
+/// lock for writing (SPMD code in `localpart_mut`, which may wait for a message on
+/// this very connection); the reader then asks [`read_regions`] instead. Readers
+/// send it only for small regions (`INLINE_READ_MAX` in `darray.rs`), as every
+/// message behind it on the connection waits while it copies.
+pub(crate) fn read_regions_now<T: Element, D: Dimension + 'static>(
+    id: DArrayId,
+    wanted: Vec<Wanted>,
+) -> Result<Option<Vec<Block<T>>>, ChunkFailure> {
+    let chunk = get::<T, D>(id)?;
+    let Some(c) = chunk.try_read() else {
+        DEFERRED_READS.fetch_add(1, Ordering::Relaxed);
+        return Ok(None);
+    };
+    Ok(Some(regions_of(&c, wanted)))
+}
+
+fn regions_of<T: Element, D: Dimension>(c: &Array<T, D>, wanted: Vec<Wanted>) -> Vec<Block<T>> {
+    let v = c.view().into_dyn();
+    wanted
+        .into_iter()
+        .map(|(local, token)| {
+            let part = v.slice_each_axis(|ax| ndarray::Slice::from(local[ax.axis.index()].clone()));
+            let mut b = Block::new(to_vec(part));
+            b.token = token;
+            b
+        })
+        .collect()
+}
+
 /// Drops the chunk of `id` held here, if any (the built-in `cohort_darray::store::release`).
 #[cohort_macros::remote(crate = cohort_cluster)]
 pub(crate) fn release(id: DArrayId) {
@@ -153,7 +204,14 @@ pub struct ChunkStats {
     /// Their elements' size in bytes (the heap memory of non-numeric elements not
     /// counted).
     pub bytes: usize,
+    /// Reads by other processes of a small region that found its chunk locked for
+    /// writing here (a `localpart_mut` held) and so went to a call runner, to wait
+    /// for the lock there, since this process started.
+    pub deferred_reads: u64,
 }
+
+/// Reads deferred to a runner ([`ChunkStats::deferred_reads`]).
+static DEFERRED_READS: AtomicU64 = AtomicU64::new(0);
 
 /// The chunks this process holds now, for leak checks.
 ///
@@ -169,6 +227,7 @@ pub fn local_chunks() -> ChunkStats {
     ChunkStats {
         chunks: t.len(),
         bytes: t.values().map(|e| e.bytes).sum(),
+        deferred_reads: DEFERRED_READS.load(Ordering::Relaxed),
     }
 }
 

@@ -487,6 +487,73 @@ fn bump_localpart(d: DArray<i64, Ix1>) -> Result<Vec<usize>, String> {
     Ok(vec![li[0].start, li[0].end])
 }
 
+/// On an owner: holds its local part for writing until `go` has a value, and
+/// meanwhile waits for it over this process's connection to `go`'s owner (the
+/// driver) — the connection a reader's request comes in on. Then writes 7s.
+#[cohort::remote]
+fn hold_localpart_until(
+    d: DArray<i64, Ix1>,
+    held: RemoteChannel<()>,
+    go: RemoteChannel<()>,
+) -> Result<(), String> {
+    let mut lp = d.localpart_mut().map_err(|e| e.to_string())?;
+    held.put_blocking(()).map_err(|e| e.to_string())?;
+    go.take_blocking().map_err(|e| e.to_string())?;
+    lp.view_mut().fill(7);
+    Ok(())
+}
+
+#[test]
+fn a_small_read_of_a_chunk_locked_for_writing_waits_on_a_runner_not_on_the_connection() {
+    let _g = serial();
+    let w = workers3();
+    let owner = w[0];
+    let d = DArray::<i64, Ix1>::builder(4)
+        .procs(&[owner])
+        .init_blocking(|idx: Ranges| Array1::<i64>::zeros(idx[0].len()))
+        .unwrap();
+    let me = cohort::myid();
+    let held = RemoteChannel::<()>::with_capacity_blocking(me, 1).unwrap();
+    let go = RemoteChannel::<()>::with_capacity_blocking(me, 1).unwrap();
+    let holder = {
+        let (d, held, go) = (d.clone(), held.clone(), go.clone());
+        std::thread::spawn(move || {
+            blocking::remotecall_fetch(hold_localpart_until, owner, (d, held, go)).unwrap()
+        })
+    };
+    held.take_blocking().unwrap();
+    let before = cohort_darray::blocking::chunks_of(owner)
+        .unwrap()
+        .deferred_reads;
+    // A read of one element: sent to run where it arrives, it finds the lock taken
+    // and goes to a runner, to wait for the lock there — the owner's connection
+    // stays free for the `go` the holder waits for.
+    let reader = {
+        let d = d.clone();
+        std::thread::spawn(move || d.get_blocking([1]).unwrap())
+    };
+    wait_until("the read to be deferred to a runner", || {
+        cohort_darray::blocking::chunks_of(owner)
+            .unwrap()
+            .deferred_reads
+            > before
+    });
+    go.put_blocking(()).unwrap();
+    assert_eq!(holder.join().unwrap(), Ok(()));
+    assert_eq!(reader.join().unwrap(), 7, "read after the write");
+    // Unlocked: read where it arrives, nothing deferred.
+    let after = cohort_darray::blocking::chunks_of(owner)
+        .unwrap()
+        .deferred_reads;
+    assert_eq!(d.gather_blocking().unwrap().to_vec(), vec![7; 4]);
+    assert_eq!(
+        cohort_darray::blocking::chunks_of(owner)
+            .unwrap()
+            .deferred_reads,
+        after
+    );
+}
+
 #[test]
 fn localpart_is_a_mutable_view_on_the_owner() {
     let _g = serial();
