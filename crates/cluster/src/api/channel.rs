@@ -1679,10 +1679,11 @@ impl<T: ChannelValue> Drop for TakeAhead<T> {
                 return;
             }
         }
+        // No I/O in a drop: the pump sends it.
         let (owner, id) = (ch.inner.owner, ch.inner.id);
         ch.inner
             .node
-            .with_core(|c| c.put_back(owner, id, Bytes::from(bytes)));
+            .record(|c| c.put_back(owner, id, Bytes::from(bytes)));
     }
 }
 

@@ -328,6 +328,8 @@ pub struct RefRequest {
     pub creator: u32,
     /// Channel credits: for PUT and PUT_CREDITED how many the requester would like to
     /// hold (0: none wanted); for GRANT and RETURN how many are granted or given back.
+    /// For a TAKE: how many values after the first it accepts (take-ahead; the answer
+    /// is their (key, value) encodings one after the other).
     #[prost(uint32, tag = "6")]
     pub credits: u32,
 }
