@@ -341,7 +341,9 @@ impl Peer {
     /// Starts the writer and reader tasks of an established connection.
     fn start(self: &Arc<Self>, est: Established) {
         let _ = self.address.set(est.address);
-        self.same_exe.store(est.same_exe, Ordering::Release);
+        // `fetch_or`: a second connection's handshake may have proved it already
+        // (`register`), and this one's must not take that back.
+        self.same_exe.fetch_or(est.same_exe, Ordering::AcqRel);
         self.established.store(true, Ordering::Release);
         super::runtime::handle().spawn(drain(self.clone(), est.writer));
         let reader = super::runtime::handle().spawn(reader_loop(self.clone(), est.reader, est.buf));

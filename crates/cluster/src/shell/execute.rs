@@ -78,7 +78,15 @@ const INLINE_ARGS_MAX: usize = 64 << 10;
 pub(crate) fn run_call(node: &Arc<Node>, run: RunCall) {
     let RunCall { seq, from, call } = run;
     let me = node.myid();
-    let same_exe = node.peers.read().get(&from).is_some_and(|p| p.same_exe());
+    // The connection in the table, or — when two connections crossed and the
+    // table's went away — the read-only one the call came on.
+    let same_exe = node.peers.read().get(&from).is_some_and(|p| p.same_exe())
+        || node
+            .read_only
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .any(|p| p.pid == from && p.same_exe());
     let (display, mut trampoline) = resolve(me, call.function, same_exe);
     // Kept states are taken in the order calls came (this runs in that order for
     // each caller), so a state is here before any call that only names it.
