@@ -694,7 +694,10 @@ impl<T: Element, D: Dimension + 'static> DArray<T, D> {
         let mut places = Vec::with_capacity(asks.len());
         let mut calls = Vec::with_capacity(asks.len());
         for (pid, wanted, to) in asks {
-            let elems: usize = to.iter().map(|(_, place)| ranges_len(place)).sum();
+            let elems: usize = to
+                .iter()
+                .map(|(_, place)| ranges_shape(place).iter().product::<usize>())
+                .sum();
             places.push(to);
             let cluster = self.handle.cluster.clone();
             calls.push((pid, async move {
@@ -784,11 +787,6 @@ type Ask = (
 /// element comes back without waiting behind the owner's running call, while a
 /// large read does not hold up the owner's connection as it copies.
 const INLINE_READ_MAX: usize = 1 << 20;
-
-/// Elements in a block of ranges.
-fn ranges_len(r: &[Range<usize>]) -> usize {
-    r.iter().map(|x| x.len()).product()
-}
 
 /// Returns `Pending` once (waking itself at once), then `Ready`: lets the other
 /// futures polled beside this one run their first step.

@@ -105,6 +105,19 @@ fn decode_kvs<K: ChannelValue, T: ChannelValue>(
     }
 }
 
+/// A value under `k` that `ch` holds now: its take polled once; one that would
+/// wait is dropped, which removes nothing (a channel's take is cancel-safe).
+fn take_now<T, K>(
+    ch: &dyn AbstractChannel<T, K>,
+    k: K,
+    cx: &mut std::task::Context<'_>,
+) -> Option<T> {
+    match ch.take(k).as_mut().poll(cx) {
+        std::task::Poll::Ready(Ok(v)) => Some(v),
+        _ => None,
+    }
+}
+
 impl<T: ChannelValue, K: ChannelValue> Typed<T, K> {
     /// Adds to `out` up to `more` values under `k` that are there now, without
     /// waiting, within [`TAKE_AHEAD_BYTES`] and the message limit. Each take is
@@ -126,11 +139,9 @@ impl<T: ChannelValue, K: ChannelValue> Typed<T, K> {
                 if out.len() >= budget {
                     break;
                 }
-                let mut take = self.0.take(k.clone());
-                let std::task::Poll::Ready(Ok(v)) = take.as_mut().poll(&mut cx) else {
+                let Some(v) = take_now(&*self.0, k.clone(), &mut cx) else {
                     break;
                 };
-                drop(take);
                 let before = out.len();
                 let kv = (k.clone(), v);
                 if encode_kv_for(to, &kv, out).is_err() || out.len() > limit {
@@ -1263,11 +1274,10 @@ impl<T: ChannelValue> RemoteChannel<T> {
             // dropped, which removes nothing (a channel's take is cancel-safe).
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             while got.len() < max {
-                let mut take = ch.take(());
-                match take.as_mut().poll(&mut cx) {
-                    std::task::Poll::Ready(Ok(v)) => got.push(v),
-                    _ => break,
-                }
+                let Some(v) = take_now(&*ch, (), &mut cx) else {
+                    break;
+                };
+                got.push(v);
             }
             return Ok(got);
         }
