@@ -11,6 +11,8 @@
 
 use std::cell::Cell;
 
+use bytes::Bytes;
+use cohort_wire::envelope::Splices;
 use cohort_wire::ids::Pid;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,7 +31,9 @@ use crate::shell::spare::{SpareBuffer, SPARE_MIN};
 /// assert_eq!(v, (1, "a".to_string()));
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Failure> {
-    postcard::serialize_with_flavor(value, SpareVec(Vec::new())).map_err(encode_failure)
+    postcard::serialize_with_flavor(value, SpareVec(Vec::new(), None))
+        .map(|(v, _)| v)
+        .map_err(encode_failure)
 }
 
 thread_local! {
@@ -42,10 +46,92 @@ thread_local! {
 /// postcard's output for cohort's messages: a vector that, when a large encoding
 /// outgrows it, moves into the node's spare buffer (`shell/spare.rs`), whose pages
 /// are already mapped, instead of a fresh allocation that the kernel faults in and
-/// zeroes page by page as the bytes are copied in.
-struct SpareVec(Vec<u8>);
+/// zeroes page by page as the bytes are copied in. An encoding that splices
+/// (`Some` splices) leaves out the shared buffers offered by [`serialize_shared`].
+struct SpareVec(Vec<u8>, Option<Splices>);
+
+thread_local! {
+    /// Buffers offered by [`serialize_shared`] while a splicing encoding runs on this
+    /// thread (`None` otherwise): the next bytes written that are exactly one of them
+    /// are spliced, not copied.
+    static OFFERED: std::cell::RefCell<Option<Vec<Bytes>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Shared buffers at least this large are spliced into a message rather than copied
+/// into its encoding (smaller ones are cheaper to copy than to write separately).
+pub const SHARE_MIN: usize = cohort_wire::envelope::SPLIT_PAYLOAD_MIN;
+
+/// Serializes `bytes` as serde bytes — exactly what `serializer.serialize_bytes(bytes)`
+/// does, so every format decodes it as bytes — and, when the value is being encoded
+/// into one of cohort's messages (call arguments), lets the message be written from
+/// `bytes` where it is instead of copying it into the encoding: the message holds a
+/// reference to `bytes` until it is written. Worth it for buffers of [`SHARE_MIN`]
+/// bytes or more; smaller ones are copied as usual. Call it from the `Serialize`
+/// impl of a type that holds its bulk data as [`Bytes`].
+///
+/// # Errors
+/// The serializer's error, as `serialize_bytes`.
+///
+/// ```
+/// use bytes::Bytes;
+/// struct Blob(Bytes);
+/// impl serde::Serialize for Blob {
+///     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+///         cohort_cluster::codec::serialize_shared(&self.0, s)
+///     }
+/// }
+/// let b = cohort_cluster::codec::encode(&Blob(Bytes::from_static(b"abc"))).unwrap();
+/// // Plain serde bytes: any bytes type decodes it.
+/// let v: cohort_cluster::codec::SharedBytes = cohort_cluster::codec::decode(&b).unwrap();
+/// assert_eq!(&v[..], b"abc");
+/// ```
+pub fn serialize_shared<S: serde::Serializer>(
+    bytes: &Bytes,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if bytes.len() >= SHARE_MIN {
+        OFFERED.with(|o| {
+            if let Some(offers) = o.borrow_mut().as_mut() {
+                offers.push(bytes.clone());
+            }
+        });
+    }
+    serializer.serialize_bytes(bytes)
+}
+
+/// Encodes `value` at the end of `out`, leaving out the shared buffers its
+/// `Serialize` offered through [`serialize_shared`]: they are returned as
+/// [`Splices`] at their offsets into `out`, and the message that carries `out` is
+/// written with them in their places (`encode_envelope_spliced`).
+pub(crate) fn encode_spliced_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<Splices, Failure> {
+    let outer = OFFERED.with(|o| o.borrow_mut().replace(Vec::new()));
+    let taken = std::mem::take(out);
+    let r = postcard::serialize_with_flavor(value, SpareVec(taken, Some(Splices::default())));
+    OFFERED.with(|o| *o.borrow_mut() = outer);
+    let (bytes, splices) = r.map_err(encode_failure)?;
+    *out = bytes;
+    Ok(splices.unwrap_or_default())
+}
 
 impl SpareVec {
+    /// The offered buffer `data` is, if this encoding splices and it is one.
+    fn offered(&self, data: &[u8]) -> Option<Bytes> {
+        if self.1.is_none() || data.len() < SHARE_MIN {
+            return None;
+        }
+        OFFERED.with(|o| {
+            let mut o = o.borrow_mut();
+            let offers = o.as_mut()?;
+            let i = offers
+                .iter()
+                .position(|b| b.as_ptr() == data.as_ptr() && b.len() == data.len())?;
+            Some(offers.swap_remove(i))
+        })
+    }
+
     fn make_room(&mut self, more: usize) {
         let need = self.0.len() + more;
         if need <= self.0.capacity() || need < SPARE_MIN {
@@ -61,10 +147,17 @@ impl SpareVec {
 }
 
 impl postcard::ser_flavors::Flavor for SpareVec {
-    type Output = Vec<u8>;
+    type Output = (Vec<u8>, Option<Splices>);
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if let Some(shared) = self.offered(data) {
+            // The same bytes, alive and immutable as long as `shared` is: the
+            // message is written from them where they are.
+            let at = self.0.len();
+            self.1.as_mut().expect("splicing").push(at, shared);
+            return Ok(());
+        }
         self.make_room(data.len());
         self.0.extend_from_slice(data);
         Ok(())
@@ -79,8 +172,8 @@ impl postcard::ser_flavors::Flavor for SpareVec {
         Ok(())
     }
 
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
+    fn finalize(self) -> postcard::Result<(Vec<u8>, Option<Splices>)> {
+        Ok((self.0, self.1))
     }
 }
 
@@ -165,7 +258,9 @@ fn encode_failure(e: postcard::Error) -> Failure {
 /// ```
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), Failure> {
     let taken = std::mem::take(out);
-    *out = postcard::serialize_with_flavor(value, SpareVec(taken)).map_err(encode_failure)?;
+    *out = postcard::serialize_with_flavor(value, SpareVec(taken, None))
+        .map_err(encode_failure)?
+        .0;
     Ok(())
 }
 
@@ -275,6 +370,79 @@ pub fn shared_bytes(b: &[u8]) -> Option<bytes::Bytes> {
         let at = b.as_ptr() as usize;
         (at >= start && at + b.len() <= end).then(|| whole.slice_ref(b))
     })
+}
+
+/// Bytes that cross to another process without a copy on either side: a call's
+/// argument of this type is written from the sender's buffer where it is
+/// ([`serialize_shared`]), and decoded on the receiver as a handle on the message's
+/// own memory ([`shared_bytes`]) when the message is large. For bulk data held as
+/// [`Bytes`] — the buffer must not be changed meanwhile, which `Bytes` guarantees.
+/// Small values (under [`SHARE_MIN`]) are copied as usual; other formats see plain
+/// serde bytes.
+///
+/// ```
+/// use cohort_cluster::codec::{decode, encode, SharedBytes};
+/// let b = SharedBytes(bytes::Bytes::from(vec![1u8, 2, 3]));
+/// let back: SharedBytes = decode(&encode(&b).unwrap()).unwrap();
+/// assert_eq!(back, b);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct SharedBytes(pub Bytes);
+
+impl std::ops::Deref for SharedBytes {
+    type Target = Bytes;
+    fn deref(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl From<Bytes> for SharedBytes {
+    fn from(b: Bytes) -> Self {
+        SharedBytes(b)
+    }
+}
+
+impl From<Vec<u8>> for SharedBytes {
+    fn from(v: Vec<u8>) -> Self {
+        SharedBytes(Bytes::from(v))
+    }
+}
+
+impl Serialize for SharedBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_shared(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SharedBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SharedBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<SharedBytes, E> {
+                Ok(SharedBytes(
+                    shared_bytes(b).unwrap_or_else(|| Bytes::copy_from_slice(b)),
+                ))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<SharedBytes, E> {
+                Ok(SharedBytes(Bytes::from(b)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SharedBytes, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                Ok(SharedBytes(Bytes::from(v)))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
 }
 
 thread_local! {
@@ -634,6 +802,35 @@ impl<E: bytemuck::Pod + DeserializeOwned> IntoBuffer for Vec<E> {
 #[cfg(test)]
 mod buffer_tests {
     use super::*;
+
+    #[test]
+    fn offered_buffers_are_spliced_only_in_a_splicing_encoding_and_only_if_large() {
+        let big = Bytes::from(vec![5u8; SHARE_MIN]);
+        let other = Bytes::from(vec![6u8; 3 * SHARE_MIN]);
+        let v = (
+            SharedBytes(big.clone()),
+            3u8,
+            SharedBytes(Bytes::from_static(b"small")),
+            SharedBytes(other.slice(1..)),
+        );
+        let copied = encode(&v).unwrap();
+        let mut out = vec![9];
+        let s = encode_spliced_into(&v, &mut out).unwrap();
+        assert_eq!(s.bytes(), SHARE_MIN + 3 * SHARE_MIN - 1);
+        let pieces: Vec<_> = s.iter().collect();
+        assert_eq!(pieces.len(), 2);
+        // Shared, not copied: the pieces are the caller's buffers.
+        assert_eq!(pieces[0].1.as_ptr(), big.as_ptr());
+        assert_eq!(pieces[1].1.as_ptr(), other[1..].as_ptr());
+        // In their places, the encoding is the copied one (after what `out` held).
+        assert_eq!(s.splice_into(&out)[1..], copied[..]);
+        assert!(out.len() < 64, "only the small parts are in the buffer");
+        // Nothing is left offered afterwards, and a plain encoding splices nothing.
+        assert!(OFFERED.with(|o| o.borrow().is_none()));
+        assert_eq!(encode(&v).unwrap(), copied);
+        let back: (SharedBytes, u8, SharedBytes, SharedBytes) = decode(&copied).unwrap();
+        assert_eq!(back, v);
+    }
 
     #[test]
     fn fixed_width_vectors_decode_in_one_block_as_the_general_decoding_does() {

@@ -345,10 +345,18 @@ pub(crate) fn encode_with_state<Args: Serialize>(
     state: &[u8],
     args: &Args,
 ) -> Result<Vec<u8>, Failure> {
-    let mut out = postcard::to_stdvec(state)
-        .map_err(|e| Failure::new(ErrorKind::Serialization, e.to_string()))?;
+    let mut out = encode_state_prefix(state)?;
     codec::encode_into(args, &mut out)?;
     Ok(out)
+}
+
+/// The start of a call's payload for an encoded state: the state, length-prefixed
+/// (the arguments follow).
+///
+/// # Errors
+/// Never in practice (bytes always encode); postcard's error otherwise.
+pub(crate) fn encode_state_prefix(state: &[u8]) -> Result<Vec<u8>, Failure> {
+    postcard::to_stdvec(state).map_err(|e| Failure::new(ErrorKind::Serialization, e.to_string()))
 }
 
 /// One registered function: its stable name, its trampoline, and its type (to find the

@@ -70,7 +70,9 @@
 //! let _ = cohort::myid();
 //! ```
 
-pub use cohort_cluster::codec::{BufferError, Bulk, IntoBuffer};
+/// The `bytes` crate, whose [`Bytes`](bytes::Bytes) a [`SharedBytes`] holds.
+pub use bytes;
+pub use cohort_cluster::codec::{serialize_shared, BufferError, Bulk, IntoBuffer, SharedBytes};
 pub use cohort_cluster::{
     addprocs, builtins, channel_from_id, closure, cluster_cookie, fetchfrom, interrupt,
     interrupt_all, interrupted, myid, myrole, nprocs, nworkers, procs, procs_of, remote_do,

@@ -6,6 +6,13 @@
 //! the head. On the receiving side, [`decode_envelope`] takes the frame as [`Bytes`]
 //! and the payload fields are slices of it. Both ends therefore move a bulk array
 //! without copying it in the protocol layer.
+//!
+//! A payload may also be written from several places: [`encode_envelope_spliced`]
+//! takes the payload's own bytes and [`Splices`] — shared buffers the encoder of the
+//! payload left out, each with the offset where it belongs — and writes them in
+//! order. The frame on the wire is the same as if the payload had been one buffer.
+
+use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
@@ -52,11 +59,13 @@ pub fn encode_envelope(msg: &Envelope, out: &mut BytesMut) {
     msg.encode(out).expect("reserved enough capacity");
 }
 
-/// One encoded frame in two parts: `head` then `tail`, written in that order.
+/// One encoded frame in parts: `head`, then `tail`, then each of `rest`, written in
+/// that order.
 ///
 /// `tail` is empty unless the message carries a payload of at least
 /// [`SPLIT_PAYLOAD_MIN`] bytes; then it is that payload, shared with the message
-/// rather than copied.
+/// rather than copied. `rest` is empty unless the payload was spliced
+/// ([`encode_envelope_spliced`]): then `tail` and `rest` are the payload's pieces.
 ///
 /// ```
 /// use cohort_wire::envelope::encode_envelope_split;
@@ -69,8 +78,10 @@ pub fn encode_envelope(msg: &Envelope, out: &mut BytesMut) {
 pub struct SplitFrame {
     /// The frame header and every byte of the envelope before the payload.
     pub head: BytesMut,
-    /// The payload, to be written right after `head`.
+    /// The payload (or its first piece), to be written right after `head`.
     pub tail: Bytes,
+    /// The payload's further pieces, in order, after `tail`.
+    pub rest: VecDeque<Bytes>,
 }
 
 impl SplitFrame {
@@ -80,7 +91,73 @@ impl SplitFrame {
     /// assert_eq!(cohort_wire::envelope::SplitFrame::default().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
-        self.head.len() + self.tail.len()
+        self.head.len() + self.tail.len() + self.rest.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// The next bytes to write: the head, then the tail, then the rest in order (an
+    /// empty slice once all are written). Advancing past them with
+    /// [`advance`](Self::advance) moves on.
+    ///
+    /// ```
+    /// use cohort_wire::envelope::SplitFrame;
+    /// let mut f = SplitFrame { head: "ab".into(), tail: "c".into(), rest: vec!["de".into()].into() };
+    /// let mut out = Vec::new();
+    /// while !f.is_empty() {
+    ///     let n = f.chunk().len().min(1);
+    ///     out.extend_from_slice(&f.chunk()[..n]);
+    ///     f.advance(n);
+    /// }
+    /// assert_eq!(out, b"abcde");
+    /// ```
+    pub fn chunk(&self) -> &[u8] {
+        if !self.head.is_empty() {
+            &self.head
+        } else if !self.tail.is_empty() {
+            &self.tail
+        } else {
+            self.rest
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[], |b| &b[..])
+        }
+    }
+
+    /// Marks `n` bytes of [`chunk`](Self::chunk) written.
+    ///
+    /// # Panics
+    /// If `n` is more than `chunk().len()`.
+    ///
+    /// ```
+    /// let mut f = cohort_wire::envelope::SplitFrame { head: "ab".into(), ..Default::default() };
+    /// f.advance(2);
+    /// assert!(f.is_empty());
+    /// ```
+    pub fn advance(&mut self, n: usize) {
+        use bytes::Buf;
+        if !self.head.is_empty() {
+            self.head.advance(n);
+            return;
+        }
+        while self.tail.is_empty() {
+            match self.rest.pop_front() {
+                Some(next) => self.tail = next,
+                None => break,
+            }
+        }
+        self.tail.advance(n);
+    }
+
+    /// The pieces of the frame in order (head, tail, rest), skipping empty ones.
+    ///
+    /// ```
+    /// let f = cohort_wire::envelope::SplitFrame { head: "ab".into(), ..Default::default() };
+    /// assert_eq!(f.parts().count(), 1);
+    /// ```
+    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(&self.head[..])
+            .chain(std::iter::once(&self.tail[..]))
+            .chain(self.rest.iter().map(|b| &b[..]))
+            .filter(|p| !p.is_empty())
     }
 
     /// Whether the frame has no bytes (only the default value).
@@ -115,13 +192,152 @@ impl SplitFrame {
 /// assert_eq!(decode_envelope(frame).unwrap(), msg);
 /// ```
 pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
+    encode_envelope_spliced(msg, Splices::default())
+}
+
+/// Shared buffers spliced into a message's payload: each goes at its offset into the
+/// payload bytes the message holds (offsets ascending, several may share one). What a
+/// payload's encoder leaves out of its own buffer so that large blocks it did not
+/// make are written from where they are (see `cohort_cluster::codec::serialize_shared`).
+///
+/// ```
+/// use cohort_wire::envelope::Splices;
+/// let mut s = Splices::default();
+/// s.push(3, bytes::Bytes::from_static(b"xyz"));
+/// assert_eq!(s.bytes(), 3);
+/// assert_eq!(s.splice_into(b"abcdef"), b"abcxyzdef");
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Splices(Vec<(usize, Bytes)>);
+
+impl Splices {
+    /// Adds `piece` at offset `at` of the payload (not before the last one's offset).
+    ///
+    /// # Panics
+    /// If `at` is before the offset of the piece added last.
+    ///
+    /// ```
+    /// let mut s = cohort_wire::envelope::Splices::default();
+    /// s.push(0, bytes::Bytes::from_static(b"a"));
+    /// assert!(!s.is_empty());
+    /// ```
+    pub fn push(&mut self, at: usize, piece: Bytes) {
+        assert!(
+            self.0.last().is_none_or(|(last, _)| *last <= at),
+            "splices out of order"
+        );
+        self.0.push((at, piece));
+    }
+
+    /// Whether there are none.
+    ///
+    /// ```
+    /// assert!(cohort_wire::envelope::Splices::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Bytes in all the pieces.
+    ///
+    /// ```
+    /// assert_eq!(cohort_wire::envelope::Splices::default().bytes(), 0);
+    /// ```
+    pub fn bytes(&self) -> usize {
+        self.0.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// The whole payload, `own` with the pieces in their places, in one new buffer
+    /// (for tests, and for a message that cannot be written in pieces).
+    ///
+    /// # Panics
+    /// If an offset is past the end of `own`.
+    ///
+    /// ```
+    /// let s = cohort_wire::envelope::Splices::default();
+    /// assert_eq!(s.splice_into(b"ab"), b"ab");
+    /// ```
+    pub fn splice_into(&self, own: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(own.len() + self.bytes());
+        let mut from = 0;
+        for (at, piece) in &self.0 {
+            out.extend_from_slice(&own[from..*at]);
+            out.extend_from_slice(piece);
+            from = *at;
+        }
+        out.extend_from_slice(&own[from..]);
+        out
+    }
+
+    /// The pieces with their offsets, in order.
+    ///
+    /// ```
+    /// let mut s = cohort_wire::envelope::Splices::default();
+    /// s.push(1, bytes::Bytes::from_static(b"a"));
+    /// assert_eq!(s.iter().next().unwrap().0, 1);
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Bytes)> {
+        self.0.iter().map(|(at, b)| (*at, b))
+    }
+
+    /// The payload's pieces in order: slices of `own` between the spliced buffers.
+    fn into_parts(self, own: &Bytes) -> VecDeque<Bytes> {
+        let mut out = VecDeque::with_capacity(2 * self.0.len() + 1);
+        let mut from = 0;
+        for (at, piece) in self.0 {
+            if at > from {
+                out.push_back(own.slice(from..at));
+            }
+            out.push_back(piece);
+            from = at;
+        }
+        if own.len() > from {
+            out.push_back(own.slice(from..));
+        }
+        out
+    }
+}
+
+/// Encodes `msg` as one frame whose payload is the payload field `msg` holds with
+/// `splices` in their places, written from where each piece is (nothing copied): the
+/// frame equals what [`encode_envelope`] would produce for the message with the
+/// whole payload, up to the order of fields. The payload field is a call's
+/// arguments, a channel or reference request's value, or a call result's value.
+/// With no splices this is [`encode_envelope_split`].
+///
+/// # Panics
+/// If `splices` is not empty and `msg` has no such payload field, or a splice's
+/// offset is past the end of the payload bytes `msg` holds.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use cohort_wire::envelope::{decode_envelope, encode_envelope_spliced, Splices};
+/// use cohort_wire::frame::FrameDecoder;
+/// use cohort_wire::proto::{envelope::Kind, Call, Envelope};
+///
+/// let call = |args: Bytes| Envelope { kind: Some(Kind::Call(Call { call_id: 1, args, ..Default::default() })) };
+/// let big = Bytes::from(vec![7u8; 100_000]);
+/// let mut s = Splices::default();
+/// s.push(2, big.clone());
+/// let f = encode_envelope_spliced(&call(Bytes::from_static(b"abcd")), s);
+/// let mut wire = BytesMut::new();
+/// for part in f.parts() {
+///     wire.extend_from_slice(part);
+/// }
+/// let frame = FrameDecoder::new(1 << 20).decode(&mut wire).unwrap().unwrap();
+/// let whole = [&b"ab"[..], &big[..], &b"cd"[..]].concat();
+/// assert_eq!(decode_envelope(frame).unwrap(), call(whole.into()));
+/// ```
+pub fn encode_envelope_spliced(msg: &Envelope, splices: Splices) -> SplitFrame {
     // The kind's field number in `Envelope`, the payload's field number in that
     // message, the payload, and the message's other fields encoded (small).
+    let spliced = !splices.is_empty();
     let (kind_tag, payload_tag, payload, rest): (u32, u32, &Bytes, Vec<u8>) = match &msg.kind {
         // A kept function state crosses once and may be far larger than the
         // arguments: the larger of the two goes out from where it is.
         Some(Kind::Call(c))
-            if c.capture_state.len() > c.args.len()
+            if !spliced
+                && c.capture_state.len() > c.args.len()
                 && c.capture_state.len() >= SPLIT_PAYLOAD_MIN =>
         {
             let rest = Call {
@@ -130,7 +346,7 @@ pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
             };
             (1, 7, &c.capture_state, rest.encode_to_vec())
         }
-        Some(Kind::Call(c)) if c.args.len() >= SPLIT_PAYLOAD_MIN => {
+        Some(Kind::Call(c)) if spliced || c.args.len() >= SPLIT_PAYLOAD_MIN => {
             let rest = Call {
                 args: Bytes::new(),
                 ..c.clone()
@@ -140,14 +356,14 @@ pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
         Some(Kind::Result(CallResult {
             call_id,
             outcome: Some(Outcome::Value(v)),
-        })) if v.len() >= SPLIT_PAYLOAD_MIN => {
+        })) if spliced || v.len() >= SPLIT_PAYLOAD_MIN => {
             let rest = CallResult {
                 call_id: *call_id,
                 outcome: None,
             };
             (2, 2, v, rest.encode_to_vec())
         }
-        Some(Kind::RefRequest(r)) if r.value.len() >= SPLIT_PAYLOAD_MIN => {
+        Some(Kind::RefRequest(r)) if spliced || r.value.len() >= SPLIT_PAYLOAD_MIN => {
             let rest = RefRequest {
                 value: Bytes::new(),
                 ..r.clone()
@@ -155,30 +371,41 @@ pub fn encode_envelope_split(msg: &Envelope) -> SplitFrame {
             (7, 4, &r.value, rest.encode_to_vec())
         }
         _ => {
+            assert!(!spliced, "splices for a message without a payload field");
             let mut head = BytesMut::new();
             encode_envelope(msg, &mut head);
             return SplitFrame {
                 head,
-                tail: Bytes::new(),
+                ..Default::default()
             };
         }
     };
     // The envelope is key(kind_tag) varint(inner_len) inner, where inner is `rest`
     // followed by the payload field.
-    let payload_prefix = key_len(payload_tag) + encoded_len_varint(payload.len() as u64);
-    let inner_len = rest.len() + payload_prefix + payload.len();
+    let payload_len = payload.len() + splices.bytes();
+    let payload_prefix = key_len(payload_tag) + encoded_len_varint(payload_len as u64);
+    let inner_len = rest.len() + payload_prefix + payload_len;
     let env_len = key_len(kind_tag) + encoded_len_varint(inner_len as u64) + inner_len;
     let frame_len = u32::try_from(env_len).expect("frame payload over 4 GiB");
-    let mut head = BytesMut::with_capacity(HEADER_LEN + env_len - payload.len());
+    let mut head = BytesMut::with_capacity(HEADER_LEN + env_len - payload_len);
     head.put_u32_le(frame_len);
     encode_key(kind_tag, WireType::LengthDelimited, &mut head);
     encode_varint(inner_len as u64, &mut head);
     head.extend_from_slice(&rest);
     encode_key(payload_tag, WireType::LengthDelimited, &mut head);
-    encode_varint(payload.len() as u64, &mut head);
+    encode_varint(payload_len as u64, &mut head);
+    if !spliced {
+        return SplitFrame {
+            head,
+            tail: payload.clone(),
+            rest: VecDeque::new(),
+        };
+    }
+    let mut rest = splices.into_parts(payload);
     SplitFrame {
         head,
-        tail: payload.clone(),
+        tail: rest.pop_front().unwrap_or_default(),
+        rest,
     }
 }
 
@@ -229,6 +456,7 @@ mod tests {
         let mut wire = BytesMut::new();
         wire.extend_from_slice(&f.head);
         wire.extend_from_slice(&f.tail);
+        assert!(f.rest.is_empty());
         let frame = FrameDecoder::new(1 << 24)
             .decode(&mut wire)
             .unwrap()
@@ -250,6 +478,109 @@ mod tests {
             Some(Kind::Call(c)) => c.args.len().min(c.capture_state.len()),
             _ => 0,
         }
+    }
+
+    /// The spliced encoding of `msg`'s payload with `splices`, written piece by piece
+    /// in odd sizes, decodes to `whole` (the message with the whole payload), and
+    /// every spliced buffer is written from where it is.
+    fn spliced_round_trip(msg: &Envelope, splices: Splices, whole: &Envelope) {
+        let shared: Vec<usize> = splices.0.iter().map(|(_, b)| b.as_ptr() as usize).collect();
+        let mut f = encode_envelope_spliced(msg, splices);
+        assert_eq!(f.len(), whole.encoded_len() + HEADER_LEN);
+        for at in &shared {
+            assert!(
+                f.parts().any(|p| p.as_ptr() as usize == *at),
+                "a spliced piece is written from where it is"
+            );
+        }
+        let mut wire = BytesMut::new();
+        let mut step = 1;
+        while !f.is_empty() {
+            let n = f.chunk().len().min(step);
+            wire.extend_from_slice(&f.chunk()[..n]);
+            f.advance(n);
+            step = step * 7 % 100_003 + 1;
+        }
+        let frame = FrameDecoder::new(1 << 24)
+            .decode(&mut wire)
+            .unwrap()
+            .expect("one whole frame");
+        assert_eq!(&decode_envelope(frame).unwrap(), whole);
+    }
+
+    #[test]
+    fn spliced_payloads_of_every_kind_decode_as_the_whole_payload() {
+        let own = big(1000, 1);
+        let a = big(SPLIT_PAYLOAD_MIN, 2);
+        let b = big(70_000, 3);
+        // Offsets at the start, inside, twice at one place, at the end.
+        for offsets in [
+            vec![0],
+            vec![500],
+            vec![500, 500],
+            vec![0, 1000],
+            vec![1000],
+        ] {
+            let mut s = Splices::default();
+            let mut whole = Vec::new();
+            let mut from = 0;
+            for (i, at) in offsets.iter().enumerate() {
+                let piece = if i % 2 == 0 { a.clone() } else { b.clone() };
+                whole.extend_from_slice(&own[from..*at]);
+                whole.extend_from_slice(&piece);
+                from = *at;
+                s.push(*at, piece);
+            }
+            whole.extend_from_slice(&own[from..]);
+            assert_eq!(s.splice_into(&own), whole);
+            let whole = Bytes::from(whole);
+            let call = |args: Bytes| Envelope {
+                kind: Some(Kind::Call(Call {
+                    call_id: 9,
+                    capture: Some(Capture {
+                        key: vec![1; 16],
+                        forget: vec![],
+                    }),
+                    capture_state: big(100, 4),
+                    args,
+                    ..Default::default()
+                })),
+            };
+            spliced_round_trip(&call(own.clone()), s.clone(), &call(whole.clone()));
+            let request = |value: Bytes| Envelope {
+                kind: Some(Kind::RefRequest(RefRequest {
+                    call_id: 3,
+                    value,
+                    ..Default::default()
+                })),
+            };
+            spliced_round_trip(&request(own.clone()), s.clone(), &request(whole.clone()));
+            let result = |v: Bytes| Envelope {
+                kind: Some(Kind::Result(CallResult {
+                    call_id: 4,
+                    outcome: Some(call_result::Outcome::Value(v)),
+                })),
+            };
+            spliced_round_trip(&result(own.clone()), s, &result(whole));
+        }
+        // An empty payload of its own: the frame is the pieces.
+        let mut s = Splices::default();
+        s.push(0, a.clone());
+        let req = |value: Bytes| Envelope {
+            kind: Some(Kind::RefRequest(RefRequest {
+                value,
+                ..Default::default()
+            })),
+        };
+        spliced_round_trip(&req(Bytes::new()), s, &req(a));
+    }
+
+    #[test]
+    #[should_panic(expected = "splices out of order")]
+    fn splices_out_of_order_are_refused() {
+        let mut s = Splices::default();
+        s.push(5, Bytes::new());
+        s.push(4, Bytes::new());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! serialization, as Julia's local invocations do.
 
 use bytes::Bytes;
+use cohort_wire::envelope::Splices;
 use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, function_ref, CallMode, Envelope};
 use serde::de::DeserializeOwned;
@@ -75,6 +76,9 @@ where
 /// for a state worth keeping on the callee, its key and bytes.
 struct Payload {
     args: Vec<u8>,
+    /// Shared buffers the arguments offered (`codec::serialize_shared`), to be
+    /// written in their places in `args`.
+    splices: Splices,
     kept: Option<(captures::Key, Bytes)>,
 }
 
@@ -107,21 +111,26 @@ where
             StateBytes::Kept(bytes, _) => Err(bytes.to_vec()),
             StateBytes::Fresh(state, _) => Err(state),
         };
-        match kept {
-            Ok(kept) => Ok(Payload {
-                args: codec::encode(args)?,
-                kept: Some(kept),
-            }),
-            Err(state) => Ok(Payload {
-                args: registry::encode_with_state(&state, args)?,
-                kept: None,
-            }),
-        }
+        let (mut out, kept) = match kept {
+            Ok(kept) => (Vec::new(), Some(kept)),
+            // The state first, then the arguments.
+            Err(state) => (registry::encode_state_prefix(&state)?, None),
+        };
+        let splices = codec::encode_spliced_into(args, &mut out)?;
+        Ok(Payload {
+            args: out,
+            splices,
+            kept,
+        })
     })
     .map_err(ser)?;
     // Checked here, not by the receiver: an oversized frame would cost the connection.
     let state_len = payload.kept.as_ref().map_or(0, |(_, b)| b.len());
-    crate::api::limits::check_payload(n, "call arguments", payload.args.len() + state_len)?;
+    crate::api::limits::check_payload(
+        n,
+        "call arguments",
+        payload.args.len() + payload.splices.bytes() + state_len,
+    )?;
     Ok(payload)
 }
 
@@ -133,7 +142,7 @@ fn build_call<F, Args>(
     mode: CallMode,
     call_id: u64,
     result_ref: Option<cohort_wire::ids::RefId>,
-) -> Result<(Envelope, Vec<codec::KeepAlive>), CallError>
+) -> Result<(Envelope, Vec<codec::KeepAlive>, Splices), CallError>
 where
     F: RemoteFn<Args>,
     Args: Serialize + DeserializeOwned,
@@ -169,7 +178,7 @@ where
             capture_state,
         })),
     };
-    Ok((env, keep))
+    Ok((env, keep, payload.splices))
 }
 
 /// Runs `f(args)` here, off the caller's thread, catching a panic.
@@ -243,9 +252,9 @@ where
     // The caller holds the handle, so the result comes back unasked (if small): a
     // fetch then finds it here instead of asking (protocol: `CALL_PUSH`).
     let call_id = n.new_call_id();
-    match build_call(n, &f, pid, &args, CallMode::CallPush, call_id, Some(id))
-        .and_then(|(env, keep)| Ok((n.start_call_push(pid, call_id, id, env)?, keep)))
-    {
+    match build_call(n, &f, pid, &args, CallMode::CallPush, call_id, Some(id)).and_then(
+        |(env, keep, splices)| Ok((n.start_call_push(pid, call_id, id, env, splices)?, keep)),
+    ) {
         Ok((pushed, keep)) => Future::remote_pushed(n, id, pid, pushed, keep),
         Err(e) => Future::ready(n, pid, Err(e)),
     }
@@ -309,12 +318,12 @@ where
             .unwrap_or(Err(CallError::TaskLost));
     }
     let call_id = n.new_call_id();
-    let (env, keep) = build_call(&n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
+    let (env, keep, splices) = build_call(&n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
     // Encoded: the arguments go now, not when the result is back (a large one would
     // otherwise be held twice while the call runs); what they asked to keep stays
     // until then.
     drop(args);
-    let bytes: Bytes = n.request(pid, call_id, env).await?;
+    let bytes: Bytes = n.request_spliced(pid, call_id, env, splices).await?;
     drop(keep);
     let out = decode_result(&n, &bytes);
     // Decoded: a large result's memory holds the next large message here.
@@ -382,11 +391,11 @@ where
     }
     let id = n.new_ref();
     let call_id = n.new_call_id();
-    let (env, keep) = build_call(&n, &f, pid, &args, CallMode::Wait, call_id, Some(id))?;
+    let (env, keep, splices) = build_call(&n, &f, pid, &args, CallMode::Wait, call_id, Some(id))?;
     drop(args);
     // Track the handle before sending, so a fast reply cannot race the registration.
     let fut = Future::remote(&n, id, pid);
-    n.request(pid, call_id, env).await?;
+    n.request_spliced(pid, call_id, env, splices).await?;
     drop(keep);
     Ok(fut)
 }
@@ -435,8 +444,8 @@ where
     }
     // Nothing answers a remote_do: what its arguments asked to keep goes once it is
     // sent.
-    let (env, _keep) = build_call(n, &f, pid, &args, CallMode::RemoteDo, 0, None)?;
-    n.send(pid, env)
+    let (env, _keep, splices) = build_call(n, &f, pid, &args, CallMode::RemoteDo, 0, None)?;
+    n.send_spliced(pid, env, splices)
 }
 
 /// Runs the zero-argument function `f` on `target` and returns a [`Future`] (Julia's

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cohort_refs::RefStats;
 use cohort_transport::Topology;
+use cohort_wire::envelope::Splices;
 use cohort_wire::ids::{Pid, RefId, MASTER};
 use cohort_wire::proto::{
     self, call_result::Outcome, envelope::Kind, CallMode, Envelope, RefRequestKind, WorkerInfo,
@@ -93,8 +94,14 @@ pub(crate) enum Change {
 
 /// What the shell must do.
 pub(crate) enum Output<W, C> {
-    /// Send `env` to `to`, in order with every other transmit to `to`.
-    Transmit { to: Pid, env: Envelope },
+    /// Send `env` to `to`, in order with every other transmit to `to`; its payload
+    /// field has `splices` in their places (see
+    /// [`encode_envelope_spliced`](cohort_wire::envelope::encode_envelope_spliced)).
+    Transmit {
+        to: Pid,
+        env: Envelope,
+        splices: Splices,
+    },
     /// Make a connection to this worker; transmits to it that follow wait for it.
     Connect(WorkerInfo),
     /// Close the connection to `pid` now, without waiting for it to end: the core
@@ -123,6 +130,17 @@ pub(crate) struct Outputs<W, C> {
     queue: VecDeque<Output<W, C>>,
 }
 
+impl<W, C> Output<W, C> {
+    /// A [`Transmit`](Output::Transmit) of `env` as it is (no splices).
+    pub(crate) fn transmit(to: Pid, env: Envelope) -> Self {
+        Output::Transmit {
+            to,
+            env,
+            splices: Splices::default(),
+        }
+    }
+}
+
 impl<W, C> Outputs<W, C> {
     pub(crate) fn push(&mut self, o: Output<W, C>) {
         self.queue.push_back(o);
@@ -146,15 +164,12 @@ impl<W, C> Outputs<W, C> {
             Ok(v) => reply_envelope(me, call_id, Ok(v.clone())),
             Err(e) => reply_envelope(me, call_id, Err(CallError::Remote(e.clone()))),
         };
-        self.push(Output::Transmit { to, env });
+        self.push(Output::transmit(to, env));
     }
 
     /// Queues a `CallResult` for `call_id` to `to`.
     pub(crate) fn reply(&mut self, me: Pid, to: Pid, call_id: u64, reply: Reply) {
-        self.push(Output::Transmit {
-            to,
-            env: reply_envelope(me, call_id, reply),
-        });
+        self.push(Output::transmit(to, reply_envelope(me, call_id, reply)));
     }
 }
 
@@ -274,7 +289,7 @@ pub(crate) struct Core<W, C> {
     /// arrive before the news of the worker that owns it, and its reference messages
     /// (the registration of where it goes next, its release) must not be lost. Sent
     /// when the worker is added, dropped when it is known gone.
-    parked: BTreeMap<Pid, Vec<Envelope>>,
+    parked: BTreeMap<Pid, Vec<(Envelope, Splices)>>,
 }
 
 impl<W, C: Clone> Default for Core<W, C> {
@@ -318,19 +333,21 @@ impl<W, C: Clone> Core<W, C> {
                 }
                 return None;
             };
-            let Output::Transmit { to, env } = o else {
+            let Output::Transmit { to, env, splices } = o else {
                 return Some(o);
             };
             match self.membership.route(to) {
-                Ok(Route::Connected) => return Some(Output::Transmit { to, env }),
+                Ok(Route::Connected) => return Some(Output::Transmit { to, env, splices }),
                 Ok(Route::ConnectFirst(info)) => {
                     self.membership.set_connected(info.pid);
-                    self.out.queue.push_front(Output::Transmit { to, env });
+                    self.out
+                        .queue
+                        .push_front(Output::Transmit { to, env, splices });
                     return Some(Output::Connect(info));
                 }
                 // Not heard of yet: the news of it is on its way from the master.
                 Err(CallError::NoSuchProcess { .. }) => {
-                    self.parked.entry(to).or_default().push(env)
+                    self.parked.entry(to).or_default().push((env, splices))
                 }
                 Err(e) => tracing::debug!(error = %e, "message not sent"),
             }
@@ -339,14 +356,18 @@ impl<W, C: Clone> Core<W, C> {
 
     /// `pid` was added: what was parked for it goes out first, in order.
     fn unpark(&mut self, pid: Pid) {
-        for env in self
+        for (env, splices) in self
             .parked
             .remove(&pid)
             .unwrap_or_default()
             .into_iter()
             .rev()
         {
-            self.out.queue.push_front(Output::Transmit { to: pid, env });
+            self.out.queue.push_front(Output::Transmit {
+                to: pid,
+                env,
+                splices,
+            });
         }
     }
 
@@ -379,12 +400,12 @@ impl<W, C: Clone> Core<W, C> {
         self.store.drive(&mut self.out, now);
         let check = self.liveness.check(now, self.membership.connected());
         for to in check.beat {
-            self.out.push(Output::Transmit {
+            self.out.push(Output::transmit(
                 to,
-                env: Envelope {
+                Envelope {
                     kind: Some(Kind::Heartbeat(proto::Heartbeat {})),
                 },
-            });
+            ));
         }
         for (pid, quiet) in check.silent {
             self.declare_unresponsive(pid, quiet, now);
@@ -530,10 +551,7 @@ impl<W, C: Clone> Core<W, C> {
             .collect();
         to.sort_unstable();
         for pid in to {
-            self.out.push(Output::Transmit {
-                to: pid,
-                env: env.clone(),
-            });
+            self.out.push(Output::transmit(pid, env.clone()));
         }
     }
 
@@ -548,12 +566,12 @@ impl<W, C: Clone> Core<W, C> {
         }
         for &p in pids {
             // Ask them to exit first, while they still count as connected.
-            self.out.push(Output::Transmit {
-                to: p,
-                env: Envelope {
+            self.out.push(Output::transmit(
+                p,
+                Envelope {
                     kind: Some(Kind::Exit(proto::Exit {})),
                 },
-            });
+            ));
         }
         for &p in pids {
             self.membership.remove_worker(p);
@@ -611,13 +629,32 @@ impl<W, C: Clone> Core<W, C> {
     // ----- sending -----
 
     /// Queues `env` for `pid` (a connection is made first where the topology allows a
-    /// lazy one).
+    /// lazy one). The shell sends through [`send_spliced`](Self::send_spliced).
     ///
     /// # Errors
     /// As [`Membership::route`].
+    #[cfg(test)]
     pub(crate) fn send(&mut self, pid: Pid, env: Envelope) -> Result<(), CallError> {
+        self.send_spliced(pid, env, Splices::default())
+    }
+
+    /// Queues `env` for `pid` with `splices` in its payload (see
+    /// [`Output::Transmit`]).
+    ///
+    /// # Errors
+    /// As [`Membership::route`].
+    pub(crate) fn send_spliced(
+        &mut self,
+        pid: Pid,
+        env: Envelope,
+        splices: Splices,
+    ) -> Result<(), CallError> {
         self.check_route(pid)?;
-        self.out.push(Output::Transmit { to: pid, env });
+        self.out.push(Output::Transmit {
+            to: pid,
+            env,
+            splices,
+        });
         Ok(())
     }
 
@@ -640,6 +677,7 @@ impl<W, C: Clone> Core<W, C> {
     ///
     /// # Errors
     /// As [`send`](Self::send); the waiter is dropped then.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn request(
         &mut self,
         pid: Pid,
@@ -647,8 +685,23 @@ impl<W, C: Clone> Core<W, C> {
         env: Envelope,
         waiter: W,
     ) -> Result<(), CallError> {
+        self.request_spliced(pid, call_id, env, Splices::default(), waiter)
+    }
+
+    /// [`request`](Self::request) with `splices` in the payload of `env`.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); the waiter is dropped then.
+    pub(crate) fn request_spliced(
+        &mut self,
+        pid: Pid,
+        call_id: u64,
+        env: Envelope,
+        splices: Splices,
+        waiter: W,
+    ) -> Result<(), CallError> {
         let take = take_of(&env);
-        self.send(pid, env)?;
+        self.send_spliced(pid, env, splices)?;
         self.replies.expect(call_id, pid, take, waiter);
         Ok(())
     }
@@ -663,10 +716,10 @@ impl<W, C: Clone> Core<W, C> {
             return false;
         };
         if let Some(id) = a.take {
-            self.out.push(Output::Transmit {
-                to: a.pid,
-                env: channel_request(call_id, id, RefRequestKind::Cancel, Bytes::new()),
-            });
+            self.out.push(Output::transmit(
+                a.pid,
+                channel_request(call_id, id, RefRequestKind::Cancel, Bytes::new()),
+            ));
         }
         true
     }
@@ -676,10 +729,10 @@ impl<W, C: Clone> Core<W, C> {
     /// reached the caller's waiter but not the caller; one that comes after
     /// [`abandon`](Self::abandon) is put back by the core itself.
     pub(crate) fn put_back(&mut self, owner: Pid, id: RefId, value: Bytes) {
-        self.out.push(Output::Transmit {
-            to: owner,
-            env: channel_request(0, id, RefRequestKind::PutFront, value),
-        });
+        self.out.push(Output::transmit(
+            owner,
+            channel_request(0, id, RefRequestKind::PutFront, value),
+        ));
     }
 
     /// Answers request `call_id` of `to` (a channel operation finished). A value
@@ -1161,7 +1214,8 @@ mod tests {
                 to: 3,
                 env: Envelope {
                     kind: Some(Kind::RefBatch(_))
-                }
+                },
+                ..
             }
         )));
     }

@@ -337,7 +337,7 @@ impl Sim {
                 return;
             };
             match o {
-                Output::Transmit { to, env } => {
+                Output::Transmit { to, env, .. } => {
                     assert!(
                         self.connected.contains(&(pid, to)) || self.dead.contains(&to),
                         "{pid} transmits to {to} without a connection: {env:?}; dead {:?}; reverse {}",

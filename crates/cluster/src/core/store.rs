@@ -468,10 +468,10 @@ impl<W, C: Clone> Store<W, C> {
     ) -> Result<(), (Bytes, u32)> {
         match self.wallet.spend(id) {
             Some(topup) => {
-                out.push(Output::Transmit {
-                    to: owner,
-                    env: credit_request(id, RefRequestKind::PutCredited, value, topup),
-                });
+                out.push(Output::transmit(
+                    owner,
+                    credit_request(id, RefRequestKind::PutCredited, value, topup),
+                ));
                 Ok(())
             }
             None => Err((value, self.wallet.asking(owner, id))),
@@ -521,10 +521,10 @@ impl<W, C: Clone> Store<W, C> {
     fn lend(&mut self, out: &mut Outputs<W, C>, id: RefId, holder: Pid, n: u32) {
         if n > 0 {
             self.ledger.granted(id, holder, n);
-            out.push(Output::Transmit {
-                to: holder,
-                env: credit_request(id, RefRequestKind::Grant, Bytes::new(), n),
-            });
+            out.push(Output::transmit(
+                holder,
+                credit_request(id, RefRequestKind::Grant, Bytes::new(), n),
+            ));
         }
     }
 
@@ -537,10 +537,10 @@ impl<W, C: Clone> Store<W, C> {
     /// Reserved places of channel `id` are wanted back: `REVOKE` to their holders.
     pub(crate) fn revoke_credits(&mut self, out: &mut Outputs<W, C>, id: RefId) {
         for holder in self.ledger.revoke_all(id) {
-            out.push(Output::Transmit {
-                to: holder,
-                env: credit_request(id, RefRequestKind::Revoke, Bytes::new(), 0),
-            });
+            out.push(Output::transmit(
+                holder,
+                credit_request(id, RefRequestKind::Revoke, Bytes::new(), 0),
+            ));
         }
     }
 
@@ -651,10 +651,10 @@ impl<W, C: Clone> Store<W, C> {
 
 /// Queues a `RETURN` of `n` credits for channel `id` to its owner `to`.
 fn send_return<W, C>(out: &mut Outputs<W, C>, to: Pid, id: RefId, n: u32) {
-    out.push(Output::Transmit {
+    out.push(Output::transmit(
         to,
-        env: credit_request(id, RefRequestKind::Return, Bytes::new(), n),
-    });
+        credit_request(id, RefRequestKind::Return, Bytes::new(), n),
+    ));
 }
 
 /// The error a request on a freed value gets.
@@ -692,10 +692,10 @@ fn batch<W, C>(owner: Pid, ops: Vec<RefOp>) -> Output<W, C> {
             delta: op.delta(),
         })
         .collect();
-    Output::Transmit {
-        to: owner,
-        env: Envelope {
+    Output::transmit(
+        owner,
+        Envelope {
             kind: Some(Kind::RefBatch(proto::RefBatch { ops })),
         },
-    }
+    )
 }

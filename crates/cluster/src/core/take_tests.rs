@@ -89,7 +89,7 @@ fn result(call_id: u64, outcome: Outcome) -> Envelope {
 
 /// The one output, a `RefRequest` transmitted to `to`.
 fn one_ref_request(outs: Vec<Output<&'static str, u8>>, to: Pid) -> proto::RefRequest {
-    let [Output::Transmit { to: t, env }] =
+    let [Output::Transmit { to: t, env, .. }] =
         <[_; 1]>::try_from(outs).unwrap_or_else(|o| panic!("one output expected, got {}", o.len()))
     else {
         panic!("a transmit expected");
@@ -277,7 +277,7 @@ fn the_owner_stops_a_take_its_requester_cancels_and_puts_back_what_comes_back() 
     let outs = drain(&mut w);
     assert!(matches!(
         &outs[..],
-        [Output::Transmit { to: MASTER, env: Envelope { kind: Some(Kind::Result(r)) } }]
+        [Output::Transmit { to: MASTER, env: Envelope { kind: Some(Kind::Result(r)) }, .. }]
             if r.call_id == 5
     ));
     // A cancel for a take that was answered already has nothing to stop.

@@ -9,9 +9,9 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use cohort_transport::{BoxedReader, BoxedWriter};
-use cohort_wire::envelope::{decode_envelope, encode_envelope_split, SplitFrame};
+use cohort_wire::envelope::{decode_envelope, encode_envelope_spliced, Splices, SplitFrame};
 use cohort_wire::frame::{FrameDecoder, DEFAULT_MAX_FRAME};
 use cohort_wire::ids::Pid;
 use cohort_wire::proto::{self, envelope::Kind, Envelope, Role};
@@ -44,26 +44,26 @@ struct Outbox {
 /// lock fixes the order; encoding under it made every step of every other thread
 /// wait for it).
 enum Queued {
-    Message(Envelope),
+    Message(Envelope, Splices),
     Frame(SplitFrame),
 }
 
 impl Queued {
     /// The frame to write, encoded on first use (a partial write keeps its rest).
     fn frame(&mut self) -> &mut SplitFrame {
-        if let Queued::Message(env) = self {
+        if let Queued::Message(env, splices) = self {
             // A large payload is written from where it is, not copied into the frame.
-            *self = Queued::Frame(encode_envelope_split(env));
+            *self = Queued::Frame(encode_envelope_spliced(env, std::mem::take(splices)));
         }
         match self {
             Queued::Frame(f) => f,
-            Queued::Message(_) => unreachable!("encoded above"),
+            Queued::Message(..) => unreachable!("encoded above"),
         }
     }
 
     fn into_frame(self) -> SplitFrame {
         match self {
-            Queued::Message(env) => encode_envelope_split(&env),
+            Queued::Message(env, splices) => encode_envelope_spliced(&env, splices),
             Queued::Frame(f) => f,
         }
     }
@@ -178,12 +178,12 @@ impl Peer {
     /// Queues one message, in order after those queued before it; returns false if
     /// the connection is closed. Called under the core's lock (which fixes the order);
     /// [`flush`](Self::flush) writes it.
-    pub(crate) fn enqueue(&self, mut env: Envelope) -> bool {
+    pub(crate) fn enqueue(&self, mut env: Envelope, splices: Splices) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
         self.note_capture(&mut env);
-        self.out.lock().queue.push(Queued::Message(env));
+        self.out.lock().queue.push(Queued::Message(env, splices));
         true
     }
 
@@ -425,16 +425,10 @@ fn write_now(w: &mut BoxedWriter, frame: &mut SplitFrame) -> std::io::Result<boo
     let waker = futures::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
     while !frame.is_empty() {
-        // The head first, then the payload it announces.
-        let part: &[u8] = if frame.head.is_empty() {
-            &frame.tail
-        } else {
-            &frame.head
-        };
-        match Pin::new(&mut **w).poll_write(&mut cx, part) {
+        // The head first, then the payload it announces, piece by piece.
+        match Pin::new(&mut **w).poll_write(&mut cx, frame.chunk()) {
             Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) if frame.head.is_empty() => frame.tail.advance(n),
-            Poll::Ready(Ok(n)) => frame.head.advance(n),
+            Poll::Ready(Ok(n)) => frame.advance(n),
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => return Ok(false),
         }
@@ -475,16 +469,21 @@ async fn drain(peer: Arc<Peer>, mut w: BoxedWriter) {
                     buf.clear();
                 }
                 result = result.and(w.write_all(&frame.head).await);
-                result = result.and(w.write_all(&frame.tail).await);
-                if frame.tail.len() >= super::spare::SPARE_MIN {
-                    // Written: its memory holds the next large message here.
-                    if let Some(n) = peer.node.upgrade() {
-                        n.spare.recycle_sent(frame.tail);
+                for piece in std::iter::once(frame.tail).chain(frame.rest) {
+                    result = result.and(w.write_all(&piece).await);
+                    if piece.len() >= super::spare::SPARE_MIN {
+                        // Written: its memory holds the next large message here (if
+                        // this was its last holder: a buffer spliced into several
+                        // messages is kept by the last one written).
+                        if let Some(n) = peer.node.upgrade() {
+                            n.spare.recycle_sent(piece);
+                        }
                     }
                 }
             } else {
-                buf.extend_from_slice(&frame.head);
-                buf.extend_from_slice(&frame.tail);
+                for part in frame.parts() {
+                    buf.extend_from_slice(part);
+                }
                 if buf.len() >= COALESCE_LIMIT {
                     result = result.and(w.write_all(&buf).await);
                     buf.clear();

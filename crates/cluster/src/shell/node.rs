@@ -37,6 +37,7 @@ use bytes::Bytes;
 use cohort_transport::tls::ClusterTls;
 use cohort_transport::{ClusterManager, ManageEvent, WorkerConfig};
 use cohort_wire::cookie::Cookie;
+use cohort_wire::envelope::Splices;
 use cohort_wire::ids::{Pid, RefId};
 use cohort_wire::proto::{envelope::Kind, Envelope, RefRequestKind};
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -326,8 +327,8 @@ impl Node {
         let mut to_cut: Vec<(Pid, String, Option<Arc<Peer>>)> = Vec::new();
         while let Some(o) = core.poll_output() {
             match o {
-                Output::Transmit { to, env } => {
-                    if let Some(p) = self.enqueue(to, env) {
+                Output::Transmit { to, env, splices } => {
+                    if let Some(p) = self.enqueue(to, env, splices) {
                         if !to_flush.iter().any(|q| Arc::ptr_eq(q, &p)) {
                             to_flush.push(p);
                         }
@@ -439,10 +440,10 @@ impl Node {
         r
     }
 
-    fn enqueue(&self, to: Pid, env: Envelope) -> Option<Arc<Peer>> {
+    fn enqueue(&self, to: Pid, env: Envelope, splices: Splices) -> Option<Arc<Peer>> {
         let peer = self.peers.read().get(&to).cloned();
         match peer {
-            Some(p) => p.enqueue(env).then_some(p),
+            Some(p) => p.enqueue(env, splices).then_some(p),
             None => {
                 tracing::debug!(pid = to, "message to a process with no connection dropped");
                 None
@@ -575,7 +576,21 @@ impl Node {
     /// [`CallError::WorkerExited`], [`CallError::NoSuchProcess`],
     /// [`CallError::TopologyForbids`].
     pub(crate) fn send(&self, pid: Pid, env: Envelope) -> Result<(), CallError> {
-        self.with_core(|c| c.send(pid, env))
+        self.send_spliced(pid, env, Splices::default())
+    }
+
+    /// [`send`](Self::send) with `splices` in the payload of `env` (a call whose
+    /// arguments hold shared buffers, `codec::serialize_shared`).
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub(crate) fn send_spliced(
+        &self,
+        pid: Pid,
+        env: Envelope,
+        splices: Splices,
+    ) -> Result<(), CallError> {
+        self.with_core(|c| c.send_spliced(pid, env, splices))
     }
 
     /// Sends a `remotecall` (`CALL_PUSH`) whose result is `id`, stored on `pid`: in
@@ -590,10 +605,11 @@ impl Node {
         call_id: u64,
         id: RefId,
         env: Envelope,
+        splices: Splices,
     ) -> Result<oneshot::Receiver<Reply>, CallError> {
         let (tx, rx) = oneshot::channel();
         self.with_core(|c| {
-            c.request(pid, call_id, env, tx)?;
+            c.request_spliced(pid, call_id, env, splices, tx)?;
             c.ref_created(id, pid);
             Ok(rx)
         })
@@ -609,9 +625,10 @@ impl Node {
         pid: Pid,
         call_id: u64,
         env: Envelope,
+        splices: Splices,
     ) -> Result<oneshot::Receiver<Reply>, CallError> {
         let (tx, rx) = oneshot::channel();
-        self.with_core(|c| c.request(pid, call_id, env, tx))?;
+        self.with_core(|c| c.request_spliced(pid, call_id, env, splices, tx))?;
         Ok(rx)
     }
 
@@ -624,13 +641,28 @@ impl Node {
     /// value it removed anyway (the reply was on its way, or already here but not
     /// yet seen by the caller) is put back at the front of the channel.
     pub(crate) async fn request(&self, pid: Pid, call_id: u64, env: Envelope) -> Reply {
+        self.request_spliced(pid, call_id, env, Splices::default())
+            .await
+    }
+
+    /// [`request`](Self::request) with `splices` in the payload of `env`.
+    ///
+    /// # Cancel safety
+    /// As [`request`](Self::request).
+    pub(crate) async fn request_spliced(
+        &self,
+        pid: Pid,
+        call_id: u64,
+        env: Envelope,
+        splices: Splices,
+    ) -> Reply {
         let take = match &env.kind {
             Some(Kind::RefRequest(r)) if r.kind() == RefRequestKind::Take => {
                 r.ref_id.map(RefId::from)
             }
             _ => None,
         };
-        let rx = self.start_request(pid, call_id, env)?;
+        let rx = self.start_request(pid, call_id, env, splices)?;
         let mut guard = Abandon {
             node: self,
             call_id,

@@ -4,7 +4,8 @@
 //! delivery: the receiver copies one fragment while the next is on the wire, instead
 //! of every copy of the whole waiting for the one before. The fragments of one
 //! message all borrow its one encoded buffer (a root broadcasting to many receivers
-//! encodes once and copies nothing per receiver). A fragment that arrives in a large
+//! encodes once and copies nothing per receiver, not even into the fragment's
+//! message: `codec::serialize_shared` splices it in). A fragment that arrives in a large
 //! message of its own is kept in that message's memory (`codec::shared_bytes`), so a
 //! message that is one fragment is never copied before it is decoded.
 
@@ -38,7 +39,9 @@ impl Chunk {
 impl Serialize for Chunk {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Chunk::Out { buf, range } => s.serialize_bytes(&buf[range.clone()]),
+            // Written from the sender's buffer where it is, not copied into the
+            // message (every fragment shares the one encoding).
+            Chunk::Out { buf, range } => codec::serialize_shared(&buf.slice(range.clone()), s),
             Chunk::In(v) => s.serialize_bytes(v),
         }
     }
