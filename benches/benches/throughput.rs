@@ -7,7 +7,9 @@
 //! computed once), fetched again and again into the caller's buffer
 //! (`Future::fetch_into`), as a `Bulk<f64>` and as a `Vec<f64>`, beside raw TCP of
 //! the same byte count into a buffer read again and again; and the other way, a
-//! `Bulk<f64>` of 256 MiB sent to the worker, which sums it. The workers are on this
+//! `Bulk<f64>` of 256 MiB sent to the worker, which sums it, and the same array as
+//! `SharedBytes` (`send_shared_f64_sum`: written from the caller's vector and summed
+//! where it arrived), beside the serial sum of the array (`serial_sum`). The workers are on this
 //! host, so the runtime reaches them on their same-host sockets
 //! (`cohort::transport::same_host`); `fetch_into_bulk_f64_over_tcp` fetches from a
 //! worker started with `COHORT_SAME_HOST=0`, over loopback TCP, and `memcpy` (one
@@ -166,6 +168,12 @@ fn sum_bulk(v: cohort::Bulk<f64>) -> f64 {
     v.iter().sum()
 }
 
+/// The same sum over the elements where they arrived (no copy into a vector).
+#[cohort::remote]
+fn sum_shared(v: cohort::SharedBytes) -> f64 {
+    v.pod_iter::<f64>().sum()
+}
+
 fn bulk_held(c: &mut Criterion, pid: Pid) {
     let mut peer = Peer::spawn(Child::Bulk);
     let mut raw = vec![0u8; BIG_BYTES];
@@ -226,6 +234,22 @@ fn bulk_held(c: &mut Criterion, pid: Pid) {
             criterion::BatchSize::PerIteration,
         )
     });
+    // The same array as shared bytes: written from the caller's vector, summed on
+    // the worker where it arrived — no copy on either side.
+    g.bench_function("send_shared_f64_sum", |b| {
+        b.iter_batched(
+            || cohort::SharedBytes::from_pod_vec(source.clone()),
+            |v| {
+                let s = cohort::blocking::remotecall_fetch(sum_shared, pid, (v,)).unwrap();
+                assert_eq!(s, 1.5 * n as f64);
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    // The serial baseline of the same work: the sum of the array in this process.
+    g.bench_function("serial_sum", |b| {
+        b.iter(|| black_box(&source).iter().sum::<f64>())
+    });
     g.finish();
     drop(held_tcp);
     cohort::blocking::rmprocs(&[tcp_worker], Some(Duration::from_secs(10))).expect("rmprocs");
@@ -238,7 +262,7 @@ fn main() {
     );
     let want_bulk = cohort_benches::selected("bulk_32MiB/raw_tcp fetch_vec_f64 fetch_bulk_f64");
     let want_held =
-        cohort_benches::selected("bulk_256MiB/raw_tcp memcpy fetch_into_bulk_f64_over_tcp fetch_into_bulk_f64 fetch_into_vec_f64 send_bulk_f64_sum");
+        cohort_benches::selected("bulk_256MiB/raw_tcp memcpy fetch_into_bulk_f64_over_tcp fetch_into_bulk_f64 fetch_into_vec_f64 send_bulk_f64_sum send_shared_f64_sum serial_sum");
     if !want_pipe && !want_bulk && !want_held {
         return;
     }

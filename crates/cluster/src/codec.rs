@@ -67,7 +67,8 @@ pub const SHARE_MIN: usize = cohort_wire::envelope::SPLIT_PAYLOAD_MIN;
 /// `bytes` where it is instead of copying it into the encoding: the message holds a
 /// reference to `bytes` until it is written. Worth it for buffers of [`SHARE_MIN`]
 /// bytes or more; smaller ones are copied as usual. Call it from the `Serialize`
-/// impl of a type that holds its bulk data as [`Bytes`].
+/// impl of a type that holds its bulk data as [`Bytes`]. `COHORT_SPLICE=0` in the
+/// sender's environment turns splicing off (the bytes are copied).
 ///
 /// # Errors
 /// The serializer's error, as `serialize_bytes`.
@@ -89,7 +90,7 @@ pub fn serialize_shared<S: serde::Serializer>(
     bytes: &Bytes,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    if bytes.len() >= SHARE_MIN {
+    if bytes.len() >= SHARE_MIN && splicing_on() {
         OFFERED.with(|o| {
             if let Some(offers) = o.borrow_mut().as_mut() {
                 offers.push(bytes.clone());
@@ -97,6 +98,14 @@ pub fn serialize_shared<S: serde::Serializer>(
         });
     }
     serializer.serialize_bytes(bytes)
+}
+
+/// Whether shared buffers are spliced: yes, unless `COHORT_SPLICE=0` is in this
+/// process's environment (to measure what splicing saves; the buffers are then
+/// copied into the encoding).
+fn splicing_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("COHORT_SPLICE").map_or(true, |v| v.trim() != "0"))
 }
 
 /// Encodes `value` at the end of `out`, leaving out the shared buffers its
@@ -399,6 +408,43 @@ impl std::ops::Deref for SharedBytes {
 impl From<Bytes> for SharedBytes {
     fn from(b: Bytes) -> Self {
         SharedBytes(b)
+    }
+}
+
+impl SharedBytes {
+    /// The memory of a vector of plain-old-data elements (`f64`, `u32`, …) as shared
+    /// bytes, without a copy: the bytes own the vector and free it when the last
+    /// handle goes. Elements are in this machine's byte order (little-endian on
+    /// every cohort platform). The receiver reads them where they arrived, which
+    /// need not be aligned for `T`: read them with [`pod_iter`](Self::pod_iter)
+    /// (or copy them out).
+    ///
+    /// ```
+    /// let b = cohort_cluster::codec::SharedBytes::from_pod_vec(vec![1.5f64, 2.5]);
+    /// assert_eq!(b.len(), 16);
+    /// assert_eq!(b.pod_iter::<f64>().sum::<f64>(), 4.0);
+    /// ```
+    pub fn from_pod_vec<T: bytemuck::Pod + Send>(v: Vec<T>) -> Self {
+        struct PodVec<T>(Vec<T>);
+        impl<T: bytemuck::Pod> AsRef<[u8]> for PodVec<T> {
+            fn as_ref(&self) -> &[u8] {
+                bytemuck::cast_slice(&self.0)
+            }
+        }
+        SharedBytes(Bytes::from_owner(PodVec(v)))
+    }
+
+    /// The bytes read as consecutive `T`s, wherever they lie (no alignment needed);
+    /// a last partial element is left out.
+    ///
+    /// ```
+    /// let b = cohort_cluster::codec::SharedBytes::from(vec![1u8, 0, 2, 0, 9]);
+    /// assert_eq!(b.pod_iter::<u16>().collect::<Vec<_>>(), vec![1, 2]);
+    /// ```
+    pub fn pod_iter<T: bytemuck::Pod>(&self) -> impl Iterator<Item = T> + '_ {
+        self.0
+            .chunks_exact(std::mem::size_of::<T>().max(1))
+            .map(bytemuck::pod_read_unaligned)
     }
 }
 

@@ -294,10 +294,20 @@ where
     // Decoded: the encoded arguments (a slice of the connection's read buffer) go
     // before the function runs, so that a large argument is not held twice meanwhile:
     // given back to the node's spare buffer, where the next large message (a large
-    // result of this call, or the next call's arguments) is encoded or read.
-    codec::give_back(payload);
-    let out = catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(Failure::from_panic)?;
-    codec::encode(&out)
+    // result of this call, or the next call's arguments) is encoded or read. If the
+    // arguments kept bytes of the message (`SharedBytes`), it is given back once the
+    // function has let them go.
+    let kept = if payload.is_unique() {
+        codec::give_back(payload);
+        None
+    } else {
+        Some(payload)
+    };
+    let out = catch_unwind(AssertUnwindSafe(|| f.call(args))).map_err(Failure::from_panic);
+    if let Some(payload) = kept {
+        codec::give_back(payload);
+    }
+    codec::encode(&out?)
 }
 
 /// The trampoline of `F` as a plain function pointer.

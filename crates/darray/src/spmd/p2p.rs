@@ -23,14 +23,16 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SpmdError> 
 }
 
 /// Encodes `value` for sending, into the run's spare buffer if it has one (see
-/// `CtxState::give_back`).
+/// `CtxState::give_back`, `Recycled`).
 pub(crate) fn encode_for<T: Serialize + ?Sized>(
     run: &RunHere,
     value: &T,
 ) -> Result<Bytes, SpmdError> {
     let mut out = run.ctx.take_spare();
     codec::encode_into(value, &mut out).map_err(|e| SpmdError::Serialization(e.message))?;
-    Ok(Bytes::from(out))
+    // Spliced into the messages that carry it: the memory comes back to the spare
+    // once the last of them is written.
+    Ok(run.ctx.recyclable(out))
 }
 
 /// Decodes a received message, then gives its memory back to the run's spare.
@@ -84,7 +86,9 @@ pub(crate) fn send_bytes(
             })?;
         start = end;
         if start >= total {
-            // Every fragment is encoded into its message: the memory is free.
+            // Plain bytes (small, or received) go back to the spare now if no one
+            // else holds them; the run's own large encodings come back by themselves
+            // when the last message spliced from them is written (`Recycled`).
             run.ctx.give_back(payload);
             return Ok(());
         }

@@ -219,6 +219,7 @@ where
             }
         });
     }
+    run.ctx.open_spare();
     RUN.with(|r| *r.borrow_mut() = Some(run.clone()));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         cluster.install(|| f.call(args))

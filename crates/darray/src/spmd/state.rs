@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use cohort_cluster::registry::{RemoteFnEntry, REMOTE_FUNCTIONS};
@@ -103,8 +103,16 @@ impl Mailbox {
     }
 
     /// Takes in the next message (or fragment, of a message `total` bytes long)
-    /// from `from`, in order.
-    fn accept(&mut self, from: Pid, key: Key, total: usize, payload: Payload) {
+    /// from `from`, in order; a large reassembled message becomes `ctx`'s spare when
+    /// the last holder of its bytes is done ([`Recycled`]).
+    fn accept(
+        &mut self,
+        from: Pid,
+        key: Key,
+        total: usize,
+        payload: Payload,
+        ctx: &Weak<CtxState>,
+    ) {
         let mut buf = match self.partial.remove(&from) {
             // A whole message: kept as it came (a large one in its own memory).
             None if payload.len() == total => {
@@ -129,7 +137,7 @@ impl Mailbox {
             self.queues
                 .entry((from, key))
                 .or_default()
-                .push_back(Payload::from(buf));
+                .push_back(Recycled::bytes(buf, ctx.clone()));
         }
     }
 
@@ -144,9 +152,50 @@ impl Mailbox {
 /// and its context-local storage.
 pub(crate) struct CtxState {
     pub(crate) id: CtxId,
+    /// Itself, for the buffers that return to its spare ([`Recycled`]).
+    me: Weak<CtxState>,
     mailbox: Mutex<Mailbox>,
     arrived: Condvar,
     pub(crate) storage: ContextStorage,
+    /// Whether a run's part is here, so that a buffer coming back may be kept (one
+    /// that comes back after the run is freed instead).
+    spare_open: AtomicBool,
+}
+
+/// A large buffer of a context shared by what holds its bytes — the messages that
+/// carry it out (spliced into them, `codec::serialize_shared`) and the code that
+/// decodes it: when the last of them lets go (the last fragment written, the
+/// decoding done, in either order), the memory becomes the context's spare again,
+/// for the next large message of the run. A `Bytes` cannot hand a shared buffer back
+/// by itself ([`CtxState::give_back`] needs the only handle), so the owner does it.
+pub(crate) struct Recycled {
+    buf: Vec<u8>,
+    ctx: Weak<CtxState>,
+}
+
+impl Recycled {
+    /// `buf` as shared bytes that go back to `ctx`'s spare when the last handle
+    /// goes (a small buffer as plain bytes).
+    pub(crate) fn bytes(buf: Vec<u8>, ctx: Weak<CtxState>) -> bytes::Bytes {
+        if buf.capacity() < SPARE_MIN {
+            return bytes::Bytes::from(buf);
+        }
+        bytes::Bytes::from_owner(Recycled { buf, ctx })
+    }
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.upgrade() {
+            ctx.keep(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 /// Messages at least this large are worth a spare buffer.
@@ -178,6 +227,37 @@ impl CtxState {
         }
     }
 
+    /// Keeps `v`'s memory as the spare, if a run's part is here, `v` is larger than
+    /// the spare, and the mailbox is free now (a buffer let go while the mailbox is
+    /// locked — on this thread, perhaps — is freed instead of waiting for it).
+    fn keep(&self, mut v: Vec<u8>) {
+        if v.capacity() < SPARE_MIN || !self.spare_open.load(Ordering::Acquire) {
+            return;
+        }
+        v.clear();
+        let Some(mut mb) = self.mailbox.try_lock() else {
+            return;
+        };
+        if mb
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < v.capacity())
+        {
+            mb.spare = Some(v);
+        }
+    }
+
+    /// Large encoded bytes of this context, going back to its spare when the last
+    /// handle goes (see [`Recycled`]).
+    pub(crate) fn recyclable(&self, buf: Vec<u8>) -> bytes::Bytes {
+        Recycled::bytes(buf, self.me.clone())
+    }
+
+    /// A run's part here begins: buffers that come back are kept until it ends.
+    pub(crate) fn open_spare(&self) {
+        self.spare_open.store(true, Ordering::Release);
+    }
+
     /// An empty buffer for a large encoding: the spare, if there is one.
     pub(crate) fn take_spare(&self) -> Vec<u8> {
         self.mailbox.lock().spare.take().unwrap_or_default()
@@ -188,8 +268,10 @@ impl CtxState {
         self.mailbox.lock().spare.as_ref().map_or(0, Vec::capacity)
     }
 
-    /// Lets the spare go (the run's part here ended).
+    /// Lets the spare go (the run's part here ended); buffers that come back later
+    /// are freed.
     pub(crate) fn drop_spare(&self) {
+        self.spare_open.store(false, Ordering::Release);
         let spare = self.mailbox.lock().spare.take();
         drop(spare);
     }
@@ -214,7 +296,7 @@ impl CtxState {
                 .insert(seq, (key, total, payload));
             return;
         }
-        mb.accept(from, key, total, payload);
+        mb.accept(from, key, total, payload, &self.me);
         let mut next = next + 1;
         // The gap is filled: the messages that ran ahead follow, in order.
         if let Some(early) = mb.early.get_mut(&from) {
@@ -227,7 +309,7 @@ impl CtxState {
                 mb.early.remove(&from);
             }
             for (k, total, p) in ready {
-                mb.accept(from, k, total, p);
+                mb.accept(from, k, total, p, &self.me);
             }
         }
         mb.recv_next.insert(from, next);
@@ -352,11 +434,13 @@ pub(crate) fn ctx_state(id: CtxId) -> Option<Arc<CtxState>> {
         t.contexts
             .entry(id)
             .or_insert_with(|| {
-                Arc::new(CtxState {
+                Arc::new_cyclic(|me| CtxState {
                     id,
+                    me: me.clone(),
                     mailbox: Mutex::default(),
                     arrived: Condvar::new(),
                     storage: ContextStorage::default(),
+                    spare_open: AtomicBool::new(false),
                 })
             })
             .clone(),
@@ -464,4 +548,37 @@ static LOCAL_STATS: fn() -> RemoteFnEntry =
 /// The remote functions, for the other modules.
 pub(crate) mod remote {
     pub(crate) use super::{abort, deliver, release};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_buffer_shared_by_messages_becomes_the_spare_when_the_last_holder_goes() {
+        let ctx = ctx_state(CtxId {
+            creator: 1,
+            n: u64::MAX,
+        })
+        .expect("a fresh context");
+        ctx.open_spare();
+        let bytes = ctx.recyclable(vec![7u8; 2 << 20]);
+        let fragment = bytes.slice(10..(1 << 20));
+        drop(bytes);
+        assert_eq!(ctx.spare_bytes(), 0, "a fragment still holds it");
+        drop(fragment);
+        assert!(ctx.spare_bytes() >= 2 << 20, "the last holder gave it back");
+        // Taken for the next encoding, in the same memory.
+        let v = ctx.take_spare();
+        assert!(v.is_empty() && v.capacity() >= 2 << 20);
+        // After the run's part ends, a buffer that comes back is freed.
+        ctx.drop_spare();
+        drop(ctx.recyclable(v));
+        assert_eq!(ctx.spare_bytes(), 0);
+        // Small buffers are plain bytes.
+        ctx.open_spare();
+        drop(ctx.recyclable(vec![1u8; 10]));
+        assert_eq!(ctx.spare_bytes(), 0);
+        release(ctx.id);
+    }
 }
