@@ -355,7 +355,7 @@ pub(crate) fn decoding_from<R>(payload: &bytes::Bytes, f: impl FnOnce() -> R) ->
 }
 
 /// Inside a `Deserialize` run by cohort on the arguments of a call: the borrowed
-/// bytes `b` (as a visitor's `visit_bytes` gets them) as a [`Bytes`](bytes::Bytes)
+/// bytes `b` (as a visitor's `visit_bytes` gets them) as a [`Bytes`]
 /// handle on the message's own memory, without a copy — if the message is large
 /// (1 MiB or more) and `b` lies within it. `None` otherwise (a small message shares
 /// its memory with the messages read with it, which a kept slice would pin; a value

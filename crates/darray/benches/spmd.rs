@@ -8,6 +8,9 @@
 //! The cohort figures are timed inside the run, on the workers (the slower of the
 //! two), so they leave out starting the run, as the MPI ones leave out `mpirun`.
 //! Each bcast is followed by a barrier on both sides, so no sender runs ahead.
+//! `cohort` broadcasts a `Bulk<u8>` (a new array on the receiver each time);
+//! `cohort_bcast_into` broadcasts into a buffer each process keeps, as the MPI
+//! program's `MPI_Bcast` does.
 //! Without `mpicc`/`mpirun` on the PATH the Open MPI entries are left out (and a
 //! line says so).
 
@@ -58,6 +61,26 @@ fn bcasts(k: u64, bytes: usize) -> Result<u64, SpmdError> {
         data = step(data)?;
     }
     Ok(t.elapsed().as_nanos() as u64)
+}
+
+/// `k` broadcasts of `bytes` bytes into each process's buffer (`bcast_into`, as
+/// `MPI_Bcast` does), each followed by a barrier, after one warm-up; the time they
+/// took here, in ns.
+fn bcasts_into(k: u64, bytes: usize) -> Result<u64, SpmdError> {
+    let root = spmd::run_pids()?[0];
+    let mut buf = vec![if cohort::myid() == root { 7u8 } else { 0 }; bytes];
+    let mut step = || -> Result<(), SpmdError> {
+        spmd::bcast_into(&mut buf, root, ())?;
+        spmd::barrier(())
+    };
+    step()?;
+    let t = Instant::now();
+    for _ in 0..k {
+        step()?;
+    }
+    let ns = t.elapsed().as_nanos() as u64;
+    assert_eq!(buf[bytes - 1], 7);
+    Ok(ns)
 }
 
 /// The slowest process's time of one run of `f(k, …)` on `pids`.
@@ -150,6 +173,10 @@ fn benches(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(10));
     g.bench_function("cohort", |b| {
         b.iter_custom(|iters| timed_run(bcasts, (iters, BCAST_BYTES), &w))
+    });
+    // Into a buffer each process keeps, as the MPI program does.
+    g.bench_function("cohort_bcast_into", |b| {
+        b.iter_custom(|iters| timed_run(bcasts_into, (iters, BCAST_BYTES), &w))
     });
     if let Some(p) = &mpi {
         g.bench_function("openmpi_tcp", |b| {

@@ -232,6 +232,56 @@ fn large_bcast_arrives_whole() {
 }
 
 #[test]
+fn bcast_into_fills_every_buffer_again_and_again_and_refuses_a_wrong_length() {
+    let w = workers();
+    let _s = serial();
+    let r = spmd::blocking::spmd_with(
+        |root: Pid| -> Result<Vec<f64>, SpmdError> {
+            let me = cohort::myid();
+            let mut sums = Vec::new();
+            // Empty, small, and 20 MB (three fragments), each into the same buffers
+            // twice; the root changes its buffer between the two.
+            for n in [0usize, 3, 2_500_000] {
+                let mut buf = vec![-1.0f64; n];
+                for round in 0..2 {
+                    if me == root {
+                        buf.iter_mut()
+                            .enumerate()
+                            .for_each(|(i, x)| *x = (i + round) as f64);
+                    }
+                    spmd::bcast_into(&mut buf, root, "into")?;
+                    sums.push(buf.iter().sum());
+                }
+            }
+            // A buffer of another length than the root's: an error here only.
+            let mut short = vec![0u32; if me == root { 10 } else { 9 }];
+            match spmd::bcast_into(&mut short, root, "short") {
+                Ok(()) => assert_eq!(me, root),
+                Err(SpmdError::WrongLength {
+                    root: r,
+                    sent,
+                    buffer,
+                }) => {
+                    assert_eq!((r, sent, buffer), (root, 40, 36));
+                    assert!(short.iter().all(|&x| x == 0), "nothing written");
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(sums)
+        },
+        (w[0],),
+        SpmdOptions::new().pids(&w),
+    )
+    .unwrap();
+    let sum = |n: usize, round: usize| (0..n).map(|i| (i + round) as f64).sum::<f64>();
+    let want: Vec<f64> = [0usize, 3, 2_500_000]
+        .iter()
+        .flat_map(|&n| [sum(n, 0), sum(n, 1)])
+        .collect();
+    assert_eq!(r, vec![want.clone(), want]);
+}
+
+#[test]
 fn bcasts_at_the_fragment_size_arrive_whole() {
     let w = workers();
     let _s = serial();

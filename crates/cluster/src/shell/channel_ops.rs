@@ -1,8 +1,9 @@
 //! Running operations on stored channels for other processes
 //! ([`Output::Channel`](crate::core::Output::Channel)): an operation may wait (for
 //! room, for a value), so each is polled once where it arrives — one that can finish
-//! at once is answered there — and otherwise runs as a task and answers through the
-//! core when done. Credit messages (`PUT_CREDITED`, `RETURN`) never wait and run
+//! at once is answered there — and otherwise is polled again by the thread whose
+//! channel operation wakes it (`InlineTask`), and answers through the core when
+//! done. Credit messages (`PUT_CREDITED`, `RETURN`) never wait and run
 //! where they arrive, in order.
 //!
 //! A `TAKE` can be stopped: its requester gave up (`CANCEL`) or is gone. It waits
@@ -24,6 +25,7 @@ use futures::future::{self, BoxFuture, Either};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use super::inline_task::InlineTask;
 use super::node::{enter, Node};
 use crate::core::ChannelOp;
 use crate::error::{CallError, ErrorKind, ProtocolError, RemoteException};
@@ -149,8 +151,10 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
             return;
         }
         RefRequestKind::Cancel => {
-            // Stops the take if it still runs; it answers itself.
-            drop(channel.takes.lock().remove(&(from, call_id)));
+            // Stops the take if it still runs; it answers itself — perhaps on this
+            // thread, as the stop wakes it (`InlineTask`): the lock goes first.
+            let stop = channel.takes.lock().remove(&(from, call_id));
+            drop(stop);
             return;
         }
         RefRequestKind::PutFront => {
@@ -187,7 +191,8 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
                             Either::Left(_) => Err(stopped(&node)),
                             Either::Right((r, _)) => r,
                         };
-                        channel.takes.lock().remove(&(from, call_id));
+                        let stop = channel.takes.lock().remove(&(from, call_id));
+                        drop(stop);
                         r
                     }
                     None => take.await,
@@ -247,7 +252,10 @@ pub(crate) fn run(node: Arc<Node>, op: ChannelOp<ChannelSlot>) {
             c.reply(from, call_id, reply)
         });
     };
-    run_now_or_spawn(Box::pin(op));
+    // Polled here; if it must wait (a take from an empty channel, a put into a
+    // full one), polled again by the thread whose put or take wakes it, which then
+    // writes the answer: no hand-off to a runtime thread on the way.
+    InlineTask::start(Box::pin(op));
 }
 
 /// Polls `op` once here, and spawns it only if it must wait: an operation that can

@@ -9,7 +9,8 @@
 //! that join by themselves: the master's join listener, the worker's `--join`), [`memory`] (giving the
 //! allocator's free pages back after a burst), [`serve`] (worker
 //! mode: accept loop, `init`, the worker-mode hook), [`execute`] (running received
-//! calls), [`channel_ops`] (running channel operations for others), [`runners`] (the
+//! calls), [`channel_ops`] (running channel operations for others), [`inline_task`] (a
+//! future polled by the thread that wakes it, for those operations), [`runners`] (the
 //! call queue), [`runtime`] (the tokio runtime and blocking waits), [`timer`]
 //! (reference-batch deadlines), `tls` (the process's TLS setting; feature `tls`).
 
@@ -19,6 +20,7 @@ pub(crate) mod driver;
 pub(crate) mod elastic;
 pub(crate) mod execute;
 pub(crate) mod handshake;
+pub(crate) mod inline_task;
 pub(crate) mod launch;
 pub(crate) mod memory;
 pub(crate) mod node;

@@ -111,6 +111,40 @@ fn bcast_in<T: Serialize + DeserializeOwned>(
     }
 }
 
+fn bcast_into_in<E: bytemuck::Pod>(
+    run: &RunHere,
+    pids: &[Pid],
+    buf: &mut [E],
+    root: Pid,
+    key: Key,
+) -> Result<(), SpmdError> {
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
+    if run.myid == root {
+        // Copied once, into the run's spare (pages already there after the first):
+        // the messages are written from it after this returns, and the caller may
+        // change its buffer at once.
+        let mut out = run.ctx.take_spare();
+        if out.capacity() < bytes.len() {
+            out = cohort_cluster::codec::large_vec(bytes.len());
+        }
+        out.extend_from_slice(bytes);
+        let sent = bcast_bytes(run, pids, root, key, Some(run.ctx.recyclable(out)))?;
+        run.ctx.give_back(sent);
+        return Ok(());
+    }
+    let got = bcast_bytes(run, pids, root, key, None)?;
+    if got.len() != bytes.len() {
+        return Err(SpmdError::WrongLength {
+            root,
+            sent: got.len(),
+            buffer: bytes.len(),
+        });
+    }
+    bytes.copy_from_slice(&got);
+    run.ctx.give_back(got);
+    Ok(())
+}
+
 /// Broadcasts the root's bytes (`mine`, which only the root has) down a binomial tree
 /// rooted at `root` (see `tree`): each process gets them from its parent — not
 /// necessarily the root — and forwards them, as they came, to its children.
@@ -301,6 +335,30 @@ impl Group {
         bcast_in(&*here("bcast")?, &self.pids, value, root, key)
     }
 
+    /// [`bcast_into`] among the group.
+    ///
+    /// # Errors
+    /// As [`bcast_into`]; [`SpmdError::NotAMember`] as [`Group::bcast`].
+    ///
+    /// ```
+    /// use cohort_darray::spmd::{self, SpmdError};
+    /// let r = spmd::blocking::spmd(|| -> Result<[u8; 1], SpmdError> {
+    ///     let mut b = [9u8];
+    ///     spmd::group(&[1])?.bcast_into(&mut b, 1, ())?;
+    ///     Ok(b)
+    /// }, ()).unwrap();
+    /// assert_eq!(r, vec![[9]]);
+    /// ```
+    pub fn bcast_into<E: bytemuck::Pod>(
+        &self,
+        buf: &mut [E],
+        root: Pid,
+        tag: impl Into<Tag>,
+    ) -> Result<(), SpmdError> {
+        let key = Key::new(Op::BcastInto, tag.into(), 0);
+        bcast_into_in(&*here("bcast_into")?, &self.pids, buf, root, key)
+    }
+
     /// [`scatter`] among the group: one value per member, in the group's order.
     ///
     /// # Errors
@@ -429,6 +487,43 @@ pub fn bcast<T: Serialize + DeserializeOwned>(
         value,
         root,
         Key::new(Op::Bcast, tag.into(), 0),
+    )
+}
+
+/// Broadcasts the root's `buf` into every other process's `buf`, which must be as
+/// long (MPI's `MPI_Bcast`; `bcast` returns a new value instead). For arrays of
+/// plain numbers that a process broadcasts again and again: nothing is encoded,
+/// and each receiver writes into memory it already has, instead of a fresh array
+/// per broadcast. On the root `buf` is only read; it is copied once before this
+/// returns, so it may be changed at once. Every process of the run calls
+/// `bcast_into` (a `bcast` with the same tag does not match it).
+///
+/// # Errors
+/// As [`bcast`]; [`SpmdError::WrongLength`] on a process whose `buf` is not as
+/// long as the root's (nothing is written into it; the others are not affected).
+///
+/// ```
+/// use cohort_darray::spmd::{self, SpmdError};
+/// let r = spmd::blocking::spmd(|| -> Result<Vec<f64>, SpmdError> {
+///     let root = spmd::run_pids()?[0];
+///     let mut buf = if cohort_cluster::myid() == root { vec![1.5, 2.5] } else { vec![0.0; 2] };
+///     spmd::bcast_into(&mut buf, root, ())?;
+///     Ok(buf)
+/// }, ()).unwrap();
+/// assert_eq!(r, vec![vec![1.5, 2.5]]);
+/// ```
+pub fn bcast_into<E: bytemuck::Pod>(
+    buf: &mut [E],
+    root: Pid,
+    tag: impl Into<Tag>,
+) -> Result<(), SpmdError> {
+    let run = here("bcast_into")?;
+    bcast_into_in(
+        &run,
+        &run.pids,
+        buf,
+        root,
+        Key::new(Op::BcastInto, tag.into(), 0),
     )
 }
 

@@ -90,6 +90,19 @@ pub enum SpmdError {
     /// than was sent, say).
     #[error("SPMD message could not be (de)serialized: {0}")]
     Serialization(String),
+    /// [`bcast_into`](super::bcast_into): the root's buffer is not as long as this
+    /// process's (nothing was written into it).
+    #[error(
+        "bcast_into: the root {root} sent {sent} bytes, but this process's buffer holds {buffer}"
+    )]
+    WrongLength {
+        /// The root of the broadcast.
+        root: Pid,
+        /// Bytes the root sent.
+        sent: usize,
+        /// Bytes of the buffer here.
+        buffer: usize,
+    },
     /// `scatter` was given a number of values other than the number of processes.
     #[error("scatter needs one value per process: {expected} processes, {got} values")]
     WrongCount {

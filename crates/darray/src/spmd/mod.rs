@@ -14,6 +14,7 @@
 //! | `recvfrom_any(; tag)` | [`recvfrom_any`]`::<T>(tag)` → `(pid, value)` |
 //! | `barrier(; pids, tag)` | [`barrier`]`(tag)` (the run's pids); [`group`]`(&pids)?.barrier(tag)` |
 //! | `bcast(data, pid; tag, pids)` | [`bcast`]`(data, root, tag)`; [`Group::bcast`] |
+//! | (MPI's `MPI_Bcast` into a buffer) | [`bcast_into`]`(&mut buf, root, tag)`; [`Group::bcast_into`] |
 //! | `scatter(x, pid; tag, pids)` | [`scatter`]`(parts, root, tag)`; [`Group::scatter`] |
 //! | `gather(x, pid; tag, pids)` | [`gather`]`(x, root, tag)` → `Some(Vec)` on the root; [`Group::gather`] |
 //! | MPI `Reduce` / `Allreduce` | [`reduce`]`(x, op, root, tag)`, [`allreduce`]`(x, op, tag)` |
@@ -100,7 +101,9 @@ mod state;
 mod tag;
 mod wire;
 
-pub use collective::{allreduce, barrier, bcast, gather, group, reduce, scatter, Group};
+pub use collective::{
+    allreduce, barrier, bcast, bcast_into, gather, group, reduce, scatter, Group,
+};
 pub use context::{close, context, context_local_storage, Context, ContextStorage};
 pub use error::{FailureKind, ProcessFailure, RunFailure, SpmdError};
 pub use p2p::{recvfrom, recvfrom_any, sendto};

@@ -59,6 +59,8 @@ pub(crate) enum Op {
     User,
     Barrier,
     Bcast,
+    /// `bcast_into`: raw elements, never matched by a `bcast`.
+    BcastInto,
     Scatter,
     Gather,
     Reduce,
