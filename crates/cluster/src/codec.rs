@@ -469,9 +469,13 @@ impl<'de> serde::Deserialize<'de> for SharedBytes {
                 f.write_str("bytes")
             }
             fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<SharedBytes, E> {
-                Ok(SharedBytes(
-                    shared_bytes(b).unwrap_or_else(|| Bytes::copy_from_slice(b)),
-                ))
+                // A copy when the bytes are not a large message's (on huge pages
+                // when large: `large_vec`).
+                Ok(SharedBytes(shared_bytes(b).unwrap_or_else(|| {
+                    let mut v = large_vec(b.len());
+                    v.extend_from_slice(b);
+                    Bytes::from(v)
+                })))
             }
             fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<SharedBytes, E> {
                 Ok(SharedBytes(Bytes::from(b)))

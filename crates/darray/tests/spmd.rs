@@ -253,6 +253,20 @@ fn bcast_into_fills_every_buffer_again_and_again_and_refuses_a_wrong_length() {
                     sums.push(buf.iter().sum());
                 }
             }
+            // The message already here when the receiver asks for it: the root's
+            // note comes after it from the same sender, and is waited for first.
+            let mut early = vec![0u16; 70_000];
+            if me == root {
+                early.fill(3);
+                spmd::bcast_into(&mut early, root, "early")?;
+                for &p in spmd::run_pids()?.iter().filter(|&&p| p != root) {
+                    spmd::sendto(p, &(), "sent")?;
+                }
+            } else {
+                spmd::recvfrom::<()>(root, "sent")?;
+                spmd::bcast_into(&mut early, root, "early")?;
+            }
+            assert!(early.iter().all(|&x| x == 3));
             // A buffer of another length than the root's: an error here only.
             let mut short = vec![0u32; if me == root { 10 } else { 9 }];
             match spmd::bcast_into(&mut short, root, "short") {

@@ -16,6 +16,22 @@ fn all_collectives(seed: u64) -> Result<(), SpmdError> {
     for (k, &root) in pids.iter().enumerate() {
         let v = spmd::bcast(seed + k as u64, root, "bcast")?;
         assert_eq!(v, seed + k as u64, "bcast from {root}");
+        // Into buffers: inner ranks forward, leaves are written in place; 1 MiB
+        // and a bit, so that it comes in fragments with `COHORT_SPMD_FRAGMENT`
+        // small, and whole otherwise.
+        let mut buf = vec![0u64; (1 << 17) + 3];
+        if root == cohort::myid() {
+            buf.iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = seed * i as u64 + k as u64);
+        }
+        spmd::bcast_into(&mut buf, root, "into")?;
+        assert!(
+            buf.iter()
+                .enumerate()
+                .all(|(i, &x)| x == seed * i as u64 + k as u64),
+            "bcast_into from {root}"
+        );
         let sum = spmd::reduce(r as u64, |a, b| a + b, root, "reduce")?;
         assert_eq!(
             sum,

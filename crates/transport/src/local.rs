@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::listen::{parse_announcement, parse_local};
@@ -161,7 +161,7 @@ async fn launch_one(params: &LaunchParams, exe: &PathBuf) -> Result<WorkerConfig
         exe: exe.display().to_string(),
         source,
     };
-    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let mut child = spawn_retrying_busy(&mut cmd).await.map_err(spawn_err)?;
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
@@ -268,4 +268,22 @@ impl ClusterManager for LocalManager {
             }
         }
     }
+}
+
+/// Spawns `cmd`, retrying for a moment while the executable is busy (`ETXTBSY`): an
+/// executable this process has just written (a generated worker script, say) stays
+/// open for writing in any child another thread forked meanwhile, until that child
+/// execs — a few milliseconds at most. Other errors are returned at once.
+async fn spawn_retrying_busy(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut wait = Duration::from_millis(1);
+    for _ in 0..10 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+    cmd.spawn()
 }

@@ -132,7 +132,23 @@ fn bcast_into_in<E: bytemuck::Pod>(
         run.ctx.give_back(sent);
         return Ok(());
     }
-    let got = bcast_bytes(run, pids, root, key, None)?;
+    in_group(pids, root)?;
+    let me = rank_in(run, pids)?;
+    let n = pids.len();
+    let root_rank = pids.iter().position(|p| *p == root).expect("checked");
+    let (parent, children) = tree((me + n - root_rank) % n, n);
+    let got = match parent {
+        // A leaf forwards nothing: the message is written into `buf` as it comes.
+        Some(p) if children.is_empty() => {
+            let from = pids[(p + root_rank) % n];
+            run.member(from)?;
+            match run.ctx.receive_into(run, from, &key, bytes)? {
+                None => return Ok(()),
+                Some(got) => got,
+            }
+        }
+        _ => bcast_bytes(run, pids, root, key, None)?,
+    };
     if got.len() != bytes.len() {
         return Err(SpmdError::WrongLength {
             root,

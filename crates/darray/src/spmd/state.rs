@@ -72,7 +72,28 @@ pub(crate) struct Mailbox {
     /// The memory of a large message this process is done with, for the next large
     /// reassembly or encoding of the run (see [`CtxState::give_back`]).
     spare: Option<Vec<u8>>,
+    /// A buffer lent by a waiting `bcast_into` for the next message from one
+    /// sender under one key ([`CtxState::receive_into`]).
+    lent: Option<Lent>,
 }
+
+/// A buffer that a waiting `bcast_into` lent for the next message from `from` under
+/// `key`: the message's fragments are copied straight into it as they come (under
+/// the mailbox's lock), instead of into a reassembly buffer that is copied again.
+pub(crate) struct Lent {
+    from: Pid,
+    key: Key,
+    ptr: *mut u8,
+    len: usize,
+    filled: usize,
+    done: bool,
+}
+
+// SAFETY: `ptr` points into a buffer that the lending thread holds mutably borrowed
+// and does not touch until it has taken this `Lent` back out of the mailbox, under
+// the mailbox's lock (`CtxState::receive_into`, also on unwind); every write through
+// `ptr` happens under that lock, so by one thread at a time, within `len` bytes.
+unsafe impl Send for Lent {}
 
 impl Mailbox {
     /// The next message from `from` with `key`.
@@ -113,6 +134,32 @@ impl Mailbox {
         payload: Payload,
         ctx: &Weak<CtxState>,
     ) {
+        if let Some(l) = self.lent.as_mut() {
+            let end = l.filled + payload.len();
+            // The lent buffer's message: the next one from `from` under `key`, of
+            // the buffer's length (another length goes the usual way, and its
+            // receiver reports it), not begun before the buffer was lent.
+            if !l.done
+                && l.from == from
+                && l.key == key
+                && total == l.len
+                && end <= l.len
+                && !self.partial.contains_key(&from)
+            {
+                // SAFETY: within the lent buffer (`end <= len`), under the mailbox's
+                // lock; see `Lent`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        payload.as_ptr(),
+                        l.ptr.add(l.filled),
+                        payload.len(),
+                    );
+                }
+                l.filled = end;
+                l.done = end == total;
+                return;
+            }
+        }
         let mut buf = match self.partial.remove(&from) {
             // A whole message: kept as it came (a large one in its own memory).
             None if payload.len() == total => {
@@ -321,6 +368,59 @@ impl CtxState {
     pub(crate) fn wake(&self) {
         let _held = self.mailbox.lock();
         self.arrived.notify_all();
+    }
+
+    /// Waits for the next message from `from` under `key` and writes it into `buf`
+    /// as its fragments come: `Ok(None)` once `buf` holds it, or `Ok(Some(bytes))`
+    /// for a message that came the usual way — one already here or begun before
+    /// this call, or one of another length than `buf` (the caller copies it or
+    /// reports the length). On an error `buf` may hold part of the message.
+    ///
+    /// # Errors
+    /// As [`wait_for`](Self::wait_for).
+    pub(crate) fn receive_into(
+        &self,
+        run: &RunHere,
+        from: Pid,
+        key: &Key,
+        buf: &mut [u8],
+    ) -> Result<Option<Payload>, SpmdError> {
+        {
+            let mut mb = self.mailbox.lock();
+            if let Some(m) = mb.take(from, key) {
+                return Ok(Some(m));
+            }
+            if mb.partial.contains_key(&from) || mb.lent.is_some() {
+                drop(mb);
+                return self
+                    .wait_for(run, &[from], |mb| mb.take(from, key))
+                    .map(Some);
+            }
+            mb.lent = Some(Lent {
+                from,
+                key: key.clone(),
+                ptr: buf.as_mut_ptr(),
+                len: buf.len(),
+                filled: 0,
+                done: false,
+            });
+        }
+        /// Takes the lent buffer back on every way out, unwinding included: no
+        /// write into it follows.
+        struct TakeBack<'a>(&'a CtxState);
+        impl Drop for TakeBack<'_> {
+            fn drop(&mut self) {
+                self.0.mailbox.lock().lent = None;
+            }
+        }
+        let _back = TakeBack(self);
+        self.wait_for(run, &[from], |mb| {
+            if mb.lent.as_ref().is_some_and(|l| l.done) {
+                mb.lent = None;
+                return Some(None);
+            }
+            mb.take(from, key).map(Some)
+        })
     }
 
     /// Waits until `take` finds its message, failing when the run is aborted or one

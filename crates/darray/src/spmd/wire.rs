@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use cohort_cluster::codec;
 
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The bytes of one fragment: a range of the sender's buffer going out, the
@@ -49,31 +49,8 @@ impl Serialize for Chunk {
 
 impl<'de> Deserialize<'de> for Chunk {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Chunk, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Chunk;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Chunk, E> {
-                Ok(Chunk::In(codec::shared_bytes(b).unwrap_or_else(|| {
-                    let mut v = codec::large_vec(b.len());
-                    v.extend_from_slice(b);
-                    Bytes::from(v)
-                })))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<Chunk, E> {
-                Ok(Chunk::In(Bytes::from(b)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Chunk, A::Error> {
-                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(b) = seq.next_element::<u8>()? {
-                    v.push(b);
-                }
-                Ok(Chunk::In(Bytes::from(v)))
-            }
-        }
-        d.deserialize_byte_buf(V)
+        // A slice of the large message it came in, or a copy of a small one.
+        codec::SharedBytes::deserialize(d).map(|b| Chunk::In(b.0))
     }
 }
 
