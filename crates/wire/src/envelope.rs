@@ -248,7 +248,7 @@ impl Splices {
     }
 
     /// The whole payload, `own` with the pieces in their places, in one new buffer
-    /// (for tests, and for a message that cannot be written in pieces).
+    /// (to check a spliced encoding against a copied one).
     ///
     /// # Panics
     /// If an offset is past the end of `own`.
@@ -394,13 +394,7 @@ pub fn encode_envelope_spliced(msg: &Envelope, splices: Splices) -> SplitFrame {
     head.extend_from_slice(&rest);
     encode_key(payload_tag, WireType::LengthDelimited, &mut head);
     encode_varint(payload_len as u64, &mut head);
-    if !spliced {
-        return SplitFrame {
-            head,
-            tail: payload.clone(),
-            rest: VecDeque::new(),
-        };
-    }
+    // With no splices the one part is the payload itself, shared.
     let mut rest = splices.into_parts(payload);
     SplitFrame {
         head,

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::SpmdError;
-use super::p2p::{decode, decode_received, encode, encode_for, recv_bytes, send_bytes};
+use super::p2p::{decode, decode_received, encode_for, recv_bytes, send_bytes};
 use super::run::here;
 use super::state::RunHere;
 use super::tag::{Key, Op, Tag};
@@ -103,8 +103,9 @@ fn bcast_in<T: Serialize + DeserializeOwned>(
     key: Key,
 ) -> Result<T, SpmdError> {
     if run.myid == root {
-        let sent = bcast_bytes(run, pids, root, key, Some(encode_for(run, &value)?))?;
-        run.ctx.give_back(sent);
+        // The encoding comes back to the run's spare when its last message is
+        // written (`Recycled`).
+        bcast_bytes(run, pids, root, key, Some(encode_for(run, &value)?))?;
         Ok(value)
     } else {
         decode_received(run, bcast_bytes(run, pids, root, key, None)?)
@@ -128,19 +129,12 @@ fn bcast_into_in<E: bytemuck::Pod>(
             out = cohort_cluster::codec::large_vec(bytes.len());
         }
         out.extend_from_slice(bytes);
-        let sent = bcast_bytes(run, pids, root, key, Some(run.ctx.recyclable(out)))?;
-        run.ctx.give_back(sent);
+        bcast_bytes(run, pids, root, key, Some(run.ctx.recyclable(out)))?;
         return Ok(());
     }
-    in_group(pids, root)?;
-    let me = rank_in(run, pids)?;
-    let n = pids.len();
-    let root_rank = pids.iter().position(|p| *p == root).expect("checked");
-    let (parent, children) = tree((me + n - root_rank) % n, n);
-    let got = match parent {
+    let got = match tree_of(run, pids, root)? {
         // A leaf forwards nothing: the message is written into `buf` as it comes.
-        Some(p) if children.is_empty() => {
-            let from = pids[(p + root_rank) % n];
+        (Some(from), children) if children.is_empty() => {
             run.member(from)?;
             match run.ctx.receive_into(run, from, &key, bytes)? {
                 None => return Ok(()),
@@ -171,20 +165,28 @@ fn bcast_bytes(
     key: Key,
     mine: Option<Bytes>,
 ) -> Result<Bytes, SpmdError> {
-    in_group(pids, root)?;
-    let me = rank_in(run, pids)?;
-    let n = pids.len();
-    let root_rank = pids.iter().position(|p| *p == root).expect("checked");
-    let (parent, children) = tree((me + n - root_rank) % n, n);
+    let (parent, children) = tree_of(run, pids, root)?;
     let bytes = match (parent, mine) {
-        (Some(p), _) => recv_bytes(run, pids[(p + root_rank) % n], &key)?,
+        (Some(p), _) => recv_bytes(run, p, &key)?,
         (None, Some(b)) => b,
         (None, None) => unreachable!("only the root has no parent, and it has the value"),
     };
     for c in children {
-        send_bytes(run, pids[(c + root_rank) % n], key.clone(), bytes.clone())?;
+        send_bytes(run, c, key.clone(), bytes.clone())?;
     }
     Ok(bytes)
+}
+
+/// This process's parent (none for the root) and children in the broadcast tree of
+/// `pids` rooted at `root` (see [`tree`]), as pids.
+fn tree_of(run: &RunHere, pids: &[Pid], root: Pid) -> Result<(Option<Pid>, Vec<Pid>), SpmdError> {
+    in_group(pids, root)?;
+    let me = rank_in(run, pids)?;
+    let n = pids.len();
+    let root_rank = pids.iter().position(|p| *p == root).expect("checked");
+    let pid = |rel: usize| pids[(rel + root_rank) % n];
+    let (parent, children) = tree((me + n - root_rank) % n, n);
+    Ok((parent.map(pid), children.into_iter().map(pid).collect()))
 }
 
 /// The binomial tree of a broadcast among `n` processes, ranks relative to the root
@@ -235,7 +237,7 @@ fn scatter_in<T: Serialize + DeserializeOwned>(
         if p == root {
             mine = Some(v);
         } else {
-            send_bytes(run, p, key.clone(), Bytes::from(encode(&v)?))?;
+            send_bytes(run, p, key.clone(), encode_for(run, &v)?)?;
         }
     }
     Ok(mine.expect("the root is in the group"))
@@ -251,7 +253,7 @@ fn gather_in<T: Serialize + DeserializeOwned>(
     in_group(pids, root)?;
     rank_in(run, pids)?;
     if run.myid != root {
-        send_bytes(run, root, key.clone(), Bytes::from(encode(&value)?))?;
+        send_bytes(run, root, key.clone(), encode_for(run, &value)?)?;
         return Ok(None);
     }
     let mut out = Vec::with_capacity(pids.len());

@@ -14,10 +14,6 @@ use super::state::{remote, RunHere};
 use super::tag::{Key, Op, Tag};
 use super::wire::{fragment_size, Chunk};
 
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SpmdError> {
-    codec::encode(value).map_err(|e| SpmdError::Serialization(e.message))
-}
-
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SpmdError> {
     codec::decode(bytes).map_err(|e| SpmdError::Serialization(e.message))
 }
@@ -86,10 +82,8 @@ pub(crate) fn send_bytes(
             })?;
         start = end;
         if start >= total {
-            // Plain bytes (small, or received) go back to the spare now if no one
-            // else holds them; the run's own large encodings come back by themselves
-            // when the last message spliced from them is written (`Recycled`).
-            run.ctx.give_back(payload);
+            // The run's large encodings come back to its spare by themselves when
+            // the last message spliced from them is written (`Recycled`).
             return Ok(());
         }
     }

@@ -96,6 +96,17 @@ pub(crate) struct Lent {
 unsafe impl Send for Lent {}
 
 impl Mailbox {
+    /// Keeps the empty vector `v` as the spare if it is larger than the spare.
+    fn keep_spare(&mut self, v: Vec<u8>) {
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < v.capacity())
+        {
+            self.spare = Some(v);
+        }
+    }
+
     /// The next message from `from` with `key`.
     pub(crate) fn take(&mut self, from: Pid, key: &Key) -> Option<Payload> {
         let q = self.queues.get_mut(&(from, key.clone()))?;
@@ -261,16 +272,8 @@ impl CtxState {
         // Emptied first, so that the conversion moves no bytes.
         buf.clear();
         let v = Vec::from(buf);
-        if v.capacity() < SPARE_MIN {
-            return;
-        }
-        let mut mb = self.mailbox.lock();
-        if mb
-            .spare
-            .as_ref()
-            .is_none_or(|s| s.capacity() < v.capacity())
-        {
-            mb.spare = Some(v);
+        if v.capacity() >= SPARE_MIN {
+            self.mailbox.lock().keep_spare(v);
         }
     }
 
@@ -282,15 +285,8 @@ impl CtxState {
             return;
         }
         v.clear();
-        let Some(mut mb) = self.mailbox.try_lock() else {
-            return;
-        };
-        if mb
-            .spare
-            .as_ref()
-            .is_none_or(|s| s.capacity() < v.capacity())
-        {
-            mb.spare = Some(v);
+        if let Some(mut mb) = self.mailbox.try_lock() {
+            mb.keep_spare(v);
         }
     }
 
