@@ -125,6 +125,110 @@ pub(crate) fn encode_spliced_into<T: Serialize + ?Sized>(
     Ok(splices.unwrap_or_default())
 }
 
+thread_local! {
+    /// The owned call arguments being encoded on this thread by [`encode_lent_into`]:
+    /// where they lie (address and size) and the handle that keeps them alive. A
+    /// [`Bulk`] stored inline in them lends its elements to the message.
+    static LENDER: std::cell::RefCell<Option<(usize, usize, std::sync::Arc<Lent>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Owned call arguments whose memory a message may be written from: they stay here,
+/// never touched again but to be dropped, until the last message written from them
+/// is written (the mutex only makes the box shareable; it is locked once, to encode).
+struct Lent(parking_lot::Mutex<Box<dyn std::any::Any + Send>>);
+
+impl Lent {
+    /// Lets go of one handle on `lent`; the last one drops the arguments — on a
+    /// blocking thread of cohort's runtime when `elsewhere`, since a message's bytes
+    /// go when it is written, perhaps under a connection's lock, and the arguments'
+    /// drops (a handle's release, say) may need that lock.
+    fn release(lent: std::sync::Arc<Lent>, elsewhere: bool) {
+        if let Some(Lent(args)) = std::sync::Arc::into_inner(lent) {
+            let args = args.into_inner();
+            if elsewhere {
+                drop(crate::runtime::handle().spawn_blocking(move || drop(args)));
+            } else {
+                drop(args);
+            }
+        }
+    }
+}
+
+/// A slice of lent arguments' memory, as the owner of a [`Bytes`].
+struct Borrowed {
+    ptr: *const u8,
+    len: usize,
+    lent: Option<std::sync::Arc<Lent>>,
+}
+
+// SAFETY: the bytes are plain data in heap memory owned by the arguments in `lent`,
+// which nothing changes or frees while `lent` is held (see `lend`); reading them
+// from any thread is sound.
+unsafe impl Send for Borrowed {}
+
+impl AsRef<[u8]> for Borrowed {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see `lend` and the `Send` impl: `ptr..ptr+len` stays valid and
+        // unchanged while `self.lent` holds the arguments.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        if let Some(lent) = self.lent.take() {
+            Lent::release(lent, true);
+        }
+    }
+}
+
+/// Encodes owned call arguments at the end of `out` as [`encode_spliced_into`]
+/// does, and also splices the elements of every large [`Bulk`] stored inline in
+/// them (a tuple field, say), which are then not copied: the arguments are kept
+/// until the message is written, instead of being dropped as soon as encoded.
+pub(crate) fn encode_lent_into<T: Serialize + Send + 'static>(
+    args: T,
+    out: &mut Vec<u8>,
+) -> Result<Splices, Failure> {
+    let boxed: Box<dyn std::any::Any + Send> = Box::new(args);
+    let lent = std::sync::Arc::new(Lent(parking_lot::Mutex::new(boxed)));
+    let r = {
+        let guard = lent.0.lock();
+        let args: &T = guard.downcast_ref().expect("the type just boxed");
+        let at = (args as *const T as usize, std::mem::size_of::<T>());
+        let outer = LENDER.with(|l| l.borrow_mut().replace((at.0, at.1, lent.clone())));
+        let r = encode_spliced_into(args, out);
+        LENDER.with(|l| *l.borrow_mut() = outer);
+        r
+    };
+    // Dropped here at once unless a message still has to be written from them.
+    Lent::release(lent, false);
+    r
+}
+
+/// The elements `data` of a [`Bulk`] at `at` (`size` bytes), as bytes to splice into
+/// the message being encoded, if they are large, the message splices, and the
+/// `Bulk` lies inline within the lent arguments being encoded (so it is theirs, and
+/// its elements live and stay unchanged while the arguments are kept: nothing else
+/// can reach them).
+fn lend(at: usize, size: usize, data: &[u8]) -> Option<Bytes> {
+    if data.len() < SHARE_MIN || !splicing_on() || OFFERED.with(|o| o.borrow().is_none()) {
+        return None;
+    }
+    LENDER.with(|l| {
+        let l = l.borrow();
+        let (start, len, lent) = l.as_ref()?;
+        (at >= *start && at + size <= start + len).then(|| {
+            Bytes::from_owner(Borrowed {
+                ptr: data.as_ptr(),
+                len: data.len(),
+                lent: Some(lent.clone()),
+            })
+        })
+    })
+}
+
 impl SpareVec {
     /// The offered buffer `data` is, if this encoding splices and it is one.
     fn offered(&self, data: &[u8]) -> Option<Bytes> {
@@ -609,6 +713,14 @@ pub(crate) fn with_target<R>(
 /// Elements are plain-old-data (`bytemuck::Pod`); bytes travel in this machine's byte
 /// order, which every cohort platform shares (little-endian).
 ///
+/// As a call's argument — a field of the argument tuple passed to `remotecall` and
+/// its kin, which take it — a `Bulk` of [`SHARE_MIN`] bytes or more is not copied
+/// into the message: the message is written from its elements where they are, and
+/// the arguments are dropped once it has been written (on one of cohort's threads)
+/// instead of as soon as they are encoded. A `Bulk` behind a pointer (a `Box` in the
+/// tuple) is copied as usual. The receiver decodes it into a vector of its own (one
+/// copy, into fresh memory); [`SharedBytes`] avoids that copy too.
+///
 /// ```
 /// use cohort_cluster::codec::{decode, encode, Bulk};
 /// let a = Bulk(vec![1.5f64; 1000]);
@@ -682,7 +794,16 @@ pub fn large_vec<T>(capacity: usize) -> Vec<T> {
 
 impl<T: bytemuck::Pod> Serialize for Bulk<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytemuck::cast_slice(&self.0))
+        let data: &[u8] = bytemuck::cast_slice(&self.0);
+        // A large array among a call's owned arguments is written from where it is.
+        match lend(
+            self as *const Self as usize,
+            std::mem::size_of::<Self>(),
+            data,
+        ) {
+            Some(lent) => serialize_shared(&lent, s),
+            None => s.serialize_bytes(data),
+        }
     }
 }
 
@@ -880,6 +1001,58 @@ mod buffer_tests {
         assert_eq!(encode(&v).unwrap(), copied);
         let back: (SharedBytes, u8, SharedBytes, SharedBytes) = decode(&copied).unwrap();
         assert_eq!(back, v);
+    }
+
+    /// Sets its flag when dropped (sends on its channel), to see when lent
+    /// arguments go.
+    struct Flag(std::sync::mpsc::Sender<()>);
+    impl Serialize for Flag {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_unit()
+        }
+    }
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    #[test]
+    fn owned_bulk_arguments_lend_their_elements_and_live_until_the_message_goes() {
+        let n = SHARE_MIN / 8 + 1;
+        let lent = Bulk((0..n).map(|i| i as f64).collect::<Vec<f64>>());
+        let at = lent.as_ptr().cast::<u8>();
+        // Not inline in the arguments (behind a box): copied. Small: copied.
+        let boxed = Box::new(Bulk(vec![2.5f64; n]));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let v = (lent, 7u32, boxed, Bulk(vec![1u16; 3]), Flag(tx));
+        let copied = encode(&v).unwrap();
+        let mut out = vec![9];
+        let s = encode_lent_into(v, &mut out).unwrap();
+        let pieces: Vec<_> = s.iter().collect();
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(
+            pieces[0].1.as_ptr(),
+            at,
+            "the caller's elements, not a copy"
+        );
+        assert_eq!(s.splice_into(&out)[1..], copied[..]);
+        // The arguments live while the message's pieces do, and go after them.
+        assert!(rx.try_recv().is_err());
+        drop(s);
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the arguments are dropped once the message is");
+        assert!(LENDER.with(|l| l.borrow().is_none()));
+
+        // Nothing lent: the arguments go at once, and the encoding is the plain one.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let v = (Bulk(vec![1.0f64; 10]), Flag(tx));
+        let mut out = Vec::new();
+        let s = encode_lent_into(v, &mut out).unwrap();
+        assert_eq!(s.bytes(), 0);
+        assert!(rx.try_recv().is_ok(), "dropped when encoded");
+        let back: (Bulk<f64>, ()) = decode(&out).unwrap();
+        assert_eq!(back.0 .0, vec![1.0; 10]);
     }
 
     #[test]

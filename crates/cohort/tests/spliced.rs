@@ -184,3 +184,82 @@ fn spliced_arguments_over_the_message_limit_are_refused_before_anything_is_sent(
     );
     c.rmprocs_blocking(&[w], None).unwrap();
 }
+
+/// What the worker saw of `Bulk` arguments: each array's length and checksum.
+fn bulk_digest(
+    a: cohort::Bulk<f64>,
+    k: u32,
+    b: Box<cohort::Bulk<u32>>,
+    c: cohort::Bulk<u8>,
+) -> (usize, u64, u32, usize, u64, usize, u64) {
+    let bytes = |x: &[u8]| (x.len(), sum(x));
+    let (al, asum) = bytes(bytemuck::cast_slice(&a));
+    let (bl, bsum) = bytes(bytemuck::cast_slice(&b));
+    let (cl, csum) = bytes(&c);
+    (al, asum, k, bl, bsum, cl, csum)
+}
+
+fn f64s(n: usize, seed: f64) -> Vec<f64> {
+    (0..n).map(|i| i as f64 * 0.25 + seed).collect()
+}
+
+/// `Bulk` arrays among a call's owned arguments are written from where they are
+/// (lent to the message, not copied into it): they arrive as copied ones would, at
+/// every size class — under the threshold, exactly at it, large — beside a boxed
+/// `Bulk` (not inline in the arguments, so copied) and small values, and many such
+/// calls interleave on one connection.
+#[test]
+fn owned_bulk_arguments_arrive_as_sent_at_every_size() {
+    let c = Cluster::new();
+    let w = c.launch_blocking(AddProcs::local(1)).unwrap()[0];
+    let min = cohort_cluster::codec::SHARE_MIN / 8;
+    for n in [0, 3, min - 1, min, min + 1, 5 << 20] {
+        let a = f64s(n, 1.0);
+        let b: Vec<u32> = (0..(n / 3 + 17) as u32).collect();
+        let small = vec![9u8; n % 1000];
+        let want = bulk_digest(
+            cohort::Bulk(a.clone()),
+            n as u32,
+            Box::new(cohort::Bulk(b.clone())),
+            cohort::Bulk(small.clone()),
+        );
+        let got = c
+            .remotecall_fetch_blocking(
+                bulk_digest,
+                w,
+                (
+                    cohort::Bulk(a),
+                    n as u32,
+                    Box::new(cohort::Bulk(b)),
+                    cohort::Bulk(small),
+                ),
+            )
+            .unwrap();
+        assert_eq!(got, want, "{n} elements");
+    }
+    let mut calls = Vec::new();
+    for i in 0..30u32 {
+        let a = f64s(20_000 + i as usize * 1013, i as f64);
+        let want = bulk_digest(
+            cohort::Bulk(a.clone()),
+            i,
+            Box::default(),
+            cohort::Bulk(vec![i as u8]),
+        );
+        let f = c.remotecall(
+            bulk_digest,
+            w,
+            (
+                cohort::Bulk(a),
+                i,
+                Box::default(),
+                cohort::Bulk(vec![i as u8]),
+            ),
+        );
+        calls.push((f, want));
+    }
+    for (f, want) in calls {
+        assert_eq!(f.fetch_blocking().unwrap(), want);
+    }
+    c.rmprocs_blocking(&[w], None).unwrap();
+}

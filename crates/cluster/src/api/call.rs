@@ -82,16 +82,19 @@ struct Payload {
     kept: Option<(captures::Key, Bytes)>,
 }
 
+/// Encodes the call's arguments, taking them: they are dropped once encoded, or —
+/// when a large [`Bulk`](codec::Bulk) among them is written from where it is — once
+/// the message is written (`codec::encode_lent_into`).
 fn encode_args<F, Args>(
     n: &Node,
     f: &F,
-    args: &Args,
+    args: Args,
     pid: Pid,
     by_code: bool,
 ) -> Result<Payload, CallError>
 where
     F: RemoteFn<Args>,
-    Args: Serialize,
+    Args: Serialize + Send + 'static,
 {
     let ser = |e: Failure| CallError::Serialization(e.message);
     let budget = n.capture_budget();
@@ -116,7 +119,7 @@ where
             // The state first, then the arguments.
             Err(state) => (registry::encode_state_prefix(&state)?, None),
         };
-        let splices = codec::encode_spliced_into(args, &mut out)?;
+        let splices = codec::encode_lent_into(args, &mut out)?;
         Ok(Payload {
             args: out,
             splices,
@@ -138,14 +141,14 @@ fn build_call<F, Args>(
     n: &Node,
     f: &F,
     pid: Pid,
-    args: &Args,
+    args: Args,
     mode: CallMode,
     call_id: u64,
     result_ref: Option<cohort_wire::ids::RefId>,
 ) -> Result<(Envelope, Vec<codec::KeepAlive>, Splices), CallError>
 where
     F: RemoteFn<Args>,
-    Args: Serialize + DeserializeOwned,
+    Args: Serialize + DeserializeOwned + Send + 'static,
     F::Output: Serialize,
 {
     let mut function = function_ref(n, f, pid)?;
@@ -252,7 +255,7 @@ where
     // The caller holds the handle, so the result comes back unasked (if small): a
     // fetch then finds it here instead of asking (protocol: `CALL_PUSH`).
     let call_id = n.new_call_id();
-    match build_call(n, &f, pid, &args, CallMode::CallPush, call_id, Some(id)).and_then(
+    match build_call(n, &f, pid, args, CallMode::CallPush, call_id, Some(id)).and_then(
         |(env, keep, splices)| Ok((n.start_call_push(pid, call_id, id, env, splices)?, keep)),
     ) {
         Ok((pushed, keep)) => Future::remote_pushed(n, id, pid, pushed, keep),
@@ -318,11 +321,10 @@ where
             .unwrap_or(Err(CallError::TaskLost));
     }
     let call_id = n.new_call_id();
-    let (env, keep, splices) = build_call(&n, &f, pid, &args, CallMode::Fetch, call_id, None)?;
-    // Encoded: the arguments go now, not when the result is back (a large one would
-    // otherwise be held twice while the call runs); what they asked to keep stays
-    // until then.
-    drop(args);
+    // Taken: the arguments go once encoded (or written), not when the result is
+    // back (a large one would otherwise be held twice while the call runs); what
+    // they asked to keep stays until then.
+    let (env, keep, splices) = build_call(&n, &f, pid, args, CallMode::Fetch, call_id, None)?;
     let bytes: Bytes = n.request_spliced(pid, call_id, env, splices).await?;
     drop(keep);
     let out = decode_result(&n, &bytes);
@@ -391,8 +393,7 @@ where
     }
     let id = n.new_ref();
     let call_id = n.new_call_id();
-    let (env, keep, splices) = build_call(&n, &f, pid, &args, CallMode::Wait, call_id, Some(id))?;
-    drop(args);
+    let (env, keep, splices) = build_call(&n, &f, pid, args, CallMode::Wait, call_id, Some(id))?;
     // Track the handle before sending, so a fast reply cannot race the registration.
     let fut = Future::remote(&n, id, pid);
     n.request_spliced(pid, call_id, env, splices).await?;
@@ -444,7 +445,7 @@ where
     }
     // Nothing answers a remote_do: what its arguments asked to keep goes once it is
     // sent.
-    let (env, _keep, splices) = build_call(n, &f, pid, &args, CallMode::RemoteDo, 0, None)?;
+    let (env, _keep, splices) = build_call(n, &f, pid, args, CallMode::RemoteDo, 0, None)?;
     n.send_spliced(pid, env, splices)
 }
 
