@@ -90,7 +90,7 @@ pub fn serialize_shared<S: serde::Serializer>(
     bytes: &Bytes,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    if bytes.len() >= SHARE_MIN && splicing_on() {
+    if would_splice(bytes.len()) {
         OFFERED.with(|o| {
             if let Some(offers) = o.borrow_mut().as_mut() {
                 offers.push(bytes.clone());
@@ -127,16 +127,24 @@ pub(crate) fn encode_spliced_into<T: Serialize + ?Sized>(
 
 thread_local! {
     /// The owned call arguments being encoded on this thread by [`encode_lent_into`]:
-    /// where they lie (address and size) and the handle that keeps them alive. A
-    /// [`Bulk`] stored inline in them lends its elements to the message.
-    static LENDER: std::cell::RefCell<Option<(usize, usize, std::sync::Arc<Lent>)>> =
-        const { std::cell::RefCell::new(None) };
+    /// where they lie, and — once a [`Bulk`] stored inline in them lent its elements to
+    /// the message — the slot that will keep them alive.
+    static LENDER: std::cell::RefCell<Option<Lender>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Owned call arguments whose memory a message may be written from: they stay here,
-/// never touched again but to be dropped, until the last message written from them
-/// is written (the mutex only makes the box shareable; it is locked once, to encode).
-struct Lent(parking_lot::Mutex<Box<dyn std::any::Any + Send>>);
+/// See [`LENDER`].
+struct Lender {
+    start: usize,
+    size: usize,
+    /// Made at the first lend only, so a call that lends nothing allocates nothing.
+    lent: Option<std::sync::Arc<Lent>>,
+}
+
+/// Owned call arguments a message is written from: filled once they are encoded,
+/// never touched again but to be dropped, with the last piece written (the mutex
+/// only makes the slot shareable).
+#[derive(Default)]
+struct Lent(parking_lot::Mutex<Option<Box<dyn std::any::Any + Send>>>);
 
 impl Lent {
     /// Lets go of one handle on `lent`; the last one drops the arguments — on a
@@ -144,13 +152,13 @@ impl Lent {
     /// go when it is written, perhaps under a connection's lock, and the arguments'
     /// drops (a handle's release, say) may need that lock.
     fn release(lent: std::sync::Arc<Lent>, elsewhere: bool) {
-        if let Some(Lent(args)) = std::sync::Arc::into_inner(lent) {
-            let args = args.into_inner();
-            if elsewhere {
-                drop(crate::runtime::handle().spawn_blocking(move || drop(args)));
-            } else {
-                drop(args);
-            }
+        let Some(args) = std::sync::Arc::into_inner(lent).and_then(|l| l.0.into_inner()) else {
+            return;
+        };
+        if elsewhere {
+            drop(crate::runtime::handle().spawn_blocking(move || drop(args)));
+        } else {
+            drop(args);
         }
     }
 }
@@ -162,9 +170,9 @@ struct Borrowed {
     lent: Option<std::sync::Arc<Lent>>,
 }
 
-// SAFETY: the bytes are plain data in heap memory owned by the arguments in `lent`,
-// which nothing changes or frees while `lent` is held (see `lend`); reading them
-// from any thread is sound.
+// SAFETY: the bytes are plain data in heap memory owned by the arguments that `lent`
+// keeps, which nothing changes or frees while `lent` is held (see `lend`); reading
+// them from any thread is sound.
 unsafe impl Send for Borrowed {}
 
 impl AsRef<[u8]> for Borrowed {
@@ -185,47 +193,55 @@ impl Drop for Borrowed {
 
 /// Encodes owned call arguments at the end of `out` as [`encode_spliced_into`]
 /// does, and also splices the elements of every large [`Bulk`] stored inline in
-/// them (a tuple field, say), which are then not copied: the arguments are kept
+/// them (a tuple field, say), which are then not copied: such arguments are kept
 /// until the message is written, instead of being dropped as soon as encoded.
 pub(crate) fn encode_lent_into<T: Serialize + Send + 'static>(
     args: T,
     out: &mut Vec<u8>,
 ) -> Result<Splices, Failure> {
-    let boxed: Box<dyn std::any::Any + Send> = Box::new(args);
-    let lent = std::sync::Arc::new(Lent(parking_lot::Mutex::new(boxed)));
-    let r = {
-        let guard = lent.0.lock();
-        let args: &T = guard.downcast_ref().expect("the type just boxed");
-        let at = (args as *const T as usize, std::mem::size_of::<T>());
-        let outer = LENDER.with(|l| l.borrow_mut().replace((at.0, at.1, lent.clone())));
-        let r = encode_spliced_into(args, out);
-        LENDER.with(|l| *l.borrow_mut() = outer);
-        r
+    let here = Lender {
+        start: &args as *const T as usize,
+        size: std::mem::size_of::<T>(),
+        lent: None,
     };
-    // Dropped here at once unless a message still has to be written from them.
-    Lent::release(lent, false);
+    let outer = LENDER.with(|l| l.borrow_mut().replace(here));
+    let r = encode_spliced_into(&args, out);
+    let lender = LENDER.with(|l| std::mem::replace(&mut *l.borrow_mut(), outer));
+    if let Some(lent) = lender.and_then(|l| l.lent) {
+        // Moving the arguments leaves the lent elements where they are (in the heap
+        // memory of their `Bulk`'s vector), and no piece has left this thread yet.
+        *lent.0.lock() = Some(Box::new(args));
+        Lent::release(lent, false);
+    }
     r
 }
 
+/// Whether a buffer of `len` bytes offered now would be spliced: it is large, and an
+/// encoding that splices runs on this thread.
+fn would_splice(len: usize) -> bool {
+    len >= SHARE_MIN && splicing_on() && OFFERED.with(|o| o.borrow().is_some())
+}
+
 /// The elements `data` of a [`Bulk`] at `at` (`size` bytes), as bytes to splice into
-/// the message being encoded, if they are large, the message splices, and the
-/// `Bulk` lies inline within the lent arguments being encoded (so it is theirs, and
-/// its elements live and stay unchanged while the arguments are kept: nothing else
-/// can reach them).
+/// the message being encoded, if they would be spliced and the `Bulk` lies inline
+/// within the lent arguments being encoded (so it is theirs, and its elements live
+/// and stay unchanged while the arguments are kept: nothing else can reach them).
 fn lend(at: usize, size: usize, data: &[u8]) -> Option<Bytes> {
-    if data.len() < SHARE_MIN || !splicing_on() || OFFERED.with(|o| o.borrow().is_none()) {
+    if !would_splice(data.len()) {
         return None;
     }
     LENDER.with(|l| {
-        let l = l.borrow();
-        let (start, len, lent) = l.as_ref()?;
-        (at >= *start && at + size <= start + len).then(|| {
-            Bytes::from_owner(Borrowed {
-                ptr: data.as_ptr(),
-                len: data.len(),
-                lent: Some(lent.clone()),
-            })
-        })
+        let mut l = l.borrow_mut();
+        let lender = l.as_mut()?;
+        if at < lender.start || at + size > lender.start + lender.size {
+            return None;
+        }
+        let lent = lender.lent.get_or_insert_with(Default::default).clone();
+        Some(Bytes::from_owner(Borrowed {
+            ptr: data.as_ptr(),
+            len: data.len(),
+            lent: Some(lent),
+        }))
     })
 }
 
