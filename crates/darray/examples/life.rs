@@ -17,152 +17,285 @@
 //! end
 //! ```
 //!
-//! Here a step has two phases. First every owner builds `old` — its chunk with the
-//! one-cell border — as a `DData` value of its own: the eight border regions with
-//! one `fetch_each_into` (one request to each neighbour for all the rows, columns
-//! and corners it holds, each decoded straight into its region; a local copy where
-//! a region lies in the owner's own chunk), then the middle, the owner's own chunk,
-//! a local copy. Then the next board is made, each owner applying `life_rule` to its
-//! `old`. Julia's version fetches and computes in one `init`; here an owner that got
-//! its halo first would start computing while its neighbours still ask for theirs,
-//! and where processes outnumber cores the thread that serves them then waits for
-//! the CPU (a halo took 1.5–5 ms on a 2-core machine that way, against a step of
-//! 5 ms). Never element by element, and not through SPMD.
+//! Here a step is one `init`, as in Julia, and each owner works on its own cells
+//! where they are, without first copying them into a bordered array. On one
+//! thread it computes the interior of its next chunk — every cell but the ring
+//! along the chunk's edges, which needs only its own cells — while on another it
+//! fetches its one-cell halo: the rows above and below with the corners and the
+//! columns left and right, one `fetch_each_into` (one request to each neighbour
+//! for all the pieces it holds, read where the request arrives on the neighbour
+//! and decoded straight into its place here; a local copy where a piece lies in
+//! the owner's own chunk). Then it computes the ring from thin bordered strips.
+//! The halo's wait is hidden behind the interior's computing, and a neighbour
+//! serves it without interrupting its own. The serial step is the same
+//! computation on one owner whose halo is its own board wrapped round. Never
+//! element by element, and not through SPMD.
 //!
 //! Run: `cargo run --release -p cohort-darray --example life`
 
 use cohort_darray::{DArray, DArrayError, Ranges};
-use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis, Ix2};
-use serde::{Deserialize, Serialize};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Ix2};
 
 /// Julia's `life_rule`: the next state of the interior of `old` (a board with a
 /// one-cell border).
 pub fn life_rule(old: ArrayView2<'_, bool>) -> Array2<bool> {
     let (m, n) = old.dim();
-    let mut new = Array2::from_elem((m - 2, n - 2), false);
-    for i in 1..m - 1 {
-        let (up, mid, down) = (old.row(i - 1), old.row(i), old.row(i + 1));
-        for j in 1..n - 1 {
-            let nc = up[j - 1] as u8
-                + up[j] as u8
-                + up[j + 1] as u8
-                + mid[j - 1] as u8
-                + mid[j + 1] as u8
-                + down[j - 1] as u8
-                + down[j] as u8
-                + down[j + 1] as u8;
-            new[[i - 1, j - 1]] = nc == 3 || nc == 2 && mid[j];
-        }
-    }
+    let mut new = Array2::from_elem((m.saturating_sub(2), n.saturating_sub(2)), false);
+    life_rule_into(old, new.view_mut());
     new
 }
 
-/// One step on a local board that wraps around (the serial baseline).
-pub fn life_step_serial(board: &Array2<bool>) -> Array2<bool> {
-    let (m, n) = board.dim();
-    let mut old = Array2::from_elem((m + 2, n + 2), false);
-    old.slice_mut(s![1..m + 1, 1..n + 1]).assign(board);
-    // The wrapped border: last row on top, first row below, and so on.
-    old.slice_mut(s![0, 1..n + 1]).assign(&board.row(m - 1));
-    old.slice_mut(s![m + 1, 1..n + 1]).assign(&board.row(0));
-    old.slice_mut(s![1..m + 1, 0]).assign(&board.column(n - 1));
-    old.slice_mut(s![1..m + 1, n + 1]).assign(&board.column(0));
-    old[[0, 0]] = board[[m - 1, n - 1]];
-    old[[0, n + 1]] = board[[m - 1, 0]];
-    old[[m + 1, 0]] = board[[0, n - 1]];
-    old[[m + 1, n + 1]] = board[[0, 0]];
-    life_rule(old.view())
+/// [`life_rule`] into `new`, whose shape is that of `old`'s interior.
+fn life_rule_into(old: ArrayView2<'_, bool>, mut new: ArrayViewMut2<'_, bool>) {
+    let (m, n) = old.dim();
+    debug_assert_eq!(new.dim(), (m.saturating_sub(2), n.saturating_sub(2)));
+    for i in 1..m.saturating_sub(1) {
+        let (up, mid, down) = (old.row(i - 1), old.row(i), old.row(i + 1));
+        let mut out = new.row_mut(i - 1);
+        match (
+            up.as_slice(),
+            mid.as_slice(),
+            down.as_slice(),
+            out.as_slice_mut(),
+        ) {
+            (Some(u), Some(c), Some(d), Some(o)) => rule_row(u, c, d, o),
+            _ => {
+                let (u, c, d) = (up.to_vec(), mid.to_vec(), down.to_vec());
+                let mut o = vec![false; n - 2];
+                rule_row(&u, &c, &d, &mut o);
+                out.assign(&ndarray::ArrayView1::from(&o));
+            }
+        }
+    }
 }
 
-/// A band of rows cut into its first column, the next `width`, and its last.
-fn thirds(band: ArrayViewMut2<'_, bool>, width: usize) -> [ArrayViewMut2<'_, bool>; 3] {
-    let (l, rest) = band.split_at(Axis(1), 1);
+/// The next state of the cells `1..n - 1` of row `mid` between rows `up` and
+/// `down` (all `n` long), into `out` (`n - 2` long).
+fn rule_row(up: &[bool], mid: &[bool], down: &[bool], out: &mut [bool]) {
+    let k = out.len();
+    // Slices of exactly `k`: no bounds checks in the loop.
+    let (ul, uc, ur) = (&up[..k], &up[1..k + 1], &up[2..k + 2]);
+    let (ml, mc, mr) = (&mid[..k], &mid[1..k + 1], &mid[2..k + 2]);
+    let (dl, dc, dr) = (&down[..k], &down[1..k + 1], &down[2..k + 2]);
+    for j in 0..k {
+        let nc = ul[j] as u8
+            + uc[j] as u8
+            + ur[j] as u8
+            + ml[j] as u8
+            + mr[j] as u8
+            + dl[j] as u8
+            + dc[j] as u8
+            + dr[j] as u8;
+        out[j] = nc == 3 || nc == 2 && mc[j];
+    }
+}
+
+/// The one-cell border around an `m`×`n` chunk: the row above and the row below
+/// (`n + 2` cells each, the corners included) and the columns to the left and the
+/// right (`m` cells each).
+struct Halo {
+    top: Array2<bool>,
+    bottom: Array2<bool>,
+    left: Array2<bool>,
+    right: Array2<bool>,
+}
+
+impl Halo {
+    fn new(m: usize, n: usize) -> Halo {
+        Halo {
+            top: Array2::from_elem((1, n + 2), false),
+            bottom: Array2::from_elem((1, n + 2), false),
+            left: Array2::from_elem((m, 1), false),
+            right: Array2::from_elem((m, 1), false),
+        }
+    }
+}
+
+/// Row `i` of `chunk` with its halo around it (`n + 2` cells), `i` from -1 to `m`,
+/// into `out`.
+fn bordered_row(
+    chunk: ArrayView2<'_, bool>,
+    halo: &Halo,
+    i: isize,
+    mut out: ArrayViewMut1<'_, bool>,
+) {
+    let m = chunk.nrows() as isize;
+    if i < 0 {
+        out.assign(&halo.top.row(0));
+    } else if i == m {
+        out.assign(&halo.bottom.row(0));
+    } else {
+        let i = i as usize;
+        let n = chunk.ncols();
+        out[0] = halo.left[[i, 0]];
+        out.slice_mut(s![1..n + 1]).assign(&chunk.row(i));
+        out[n + 1] = halo.right[[i, 0]];
+    }
+}
+
+/// Column `j` of `chunk` (`m` cells), `j` from -1 (the halo's left column) to `n`
+/// (its right one), into `out`.
+fn bordered_column(
+    chunk: ArrayView2<'_, bool>,
+    halo: &Halo,
+    j: isize,
+    mut out: ArrayViewMut1<'_, bool>,
+) {
+    let n = chunk.ncols() as isize;
+    if j < 0 {
+        out.assign(&halo.left.column(0));
+    } else if j == n {
+        out.assign(&halo.right.column(0));
+    } else {
+        out.assign(&chunk.column(j as usize));
+    }
+}
+
+/// The next state of the cells of `chunk` that need none of its halo: all but its
+/// first and last rows and columns.
+fn next_interior(chunk: ArrayView2<'_, bool>, next: &mut Array2<bool>) {
+    let (m, n) = chunk.dim();
+    if m > 2 && n > 2 {
+        life_rule_into(chunk, next.slice_mut(s![1..m - 1, 1..n - 1]));
+    }
+}
+
+/// The next state of the ring of cells along `chunk`'s edges, each from a strip of
+/// three rows or columns of the bordered chunk.
+fn next_edges(chunk: ArrayView2<'_, bool>, halo: &Halo, next: &mut Array2<bool>) {
+    let (m, n) = chunk.dim();
+    let (mi, ni) = (m as isize, n as isize);
+    // Bordered rows `first..first + 3`, whole: the next state of row `first + 1`.
+    let across = |first: isize| {
+        let mut strip = Array2::from_elem((3, n + 2), false);
+        for (k, row) in strip.rows_mut().into_iter().enumerate() {
+            bordered_row(chunk, halo, first + k as isize, row);
+        }
+        life_rule(strip.view())
+    };
+    // Bordered columns `first..first + 3` over the chunk's rows: the next state of
+    // column `first + 1` but for its first and last cells. Laid out as rows (the
+    // rule does not care which way round the board is) so the rule runs along them.
+    let down = |first: isize| {
+        let mut strip = Array2::from_elem((3, m), false);
+        for (k, row) in strip.rows_mut().into_iter().enumerate() {
+            bordered_column(chunk, halo, first + k as isize, row);
+        }
+        life_rule(strip.view()).reversed_axes()
+    };
+    next.row_mut(0).assign(&across(-1).row(0));
+    if m > 1 {
+        next.row_mut(m - 1).assign(&across(mi - 2).row(0));
+    }
+    if m > 2 {
+        next.slice_mut(s![1..m - 1, 0..1]).assign(&down(-1));
+        if n > 1 {
+            next.slice_mut(s![1..m - 1, n - 1..n]).assign(&down(ni - 2));
+        }
+    }
+}
+
+/// The next state of an `m`×`n` chunk with its halo.
+fn next_chunk(chunk: ArrayView2<'_, bool>, halo: &Halo) -> Array2<bool> {
+    let mut next = Array2::from_elem(chunk.dim(), false);
+    next_interior(chunk, &mut next);
+    next_edges(chunk, halo, &mut next);
+    next
+}
+
+/// One step on a local board that wraps around (the serial baseline): the same
+/// computation as an owner's, its halo the board's opposite edges.
+pub fn life_step_serial(board: &Array2<bool>) -> Array2<bool> {
+    let (m, n) = board.dim();
+    let mut halo = Halo::new(m, n);
+    // The wrapped border: last row on top, first row below, and so on.
+    for (row, from) in [(&mut halo.top, m - 1), (&mut halo.bottom, 0)] {
+        row[[0, 0]] = board[[from, n - 1]];
+        row.slice_mut(s![0, 1..n + 1]).assign(&board.row(from));
+        row[[0, n + 1]] = board[[from, 0]];
+    }
+    halo.left.column_mut(0).assign(&board.column(n - 1));
+    halo.right.column_mut(0).assign(&board.column(0));
+    next_chunk(board.view(), &halo)
+}
+
+/// A `1`×`width + 2` row cut into its first cell, the next `width`, and its last.
+fn thirds(row: ArrayViewMut2<'_, bool>, width: usize) -> [ArrayViewMut2<'_, bool>; 3] {
+    let (l, rest) = row.split_at(Axis(1), 1);
     let (c, r) = rest.split_at(Axis(1), width);
     [l, c, r]
 }
 
-/// An owner's chunk of the board with its one-cell border (the halo), kept on the
-/// owner between the two phases of a step; or why it could not be made.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Bordered {
-    old: Array2<bool>,
-    error: Option<String>,
-}
-
-impl cohort_darray::Element for Bordered {}
-
-/// On an owner: its chunk of `d` with the border around it, from its neighbours.
-fn bordered(d: &DArray<bool, Ix2>) -> Bordered {
-    match fetch_bordered(d) {
-        Ok(old) => Bordered { old, error: None },
-        Err(e) => Bordered {
-            old: Array2::default((0, 0)),
-            error: Some(e.to_string()),
-        },
-    }
-}
-
-fn fetch_bordered(d: &DArray<bool, Ix2>) -> Result<Array2<bool>, DArrayError> {
-    let idx = d.localindices();
+/// This owner's chunk's halo, from its neighbours (and from itself where the board
+/// wraps onto its own chunk).
+fn fetch_halo(d: &DArray<bool, Ix2>, idx: &Ranges) -> Result<Halo, DArrayError> {
     let (m, n) = (d.shape()[0], d.shape()[1]);
     let (rows, cols) = (idx[0].clone(), idx[1].clone());
     let top = (rows.start + m - 1) % m;
     let bot = rows.end % m;
     let left = (cols.start + n - 1) % n;
     let right = cols.end % n;
-    let mut old = Array2::from_elem((rows.len() + 2, cols.len() + 2), false);
-    {
-        // Nine disjoint regions of `old`: three bands of rows, each cut in three.
-        let (top_band, rest) = old.view_mut().split_at(Axis(0), 1);
-        let (mid_band, bot_band) = rest.split_at(Axis(0), rows.len());
-        let [tl, tc, tr] = thirds(top_band, cols.len());
-        let [ml, mc, mr] = thirds(mid_band, cols.len());
-        let [bl, bc, br] = thirds(bot_band, cols.len());
-        let one = |i: usize| i..i + 1;
-        // Julia's nine indexing expressions, in the same order, but the middle (this
-        // owner's own chunk) is copied last: first the eight border regions, in one
-        // request per neighbour, while this process and its neighbours are idle
-        // enough to serve and land them at once.
-        let border = [
-            [one(top), one(left)],
-            [rows.clone(), one(left)],
-            [one(bot), one(left)],
-            [one(top), cols.clone()],
-            [one(bot), cols.clone()],
-            [one(top), one(right)],
-            [rows.clone(), one(right)],
-            [one(bot), one(right)],
-        ];
-        let targets = [tl, ml, bl, tc, bc, tr, mr, br];
-        let regions = border.iter().map(|r| &r[..]).zip(targets).collect();
-        d.fetch_each_into_blocking(regions)?;
-        // The middle: this owner's own chunk, a local copy.
-        d.fetch_into_blocking(&[rows, cols], mc)?;
-    }
-    Ok(old)
+    let mut halo = Halo::new(rows.len(), cols.len());
+    let one = |i: usize| i..i + 1;
+    // Julia's eight border expressions, in one request per neighbour.
+    let border = [
+        [one(top), one(left)],
+        [one(top), cols.clone()],
+        [one(top), one(right)],
+        [one(bot), one(left)],
+        [one(bot), cols.clone()],
+        [one(bot), one(right)],
+        [rows.clone(), one(left)],
+        [rows.clone(), one(right)],
+    ];
+    let [tl, tc, tr] = thirds(halo.top.view_mut(), cols.len());
+    let [bl, bc, br] = thirds(halo.bottom.view_mut(), cols.len());
+    let targets = [
+        tl,
+        tc,
+        tr,
+        bl,
+        bc,
+        br,
+        halo.left.view_mut(),
+        halo.right.view_mut(),
+    ];
+    let regions = border.iter().map(|r| &r[..]).zip(targets).collect();
+    d.fetch_each_into_blocking(regions)?;
+    Ok(halo)
+}
+
+/// On an owner: its chunk of the board after this step.
+fn next_local_chunk(d: &DArray<bool, Ix2>) -> Result<Array2<bool>, DArrayError> {
+    let idx = d.localindices();
+    let mut next = Array2::from_elem(d.localpart()?.dim(), false);
+    // The interior, from this owner's cells alone, on a thread of its own while this
+    // one fetches the halo: the neighbours' pieces are read where their requests
+    // arrive, without waiting for their owners' computing. (Each thread takes the
+    // chunk's read lock for itself: a thread that holds it does not ask again.)
+    let halo = std::thread::scope(|scope| {
+        let interior = scope.spawn(|| -> Result<(), DArrayError> {
+            next_interior(d.localpart()?.view(), &mut next);
+            Ok(())
+        });
+        let halo = fetch_halo(d, &idx);
+        interior.join().expect("the interior's thread panicked")?;
+        halo
+    })?;
+    next_edges(d.localpart()?.view(), &halo, &mut next);
+    Ok(next)
 }
 
 /// Seed 004's `life_step`: the next board, laid out like `d`.
 ///
 /// # Errors
-/// As `DArrayBuilder::init` and `ddata_on` (a neighbour that cannot be reached fails
-/// the step, with its error).
+/// As `DArrayBuilder::init` (a neighbour that cannot be reached fails the step,
+/// with its error).
 pub fn life_step(d: &DArray<bool, Ix2>) -> Result<DArray<bool, Ix2>, DArrayError> {
     let board = d.clone();
-    // Phase 1: every owner gets its halo; nobody computes yet.
-    let halos = cohort_darray::blocking::ddata_on(
-        d.procs(),
-        cohort::closure!([board] |_pid: cohort::Pid| bordered(board)),
-    )?;
-    // Phase 2: every owner computes its next chunk from what it holds.
     DArray::<bool, Ix2>::builder(d.dim()).like(d).init_blocking(
-        cohort::closure!([halos] |_idx: Ranges| {
-            halos
-                .with_local(|b| match &b.error {
-                    Some(e) => Err(e.clone()),
-                    None => Ok(life_rule(b.old.view())),
-                })
-                .map_err(|e| e.to_string())?
+        cohort::closure!([board] |_idx: Ranges| {
+            next_local_chunk(board).map_err(|e| e.to_string())
         }),
     )
 }
