@@ -5,7 +5,8 @@
 //! - `create/*`: a 1000×1000 f64 DArray made with `init` on 4 workers, beside a local
 //!   `Array::from_elem` of the same size.
 //! - `life_step/*`: one step of the seed's game of life on a 2048×2048 board, serial
-//!   versus a DArray on 2 workers (halo fetched from the neighbours).
+//!   versus a DArray on 2 workers (halo fetched from the neighbours), and on 2 workers
+//!   bound to a CPU each (`LocalManager::bind_cores`, as `mpirun --bind-to core`).
 //! - `power_method_10/*`: 10 power-method steps on a 4000×4000 matrix: the serial
 //!   `ndarray` mat-vec loop versus a DArray on 2 workers with a distributed vector
 //!   (default layout, and cut by rows) and with a local vector.
@@ -67,7 +68,7 @@ fn create(c: &mut Criterion, w: &[Pid]) {
     g.finish();
 }
 
-fn life(c: &mut Criterion, w: &[Pid]) {
+fn life(c: &mut Criterion, w: &[Pid], bound: &[Pid]) {
     let n = 2048;
     let board = Array2::from_shape_fn((n, n), |(i, j)| (i * 31 + j * 17) % 7 < 2);
     let d = DArray::<bool, Ix2>::builder((n, n))
@@ -80,6 +81,14 @@ fn life(c: &mut Criterion, w: &[Pid]) {
         b.iter(|| black_box(life::life_step_serial(&board)))
     });
     g.bench_function("darray_2048_2_workers", |b| {
+        b.iter(|| black_box(life::life_step(&d).unwrap()))
+    });
+    // The same on two workers bound to a CPU each (`LocalManager::bind_cores`).
+    let d = DArray::<bool, Ix2>::builder((n, n))
+        .procs(bound)
+        .distribute_blocking(&board)
+        .unwrap();
+    g.bench_function("darray_2048_2_bound_workers", |b| {
         b.iter(|| black_box(life::life_step(&d).unwrap()))
     });
     g.finish();
@@ -119,9 +128,12 @@ fn power(c: &mut Criterion, w: &[Pid]) {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let w = cohort::blocking::addprocs(4).expect("addprocs");
+    let bound = cohort::AddProcs::with_manager(cohort::LocalManager::new(2).bind_cores(true))
+        .launch_blocking()
+        .expect("addprocs, bound");
     create(&mut c, &w);
     sum(&mut c, &w);
-    life(&mut c, &w);
+    life(&mut c, &w, &bound);
     power(&mut c, &w);
     c.final_summary();
 }

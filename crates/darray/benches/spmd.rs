@@ -11,6 +11,8 @@
 //! `cohort` broadcasts a `Bulk<u8>` (a new array on the receiver each time);
 //! `cohort_bcast_into` broadcasts into a buffer each process keeps, as the MPI
 //! program's `MPI_Bcast` does.
+//! The `_bound` entries run on two workers bound to a CPU each
+//! (`LocalManager::bind_cores`), as `mpirun` binds its ranks to cores by default.
 //! Without `mpicc`/`mpirun` on the PATH the Open MPI entries are left out (and a
 //! line says so).
 
@@ -147,6 +149,10 @@ fn mpirun(prog: &PathBuf, what: &str, iters: u64) -> Duration {
 
 fn benches(c: &mut Criterion) {
     let w = cohort::blocking::addprocs(2).expect("addprocs");
+    // Two more, bound to a CPU each, as `mpirun` binds its ranks by default.
+    let bound = cohort::AddProcs::with_manager(cohort::LocalManager::new(2).bind_cores(true))
+        .launch_blocking()
+        .expect("addprocs, bound");
     let mpi = mpi_program();
 
     let mut g = c.benchmark_group("spmd_barrier_2_workers");
@@ -154,6 +160,9 @@ fn benches(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("cohort", |b| {
         b.iter_custom(|iters| timed_run(barriers, (iters,), &w))
+    });
+    g.bench_function("cohort_bound", |b| {
+        b.iter_custom(|iters| timed_run(barriers, (iters,), &bound))
     });
     // For reference: one call round trip driver → worker in the same run (a
     // two-process barrier is one message each way).
@@ -177,6 +186,9 @@ fn benches(c: &mut Criterion) {
     // Into a buffer each process keeps, as the MPI program does.
     g.bench_function("cohort_bcast_into", |b| {
         b.iter_custom(|iters| timed_run(bcasts_into, (iters, BCAST_BYTES), &w))
+    });
+    g.bench_function("cohort_bcast_into_bound", |b| {
+        b.iter_custom(|iters| timed_run(bcasts_into, (iters, BCAST_BYTES), &bound))
     });
     if let Some(p) = &mpi {
         g.bench_function("openmpi_tcp", |b| {

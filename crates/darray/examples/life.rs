@@ -18,18 +18,18 @@
 //! ```
 //!
 //! Here a step is one `init`, as in Julia, and each owner works on its own cells
-//! where they are, without first copying them into a bordered array. On one
-//! thread it computes the interior of its next chunk — every cell but the ring
-//! along the chunk's edges, which needs only its own cells — while on another it
-//! fetches its one-cell halo: the rows above and below with the corners and the
-//! columns left and right, one `fetch_each_into` (one request to each neighbour
-//! for all the pieces it holds, read where the request arrives on the neighbour
-//! and decoded straight into its place here; a local copy where a piece lies in
-//! the owner's own chunk). Then it computes the ring from thin bordered strips.
-//! The halo's wait is hidden behind the interior's computing, and a neighbour
-//! serves it without interrupting its own. The serial step is the same
-//! computation on one owner whose halo is its own board wrapped round. Never
-//! element by element, and not through SPMD.
+//! where they are, without first copying them into a bordered array. It computes
+//! the interior of its next chunk — every cell but the ring along the chunk's
+//! edges, which needs only its own cells — while a task of cohort's runtime fetches
+//! its one-cell halo: the rows above and below with the corners and the columns
+//! left and right, one `fetch_each_into` (one request to each neighbour for all
+//! the pieces it holds, read where the request arrives on the neighbour and decoded
+//! straight into its place here; a local copy where a piece lies in the owner's
+//! own chunk). Then it computes the ring from thin bordered strips. The halo's wait
+//! is hidden behind the interior's computing, and a neighbour serves it without
+//! interrupting its own. The serial step is the same computation on one owner
+//! whose halo is its own board wrapped round. Never element by element, and not
+//! through SPMD.
 //!
 //! Run: `cargo run --release -p cohort-darray --example life`
 
@@ -228,7 +228,7 @@ fn thirds(row: ArrayViewMut2<'_, bool>, width: usize) -> [ArrayViewMut2<'_, bool
 
 /// This owner's chunk's halo, from its neighbours (and from itself where the board
 /// wraps onto its own chunk).
-fn fetch_halo(d: &DArray<bool, Ix2>, idx: &Ranges) -> Result<Halo, DArrayError> {
+async fn fetch_halo(d: DArray<bool, Ix2>, idx: Ranges) -> Result<Halo, DArrayError> {
     let (m, n) = (d.shape()[0], d.shape()[1]);
     let (rows, cols) = (idx[0].clone(), idx[1].clone());
     let top = (rows.start + m - 1) % m;
@@ -248,40 +248,38 @@ fn fetch_halo(d: &DArray<bool, Ix2>, idx: &Ranges) -> Result<Halo, DArrayError> 
         [rows.clone(), one(left)],
         [rows.clone(), one(right)],
     ];
-    let [tl, tc, tr] = thirds(halo.top.view_mut(), cols.len());
-    let [bl, bc, br] = thirds(halo.bottom.view_mut(), cols.len());
-    let targets = [
-        tl,
-        tc,
-        tr,
-        bl,
-        bc,
-        br,
-        halo.left.view_mut(),
-        halo.right.view_mut(),
-    ];
-    let regions = border.iter().map(|r| &r[..]).zip(targets).collect();
-    d.fetch_each_into_blocking(regions)?;
+    {
+        let [tl, tc, tr] = thirds(halo.top.view_mut(), cols.len());
+        let [bl, bc, br] = thirds(halo.bottom.view_mut(), cols.len());
+        let targets = [
+            tl,
+            tc,
+            tr,
+            bl,
+            bc,
+            br,
+            halo.left.view_mut(),
+            halo.right.view_mut(),
+        ];
+        let regions = border.iter().map(|r| &r[..]).zip(targets).collect();
+        d.fetch_each_into(regions).await?;
+    }
     Ok(halo)
 }
 
 /// On an owner: its chunk of the board after this step.
 fn next_local_chunk(d: &DArray<bool, Ix2>) -> Result<Array2<bool>, DArrayError> {
-    let idx = d.localindices();
-    let mut next = Array2::from_elem(d.localpart()?.dim(), false);
-    // The interior, from this owner's cells alone, on a thread of its own while this
-    // one fetches the halo: the neighbours' pieces are read where their requests
-    // arrive, without waiting for their owners' computing. (Each thread takes the
-    // chunk's read lock for itself: a thread that holds it does not ask again.)
-    let halo = std::thread::scope(|scope| {
-        let interior = scope.spawn(|| -> Result<(), DArrayError> {
-            next_interior(d.localpart()?.view(), &mut next);
-            Ok(())
-        });
-        let halo = fetch_halo(d, &idx);
-        interior.join().expect("the interior's thread panicked")?;
-        halo
-    })?;
+    // The halo is fetched by a task of the runtime while this thread computes the
+    // interior, from this owner's cells alone.
+    let halo = cohort::runtime::handle().spawn(fetch_halo(d.clone(), d.localindices()));
+    let mut next = {
+        let part = d.localpart()?;
+        let mut next = Array2::from_elem(part.dim(), false);
+        next_interior(part.view(), &mut next);
+        next
+    };
+    let halo =
+        cohort::runtime::block_here("life: the halo", halo).expect("the halo's task panicked")?;
     next_edges(d.localpart()?.view(), &halo, &mut next);
     Ok(next)
 }

@@ -33,6 +33,7 @@
 //! let _manager = LocalManager::new(2);
 //! ```
 
+pub mod cpus;
 pub mod listen;
 pub mod local;
 pub mod machines;
