@@ -473,6 +473,19 @@ pub enum ClusterError {
         /// What the manager's workers use to reach each other.
         transport: cohort_transport::WorkerTransport,
     },
+    /// [`AddProcs::bind_cores`](crate::AddProcs::bind_cores) was asked of a launch
+    /// whose workers a manager of one's own starts: only local workers are bound
+    /// that way (a manager binds its own, as `LocalManager::bind_cores` does).
+    ///
+    /// ```
+    /// let e = cohort_cluster::ClusterError::BindUnsupported;
+    /// assert!(e.to_string().contains("LocalManager::bind_cores"));
+    /// ```
+    #[error(
+        "AddProcs::bind_cores binds local workers only (AddProcs::local); a manager of \
+         your own binds its workers itself, as LocalManager::bind_cores does"
+    )]
+    BindUnsupported,
     /// All-to-all was asked for with a manager whose workers reach each other over
     /// another transport than a worker already in the cluster, so the two could not
     /// connect. Returned before anything is launched.

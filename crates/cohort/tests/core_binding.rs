@@ -1,7 +1,8 @@
-//! Workers bound to CPUs (`LocalManager::bind_cores`): each bound worker, and every
-//! thread in it, may run on exactly one of the CPUs this process may run on, the
-//! bound workers take those CPUs in turn, and workers started without it keep this
-//! process's whole set.
+//! Workers bound to CPUs (`LocalManager::bind_cores`, `AddProcs::bind_cores`): each
+//! bound worker, and every thread in it, may run on exactly one of the CPUs this
+//! process may run on, the bound workers take those CPUs in turn across launches,
+//! workers started without it keep this process's whole set, and asking
+//! `AddProcs` to bind the workers of a manager of one's own is refused.
 
 use std::collections::BTreeSet;
 
@@ -44,9 +45,16 @@ fn bound_workers_run_on_one_cpu_each_and_take_the_cpus_in_turn() {
         .unwrap()
         .into_iter()
         .collect();
-    let bound = AddProcs::with_manager(LocalManager::new(2).bind_cores(true))
+    // One bound worker each way: the manager's option, and `AddProcs`'s.
+    let mut bound = AddProcs::with_manager(LocalManager::new(1).bind_cores(true))
         .launch_blocking()
         .unwrap();
+    bound.extend(
+        AddProcs::local(1)
+            .bind_cores(true)
+            .launch_blocking()
+            .unwrap(),
+    );
     let free = cohort::blocking::addprocs(1).unwrap();
     let mut cpus = Vec::new();
     for &p in &bound {
@@ -72,4 +80,14 @@ fn bound_workers_run_on_one_cpu_each_and_take_the_cpus_in_turn() {
         "unbound: {threads:?}, this process: {all:?}"
     );
     cohort::blocking::rmprocs(&[bound, free].concat(), None).unwrap();
+}
+
+#[test]
+fn bind_cores_with_a_manager_of_ones_own_is_refused_before_anything_starts() {
+    let e = AddProcs::with_manager(LocalManager::new(1))
+        .bind_cores(true)
+        .launch_blocking()
+        .unwrap_err();
+    assert!(matches!(e, cohort::ClusterError::BindUnsupported), "{e}");
+    assert!(e.to_string().contains("LocalManager::bind_cores"), "{e}");
 }

@@ -39,6 +39,12 @@ use crate::shell::tls::TlsMode;
 pub struct AddProcs {
     manager: Arc<dyn ClusterManager>,
     params: LaunchParams,
+    /// Whether `manager` is the [`LocalManager`] that [`local`](Self::local) made
+    /// (which [`bind_cores`](Self::bind_cores) may replace).
+    local: bool,
+    /// [`bind_cores`](Self::bind_cores) asked of a manager that is not local: the
+    /// launch fails.
+    bind_elsewhere: bool,
     /// [`tls`](Self::tls)'s mode, if any.
     #[cfg(feature = "tls")]
     tls: Option<TlsMode>,
@@ -50,13 +56,17 @@ impl std::fmt::Debug for AddProcs {
         let AddProcs {
             manager,
             params,
+            local,
+            bind_elsewhere,
             #[cfg(feature = "tls")]
             tls,
         } = self;
         // `LaunchParams` and `ClusterTls` print neither the cookie nor the key.
         let mut d = f.debug_struct("AddProcs");
         d.field("manager", &manager.worker_transport().to_string())
-            .field("params", params);
+            .field("params", params)
+            .field("local", local)
+            .field("bind_elsewhere", bind_elsewhere);
         #[cfg(feature = "tls")]
         d.field("tls", tls);
         d.finish()
@@ -91,6 +101,8 @@ impl AddProcs {
                 count,
                 ..Default::default()
             },
+            local: true,
+            bind_elsewhere: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -106,6 +118,8 @@ impl AddProcs {
         AddProcs {
             manager: Arc::new(manager),
             params: LaunchParams::default(),
+            local: false,
+            bind_elsewhere: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -118,6 +132,26 @@ impl AddProcs {
     /// ```
     pub fn count(mut self, n: usize) -> Self {
         self.params.count = n;
+        self
+    }
+
+    /// Binds each local worker, and every thread in it, to one CPU of those this
+    /// process may run on, in turn (as `mpirun --bind-to core`; see
+    /// [`LocalManager::bind_cores`]). For workers started by [`local`](Self::local);
+    /// a manager of one's own binds (or not) itself. Off by default, as in Julia.
+    ///
+    /// ```no_run
+    /// let pids = cohort_cluster::AddProcs::local(2).bind_cores(true).launch_blocking().unwrap();
+    /// ```
+    ///
+    /// With [`with_manager`](Self::with_manager) the launch fails with
+    /// [`ClusterError::BindUnsupported`] rather than start unbound workers.
+    pub fn bind_cores(mut self, on: bool) -> Self {
+        if self.local {
+            self.manager = Arc::new(LocalManager::new(self.params.count).bind_cores(on));
+        } else {
+            self.bind_elsewhere = on;
+        }
         self
     }
 
@@ -263,7 +297,9 @@ impl AddProcs {
     /// joined.
     ///
     /// # Errors
-    /// [`ClusterError::NotMaster`] on a worker; [`ClusterError::Launch`] if the manager
+    /// [`ClusterError::NotMaster`] on a worker; [`ClusterError::BindUnsupported`] for
+    /// [`bind_cores`](Self::bind_cores) with a manager of one's own;
+    /// [`ClusterError::Launch`] if the manager
     /// could not start them, or the TLS credentials could not be made or loaded (or
     /// TLS was asked for in a cluster that already has plaintext workers);
     /// [`ClusterError::Connect`] if one could not be reached or failed the TLS or
@@ -285,6 +321,9 @@ impl AddProcs {
 
     /// [`launch`](Self::launch) into `n`'s cluster.
     pub(crate) async fn launch_in(self, n: Arc<Node>) -> Result<Vec<Pid>, ClusterError> {
+        if self.bind_elsewhere {
+            return Err(ClusterError::BindUnsupported);
+        }
         #[cfg(feature = "tls")]
         let launching = launch(n, self.manager, self.params, self.tls);
         #[cfg(not(feature = "tls"))]
