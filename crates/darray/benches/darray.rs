@@ -6,7 +6,7 @@
 //!   `Array::from_elem` of the same size.
 //! - `life_step/*`: one step of the seed's game of life on a 2048×2048 board, serial
 //!   versus a DArray on 2 workers (halo fetched from the neighbours), and on 2 workers
-//!   bound to a CPU each (`LocalManager::bind_cores`, as `mpirun --bind-to core`).
+//!   bound to a CPU each (`AddProcs::bind_cores`, as `mpirun --bind-to core`).
 //! - `power_method_10/*`: 10 power-method steps on a 4000×4000 matrix: the serial
 //!   `ndarray` mat-vec loop versus a DArray on 2 workers with a distributed vector
 //!   (default layout, and cut by rows) and with a local vector.
@@ -83,7 +83,7 @@ fn life(c: &mut Criterion, w: &[Pid], bound: &[Pid]) {
     g.bench_function("darray_2048_2_workers", |b| {
         b.iter(|| black_box(life::life_step(&d).unwrap()))
     });
-    // The same on two workers bound to a CPU each (`LocalManager::bind_cores`).
+    // The same on two workers bound to a CPU each (`AddProcs::bind_cores`).
     let d = DArray::<bool, Ix2>::builder((n, n))
         .procs(bound)
         .distribute_blocking(&board)
@@ -128,7 +128,8 @@ fn power(c: &mut Criterion, w: &[Pid]) {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let w = cohort::blocking::addprocs(4).expect("addprocs");
-    let bound = cohort::AddProcs::with_manager(cohort::LocalManager::new(2).bind_cores(true))
+    let bound = cohort::AddProcs::local(2)
+        .bind_cores(true)
         .launch_blocking()
         .expect("addprocs, bound");
     create(&mut c, &w);

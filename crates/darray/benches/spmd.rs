@@ -12,7 +12,7 @@
 //! `cohort_bcast_into` broadcasts into a buffer each process keeps, as the MPI
 //! program's `MPI_Bcast` does.
 //! The `_bound` entries run on two workers bound to a CPU each
-//! (`LocalManager::bind_cores`), as `mpirun` binds its ranks to cores by default.
+//! (`AddProcs::bind_cores`), as `mpirun` binds its ranks to cores by default.
 //! Without `mpicc`/`mpirun` on the PATH the Open MPI entries are left out (and a
 //! line says so).
 
@@ -150,7 +150,8 @@ fn mpirun(prog: &PathBuf, what: &str, iters: u64) -> Duration {
 fn benches(c: &mut Criterion) {
     let w = cohort::blocking::addprocs(2).expect("addprocs");
     // Two more, bound to a CPU each, as `mpirun` binds its ranks by default.
-    let bound = cohort::AddProcs::with_manager(cohort::LocalManager::new(2).bind_cores(true))
+    let bound = cohort::AddProcs::local(2)
+        .bind_cores(true)
         .launch_blocking()
         .expect("addprocs, bound");
     let mpi = mpi_program();

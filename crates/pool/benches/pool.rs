@@ -1,7 +1,7 @@
 //! pmap and the reducer form of `@distributed`, each beside its serial baseline.
 //! `cargo bench -p cohort-pool --bench pool`; `COHORT_BENCH_WORKERS=N` sets the
 //! number of workers (default 2), `COHORT_BENCH_BIND=1` binds each to a CPU
-//! (`LocalManager::bind_cores`), `COHORT_BENCH_REDUCE_ITEMS=M` the reducer's items.
+//! (`AddProcs::bind_cores`), `COHORT_BENCH_REDUCE_ITEMS=M` the reducer's items.
 
 use std::time::Duration;
 
@@ -39,15 +39,12 @@ fn benches(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    // COHORT_BENCH_BIND=1 binds each worker to a CPU (`LocalManager::bind_cores`).
+    // COHORT_BENCH_BIND=1 binds each worker to a CPU (`AddProcs::bind_cores`).
     let bind = std::env::var("COHORT_BENCH_BIND").is_ok_and(|v| v.trim() == "1");
-    let w = if bind {
-        cohort::AddProcs::with_manager(cohort::LocalManager::new(n).bind_cores(true))
-            .launch_blocking()
-            .expect("addprocs, bound")
-    } else {
-        cohort::blocking::addprocs(n).expect("addprocs")
-    };
+    let w = cohort::AddProcs::local(n)
+        .bind_cores(bind)
+        .launch_blocking()
+        .expect("addprocs");
     let nw = w.len();
 
     let items: Vec<u64> = (0..100_000).collect();

@@ -49,16 +49,20 @@ pub fn allowed() -> io::Result<Vec<usize>> {
 /// workers onto the first CPUs).
 static BOUND: AtomicUsize = AtomicUsize::new(0);
 
-/// The CPU for the next bound worker: the allowed CPUs in turn.
+/// The CPUs for the next `count` bound workers: the allowed CPUs in turn (the mask
+/// read once for all of them).
 ///
 /// # Errors
-/// As [`allowed`].
-pub(crate) fn next() -> io::Result<usize> {
+/// As [`allowed`], and an error if the mask is empty.
+pub(crate) fn take(count: usize) -> io::Result<Vec<usize>> {
     let cpus = allowed()?;
     if cpus.is_empty() {
         return Err(io::Error::other("this process may run on no CPU"));
     }
-    Ok(cpus[BOUND.fetch_add(1, Ordering::Relaxed) % cpus.len()])
+    let first = BOUND.fetch_add(count, Ordering::Relaxed);
+    Ok((first..first + count)
+        .map(|k| cpus[k % cpus.len()])
+        .collect())
 }
 
 /// Makes the process `cmd` starts run on `cpu` only, from before its first

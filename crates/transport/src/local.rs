@@ -303,15 +303,19 @@ impl ClusterManager for LocalManager {
             } else {
                 params.count
             };
-            let spawn_err = |source| LaunchError::Spawn {
-                exe: exe.display().to_string(),
-                source,
+            // Each worker's CPU when bound, chosen before any starts.
+            let cpus: Vec<Option<usize>> = if self.bind_cores {
+                crate::cpus::take(count)
+                    .map_err(|source| LaunchError::Spawn {
+                        exe: exe.display().to_string(),
+                        source,
+                    })?
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None; count]
             };
-            // Each bound worker's CPU, chosen before any starts.
-            let cpus = (0..count)
-                .map(|_| self.bind_cores.then(crate::cpus::next).transpose())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(spawn_err)?;
             let next = std::sync::atomic::AtomicUsize::new(0);
             crate::manager::launch_all(count, &launched, || {
                 let cpu = cpus[next.fetch_add(1, Ordering::Relaxed)];
