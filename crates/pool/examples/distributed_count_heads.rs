@@ -6,7 +6,7 @@
 //! end
 //! ```
 //!
-//! `cargo run --release -p cohort-pool --example count_heads [workers]`
+//! `cargo run --release -p cohort-pool --example distributed_count_heads [workers]`
 
 use std::time::Instant;
 
